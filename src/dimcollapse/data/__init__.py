@@ -1,0 +1,1 @@
+"""Datasets on disk (checked on load) and batched view augmentation; registered under "dataset"."""

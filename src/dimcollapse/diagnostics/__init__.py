@@ -1,0 +1,1 @@
+"""Pure collapse diagnostics: functions of tensors/arrays, no training code (SPEC section 1)."""

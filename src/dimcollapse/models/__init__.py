@@ -1,0 +1,1 @@
+"""Backbones and projectors, registered under "backbone" and "projector" (SPEC section 3)."""

@@ -1,0 +1,1 @@
+"""SSL objectives as nn.Modules, registered under "objective" (SPEC section 2)."""

@@ -1,0 +1,1 @@
+"""Anti-collapse regularizers, registered under "regularizer" (SPEC section 4)."""

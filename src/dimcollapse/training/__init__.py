@@ -1,0 +1,1 @@
+"""The Lightning training engine: SSL module, callbacks, evaluation, config."""

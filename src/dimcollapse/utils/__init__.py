@@ -1,0 +1,1 @@
+"""Small shared helpers (atomic file writes, seeding) used by every layer above diagnostics."""
