@@ -1,0 +1,142 @@
+"""A study file: named run variants x a cartesian grid of config overrides x seeds.
+
+    name: demo
+    base: ../fmnist/base.yaml          # a training config (path relative to this file)
+    set: {optim.max_time_minutes: 1}   # overrides applied to every run
+    runs:                              # named variants, each a dict of dotted overrides
+      - {name: simclr_mlp, set: {objective.name: simclr, model.projector.name: mlp}}
+      - {name: simclr_none, set: {model.projector.name: none}}
+    grid: {trainer.seed: [0, 1]}       # cartesian product over these keys
+
+expands to len(runs) * prod(len(values)) runs, each with a unique, file-system-safe id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dimcollapse.errors import ConfigError, InputError
+
+_VALID_TOP = ("name", "base", "set", "runs", "grid", "description", "baselines", "theory")
+_SAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a study: its id, variant name, grid point and the full override list."""
+
+    run_id: str
+    variant: str
+    grid_point: dict[str, Any]
+    overrides: dict[str, Any]
+
+    def dotlist(self) -> list[str]:
+        """Overrides as ``key=value`` strings (values YAML-encoded)."""
+        return [f"{k}={_yaml_scalar(v)}" for k, v in self.overrides.items()]
+
+
+@dataclass
+class Study:
+    """A parsed study file."""
+
+    name: str
+    base: Path
+    runs: list[RunSpec]
+    path: Path
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _yaml_scalar(v: Any) -> str:
+    text = yaml.safe_dump(v, default_flow_style=True, width=10_000).strip()
+    return text.removesuffix("\n...").strip()
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and not key.endswith(("kwargs", "regularizers")):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "+".join(_short(x) for x in v) or "none"
+    if isinstance(v, dict):
+        return "+".join(f"{_short(x)}" for x in v.values())
+    return str(v)
+
+
+def run_id(variant: str, grid_point: dict[str, Any]) -> str:
+    """Stable directory name: ``variant`` then ``key-value`` for each grid key (last key segment)."""
+    parts = [variant] + [f"{k.split('.')[-1]}-{_short(v)}" for k, v in grid_point.items()]
+    return _SAFE.sub("_", "__".join(parts))
+
+
+def expand(
+    variants: list[dict[str, Any]], grid: dict[str, list[Any]], common: dict[str, Any] | None = None
+) -> list[RunSpec]:
+    """Cartesian product variants x grid; later overrides win: common < variant < grid point."""
+    common = _flatten(common or {})
+    keys = list(grid)
+    for k in keys:
+        if not isinstance(grid[k], list) or not grid[k]:
+            raise ConfigError(f"study grid key '{k}' must map to a non-empty list of values.")
+    points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+    specs: list[RunSpec] = []
+    seen: set[str] = set()
+    for var in variants:
+        if not isinstance(var, dict) or "name" not in var:
+            raise ConfigError("each entry of 'runs' must be a mapping with a 'name' (and optional 'set').")
+        unknown = set(var) - {"name", "set"}
+        if unknown:
+            raise ConfigError(
+                f"run '{var['name']}' has unknown key(s) {sorted(unknown)}; use 'name' and 'set'."
+            )
+        vset = _flatten(var.get("set") or {})
+        for point in points or [{}]:
+            rid = run_id(str(var["name"]), point)
+            if rid in seen:
+                raise ConfigError(
+                    f"two runs of the study would share the id '{rid}': give variants unique names."
+                )
+            seen.add(rid)
+            specs.append(RunSpec(rid, str(var["name"]), dict(point), {**common, **vset, **point}))
+    return specs
+
+
+def load_study(path: str | Path) -> Study:
+    """Parse and validate a study YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"study file '{p}' does not exist. Pass a YAML file (see configs/studies/).")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise InputError(f"study file '{p}' is not valid YAML: {e}. Fix the syntax.") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"study file '{p}' must be a mapping with keys {', '.join(_VALID_TOP)}.")
+    unknown = sorted(set(raw) - set(_VALID_TOP))
+    if unknown:
+        raise ConfigError(
+            f"study file '{p}' has unknown key(s) {unknown}. Valid keys: {', '.join(_VALID_TOP)}."
+        )
+    if "base" not in raw:
+        raise ConfigError(f"study file '{p}' needs 'base': the path of a training config.")
+    base = (p.parent / str(raw["base"])).resolve()
+    if not base.is_file():
+        raise InputError(f"study '{p}': base config '{base}' does not exist. Fix the 'base' path.")
+    runs = raw.get("runs") or [{"name": str(raw.get("name", p.stem))}]
+    specs = expand(runs, raw.get("grid") or {}, raw.get("set") or {})
+    options = {k: raw[k] for k in ("baselines", "theory") if k in raw}
+    return Study(str(raw.get("name", p.stem)), base, specs, p, str(raw.get("description", "")), options)
