@@ -1,1 +1,27 @@
-"""SSL objectives as nn.Modules, registered under "objective" (SPEC section 2)."""
+"""SSL objectives as nn.Modules, registered under "objective" (SPEC section 2).
+
+``build("objective", name, **kw)`` returns a module called as ``loss(z1, z2)`` (BYOL:
+``loss(z1, z2, t1, t2)``); each fills ``last_stats`` on forward. DDP conventions: ``distributed.py``.
+"""
+
+from dimcollapse.objectives.barlow_twins import BarlowTwins
+from dimcollapse.objectives.base import Objective
+from dimcollapse.objectives.byol import BYOL, cosine_momentum, ema_update
+from dimcollapse.objectives.directclr import DirectCLR
+from dimcollapse.objectives.predictor import Predictor
+from dimcollapse.objectives.simclr import NTXent
+from dimcollapse.objectives.simsiam import SimSiam
+from dimcollapse.objectives.vicreg import VICReg
+
+__all__ = [
+    "BYOL",
+    "BarlowTwins",
+    "DirectCLR",
+    "NTXent",
+    "Objective",
+    "Predictor",
+    "SimSiam",
+    "VICReg",
+    "cosine_momentum",
+    "ema_update",
+]

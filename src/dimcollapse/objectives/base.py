@@ -1,0 +1,60 @@
+"""The common shape of every objective: class attributes of the contract, input checks, last_stats."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dimcollapse.errors import ConfigError, InputError
+
+
+class Objective(nn.Module):
+    """Base class: ``forward(z1, z2) -> scalar``; ``last_stats`` holds the loss components for logging."""
+
+    uses_momentum_target: ClassVar[bool] = False
+    needs_dim: ClassVar[bool] = False
+    name: ClassVar[str] = "objective"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_stats: dict[str, float] = {}
+
+    def check_pair(self, z1: Tensor, z2: Tensor, min_rows: int = 1) -> None:
+        """Raise InputError unless z1, z2 are 2-D, of equal shape, with at least ``min_rows`` rows."""
+        for label, z in (("z1", z1), ("z2", z2)):
+            if z.dim() != 2:
+                raise InputError(
+                    f"{self.name}: {label} must be a 2-D batch of embeddings [N, d], got shape "
+                    f"{tuple(z.shape)}; flatten or project the features first."
+                )
+        if z1.shape != z2.shape:
+            raise InputError(
+                f"{self.name}: the two views' embeddings must have the same shape, got {tuple(z1.shape)} "
+                f"and {tuple(z2.shape)}; pass embeddings of the same images under two augmentations."
+            )
+        if z1.shape[0] < min_rows:
+            raise InputError(
+                f"{self.name}: needs a batch of at least {min_rows} rows, got {z1.shape[0]}; "
+                "increase the batch size."
+            )
+
+
+def normalize_rows(z: Tensor) -> Tensor:
+    """z_i / max(||z_i||, 1e-12) in float32 (losses are computed in float32 under mixed precision)."""
+    return F.normalize(z.float(), dim=1)
+
+
+def check_positive(owner: str, **values: float) -> None:
+    """Raise ConfigError naming each keyword that is not a finite positive number."""
+    for key, value in values.items():
+        if not (isinstance(value, int | float) and value > 0 and value != float("inf")):
+            raise ConfigError(f"{owner}: {key} must be a positive number, got {value!r}.")
+
+
+def check_nonnegative(owner: str, **values: float) -> None:
+    """Raise ConfigError naming each keyword that is not a finite number >= 0."""
+    for key, value in values.items():
+        if not (isinstance(value, int | float) and value >= 0 and value != float("inf")):
+            raise ConfigError(f"{owner}: {key} must be a number >= 0, got {value!r}.")

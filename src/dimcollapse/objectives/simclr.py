@@ -1,0 +1,52 @@
+"""NT-Xent (SimCLR, Chen et al. 2020): InfoNCE over the 2N embeddings of two views."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dimcollapse.objectives.base import Objective, check_positive, normalize_rows
+from dimcollapse.objectives.distributed import all_gather_with_grad, local_share
+from dimcollapse.registry import register
+
+
+@register("objective", "simclr")
+class NTXent(Objective):
+    """SimCLR's NT-Xent loss; under DDP the negatives are the embeddings of every process."""
+
+    name: ClassVar[str] = "simclr"
+
+    def __init__(self, temperature: float = 0.5) -> None:
+        super().__init__()
+        check_positive("simclr", temperature=temperature)
+        self.temperature = float(temperature)
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        """L = -(1/2N) sum_i log( exp(s_i,p(i)/tau) / sum_{k != i} exp(s_ik/tau) ), s = cosine, 2N rows."""
+        self.check_pair(z1, z2, min_rows=1)
+        n = z1.shape[0]
+        a1, a2 = normalize_rows(z1), normalize_rows(z2)
+        gathered, offset = all_gather_with_grad(torch.stack([a1, a2], dim=1))  # [N, 2, d]
+        n_total = gathered.shape[0]
+        keys = torch.cat([gathered[:, 0], gathered[:, 1]], dim=0)  # global order: view 1 rows, view 2 rows
+        anchors = torch.cat([a1, a2], dim=0)  # [2n, d]
+        logits = anchors @ keys.T / self.temperature  # [2n, 2N]
+        local = torch.arange(n, device=z1.device) + offset
+        self_idx = torch.cat([local, local + n_total])
+        pos_idx = torch.cat([local + n_total, local])
+        self_mask = F.one_hot(self_idx, 2 * n_total).bool()
+        logits = logits.masked_fill(self_mask, float("-inf"))  # an embedding is not its own negative
+        loss = local_share(F.cross_entropy(logits, pos_idx, reduction="sum"), 2 * n_total)
+        with torch.no_grad():
+            pos_sim = (a1 * a2).sum(dim=1).mean()
+            neg_mask = ~(self_mask | F.one_hot(pos_idx, 2 * n_total).bool())
+            neg_sim = (logits[neg_mask].mean() * self.temperature) if n_total > 1 else pos_sim * 0
+        self.last_stats = {
+            "loss": float(loss.detach()),
+            "pos_sim": float(pos_sim),
+            "neg_sim": float(neg_sim),
+        }
+        return loss
