@@ -1,1 +1,39 @@
-"""Anti-collapse regularizers, registered under "regularizer" (SPEC section 4)."""
+"""Anti-collapse regularizers, registered under "regularizer" (SPEC section 4).
+
+from dimcollapse.registry import build
+so = build("regularizer", "so", weight=1e-3)            # weights: so(model) -> weighted term
+ld = build("regularizer", "ldreg", weight=0.01)         # features: ld([r1, r2], reference=None)
+"""
+
+from dimcollapse.regularizers.base import Regularizer
+from dimcollapse.regularizers.gram import gram_deviation_sq, short_side, weight_matrix
+from dimcollapse.regularizers.last_layer import LastLayerRegularizer
+from dimcollapse.regularizers.layers import last_weight_layer, select_weight_layers
+from dimcollapse.regularizers.ldreg import LDReg, MinLID
+from dimcollapse.regularizers.schedule import CoefficientSchedule
+from dimcollapse.regularizers.so import SoftOrthogonality
+from dimcollapse.regularizers.srip import SRIP, power_sigma_max
+from dimcollapse.regularizers.weights import WeightLayerRegularizer
+from dimcollapse.regularizers.werank import WeRank
+from dimcollapse.regularizers.whitening import FeatureWhitening, covariance_term, variance_term
+
+__all__ = [
+    "SRIP",
+    "CoefficientSchedule",
+    "FeatureWhitening",
+    "LDReg",
+    "LastLayerRegularizer",
+    "MinLID",
+    "Regularizer",
+    "SoftOrthogonality",
+    "WeRank",
+    "WeightLayerRegularizer",
+    "covariance_term",
+    "gram_deviation_sq",
+    "last_weight_layer",
+    "power_sigma_max",
+    "select_weight_layers",
+    "short_side",
+    "variance_term",
+    "weight_matrix",
+]

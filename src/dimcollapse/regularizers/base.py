@@ -1,0 +1,50 @@
+"""Common base of all regularizers: coefficient schedule, progress, logged statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+from torch import nn
+
+from dimcollapse.regularizers.schedule import CoefficientSchedule
+
+
+class Regularizer(nn.Module):
+    """Base class: term = coefficient(epoch) * raw term; ``last_stats`` holds the raw and weighted values."""
+
+    target: ClassVar[Literal["weights", "features"]]
+    default_warmup: ClassVar[str] = "linear"
+
+    def __init__(
+        self,
+        weight: float,
+        schedule: str = "constant",
+        milestones: Sequence[float] = (),
+        multipliers: Sequence[float] = (),
+        warmup_epochs: float = 0.0,
+        off_epoch: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.schedule = CoefficientSchedule(
+            weight=weight,
+            schedule=schedule,
+            milestones=tuple(milestones),
+            multipliers=tuple(multipliers),
+            warmup_epochs=warmup_epochs,
+            warmup=self.default_warmup,
+            off_epoch=off_epoch,
+        )
+        self.epoch = 0.0
+        self.last_stats: dict[str, float] = {}
+
+    def set_progress(self, epoch: float) -> None:
+        """Record the (fractional) epoch that the coefficient schedule reads."""
+        self.epoch = float(epoch)
+
+    def coefficient(self) -> float:
+        """The current coefficient c(epoch) (already includes warm-up and decay)."""
+        return self.schedule(self.epoch)
+
+    def extra_repr(self) -> str:
+        return f"coefficient={self.coefficient():.3g}, epoch={self.epoch:g}"

@@ -1,0 +1,49 @@
+"""LL: last-layer weight regularization ||W W^T - I||_F^2 on the encoder's last weight layer (LL paper)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dimcollapse.registry import register
+from dimcollapse.regularizers.gram import gram_deviation_sq
+from dimcollapse.regularizers.layers import last_weight_layer
+from dimcollapse.regularizers.weights import WeightLayerRegularizer
+
+
+@register("regularizer", "last_layer")
+class LastLayerRegularizer(WeightLayerRegularizer):
+    """coefficient * ||W W^T - I||_F^2 for W the backbone's ``last_layer_name`` layer (or ``layer``)."""
+
+    def __init__(
+        self,
+        weight: float = 1e-3,
+        layer: str | None = None,
+        schedule: str = "constant",
+        milestones: Sequence[float] = (),
+        multipliers: Sequence[float] = (),
+        warmup_epochs: float = 0.0,
+        off_epoch: float | None = None,
+    ) -> None:
+        super().__init__(
+            weight,
+            None,
+            schedule=schedule,
+            milestones=milestones,
+            multipliers=multipliers,
+            warmup_epochs=warmup_epochs,
+            off_epoch=off_epoch,
+        )
+        self.layer = layer
+
+    def selected(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+        """The one regularized layer: (name, weight)."""
+        if self._cache is None or self._cache[0] != id(model):
+            self._cache = (id(model), [last_weight_layer(model, self.layer)])
+        return self._cache[1]
+
+    def layer_term(self, name: str, weight: torch.Tensor) -> torch.Tensor:
+        """||W W^T - I||_F^2 (computed on the smaller Gram plus the constant rows - cols when W is tall)."""
+        return gram_deviation_sq(weight, form="rows")

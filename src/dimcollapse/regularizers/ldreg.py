@@ -1,0 +1,135 @@
+"""LDReg and MinLID (LDReg paper, Huang et al. ICLR 2024): regularize the local intrinsic dimension of r."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+import torch
+
+from dimcollapse.errors import ConfigError, InputError
+from dimcollapse.registry import register
+from dimcollapse.regularizers.base import Regularizer
+from dimcollapse.regularizers.distributed import gather_detached, sum_detached, world
+
+DEFAULT_K = 64
+ESTIMATORS = ("mom", "mle")
+FORMS = ("l1", "l2")
+
+
+def lid_of_distances(dist: torch.Tensor, estimator: str) -> torch.Tensor:
+    """LID per row of ascending k-NN distances, by diagnostics' formula (MoM or MLE, SPEC 1.7)."""
+    from dimcollapse.diagnostics import lid
+
+    return lid.lid_from_distances(dist, method=estimator)
+
+
+def knn_to_reference(queries: torch.Tensor, reference: torch.Tensor, k: int, offset: int) -> torch.Tensor:
+    """Ascending Euclidean distances (with grad through the queries) of each query to its k nearest
+    reference points, excluding the query's own detached copy at reference row ``offset + i``."""
+    q2 = queries.pow(2).sum(dim=1, keepdim=True)
+    r2 = reference.pow(2).sum(dim=1)
+    d2 = (q2 + r2 - 2.0 * queries @ reference.t()).clamp_min(1e-12)
+    rows = torch.arange(queries.shape[0], device=queries.device)
+    d2 = d2.index_put((rows, rows + offset), torch.tensor(float("inf"), dtype=d2.dtype, device=d2.device))
+    return d2.topk(k, dim=1, largest=False, sorted=True).values.sqrt()
+
+
+@register("regularizer", "ldreg")
+class LDReg(Regularizer):
+    """L1: -beta * mean_i ln LID_i; L2: -beta * sqrt(mean_i (ln LID_i)^2) (LDReg paper, SPEC 4).
+
+    Queries are every view's representations r (with gradient); the reference is all views of the batch,
+    detached, gathered over processes, plus the detached ``reference`` features (BYOL target) when given.
+    Under torch.distributed the returned value is the global term and the gradient on the local queries
+    is ``world_size`` times the global gradient, so that DDP's gradient averaging gives the exact one.
+    """
+
+    target: ClassVar[Literal["weights", "features"]] = "features"
+    default_warmup: ClassVar[str] = "off"
+    sign: ClassVar[float] = -1.0
+
+    def __init__(
+        self,
+        weight: float = 0.01,
+        k: int | None = None,
+        estimator: str = "mom",
+        form: str = "l1",
+        warmup_epochs: float = 0.0,
+        schedule: str = "constant",
+        milestones: Sequence[float] = (),
+        multipliers: Sequence[float] = (),
+        off_epoch: float | None = None,
+    ) -> None:
+        super().__init__(weight, schedule, milestones, multipliers, warmup_epochs, off_epoch)
+        if estimator not in ESTIMATORS:
+            raise ConfigError(
+                f"unknown LID estimator '{estimator}'. Valid estimators: {', '.join(ESTIMATORS)}."
+            )
+        if form not in FORMS:
+            raise ConfigError(f"unknown LDReg form '{form}'. Valid forms: {', '.join(FORMS)}.")
+        if k is not None and (int(k) != k or k < 2):
+            raise ConfigError(f"LDReg k must be an integer >= 2, got {k}.")
+        self.k = None if k is None else int(k)
+        self.estimator = estimator
+        self.form = form
+
+    def neighbours(self, reference_size: int) -> int:
+        """k used for a reference of ``reference_size`` rows: the explicit k, or 64 clamped to size - 2."""
+        if self.k is None:
+            if reference_size < 4:
+                raise InputError(f"LDReg needs a reference batch of at least 4 rows, got {reference_size}.")
+            return min(DEFAULT_K, reference_size - 2)
+        if self.k >= reference_size:
+            raise ConfigError(
+                f"LDReg k = {self.k} needs more than k reference points, but the reference batch has "
+                f"{reference_size} (all views x batch x processes). Lower k or leave it unset (default "
+                f"{DEFAULT_K}, clamped to batch - 2)."
+            )
+        return self.k
+
+    def forward(
+        self, features: list[torch.Tensor], reference: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """sign * coefficient * (mean ln LID  |  root mean square of ln LID) over all views' samples."""
+        if not features:
+            raise InputError("LDReg needs at least one batch of representations.")
+        coef = self.coefficient()
+        queries = torch.cat([f.flatten(1) for f in features], dim=0)
+        if coef == 0.0:
+            self.last_stats = {"coefficient": 0.0}
+            return queries.new_zeros(())
+        local_ref = torch.cat([queries.detach()] + [r.detach().flatten(1) for r in reference or []], dim=0)
+        rank, size = world()
+        ref = gather_detached(local_ref)
+        k = self.neighbours(ref.shape[0])
+        dist = knn_to_reference(queries, ref, k, offset=rank * local_ref.shape[0])
+        log_lid = torch.log(lid_of_distances(dist, self.estimator))
+        power = log_lid if self.form == "l1" else log_lid.pow(2)
+        local_sum = power.sum()
+        n_local = local_sum.new_tensor(float(power.numel()))
+        totals = sum_detached(torch.stack([local_sum.detach(), n_local, log_lid.detach().sum()]))
+        count = totals[1]
+        mean = totals[0] / count
+        # value: the global mean; gradient: size * d(global mean)/d(local queries) (DDP averages gradients)
+        surrogate = mean + (local_sum - local_sum.detach()) * size / count
+        if self.form == "l1":
+            stat = surrogate
+        else:
+            root = torch.sqrt(mean.clamp_min(1e-12))
+            stat = root + (surrogate - mean) / (2.0 * root)
+        log_mean = totals[2] / count
+        self.last_stats = {
+            "raw": float(stat.detach()),
+            "lid_geomean": float(torch.exp(log_mean)),
+            "k": float(k),
+            "coefficient": coef,
+        }
+        return self.sign * coef * stat
+
+
+@register("regularizer", "minlid")
+class MinLID(LDReg):
+    """MinLID: LDReg with the sign flipped, +beta * mean ln LID (drives collapse; LDReg paper table 13)."""
+
+    sign: ClassVar[float] = 1.0

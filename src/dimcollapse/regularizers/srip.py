@@ -1,0 +1,86 @@
+"""SRIP (Bansal et al. 2018; OR paper): sum over layers of sigma_max(G - I) by power iteration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from dimcollapse.errors import ConfigError
+from dimcollapse.registry import register
+from dimcollapse.regularizers.gram import gram_minus_identity_matvec, short_side
+from dimcollapse.regularizers.weights import WeightLayerRegularizer
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v / v.norm().clamp_min(1e-30)
+
+
+def power_sigma_max(
+    weight: torch.Tensor, steps: int, start: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """sigma_max(A A^T - I) (A the short side of W) after ``steps`` power steps; returns (sigma, unit vector).
+
+    The steps run without gradient; the value ||(G - I) v|| of the last step carries the gradient
+    (v held fixed), as in SRIP. G - I is symmetric, so its top singular value is its largest |eigenvalue|.
+    """
+    a = short_side(weight)
+    v = start if start is not None else torch.randn(a.shape[0], dtype=a.dtype, device=a.device)
+    with torch.no_grad():
+        v = _unit(v.to(a.dtype))
+        ad = a.detach()
+        for _ in range(steps):
+            v = _unit(gram_minus_identity_matvec(ad, v))
+    u = gram_minus_identity_matvec(a, v)
+    sigma = u.norm()
+    return sigma, _unit(u.detach())
+
+
+@register("regularizer", "srip")
+class SRIP(WeightLayerRegularizer):
+    """SRIP: coefficient * sum_l sigma_max(G_l - I) (or its square), G_l the smaller Gram (SPEC 4).
+
+    ``power_steps`` power iterations per call; ``persistent=True`` keeps each layer's vector between calls
+    (warm start, converges over training), ``False`` draws a random start every call.
+    """
+
+    def __init__(
+        self,
+        weight: float = 1e-4,
+        layers: str | Sequence[str] | None = None,
+        include_projector: bool = False,
+        include_predictor: bool = False,
+        power_steps: int = 2,
+        persistent: bool = True,
+        squared: bool = False,
+        schedule: str = "constant",
+        milestones: Sequence[float] = (),
+        multipliers: Sequence[float] = (),
+        warmup_epochs: float = 0.0,
+        off_epoch: float | None = None,
+    ) -> None:
+        super().__init__(
+            weight,
+            layers,
+            include_projector,
+            include_predictor,
+            schedule=schedule,
+            milestones=milestones,
+            multipliers=multipliers,
+            warmup_epochs=warmup_epochs,
+            off_epoch=off_epoch,
+        )
+        if int(power_steps) != power_steps or power_steps < 0:
+            raise ConfigError(f"power_steps must be an integer >= 0, got {power_steps}.")
+        self.power_steps = int(power_steps)
+        self.persistent = bool(persistent)
+        self.squared = bool(squared)
+        self._vectors: dict[str, torch.Tensor] = {}
+
+    def layer_term(self, name: str, weight: torch.Tensor) -> torch.Tensor:
+        """sigma_max(G - I) (squared when asked) by power iteration on the smaller Gram."""
+        start = self._vectors.get(name) if self.persistent else None
+        sigma, vec = power_sigma_max(weight, self.power_steps, start)
+        if self.persistent:
+            self._vectors[name] = vec
+        return sigma * sigma if self.squared else sigma

@@ -1,0 +1,51 @@
+"""Base of weight regularizers: layer selection (cached per model) and a sum of per-layer terms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from dimcollapse.regularizers.base import Regularizer
+from dimcollapse.regularizers.layers import select_weight_layers
+
+
+class WeightLayerRegularizer(Regularizer):
+    """Base of weight regularizers: selects layers by pattern (cached per model) and sums a per-layer term."""
+
+    target: ClassVar[Literal["weights", "features"]] = "weights"
+
+    def __init__(
+        self,
+        weight: float,
+        layers: str | Sequence[str] | None = None,
+        include_projector: bool = False,
+        include_predictor: bool = False,
+        **schedule: object,
+    ) -> None:
+        super().__init__(weight, **schedule)  # type: ignore[arg-type]
+        self.layers = layers
+        self.include_projector = include_projector
+        self.include_predictor = include_predictor
+        self._cache: tuple[int, list[tuple[str, torch.Tensor]]] | None = None
+
+    def selected(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+        """(name, weight) of the regularized layers of ``model`` (resolved once per model)."""
+        if self._cache is None or self._cache[0] != id(model):
+            chosen = select_weight_layers(model, self.layers, self.include_projector, self.include_predictor)
+            self._cache = (id(model), chosen)
+        return self._cache[1]
+
+    def layer_term(self, name: str, weight: torch.Tensor) -> torch.Tensor:
+        """The raw term of one layer."""
+        raise NotImplementedError
+
+    def forward(self, model: nn.Module) -> torch.Tensor:
+        """coefficient * sum over selected layers of layer_term(W)."""
+        layers = self.selected(model)
+        raw = torch.stack([self.layer_term(name, w) for name, w in layers]).sum()
+        coef = self.coefficient()
+        self.last_stats = {"raw": float(raw.detach()), "coefficient": coef, "layers": float(len(layers))}
+        return raw * coef
