@@ -1,1 +1,37 @@
-"""Pure collapse diagnostics: functions of tensors/arrays, no training code (SPEC section 1)."""
+"""Pure collapse diagnostics: functions of tensors/arrays and modules, no training code (SPEC section 1).
+
+Inputs are numpy arrays or torch tensors (CPU or CUDA), rows = samples. Spectra are float64 numpy
+arrays sorted descending. Bad input raises ``dimcollapse.errors.InputError``.
+"""
+
+from dimcollapse.diagnostics.alpha_req import AlphaReQ, alpha_req
+from dimcollapse.diagnostics.knn import knn_distances
+from dimcollapse.diagnostics.lid import lid_from_distances, lid_mle, lid_mom, lid_summary
+from dimcollapse.diagnostics.rank import (
+    collapsed_dimensions,
+    effective_rank,
+    explained_variance_dims,
+    rankme,
+    rankme_from_singular_values,
+)
+from dimcollapse.diagnostics.spectrum import CovarianceAccumulator, covariance_matrix, covariance_spectrum
+from dimcollapse.diagnostics.summary import summarize
+
+__all__ = [
+    "AlphaReQ",
+    "CovarianceAccumulator",
+    "alpha_req",
+    "collapsed_dimensions",
+    "covariance_matrix",
+    "covariance_spectrum",
+    "effective_rank",
+    "explained_variance_dims",
+    "knn_distances",
+    "lid_from_distances",
+    "lid_mle",
+    "lid_mom",
+    "lid_summary",
+    "rankme",
+    "rankme_from_singular_values",
+    "summarize",
+]
