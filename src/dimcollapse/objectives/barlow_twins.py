@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from dimcollapse.errors import InputError
-from dimcollapse.objectives.base import Objective, check_nonnegative, check_positive
+from dimcollapse.objectives.base import Objective, check_nonnegative, check_positive, full_precision
 from dimcollapse.objectives.distributed import (
     all_reduce_sum,
     global_batch_size,
@@ -45,7 +45,9 @@ class BarlowTwins(Objective):
         if n_total < 2:
             raise InputError("barlow_twins: needs a batch of at least 2 rows to standardise; increase it.")
         c = global_cross_moment(
-            self._standardise(z1.float(), n_total), self._standardise(z2.float(), n_total), n_total
+            self._standardise(full_precision(z1), n_total),
+            self._standardise(full_precision(z2), n_total),
+            n_total,
         )
         diag = torch.diagonal(c)
         on_diag = (1 - diag).pow(2).sum()

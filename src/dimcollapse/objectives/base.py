@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -41,9 +42,14 @@ class Objective(nn.Module):
             )
 
 
+def full_precision(z: Tensor) -> Tensor:
+    """z in float32 if it is a half type (losses are computed in >= float32 under mixed precision)."""
+    return z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
+
+
 def normalize_rows(z: Tensor) -> Tensor:
-    """z_i / max(||z_i||, 1e-12) in float32 (losses are computed in float32 under mixed precision)."""
-    return F.normalize(z.float(), dim=1)
+    """z_i / max(||z_i||, 1e-12), computed in at least float32."""
+    return F.normalize(full_precision(z), dim=1)
 
 
 def check_positive(owner: str, **values: float) -> None:

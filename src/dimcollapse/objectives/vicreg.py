@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dimcollapse.errors import InputError
-from dimcollapse.objectives.base import Objective, check_nonnegative, check_positive
+from dimcollapse.objectives.base import Objective, check_nonnegative, check_positive, full_precision
 from dimcollapse.objectives.distributed import all_reduce_sum, global_batch_size, global_mean
 from dimcollapse.registry import register
 
@@ -44,7 +44,7 @@ class VICReg(Objective):
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         """inv = mean (z1 - z2)^2; v = mean_j relu(1 - sqrt(Var_j + eps)); c = sum_{i!=j} Cov_ij^2 / d."""
         self.check_pair(z1, z2, min_rows=1)
-        z1, z2 = z1.float(), z2.float()
+        z1, z2 = full_precision(z1), full_precision(z2)
         n_total = global_batch_size(z1.shape[0], z1.device)
         if n_total < 2:
             raise InputError("vicreg: needs a batch of at least 2 rows for the variance term; increase it.")
