@@ -4,7 +4,9 @@ Inputs are numpy arrays or torch tensors (CPU or CUDA), rows = samples. Spectra 
 arrays sorted descending. Bad input raises ``dimcollapse.errors.InputError``.
 """
 
+from dimcollapse.diagnostics.alignment import Alignment, alignment_matrix
 from dimcollapse.diagnostics.alpha_req import AlphaReQ, alpha_req
+from dimcollapse.diagnostics.features import feature_spectra
 from dimcollapse.diagnostics.knn import knn_distances
 from dimcollapse.diagnostics.lid import lid_from_distances, lid_mle, lid_mom, lid_summary
 from dimcollapse.diagnostics.rank import (
@@ -16,16 +18,20 @@ from dimcollapse.diagnostics.rank import (
 )
 from dimcollapse.diagnostics.spectrum import CovarianceAccumulator, covariance_matrix, covariance_spectrum
 from dimcollapse.diagnostics.summary import summarize
+from dimcollapse.diagnostics.weights import weight_spectra
 
 __all__ = [
+    "Alignment",
     "AlphaReQ",
     "CovarianceAccumulator",
+    "alignment_matrix",
     "alpha_req",
     "collapsed_dimensions",
     "covariance_matrix",
     "covariance_spectrum",
     "effective_rank",
     "explained_variance_dims",
+    "feature_spectra",
     "knn_distances",
     "lid_from_distances",
     "lid_mle",
@@ -34,4 +40,5 @@ __all__ = [
     "rankme",
     "rankme_from_singular_values",
     "summarize",
+    "weight_spectra",
 ]

@@ -1,0 +1,52 @@
+"""Singular values of every weight matrix of a model (SPEC 1.5; OR paper fig. 3-5, LL paper fig. 3).
+
+Matrices: ``nn.Linear`` weights (out x in); ``nn.Conv1d/2d/3d`` weights reshaped to C_out x (C_in/groups
+* kernel); ``nn.MultiheadAttention`` input projection (the stacked 3E x E ``in_proj_weight``, or the
+separate q/k/v projections when key/value sizes differ) and its ``out_proj`` (a Linear). Keys are
+``named_modules`` names; attention input projections get the suffix ``.in_proj`` (or ``.q_proj``,
+``.k_proj``, ``.v_proj``); the root module itself is keyed ``"root"``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def weight_matrix(module: nn.Module) -> torch.Tensor | None:
+    """The 2-D weight of a Linear (out x in) or Conv (C_out x rest) module, else None."""
+    if isinstance(module, nn.Linear):
+        return module.weight
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        w = module.weight
+        return w.reshape(w.shape[0], -1)
+    return None
+
+
+def singular_values(w: torch.Tensor) -> np.ndarray:
+    """Singular values of a matrix in float64, descending."""
+    m = w.detach().to("cpu", torch.float64)
+    return torch.linalg.svdvals(m).numpy()
+
+
+def named_weight_matrices(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Every weight matrix of ``module`` keyed by layer name (see module docstring for the naming)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, m in module.named_modules():
+        key = name or "root"
+        w = weight_matrix(m)
+        if w is not None:
+            out[key] = w
+        elif isinstance(m, nn.MultiheadAttention):
+            if m.in_proj_weight is not None:
+                out[f"{key}.in_proj"] = m.in_proj_weight
+            else:
+                for part in ("q", "k", "v"):
+                    out[f"{key}.{part}_proj"] = getattr(m, f"{part}_proj_weight")
+    return out
+
+
+def weight_spectra(module: nn.Module) -> dict[str, np.ndarray]:
+    """Singular values (float64, descending) of each Linear, Conv (C_out x rest), attention weight."""
+    return {name: singular_values(w) for name, w in named_weight_matrices(module).items()}
