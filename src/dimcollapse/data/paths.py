@@ -1,0 +1,68 @@
+"""Where a dataset's files are looked for: the root argument, $DIMCOLLAPSE_DATA, the dataset's default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from dimcollapse.errors import InputError
+
+ENV_VAR = "DIMCOLLAPSE_DATA"
+
+
+def candidate_dirs(
+    root: str | os.PathLike[str] | None, subdirs: Sequence[str], defaults: Sequence[str | Path] = ()
+) -> list[Path]:
+    """Directories searched in order: root, root/<sub>, $DIMCOLLAPSE_DATA, its <sub>, then the defaults."""
+    bases: list[Path] = []
+    if root is not None and str(root) != "":
+        bases.append(Path(root).expanduser())
+    env = os.environ.get(ENV_VAR)
+    if env:
+        bases.append(Path(env).expanduser())
+    out: list[Path] = []
+    for base in bases:
+        out.append(base)
+        out.extend(base / sub for sub in subdirs)
+    out.extend(Path(d) for d in defaults)
+    seen: set[Path] = set()
+    unique = []
+    for d in out:
+        if d not in seen:
+            seen.add(d)
+            unique.append(d)
+    return unique
+
+
+def find_dir(
+    dataset: str,
+    root: str | os.PathLike[str] | None,
+    required: Sequence[Sequence[str]],
+    subdirs: Sequence[str] = (),
+    defaults: Sequence[str | Path] = (),
+    how_to_get: str = "",
+) -> Path:
+    """First candidate directory holding every required file; each entry of `required` lists alternatives.
+
+    Missing everywhere -> InputError naming every directory looked in and how to get the data.
+    """
+    dirs = candidate_dirs(root, subdirs, defaults)
+    for d in dirs:
+        if d.is_dir() and all(any((d / alt).is_file() for alt in alts) for alts in required):
+            return d
+    wanted = ", ".join(" or ".join(alts) for alts in required)
+    looked = "; ".join(str(d) for d in dirs) or "(nowhere: no root given and $DIMCOLLAPSE_DATA unset)"
+    raise InputError(
+        f"{dataset} not found: need {wanted}. Looked in: {looked}. "
+        f"{how_to_get} Then pass the directory as root/--data-dir or set ${ENV_VAR}."
+    )
+
+
+def first_existing(directory: Path, alternatives: Sequence[str]) -> Path:
+    """The first of `alternatives` that exists in `directory` (InputError if none)."""
+    for alt in alternatives:
+        p = directory / alt
+        if p.is_file():
+            return p
+    raise InputError(f"none of {', '.join(alternatives)} exists in {directory}.")
