@@ -1,0 +1,21 @@
+"""Analyse embeddings from files: loading with checks, every diagnostic, metrics.json and figures."""
+
+from dimcollapse.analysis.loading import (
+    EMBEDDING_SUFFIXES,
+    Embeddings,
+    as_embeddings,
+    embedding_files,
+    load_embeddings,
+    load_labels,
+    read_array,
+)
+
+__all__ = [
+    "EMBEDDING_SUFFIXES",
+    "Embeddings",
+    "as_embeddings",
+    "embedding_files",
+    "load_embeddings",
+    "load_labels",
+    "read_array",
+]
