@@ -1,0 +1,123 @@
+"""Every objective under a 2-process gloo group equals one process on the whole batch (loss and gradients).
+
+Convention checked (objectives/distributed.py): with W processes, process k holding rows of the global
+batch, L the single-process loss on the whole batch and L_k what process k returns,
+    mean_k L_k = L                      (so the average of the logged losses is the loss),
+    grad of z_k on process k = W * dL/dz_k   (so DDP's averaging of parameter gradients gives dL/dtheta),
+    mean_k (gradient of the objective's own parameters, e.g. the predictor) = dL/dtheta,
+and the predictor's BatchNorm running statistics are those of the global batch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from dimcollapse.registry import build
+
+WORLD = 2
+N, D = 8, 6
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("simclr", {"temperature": 0.3}),
+    ("directclr", {"d0": 4}),
+    ("barlow_twins", {"lambd": 0.05}),
+    ("vicreg", {}),
+    ("byol", {"dim": D, "hidden_dim": 10}),
+    ("simsiam", {"dim": D, "hidden_dim": 5}),
+]
+# rows per process: an even split, and an uneven one (objectives must not assume equal local batches)
+SPLITS: dict[str, list[int]] = {"even": [4, 4], "uneven": [3, 5]}
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _batch(dtype: torch.dtype) -> list[torch.Tensor]:
+    """The fixed global batch z1, z2 (online) and t1, t2 (targets), identical on every process."""
+    g = torch.Generator().manual_seed(123)
+    base = torch.randn(N, D, generator=g)
+    views = [base + 0.5 * torch.randn(N, D, generator=g) for _ in range(4)]
+    views[1] = 0.4 * views[1]  # keep some stds below 1 so VICReg's hinge is active
+    return [v.to(dtype) for v in views]
+
+
+def _run(name: str, kw: dict[str, Any], rows: slice, dtype: torch.dtype) -> dict[str, Any]:
+    """Loss, input gradients, parameter gradients and buffers of one objective on the given rows."""
+    torch.manual_seed(0)  # identical predictor initialisation everywhere
+    loss = build("objective", name, **kw).to(dtype)
+    z1, z2, t1, t2 = (v[rows].clone().requires_grad_() for v in _batch(dtype))
+    value = loss(z1, z2, t1, t2) if loss.uses_momentum_target else loss(z1, z2)
+    value.backward()
+    return {
+        "loss": value.detach(),
+        "z1": z1.grad,
+        "z2": z2.grad,
+        "params": {k: p.grad for k, p in loss.named_parameters()},
+        "buffers": {k: b.detach().clone() for k, b in loss.named_buffers()},
+    }
+
+
+def _worker(rank: int, init: str, out: str) -> None:
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
+    results = {}
+    for split, sizes in SPLITS.items():
+        rows = slice(sum(sizes[:rank]), sum(sizes[: rank + 1]))
+        for dtype_name, dtype in DTYPES.items():
+            for name, kw in CASES:
+                results[(split, dtype_name, name)] = _run(name, kw, rows, dtype)
+    dist.destroy_process_group()
+    torch.save(results, os.path.join(out, f"rank{rank}.pt"))
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[Any, Any]]:
+    tmp: Path = tmp_path_factory.mktemp("ddp")
+    # fork: the children inherit the imported modules instead of importing torch again (seconds each)
+    mp.start_processes(
+        _worker, args=(f"file://{tmp / 'init'}", str(tmp)), nprocs=WORLD, join=True, start_method="fork"
+    )
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+def _tolerance(dtype_name: str) -> dict[str, float]:
+    return {"rtol": 1e-10, "atol": 1e-10} if dtype_name == "float64" else {"rtol": 1e-5, "atol": 1e-5}
+
+
+@pytest.mark.ddp
+@pytest.mark.parametrize("dtype_name", list(DTYPES))
+@pytest.mark.parametrize("split", list(SPLITS))
+@pytest.mark.parametrize("name", [c[0] for c in CASES])
+def test_two_processes_equal_one_process_on_the_whole_batch(
+    ranks: list[dict[Any, Any]], name: str, split: str, dtype_name: str
+) -> None:
+    kw = dict(CASES)[name]
+    single = _run(name, kw, slice(0, N), DTYPES[dtype_name])
+    parts = [r[(split, dtype_name, name)] for r in ranks]
+    tol = _tolerance(dtype_name)
+    # mean of the per-process losses is the single-process loss
+    torch.testing.assert_close(sum(p["loss"] for p in parts) / WORLD, single["loss"], **tol)
+    # each process's input gradient is W times the single-process gradient of its rows
+    for key in ("z1", "z2"):
+        torch.testing.assert_close(torch.cat([p[key] for p in parts]) / WORLD, single[key], **tol)
+    # DDP averages parameter gradients: that average is the single-process gradient
+    for pname, grad in single["params"].items():
+        torch.testing.assert_close(sum(p["params"][pname] for p in parts) / WORLD, grad, **tol)
+    # synced BatchNorm: every process tracks the running statistics of the global batch
+    for bname, buf in single["buffers"].items():
+        for p in parts:
+            torch.testing.assert_close(p["buffers"][bname], buf, **tol)
+
+
+@pytest.mark.ddp
+def test_per_process_losses_differ_for_per_anchor_objectives(ranks: list[dict[Any, Any]]) -> None:
+    """Guards the test above against a vacuous pass: SimCLR's local shares are not the global value."""
+    a, b = (r[("even", "float64", "simclr")]["loss"] for r in ranks)
+    assert abs(float(a) - float(b)) > 1e-3
+    c, d = (r[("uneven", "float64", "vicreg")]["loss"] for r in ranks)
+    assert float(c) == pytest.approx(float(d), rel=1e-12)  # global-statistics losses: the same value
