@@ -6,7 +6,7 @@ Importing this package registers every component:
     head = build("projector", "mlp", in_dim=net.out_dim)
 """
 
-from dimcollapse.models import mlp, resnet, small_resnet
+from dimcollapse.models import mlp, resnet, small_resnet, vit
 from dimcollapse.models.base import Backbone, collect_weight_layers, init_weights
 from dimcollapse.models.mlp import MLPBackbone
 from dimcollapse.models.projectors import (
@@ -22,6 +22,7 @@ from dimcollapse.models.projectors import (
 )
 from dimcollapse.models.resnet import ResNet, resnet18, resnet34, resnet50
 from dimcollapse.models.small_resnet import small_resnet as build_small_resnet
+from dimcollapse.models.vit import VisionTransformer, vit_base, vit_small, vit_tiny
 
 __all__ = [
     "Backbone",
@@ -36,6 +37,7 @@ __all__ = [
     "OrthogonalProjector",
     "RandomSubvectorProjector",
     "ResNet",
+    "VisionTransformer",
     "build_small_resnet",
     "collect_weight_layers",
     "init_weights",
@@ -45,4 +47,8 @@ __all__ = [
     "resnet34",
     "resnet50",
     "small_resnet",
+    "vit",
+    "vit_base",
+    "vit_small",
+    "vit_tiny",
 ]
