@@ -7,6 +7,8 @@ from typing import ClassVar, Literal
 
 import torch
 
+from dimcollapse.diagnostics.knn import knn_distances
+from dimcollapse.diagnostics.lid import lid_from_distances
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
@@ -17,22 +19,13 @@ ESTIMATORS = ("mom", "mle")
 FORMS = ("l1", "l2")
 
 
-def lid_of_distances(dist: torch.Tensor, estimator: str) -> torch.Tensor:
-    """LID per row of ascending k-NN distances, by diagnostics' formula (MoM or MLE, SPEC 1.7)."""
-    from dimcollapse.diagnostics import lid
-
-    return lid.lid_from_distances(dist, method=estimator)
-
-
-def knn_to_reference(queries: torch.Tensor, reference: torch.Tensor, k: int, offset: int) -> torch.Tensor:
-    """Ascending Euclidean distances (with grad through the queries) of each query to its k nearest
-    reference points, excluding the query's own detached copy at reference row ``offset + i``."""
-    q2 = queries.pow(2).sum(dim=1, keepdim=True)
-    r2 = reference.pow(2).sum(dim=1)
-    d2 = (q2 + r2 - 2.0 * queries @ reference.t()).clamp_min(1e-12)
-    rows = torch.arange(queries.shape[0], device=queries.device)
-    d2 = d2.index_put((rows, rows + offset), torch.tensor(float("inf"), dtype=d2.dtype, device=d2.device))
-    return d2.topk(k, dim=1, largest=False, sorted=True).values.sqrt()
+def knn_excluding_self(queries: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
+    """Ascending distances (grad through the queries) from each query to its k nearest reference rows,
+    the reference holding each query's own detached copy: the k + 1 nearest minus the first (the self
+    match at distance 0; if a duplicate is dropped instead, the remaining distances are the same)."""
+    dist = knn_distances(queries, reference, k=k + 1)
+    assert isinstance(dist, torch.Tensor)
+    return dist[:, 1:]
 
 
 @register("regularizer", "ldreg")
@@ -100,11 +93,12 @@ class LDReg(Regularizer):
             self.last_stats = {"coefficient": 0.0}
             return queries.new_zeros(())
         local_ref = torch.cat([queries.detach()] + [r.detach().flatten(1) for r in reference or []], dim=0)
-        rank, size = world()
+        _, size = world()
         ref = gather_detached(local_ref)
         k = self.neighbours(ref.shape[0])
-        dist = knn_to_reference(queries, ref, k, offset=rank * local_ref.shape[0])
-        log_lid = torch.log(lid_of_distances(dist, self.estimator))
+        dist = knn_excluding_self(queries, ref, k)
+        lid = lid_from_distances(dist, method=self.estimator)  # type: ignore[arg-type]
+        log_lid = torch.log(lid.clamp_min(1e-12))
         power = log_lid if self.form == "l1" else log_lid.pow(2)
         local_sum = power.sum()
         n_local = local_sum.new_tensor(float(power.numel()))
