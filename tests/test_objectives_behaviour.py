@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from dimcollapse.errors import ConfigError, InputError
-from dimcollapse.objectives import ema_update
+from dimcollapse.objectives import (
+    GlobalBatchNorm1d,
+    GlobalBatchNorm2d,
+    convert_to_global_batchnorm,
+    ema_update,
+)
 from dimcollapse.registry import build, get, names
 
 
@@ -221,3 +226,20 @@ def test_half_precision_inputs_are_computed_in_float32() -> None:
         half = loss(z1.bfloat16(), z2.bfloat16())
         assert half.dtype == torch.float32
         assert float(half) == pytest.approx(full, rel=0.05)
+
+
+def test_convert_to_global_batchnorm_keeps_state_and_outputs_when_not_distributed() -> None:
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.Flatten(), torch.nn.BatchNorm1d(12)
+    ).double()
+    x = torch.randn(5, 2, 4, 4, dtype=torch.float64)
+    model(x)  # move the running statistics away from their initial values
+    reference = copy.deepcopy(model)
+    converted: Any = convert_to_global_batchnorm(model)
+    assert isinstance(converted[1], GlobalBatchNorm2d) and isinstance(converted[3], GlobalBatchNorm1d)
+    for (k, a), (_, b) in zip(converted.state_dict().items(), reference.state_dict().items(), strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b), k
+    torch.testing.assert_close(converted(x), reference(x))
+    converted.eval()
+    reference.eval()
+    torch.testing.assert_close(converted(x), reference(x))

@@ -5,7 +5,8 @@ batch, L the single-process loss on the whole batch and L_k what process k retur
     mean_k L_k = L                      (so the average of the logged losses is the loss),
     grad of z_k on process k = W * dL/dz_k   (so DDP's averaging of parameter gradients gives dL/dtheta),
     mean_k (gradient of the objective's own parameters, e.g. the predictor) = dL/dtheta,
-and the predictor's BatchNorm running statistics are those of the global batch.
+and the predictor's BatchNorm running statistics are those of the global batch. The same is checked for
+a BatchNorm2d converted with ``convert_to_global_batchnorm`` (synced BN on CPU) against nn.BatchNorm2d.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from dimcollapse.objectives import convert_to_global_batchnorm
+from dimcollapse.objectives.distributed import global_batch_size, local_share
 from dimcollapse.registry import build
 
 WORLD = 2
@@ -61,6 +64,28 @@ def _run(name: str, kw: dict[str, Any], rows: slice, dtype: torch.dtype) -> dict
     }
 
 
+def _run_batchnorm2d(rows: slice, dtype: torch.dtype) -> dict[str, Any]:
+    """L = (1/N) sum_i (c . BN(x)_i)^2 through BatchNorm2d, its global twin under DDP (local share)."""
+    torch.manual_seed(0)
+    bn = convert_to_global_batchnorm(torch.nn.BatchNorm2d(3)).to(dtype)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    g = torch.Generator().manual_seed(7)
+    x_all, c = torch.randn(N, 3, 4, 4, generator=g), torch.randn(3, 4, 4, generator=g)
+    x = x_all[rows].to(dtype).requires_grad_()
+    per_sample = (bn(x) * c.to(dtype)).sum(dim=(1, 2, 3)).pow(2)
+    value = local_share(per_sample.sum(), global_batch_size(x.shape[0]))
+    value.backward()
+    return {
+        "loss": value.detach(),
+        "z1": x.grad,
+        "z2": torch.zeros(x.shape[0]),
+        "params": {k: p.grad for k, p in bn.named_parameters()},
+        "buffers": {k: b.detach().clone() for k, b in bn.named_buffers()},
+    }
+
+
 def _worker(rank: int, init: str, out: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
@@ -71,6 +96,7 @@ def _worker(rank: int, init: str, out: str) -> None:
         for dtype_name, dtype in DTYPES.items():
             for name, kw in CASES:
                 results[(split, dtype_name, name)] = _run(name, kw, rows, dtype)
+            results[(split, dtype_name, "batchnorm2d")] = _run_batchnorm2d(rows, dtype)
     dist.destroy_process_group()
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
 
@@ -85,33 +111,37 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[Any, Any]]:
     return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
-def _tolerance(dtype_name: str) -> dict[str, float]:
-    return {"rtol": 1e-10, "atol": 1e-10} if dtype_name == "float64" else {"rtol": 1e-5, "atol": 1e-5}
+def _tolerance(dtype_name: str) -> float:
+    return 1e-10 if dtype_name == "float64" else 1e-5
 
 
 @pytest.mark.ddp
 @pytest.mark.parametrize("dtype_name", list(DTYPES))
 @pytest.mark.parametrize("split", list(SPLITS))
-@pytest.mark.parametrize("name", [c[0] for c in CASES])
+@pytest.mark.parametrize("name", [*(c[0] for c in CASES), "batchnorm2d"])
 def test_two_processes_equal_one_process_on_the_whole_batch(
     ranks: list[dict[Any, Any]], name: str, split: str, dtype_name: str
 ) -> None:
-    kw = dict(CASES)[name]
-    single = _run(name, kw, slice(0, N), DTYPES[dtype_name])
+    if name == "batchnorm2d":  # not distributed here, so this is plain nn.BatchNorm2d
+        single = _run_batchnorm2d(slice(0, N), DTYPES[dtype_name])
+    else:
+        single = _run(name, dict(CASES)[name], slice(0, N), DTYPES[dtype_name])
     parts = [r[(split, dtype_name, name)] for r in ranks]
     tol = _tolerance(dtype_name)
     # mean of the per-process losses is the single-process loss
-    torch.testing.assert_close(sum(p["loss"] for p in parts) / WORLD, single["loss"], **tol)
+    torch.testing.assert_close(sum(p["loss"] for p in parts) / WORLD, single["loss"], rtol=tol, atol=tol)
     # each process's input gradient is W times the single-process gradient of its rows
     for key in ("z1", "z2"):
-        torch.testing.assert_close(torch.cat([p[key] for p in parts]) / WORLD, single[key], **tol)
+        torch.testing.assert_close(
+            torch.cat([p[key] for p in parts]) / WORLD, single[key], rtol=tol, atol=tol
+        )
     # DDP averages parameter gradients: that average is the single-process gradient
     for pname, grad in single["params"].items():
-        torch.testing.assert_close(sum(p["params"][pname] for p in parts) / WORLD, grad, **tol)
+        torch.testing.assert_close(sum(p["params"][pname] for p in parts) / WORLD, grad, rtol=tol, atol=tol)
     # synced BatchNorm: every process tracks the running statistics of the global batch
     for bname, buf in single["buffers"].items():
         for p in parts:
-            torch.testing.assert_close(p["buffers"][bname], buf, **tol)
+            torch.testing.assert_close(p["buffers"][bname], buf, rtol=tol, atol=tol)
 
 
 @pytest.mark.ddp

@@ -8,6 +8,11 @@ from dimcollapse.objectives.barlow_twins import BarlowTwins
 from dimcollapse.objectives.base import Objective
 from dimcollapse.objectives.byol import BYOL, cosine_momentum, ema_update
 from dimcollapse.objectives.directclr import DirectCLR
+from dimcollapse.objectives.global_batchnorm import (
+    GlobalBatchNorm1d,
+    GlobalBatchNorm2d,
+    convert_to_global_batchnorm,
+)
 from dimcollapse.objectives.predictor import Predictor
 from dimcollapse.objectives.simclr import NTXent
 from dimcollapse.objectives.simsiam import SimSiam
@@ -17,11 +22,14 @@ __all__ = [
     "BYOL",
     "BarlowTwins",
     "DirectCLR",
+    "GlobalBatchNorm1d",
+    "GlobalBatchNorm2d",
     "NTXent",
     "Objective",
     "Predictor",
     "SimSiam",
     "VICReg",
+    "convert_to_global_batchnorm",
     "cosine_momentum",
     "ema_update",
 ]

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 
 
 def is_distributed() -> bool:
@@ -147,30 +147,3 @@ def global_variance(x: Tensor, n_total: int, unbiased: bool = False) -> Tensor:
 def global_cross_moment(a: Tensor, b: Tensor, n_total: int, denom: int | None = None) -> Tensor:
     """(1/denom) sum over the global batch of a_i b_i^T (d_a x d_b); denom defaults to N."""
     return all_reduce_sum(a.T @ b) / (n_total if denom is None else denom)
-
-
-class GlobalBatchNorm1d(nn.BatchNorm1d):
-    """BatchNorm1d whose training statistics are those of the global batch under DDP (synced BN).
-
-    Identical to ``nn.BatchNorm1d`` when not distributed or in eval mode. Normalises with the biased
-    global variance; the running variance is updated with the unbiased one, as BatchNorm1d does.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not (self.training and is_distributed()):
-            return super().forward(x)
-        n_total = global_batch_size(x.shape[0], x.device)
-        mean = global_mean(x, n_total)
-        var = all_reduce_sum((x - mean).pow(2).sum(dim=0)) / n_total
-        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
-            with torch.no_grad():
-                assert self.num_batches_tracked is not None
-                self.num_batches_tracked.add_(1)
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                unbiased = var * (n_total / max(n_total - 1, 1))
-                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                self.running_var.mul_(1 - m).add_(unbiased.detach(), alpha=m)
-        out = (x - mean) / torch.sqrt(var + self.eps)
-        if self.affine:
-            out = out * self.weight + self.bias
-        return out
