@@ -159,6 +159,23 @@ def test_init_weights_kaiming_fan_out() -> None:
     assert abs(w.std().item() / expected_std - 1) < 0.02
 
 
+@pytest.mark.parametrize("name", ["small_resnet", "resnet50"])
+def test_channels_last_computes_the_same_function(name: str) -> None:
+    kw = {"in_channels": 3} if name == "small_resnet" else {"width": 0.0625, "stem": "cifar"}
+    # float64 so that only the layout differs, not float32 summation order amplified by train-mode BN
+    fast = build("backbone", name, channels_last=True, **kw).double()
+    plain = build("backbone", name, channels_last=False, **kw).double()
+    plain.load_state_dict(fast.state_dict())
+    assert fast.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.conv1.weight.is_contiguous()
+    x = torch.randn(3, 3, 12, 12, dtype=torch.float64)
+    r_fast, r_plain = fast(x), plain(x)
+    torch.testing.assert_close(r_fast, r_plain, atol=1e-10, rtol=1e-9)
+    r_fast.square().sum().backward()
+    r_plain.square().sum().backward()
+    torch.testing.assert_close(fast.conv1.weight.grad, plain.conv1.weight.grad, atol=1e-9, rtol=1e-8)
+
+
 def test_gradients_reach_every_parameter() -> None:
     net = build("backbone", "small_resnet", in_channels=1)
     net(torch.randn(4, 1, 16, 16)).square().sum().backward()
