@@ -18,7 +18,12 @@ def is_matrix_like(z: object) -> bool:
     if isinstance(z, (np.ndarray, torch.Tensor)):
         return True
     if isinstance(z, (list, tuple)):
-        return not (len(z) > 0 and isinstance(z[0], (np.ndarray, torch.Tensor)))
+        if not z:
+            return True
+        first = z[0]
+        if isinstance(first, (tuple, list)) and first:
+            first = first[0]  # (features, labels) pairs
+        return not isinstance(first, (np.ndarray, torch.Tensor))
     return not isinstance(z, (Iterable, Iterator))
 
 

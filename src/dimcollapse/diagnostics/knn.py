@@ -1,7 +1,7 @@
 """Blocked k-nearest-neighbour distances in torch: never an N x N matrix when N exceeds the block size.
 
-Per block of queries, squared distances to the reference set come from |q|^2 + |r|^2 - 2 q.r (one
-matrix product), the k smallest are selected with ``topk``, and the selected distances are then
+Per block of queries, |r|^2 - 2 q.r (squared distance minus the row-constant |q|^2; one matrix
+product) ranks the reference rows, the k smallest are selected with ``topk``, and the selected distances are then
 recomputed exactly as ||q - r|| from the difference vectors, so duplicates give exactly 0 and the
 result is differentiable in both Q and R. When R is None the set is queried against itself and each
 query's own row is excluded (other rows identical to it are still neighbours, at distance 0).
@@ -54,7 +54,8 @@ def knn_distances(
         qb = q[start : start + rows]
         qb_det = qb.detach()
         with torch.no_grad():
-            d2 = (qb_det * qb_det).sum(1, keepdim=True) + r_sq[None, :] - 2.0 * (qb_det @ r_det.T)
+            # |q|^2 is constant along a row, so ranking |r|^2 - 2 q.r ranks the distances (one fused addmm).
+            d2 = torch.addmm(r_sq[None, :], qb_det, r_det.T, beta=1.0, alpha=-2.0)
             if self_query:
                 own = torch.arange(start, start + qb.shape[0], device=q.device)
                 d2[torch.arange(qb.shape[0], device=q.device), own] = float("inf")

@@ -42,6 +42,7 @@ class CovarianceAccumulator:
         self.name = name
         self.n = 0
         self.bad_rows = 0
+        self.total_rows = 0
         self._mean: np.ndarray | torch.Tensor | None = None
         self._m2: np.ndarray | torch.Tensor | None = None
 
@@ -63,6 +64,7 @@ class CovarianceAccumulator:
             )
         if t.shape[0] == 0:
             return
+        self.total_rows += int(t.shape[0])
         bad = count_nonfinite_rows(t)
         if bad:
             self.bad_rows += bad
@@ -106,8 +108,8 @@ class CovarianceAccumulator:
         """Raise InputError for NaN/Inf rows or fewer than 2 rows in total."""
         if self.bad_rows:
             raise InputError(
-                f"{self.name} has {self.bad_rows} of {self.n + self.bad_rows} rows containing NaN or Inf "
-                "(counted in the blocks seen before the error). Drop or repair those rows."
+                f"{self.name} has {self.bad_rows} of {self.total_rows} rows containing NaN or Inf. "
+                "Drop or repair those rows (e.g. keep Z[np.isfinite(Z).all(1)])."
             )
         if self.n < 2 or self._m2 is None:
             raise InputError(f"{self.name} has {self.n} row(s); at least 2 are needed for a covariance.")

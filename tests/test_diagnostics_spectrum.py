@@ -1,0 +1,105 @@
+"""Covariance spectrum: known eigenvalues, rotation invariance, streaming == one-shot, input errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dimcollapse.diagnostics import covariance_matrix, covariance_spectrum
+from dimcollapse.errors import InputError
+
+
+def _planted(n: int, eig: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Rows whose sample covariance (1/N, centred) is exactly Q diag(eig) Q^T."""
+    rng = np.random.default_rng(seed)
+    d = eig.size
+    x = rng.standard_normal((n, d))
+    x -= x.mean(0)
+    # whiten exactly so the sample covariance is the identity, then impose the spectrum
+    c = x.T @ x / n
+    w = np.linalg.cholesky(np.linalg.inv(c))
+    x = x @ w
+    q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    return (x * np.sqrt(eig)) @ q.T + rng.standard_normal(d) * 5.0
+
+
+def test_known_covariance_gives_its_eigenvalues() -> None:
+    eig = np.array([9.0, 4.0, 2.5, 1.0, 0.5, 0.1, 1e-3, 0.0])
+    z = _planted(500, eig)
+    got = covariance_spectrum(z)
+    np.testing.assert_allclose(got, eig, rtol=1e-9, atol=1e-11)
+    assert np.all(np.diff(got) <= 0) and got.dtype == np.float64
+
+
+def test_matches_numpy_svd_of_centred_matrix_and_np_cov() -> None:
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((300, 20)) @ rng.standard_normal((20, 20))
+    s = np.linalg.svd(z - z.mean(0), compute_uv=False)
+    np.testing.assert_allclose(covariance_spectrum(z), s**2 / len(z), rtol=1e-10)
+    np.testing.assert_allclose(covariance_matrix(z), np.cov(z.T, bias=True), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(covariance_matrix(z, center=False), z.T @ z / len(z), rtol=1e-10)
+
+
+def test_spectrum_invariant_to_rotation_and_translation() -> None:
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((400, 12)) * np.linspace(3, 0.1, 12)
+    q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    a = covariance_spectrum(z)
+    b = covariance_spectrum(z @ q + 100.0)
+    np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+def test_l2_normalize_matches_manual_normalisation() -> None:
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((200, 6)) * [5, 1, 1, 0.2, 3, 1]
+    zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+    np.testing.assert_allclose(covariance_spectrum(z, l2_normalize=True), covariance_spectrum(zn), rtol=1e-10)
+    assert not np.allclose(covariance_spectrum(z), covariance_spectrum(zn))
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 64])
+def test_streaming_blocks_equal_one_shot(block_size: int) -> None:
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((203, 9)) * np.arange(1, 10) + 1e4  # large mean: tests the exact merge
+    ref = np.linalg.eigvalsh(np.cov(z.T, bias=True))[::-1]
+    np.testing.assert_allclose(covariance_spectrum(z, block_size=block_size), ref, rtol=1e-8)
+
+
+def test_iterable_of_batches_equals_one_shot() -> None:
+    rng = np.random.default_rng(5)
+    z = (rng.standard_normal((250, 8)) * np.arange(1, 9)).astype(np.float32)
+    one = covariance_spectrum(z)
+    gen = (torch.from_numpy(z[i : i + 33]) for i in range(0, 250, 33))
+    np.testing.assert_allclose(covariance_spectrum(gen), one, rtol=1e-10)
+    pairs = [(z[i : i + 50], np.zeros(50)) for i in range(0, 250, 50)]  # (features, labels)
+    np.testing.assert_allclose(covariance_spectrum(pairs), one, rtol=1e-10)
+
+
+def test_torch_and_numpy_inputs_agree_float32_accumulates_in_float64() -> None:
+    rng = np.random.default_rng(6)
+    z = (rng.standard_normal((1000, 5)) + 1000.0).astype(np.float32)
+    exact = np.linalg.eigvalsh(np.cov(z.astype(np.float64).T, bias=True))[::-1]
+    np.testing.assert_allclose(covariance_spectrum(torch.from_numpy(z)), exact, rtol=1e-9)
+    np.testing.assert_allclose(covariance_spectrum(z), exact, rtol=1e-9)
+
+
+def test_nan_rows_raise_with_count() -> None:
+    z = np.ones((10, 3))
+    z[[1, 4, 7], 0] = np.nan
+    z[4, 2] = np.inf
+    with pytest.raises(InputError, match="3 of 10 rows"):
+        covariance_spectrum(z)
+    with pytest.raises(InputError, match=r"3 of 10 rows"):
+        covariance_spectrum([z[:5], z[5:]])
+
+
+@pytest.mark.parametrize("bad", [np.zeros(5), np.zeros((2, 2, 2)), np.zeros((1, 4)), np.zeros((0, 4))])
+def test_bad_shapes_raise(bad: np.ndarray) -> None:
+    with pytest.raises(InputError):
+        covariance_spectrum(bad)
+
+
+def test_batches_with_different_widths_raise() -> None:
+    with pytest.raises(InputError, match="columns"):
+        covariance_spectrum([np.zeros((4, 3)), np.zeros((4, 5))])
