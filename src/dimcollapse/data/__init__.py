@@ -1,14 +1,24 @@
-"""Datasets on disk (checked on load) and batched view augmentation; registered under "dataset"."""
+"""Datasets on disk (checked on load) and batched view augmentation; registered under "dataset".
 
-from dimcollapse.data import fashion_mnist, synthetic
+Importing this package registers every dataset: fashion_mnist, digits, cifar10, cifar100, stl10,
+image_folder, synthetic (`build("dataset", name, root=DIR, train=True, ...)`).
+"""
+
+from dimcollapse.data import cifar, digits, fashion_mnist, image_folder, stl10, synthetic
 from dimcollapse.data.base import InMemoryDataset, subset_indices, train_val_split
+from dimcollapse.data.image_folder import ImageFolderDataset
 from dimcollapse.data.views import DATASET_STATS, ViewAugment
 
 __all__ = [
     "DATASET_STATS",
+    "ImageFolderDataset",
     "InMemoryDataset",
     "ViewAugment",
+    "cifar",
+    "digits",
     "fashion_mnist",
+    "image_folder",
+    "stl10",
     "subset_indices",
     "synthetic",
     "train_val_split",

@@ -19,7 +19,7 @@ from dimcollapse.errors import ConfigError, InputError
 # Per-channel mean / std of pixels in [0, 1] (training splits), used when a dataset is named.
 DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "fashion_mnist": ((0.2860,), (0.3530,)),
-    "digits": ((0.3059,), (0.3773,)),
+    "digits": ((0.3057,), (0.3759,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "stl10": ((0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
