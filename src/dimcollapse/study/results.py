@@ -1,0 +1,74 @@
+"""Gather a study's run folders into one table: results.csv and results.json (written atomically)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text
+
+ID_COLUMNS = ("run_id", "variant", "status", "objective", "projector", "regularizers", "seed")
+
+
+def describe_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a claim selects on, read from a run's config dict."""
+    regs = sorted(str(r.get("name")) for r in cfg.get("regularizers") or [])
+    return {
+        "objective": cfg.get("objective", {}).get("name"),
+        "projector": cfg.get("model", {}).get("projector"),
+        "backbone": cfg.get("model", {}).get("backbone"),
+        "regularizers": "+".join(regs),
+        "seed": cfg.get("trainer", {}).get("seed"),
+    }
+
+
+def flat_scalars(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level scalar entries of a metrics dict (nested dicts/lists are left to metrics.json)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's content, or None when missing or unreadable (a run killed mid-write)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """results.json (list of rows) and results.csv (union of columns, id columns first)."""
+    atomic_write_json(out_dir / "results.json", list(rows))
+    cols = list(ID_COLUMNS)
+    for r in rows:
+        cols.extend(k for k in r if k not in cols)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, "") for k in cols})
+    atomic_write_text(out_dir / "results.csv", buf.getvalue())
+
+
+def load_results(study_dir: str | Path) -> list[dict[str, Any]]:
+    """Rows of a study folder's results.json; a single run folder gives one row from its metrics.json."""
+    d = Path(study_dir)
+    res = d / "results.json"
+    if res.is_file():
+        data = json.loads(res.read_text())
+        return [dict(r) for r in data]
+    metrics = read_json(d / "metrics.json")
+    if metrics is None:
+        return []
+    cfg = read_json(d / "config.json") or {}
+    if not cfg and (d / "config.yaml").is_file():
+        import yaml
+
+        cfg = yaml.safe_load((d / "config.yaml").read_text()) or {}
+    row = {"run_id": d.name, "variant": d.name, "status": "done", **describe_config(cfg)}
+    row.update(flat_scalars(metrics))
+    return [row]
