@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -14,10 +15,12 @@ from dimcollapse.registry import build
 
 CASES = [
     ("small_resnet", {"in_channels": 1}, (1, 28, 28)),
+    ("small_resnet", {"in_channels": 1, "channels_last": False}, (1, 28, 28)),
     ("small_resnet", {"in_channels": 3}, (3, 32, 32)),
     ("mlp", {"in_channels": 1, "image_size": 28}, (1, 28, 28)),
     ("resnet18", {"in_channels": 3, "stem": "cifar"}, (3, 32, 32)),
     ("resnet18", {"in_channels": 1, "stem": "cifar"}, (1, 28, 28)),
+    ("vit_tiny", {"in_channels": 1, "image_size": 28, "patch_size": 4}, (1, 28, 28)),
 ]
 
 
@@ -45,7 +48,8 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     only = set(filter(None, a.only.split(",")))
-    print(f"torch {torch.__version__}, threads {a.threads}, batch {a.batch}")
+    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+    print(f"torch {torch.__version__}, threads {a.threads}, batch {a.batch}, load average {load}")
     for name, kw, shape in CASES:
         if only and name not in only:
             continue
