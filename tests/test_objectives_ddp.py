@@ -11,6 +11,7 @@ a BatchNorm2d converted with ``convert_to_global_batchnorm`` (synced BN on CPU) 
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 
 from dimcollapse.objectives import convert_to_global_batchnorm
 from dimcollapse.objectives.distributed import global_batch_size, local_share
@@ -86,6 +88,34 @@ def _run_batchnorm2d(rows: slice, dtype: torch.dtype) -> dict[str, Any]:
     }
 
 
+class _Encoded(torch.nn.Module):
+    """A linear encoder + objective; BYOL's target is a frozen copy of the encoder (no DDP parameter)."""
+
+    def __init__(self, name: str, kw: dict[str, Any], dtype: torch.dtype) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = torch.nn.Linear(5, D).to(dtype)
+        self.objective = build("objective", name, **kw).to(dtype)
+        self.target = copy.deepcopy(self.encoder).requires_grad_(False)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        z1, z2 = self.encoder(x1), self.encoder(x2)
+        if self.objective.uses_momentum_target:
+            return self.objective(z1, z2, self.target(x1), self.target(x2))
+        return self.objective(z1, z2)
+
+
+def _run_model(name: str, kw: dict[str, Any], rows: slice, wrap: bool) -> dict[str, torch.Tensor]:
+    """Parameter gradients of encoder + objective after one backward, through torch's DDP when ``wrap``."""
+    net = _Encoded(name, kw, torch.float64)
+    model: torch.nn.Module = DistributedDataParallel(net) if wrap else net
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(N, 5, generator=g, dtype=torch.float64)
+    x1, x2 = x + 0.3 * torch.randn_like(x), x + 0.3 * torch.randn_like(x)
+    model(x1[rows], x2[rows]).backward()
+    return {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+
+
 def _worker(rank: int, init: str, out: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
@@ -97,6 +127,8 @@ def _worker(rank: int, init: str, out: str) -> None:
             for name, kw in CASES:
                 results[(split, dtype_name, name)] = _run(name, kw, rows, dtype)
             results[(split, dtype_name, "batchnorm2d")] = _run_batchnorm2d(rows, dtype)
+        for name, kw in CASES:
+            results[(split, "ddp_model", name)] = _run_model(name, kw, rows, wrap=True)
     dist.destroy_process_group()
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
 
@@ -104,7 +136,10 @@ def _worker(rank: int, init: str, out: str) -> None:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[Any, Any]]:
     tmp: Path = tmp_path_factory.mktemp("ddp")
-    # fork: the children inherit the imported modules instead of importing torch again (seconds each)
+    # fork: the children inherit the imported modules instead of importing torch again (seconds each);
+    # DistributedDataParallel imports torch._dynamo on first use: import it once here, before forking
+    import torch._dynamo
+
     mp.start_processes(
         _worker, args=(f"file://{tmp / 'init'}", str(tmp)), nprocs=WORLD, join=True, start_method="fork"
     )
@@ -142,6 +177,22 @@ def test_two_processes_equal_one_process_on_the_whole_batch(
     for bname, buf in single["buffers"].items():
         for p in parts:
             torch.testing.assert_close(p["buffers"][bname], buf, rtol=tol, atol=tol)
+
+
+@pytest.mark.ddp
+@pytest.mark.parametrize("split", list(SPLITS))
+@pytest.mark.parametrize("name", [c[0] for c in CASES])
+def test_ddp_wrapped_model_gradients_equal_one_process(
+    ranks: list[dict[Any, Any]], name: str, split: str
+) -> None:
+    """End to end: torch's DistributedDataParallel (gradient averaging) on encoder + objective."""
+    single = _run_model(name, dict(CASES)[name], slice(0, N), wrap=False)
+    assert "encoder.weight" in single
+    for r in ranks:
+        grads = r[(split, "ddp_model", name)]
+        assert set(grads) == set(single)
+        for key, grad in single.items():
+            torch.testing.assert_close(grads[key], grad, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.ddp
