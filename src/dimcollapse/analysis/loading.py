@@ -106,7 +106,18 @@ def _short(e: BaseException, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _check_magic(p: Path, magics: tuple[bytes, ...], kind: str) -> None:
+    with p.open("rb") as fh:
+        head = fh.read(8)
+    if not any(head.startswith(m) for m in magics):
+        raise InputError(
+            f"cannot read '{p}': it is not a {kind} file (wrong header bytes); it is corrupt or "
+            "was saved in another format. Re-export it."
+        )
+
+
 def _read_npy(p: Path, key: str | None) -> np.ndarray:
+    _check_magic(p, (b"\x93NUMPY",), ".npy")
     try:
         return np.asarray(np.load(p, allow_pickle=False))
     except ValueError as e:
@@ -136,6 +147,7 @@ def _pick(p: Path, arrays: Mapping[str, Any], key: str | None) -> Any:
 
 
 def _read_npz(p: Path, key: str | None) -> np.ndarray:
+    _check_magic(p, (b"PK\x03\x04", b"PK\x05\x06"), ".npz (zip)")
     try:
         with np.load(p, allow_pickle=False) as npz:
             names = list(npz.files)

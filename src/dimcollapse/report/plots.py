@@ -35,6 +35,13 @@ def _np(x: ArrayLike) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 120) -> bytes:
+    """Render ``fig`` as ``fmt`` (png, svg, pdf) bytes, without a creation date (reproducible files)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi, metadata=_metadata(fmt))
+    return buf.getvalue()
+
+
 def save_figure(
     fig: Figure,
     path_without_ext: str | os.PathLike[str],
@@ -45,10 +52,8 @@ def save_figure(
     base = Path(path_without_ext)
     written = []
     for fmt in formats:
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_metadata(fmt))
         target = base.with_name(f"{base.name}.{fmt}")
-        atomic_write_bytes(target, buf.getvalue())
+        atomic_write_bytes(target, figure_bytes(fig, fmt, dpi))
         written.append(target)
     return written
 
