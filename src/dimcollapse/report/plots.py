@@ -37,8 +37,11 @@ def _np(x: ArrayLike) -> np.ndarray:
 
 def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 120) -> bytes:
     """Render ``fig`` as ``fmt`` (png, svg, pdf) bytes, without a creation date (reproducible files)."""
+    import matplotlib
+
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi, metadata=_metadata(fmt))
+    with matplotlib.rc_context({"svg.hashsalt": "dimcollapse"}):  # fixed SVG element ids
+        fig.savefig(buf, format=fmt, dpi=dpi, metadata=_metadata(fmt))
     return buf.getvalue()
 
 
