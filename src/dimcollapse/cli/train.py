@@ -1,0 +1,50 @@
+"""``dimcollapse train CONFIG.yaml [key=value ...] [--out DIR] [--resume]``: train one SSL run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+KEYS = (
+    "knn_k200_top1",
+    "knn_k20_top1",
+    "linear_top1",
+    "knn_k200_top1_d0",
+    "linear_top1_d0",
+    "erank_r",
+    "rankme_r",
+    "erank_z",
+    "train_time_s",
+    "images_per_s",
+)
+
+
+def train(
+    config: Path = typer.Argument(..., help="YAML recipe (see configs/)."),
+    overrides: list[str] = typer.Argument(
+        None, help="Overrides key=value, e.g. optim.lr=0.1 data.fraction=0.1."
+    ),
+    out: Path = typer.Option(None, "--out", help="Output folder (default runs/<config name>)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out from its last checkpoint."
+    ),
+) -> None:
+    """Train backbone + projector + objective (+ regularizers) and evaluate it; writes metrics.json."""
+    from dimcollapse.training.config import load_config
+    from dimcollapse.training.run import train as run_train
+
+    cfg = load_config(config, list(overrides or []))
+    out_dir = out if out is not None else Path("runs") / config.stem
+    metrics = run_train(cfg, out_dir, resume=resume)
+    console = Console()
+    for key in KEYS:
+        if key in metrics:
+            value = metrics[key]
+            console.print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")
+    console.print(f"wrote {out_dir / 'metrics.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

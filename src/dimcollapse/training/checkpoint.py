@@ -1,0 +1,114 @@
+"""Checkpoints: atomic writes (temp file + rename) via Lightning's CheckpointIO, safe loading, key checks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from dimcollapse.errors import ConfigError, InputError
+from dimcollapse.utils.atomic import atomic_save
+
+log = logging.getLogger("dimcollapse.checkpoint")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning CheckpointIO whose files appear atomically: torch.save to a temp sibling, fsync, rename."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        """Write ``checkpoint`` to ``path`` atomically (a crash leaves the previous file intact)."""
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO does not take storage_options.")
+        atomic_save(path, lambda fh: torch.save(checkpoint, fh))
+
+
+class FiniteModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that never overwrites a good checkpoint with non-finite weights.
+
+    ``last_good_step`` is the global step of the last checkpoint written.
+    """
+
+    last_good_step: int | None = None
+
+    def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+        module = trainer.lightning_module
+        if any(not bool(torch.isfinite(p).all()) for p in module.parameters()):
+            log.warning(
+                "step %d: weights are NaN/Inf, checkpoint %s not written", trainer.global_step, filepath
+            )
+            return
+        super()._save_checkpoint(trainer, filepath)
+        self.last_good_step = int(trainer.global_step)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint written by a dimcollapse run; missing or corrupt files raise InputError."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(
+            f"checkpoint '{p}' does not exist; pass the .ckpt file of a run (runs/<name>/checkpoints)."
+        )
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(
+            f"checkpoint '{p}' cannot be read ({first}); it is corrupt or not a torch checkpoint."
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise InputError(f"checkpoint '{p}' holds no 'state_dict'; it was not written by dimcollapse train.")
+    return ckpt
+
+
+def state_dict_mismatch(
+    expected: dict[str, Any], found: dict[str, Any]
+) -> tuple[list[str], list[str], list[str]]:
+    """(missing keys, unexpected keys, keys whose tensor shapes differ) of ``found`` against ``expected``."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = []
+    for key in sorted(set(expected) & set(found)):
+        a, b = expected[key], found[key]
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape != b.shape:
+            shapes.append(f"{key} {tuple(b.shape)} vs {tuple(a.shape)}")
+    return missing, unexpected, shapes
+
+
+def _listing(keys: list[str], limit: int = 8) -> str:
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def check_compatible(expected: dict[str, Any], found: dict[str, Any], source: str) -> None:
+    """Raise ConfigError naming the mismatching keys when ``found`` (from ``source``) does not fit."""
+    missing, unexpected, shapes = state_dict_mismatch(expected, found)
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing keys: {_listing(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys: {_listing(unexpected)}")
+    if shapes:
+        parts.append(f"shape mismatches (checkpoint vs model): {_listing(shapes)}")
+    raise ConfigError(
+        f"checkpoint '{source}' was saved from another model; " + "; ".join(parts) + ". Use the config the "
+        "checkpoint was trained with (its config.yaml), or start a fresh run in another --out folder."
+    )
+
+
+def load_model_state(module: torch.nn.Module, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load the weights of checkpoint ``path`` into ``module`` after checking every key and shape."""
+    ckpt = load_checkpoint(path)
+    check_compatible(module.state_dict(), ckpt["state_dict"], str(path))
+    module.load_state_dict(ckpt["state_dict"])
+    return ckpt

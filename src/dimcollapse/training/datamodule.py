@@ -1,0 +1,184 @@
+"""Data for a run: uint8 batches indexed by the global step (exact resume), a held-out probe batch, eval sets.
+
+The batch of global step s is a pure function of (seed, s, rank): epoch e = s // steps_per_epoch draws a
+permutation from seed and e, and step s takes its slice. A resumed run therefore sees the same batches as
+an uninterrupted one, even when it was killed in the middle of an epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from dimcollapse.errors import InputError
+from dimcollapse.registry import build
+from dimcollapse.training.config import RunConfig
+
+
+@dataclass
+class DataInfo:
+    """What the model and the schedule need to know about the data."""
+
+    channels: int
+    image_size: int
+    num_classes: int
+    train_size: int
+    steps_per_epoch: int
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of epoch ``epoch``'s permutation: a fixed mix of the run seed and the epoch."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**62)
+
+
+class StepBatchSampler:
+    """Yields the index lists of the remaining steps of the current epoch, starting at ``start_step()``."""
+
+    def __init__(
+        self, n: int, batch_size: int, seed: int, start_step: Callable[[], int], rank: int = 0, world: int = 1
+    ) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world = rank, world
+        self.start_step = start_step
+        self.steps_per_epoch = n // (batch_size * world)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def indices(self, step: int) -> list[int]:
+        """Row indices (into the training pool) of global step ``step`` on this rank."""
+        epoch, pos = divmod(int(step), self.steps_per_epoch)
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch)))
+        start = (pos * self.world + self.rank) * self.batch_size
+        return perm[start : start + self.batch_size].tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        s0 = int(self.start_step())
+        epoch, pos = divmod(s0, self.steps_per_epoch)
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch)))
+        for p in range(pos, self.steps_per_epoch):
+            start = (p * self.world + self.rank) * self.batch_size
+            yield perm[start : start + self.batch_size].tolist()
+
+
+class _BatchGather(Dataset[tuple[Tensor, Tensor]]):
+    """Gathers a whole batch of rows at once from in-memory uint8 images (no per-item collate)."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, idx: Any) -> tuple[Tensor, Tensor]:
+        i = torch.as_tensor(idx, dtype=torch.int64)
+        return self.images[i], self.labels[i]
+
+
+def _as_tensors(dataset: Any, indices: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(images uint8 [N, C, H, W], labels int64 [N]) of an in-memory dataset or by iterating a lazy one."""
+    if hasattr(dataset, "images") and hasattr(dataset, "labels"):
+        images, labels = dataset.images, dataset.labels
+        if indices is not None:
+            images, labels = images[indices], labels[indices]
+        return images, labels.long()
+    idx = indices.tolist() if indices is not None else range(len(dataset))
+    items = [dataset[i] for i in idx]
+    return torch.stack([it[0] for it in items]), torch.tensor([int(it[1]) for it in items])
+
+
+class SSLDataModule(L.LightningDataModule):
+    """Training pool (seeded fraction, minus the probe batch), probe images, and the eval train/test sets."""
+
+    def __init__(self, cfg: RunConfig, world_size: int = 1, rank: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.world_size, self.rank = world_size, rank
+        self._ready = False
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the datasets once; split off the probe batch; check the batch fits."""
+        if self._ready:
+            return
+        d, seed = self.cfg.data, self.cfg.trainer.seed
+        kwargs = dict(d.kwargs)
+        self.train_set = build("dataset", d.name, root=d.root, train=True, **kwargs)
+        self.test_set = build("dataset", d.name, root=d.root, train=False, **kwargs)
+        n_all = len(self.train_set)
+        gen = torch.Generator().manual_seed(int(seed) + 101)
+        keep = torch.randperm(n_all, generator=gen)[: max(1, round(d.fraction * n_all))].sort().values
+        probe_n = self.cfg.monitor.probe_size if self.cfg.monitor.enabled else 0
+        probe_n = min(probe_n, max(0, keep.numel() // 5))  # never more than a fifth of the data
+        order = torch.randperm(keep.numel(), generator=gen)
+        self.probe_index = keep[order[:probe_n]].sort().values
+        self.pool_index = keep[order[probe_n:]].sort().values
+        self.eval_index = keep
+        global_batch = d.batch_size * self.world_size
+        if global_batch > self.pool_index.numel():
+            raise InputError(
+                f"batch size {d.batch_size} x {self.world_size} process(es) = {global_batch} is larger than "
+                f"the "
+                f"{self.pool_index.numel()} training images of '{d.name}' (fraction {d.fraction}, "
+                f"{probe_n} held out for the monitor); lower data.batch_size or raise data.fraction."
+            )
+        self.in_memory = hasattr(self.train_set, "images")
+        if self.in_memory:
+            self.pool_images, self.pool_labels = _as_tensors(self.train_set, self.pool_index)
+        first, _ = self.train_set[0]
+        self.info = DataInfo(
+            channels=int(first.shape[0]),
+            image_size=int(first.shape[-1]),
+            num_classes=int(self.train_set.num_classes),
+            train_size=int(self.pool_index.numel()),
+            steps_per_epoch=int(self.pool_index.numel()) // global_batch,
+        )
+        self._ready = True
+
+    def _global_step(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.global_step) if trainer is not None else 0
+
+    def sampler(self) -> StepBatchSampler:
+        """The step-indexed batch sampler of this process."""
+        return StepBatchSampler(
+            self.info.train_size,
+            self.cfg.data.batch_size,
+            self.cfg.trainer.seed,
+            self._global_step,
+            self.rank,
+            self.world_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Batches of (uint8 images [B, C, H, W], labels [B]) in step order."""
+        sampler = self.sampler()
+        workers = self.cfg.data.num_workers
+        if self.in_memory:
+            return DataLoader(
+                _BatchGather(self.pool_images, self.pool_labels),
+                sampler=sampler,
+                batch_size=None,
+                num_workers=0,
+            )
+        pool = torch.utils.data.Subset(self.train_set, self.pool_index.tolist())
+        return DataLoader(pool, batch_sampler=sampler, num_workers=workers, persistent_workers=False)
+
+    def probe_batch(self) -> tuple[Tensor, Tensor]:
+        """The fixed held-out probe images and labels (empty when the monitor is off)."""
+        return _as_tensors(self.train_set, self.probe_index)
+
+    def eval_sets(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """((train images, labels), (test images, labels)) for kNN / linear probe, capped by eval.max_*."""
+        tr = self.eval_index
+        if self.cfg.eval.max_train is not None:
+            tr = tr[: self.cfg.eval.max_train]
+        te = torch.arange(len(self.test_set))
+        if self.cfg.eval.max_test is not None:
+            te = te[: self.cfg.eval.max_test]
+        return _as_tensors(self.train_set, tr), _as_tensors(self.test_set, te)

@@ -1,0 +1,106 @@
+"""Evaluate a trained SSLModule: kNN (k from the config), linear probe, full diagnostics of r and z.
+
+For DirectCLR (an objective with ``d0``) the kNN and linear probe are also reported on r[:, :d0]
+(keys with the suffix ``_d0``). Used at the end of ``train`` and by ``dimcollapse eval CHECKPOINT``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dimcollapse import diagnostics as dg
+from dimcollapse.training.checkpoint import load_checkpoint, load_model_state
+from dimcollapse.training.config import RunConfig, from_dict
+from dimcollapse.training.datamodule import SSLDataModule
+from dimcollapse.training.evaluation import extract_features, knn_accuracy, linear_probe
+from dimcollapse.utils.atomic import atomic_write_json
+
+
+def _accuracies(
+    prefix: str, cfg: RunConfig, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, num_classes: int
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in cfg.eval.knn_k:
+        top1, top5 = knn_accuracy(xtr, ytr, xte, yte, k=int(k), temperature=cfg.eval.temperature,
+                                  num_classes=num_classes)  # fmt: skip
+        out[f"knn_k{int(k)}_top1{prefix}"], out[f"knn_k{int(k)}_top5{prefix}"] = top1, top5
+    if cfg.eval.linear_probe:
+        top1, top5 = linear_probe(
+            xtr, ytr, xte, yte, num_classes, cfg.eval.linear_probe_epochs, cfg.eval.linear_probe_weight_decay
+        )
+        out[f"linear_top1{prefix}"], out[f"linear_top5{prefix}"] = top1, top5
+    return out
+
+
+def _diagnostics(name: str, z: Tensor, max_points: int = 5000) -> dict[str, float]:
+    stats = dg.summarize(z, lid_max_points=max_points)
+    return {f"{key}_{name}": float(v) for key, v in stats.items()}
+
+
+@torch.no_grad()
+def evaluate_module(module: Any, dm: SSLDataModule, cfg: RunConfig) -> dict[str, Any]:
+    """Metrics of ``module`` on the data of ``dm``: kNN/linear accuracies (fractions) and diagnostics."""
+    t0 = time.perf_counter()
+    (xtr_img, ytr), (xte_img, yte) = dm.eval_sets()
+    was_training = module.training
+    module.eval()
+    device = next(module.parameters()).device
+
+    def encode(x: Tensor) -> tuple[Tensor, Tensor]:
+        return module.encode_eval(x)
+
+    try:
+        rtr, _ = extract_features(encode, xtr_img, cfg.eval.batch_size, device)
+        rte, zte = extract_features(encode, xte_img, cfg.eval.batch_size, device)
+    finally:
+        module.train(was_training)
+    labelled = ytr >= 0
+    rtr_l, ytr_l = rtr[labelled], ytr[labelled]
+    c = dm.info.num_classes
+    metrics: dict[str, Any] = {}
+    metrics.update(_accuracies("", cfg, rtr_l, ytr_l, rte, yte, c))
+    d0 = getattr(module.model.objective, "d0", None)
+    if d0 is not None and int(d0) < rtr.shape[1]:
+        metrics.update(_accuracies("_d0", cfg, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
+        metrics["d0"] = int(d0)
+    metrics.update(_diagnostics("r", rte))
+    metrics.update(_diagnostics("z", zte))
+    metrics["eval_train_size"] = int(rtr_l.shape[0])
+    metrics["eval_test_size"] = int(rte.shape[0])
+    metrics["eval_time_s"] = time.perf_counter() - t0
+    return metrics
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """Rebuild the model of ``checkpoint`` from its stored config, evaluate it and write metrics.json
+    next to the checkpoint (or into ``out_dir``); returns the metrics."""
+    from dimcollapse.training.module import SSLModule
+
+    path = Path(checkpoint)
+    ckpt = load_checkpoint(path)
+    hp = ckpt.get("hyper_parameters") or {}
+    if "config" not in hp or "data_info" not in hp:
+        from dimcollapse.errors import InputError
+
+        raise InputError(
+            f"checkpoint '{path}' holds no dimcollapse config; it was not written by dimcollapse train."
+        )
+    cfg = from_dict(hp["config"])
+    module = SSLModule(hp["config"], hp["data_info"])
+    load_model_state(module, path)
+    dm = SSLDataModule(cfg)
+    dm.setup("eval")
+    metrics = evaluate_module(module, dm, cfg)
+    metrics["checkpoint"] = str(path)
+    metrics["step"] = int(ckpt.get("global_step", 0))
+    target = Path(out_dir) if out_dir is not None else path.parent
+    atomic_write_json(target / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,143 @@
+"""Frozen-feature evaluation (SPEC section 6): weighted kNN and an offline linear probe, top-1 / top-5.
+
+Accuracies are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dimcollapse.errors import InputError
+
+
+def _check_features(name: str, x: Tensor, y: Tensor) -> None:
+    if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise InputError(
+            f"{name}: features must be [N, D] with labels [N], got {tuple(x.shape)} and {tuple(y.shape)}."
+        )
+    if x.shape[0] == 0:
+        raise InputError(f"{name}: no rows to evaluate.")
+    if not torch.isfinite(x).all():
+        raise InputError(f"{name}: features contain NaN or Inf; the model diverged or the data is broken.")
+
+
+def knn_predict_scores(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    k: int,
+    num_classes: int,
+    temperature: float = 0.07,
+    block_size: int = 1024,
+) -> Tensor:
+    """Class scores s_c(q) = sum over the k most cosine-similar train rows i with y_i = c of exp(sim_i / T)
+    (Wu et al. 2018 InstDisc convention); computed in blocks of test rows. Returns [N_test, C]."""
+    _check_features("kNN train", train_x, train_y)
+    k = min(int(k), train_x.shape[0])
+    bank = F.normalize(train_x.float(), dim=1)
+    labels = train_y.long()
+    scores = []
+    for start in range(0, test_x.shape[0], block_size):
+        q = F.normalize(test_x[start : start + block_size].float(), dim=1)
+        sim = q @ bank.T
+        top_sim, top_idx = sim.topk(k, dim=1)
+        weights = (top_sim / temperature).exp()
+        votes = torch.zeros(q.shape[0], num_classes, dtype=weights.dtype)
+        votes.scatter_add_(1, labels[top_idx], weights)
+        scores.append(votes)
+    return torch.cat(scores)
+
+
+def topk_accuracy(scores: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, float]:
+    """Fraction of rows whose label is among the k highest scores, for each k (ties broken by index)."""
+    out = {}
+    for k in ks:
+        kk = min(k, scores.shape[1])
+        top = scores.topk(kk, dim=1).indices
+        out[k] = float((top == labels.view(-1, 1)).any(dim=1).float().mean())
+    return out
+
+
+def knn_accuracy(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    k: int = 200,
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+) -> tuple[float, float]:
+    """Weighted kNN (cosine, votes exp(sim/T)) top-1 and top-5 accuracy of ``test`` against ``train``."""
+    _check_features("kNN test", test_x, test_y)
+    c = int(num_classes or int(max(train_y.max(), test_y.max())) + 1)
+    scores = knn_predict_scores(train_x, train_y, test_x, k, c, temperature)
+    acc = topk_accuracy(scores, test_y.long())
+    return acc[1], acc[5]
+
+
+def standardize(train_x: Tensor, *others: Tensor) -> list[Tensor]:
+    """(x - mean_train) / std_train per feature (std floored at 1e-6) for train and the other sets."""
+    mean = train_x.mean(0, keepdim=True)
+    std = train_x.std(0, keepdim=True).clamp_min(1e-6)
+    return [(t - mean) / std for t in (train_x, *others)]
+
+
+def linear_probe(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    num_classes: int | None = None,
+    epochs: int = 100,
+    weight_decay: float = 1e-4,
+) -> tuple[float, float]:
+    """Multinomial logistic regression on standardised frozen features, full-batch L-BFGS for ``epochs``
+    iterations minimising CE + weight_decay/2 ||W||^2; returns test top-1 and top-5."""
+    _check_features("linear probe train", train_x, train_y)
+    _check_features("linear probe test", test_x, test_y)
+    c = int(num_classes or int(max(train_y.max(), test_y.max())) + 1)
+    xtr, xte = standardize(train_x.double(), test_x.double())
+    ytr = train_y.long()
+    w = torch.zeros(xtr.shape[1], c, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(c, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1.0,
+        max_iter=int(epochs),
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9,
+    )
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(xtr @ w + b, ytr) + 0.5 * weight_decay * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        acc = topk_accuracy(xte @ w + b, test_y.long())
+    return acc[1], acc[5]
+
+
+@torch.no_grad()
+def extract_features(
+    encode: Callable[[Tensor], tuple[Tensor, Tensor]],
+    images: Tensor,
+    batch_size: int = 1024,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor]:
+    """Run ``encode(x_uint8) -> (r, z)`` over ``images`` in batches; returns (R, Z) float32 on the CPU."""
+    rs, zs = [], []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start : start + batch_size].to(device)
+        r, z = encode(x)
+        rs.append(r.float().cpu())
+        zs.append(z.float().cpu())
+    return torch.cat(rs), torch.cat(zs)

@@ -1,0 +1,117 @@
+"""SSLModel: backbone f, projector g and objective (with its predictor), plus the momentum target for BYOL.
+
+r = f(x) is the representation, z = g(r) the embedding. An objective with ``uses_momentum_target`` gets a
+frozen copy of backbone + projector (``momentum_target``) updated by EMA after each optimizer step.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dimcollapse.errors import ConfigError
+from dimcollapse.registry import build, get
+from dimcollapse.training.config import ModelConfig, ObjectiveConfig
+
+
+def _accepts(factory: Any, key: str) -> bool:
+    """True when ``factory`` takes keyword ``key`` (or **kwargs)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == key or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+class SSLModel(nn.Module):
+    """Children ``backbone``, ``projector``, ``objective`` (and ``momentum_target`` for BYOL-like losses)."""
+
+    def __init__(self, backbone: nn.Module, projector: nn.Module, objective: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.projector = projector
+        self.objective = objective
+        self.momentum_target: nn.ModuleDict | None = None
+        if getattr(objective, "uses_momentum_target", False):
+            target = nn.ModuleDict(
+                {"backbone": copy.deepcopy(backbone), "projector": copy.deepcopy(projector)}
+            )
+            for p in target.parameters():
+                p.requires_grad_(False)
+            self.momentum_target = target
+
+    @classmethod
+    def from_config(
+        cls, model: ModelConfig, objective: ObjectiveConfig, in_channels: int, image_size: int
+    ) -> SSLModel:
+        """Build backbone (``in_channels``, ``image_size`` where accepted), projector(in_dim=D), objective."""
+        bkw = dict(model.backbone_kwargs)
+        factory = get("backbone", model.backbone)
+        if _accepts(factory, "in_channels"):
+            bkw.setdefault("in_channels", in_channels)
+        if _accepts(factory, "image_size"):
+            bkw.setdefault("image_size", image_size)
+        backbone = build("backbone", model.backbone, **bkw)
+        if not hasattr(backbone, "out_dim"):
+            raise ConfigError(f"backbone '{model.backbone}' does not expose out_dim; it breaks the contract.")
+        projector = build(
+            "projector", model.projector, in_dim=int(backbone.out_dim), **model.projector_kwargs
+        )
+        okw = dict(objective.kwargs)
+        obj_cls = get("objective", objective.name)
+        if getattr(obj_cls, "needs_dim", False):
+            okw.setdefault("dim", int(projector.out_dim))
+        loss = build("objective", objective.name, **okw)
+        d0 = getattr(loss, "d0", None)
+        if d0 is not None and int(d0) > int(projector.out_dim):
+            raise ConfigError(
+                f"objective {objective.name}: d0 = {d0} is larger than the embedding size "
+                f"{projector.out_dim} "
+                f"(backbone '{model.backbone}' D = {backbone.out_dim}, projector '{model.projector}'); "
+                f"choose d0 <= {projector.out_dim}."
+            )
+        return cls(backbone, projector, loss)
+
+    @property
+    def uses_momentum_target(self) -> bool:
+        """True when the objective compares with an EMA target network."""
+        return self.momentum_target is not None
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(r, z) = (f(x), g(f(x))) with the online network."""
+        r = self.backbone(x)
+        return r, self.projector(r)
+
+    @torch.no_grad()
+    def encode_target(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(r, z) of the momentum target network (no gradient)."""
+        if self.momentum_target is None:
+            raise ConfigError("this objective has no momentum target network.")
+        r = self.momentum_target["backbone"](x)
+        return r, self.momentum_target["projector"](r)
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        """theta_t <- m theta_t + (1 - m) theta_online (parameters); buffers copied (BYOL section 3.1)."""
+        if self.momentum_target is None:
+            return
+        for name in ("backbone", "projector"):
+            online, target = getattr(self, name), self.momentum_target[name]
+            for t, o in zip(target.parameters(), online.parameters(), strict=True):
+                t.mul_(momentum).add_(o.detach(), alpha=1.0 - momentum)
+            for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
+                tb.copy_(ob)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimizer updates (online backbone, projector, objective/predictor)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def online_modules(self) -> nn.ModuleDict:
+        """The modules the optimizer trains, without the momentum target (for parameter groups)."""
+        return nn.ModuleDict(
+            {"backbone": self.backbone, "projector": self.projector, "objective": self.objective}
+        )

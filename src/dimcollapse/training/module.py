@@ -1,0 +1,206 @@
+"""The LightningModule: views -> backbone -> projector -> objective (+ regularizers) -> optimizer step.
+
+L = L_ssl + sum_j term_j (SPEC section 4). Every term is logged on its own with its share term_j / L.
+Randomness of step s (views, random sub-vector masks, dropout) comes from a seed derived from (seed, s,
+rank), so a resumed run repeats an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from dimcollapse.data.views import ViewAugment
+from dimcollapse.errors import InputError
+from dimcollapse.registry import build
+from dimcollapse.training.config import RunConfig, from_dict
+from dimcollapse.training.datamodule import DataInfo
+from dimcollapse.training.model import SSLModel
+from dimcollapse.training.optim import build_optimizer, build_scheduler
+
+
+class NonFiniteLossError(InputError):
+    """The loss became NaN or Inf during training."""
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """Seed of global step ``step`` on process ``rank``: a fixed mix of (seed, step, rank)."""
+    return (int(seed) * 1_000_003 + int(step) * 104_729 + int(rank) * 7_919 + 1) % (2**62)
+
+
+def term_names(names: list[str]) -> list[str]:
+    """Unique log names for the regularizers: 'so', 'so_2', ... when a name repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return out
+
+
+class SSLModule(L.LightningModule):
+    """Composes SSLModel + ViewAugment + regularizers; logs each loss term; EMA target; NaN guard."""
+
+    def __init__(self, config: dict[str, Any], data_info: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg: RunConfig = from_dict(config)
+        self.info = DataInfo(**data_info)
+        cfg = self.cfg
+        self.model = SSLModel.from_config(cfg.model, cfg.objective, self.info.channels, self.info.image_size)
+        recipe: dict[str, Any] = {"name": cfg.data.views.recipe, **dict(cfg.data.views.overrides)}
+        self.views = ViewAugment(
+            recipe,
+            image_size=self.info.image_size,
+            channels=self.info.channels,
+            n_views=cfg.data.views.n_views,
+            dataset=cfg.data.name,
+        )
+        self.regularizers = nn.ModuleList(
+            [build("regularizer", r.name, **r.kwargs) for r in cfg.regularizers]
+        )
+        self.term_names = term_names([r.name for r in cfg.regularizers])
+        self.last_terms: dict[str, dict[str, float]] = {}
+        self.last_r: Tensor | None = None
+        self.last_y: Tensor | None = None
+        self.train_time_s = 0.0  # accumulated over resumed sessions
+        self._t_session: float | None = None
+
+    # -- schedule -------------------------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole run: optim.max_steps, else epochs x steps per epoch."""
+        return int(self.cfg.optim.max_steps or self.cfg.optim.epochs * self.info.steps_per_epoch)
+
+    def progress(self) -> float:
+        """Fraction of the run done, in [0, 1]."""
+        return min(1.0, self.global_step / max(1, self.total_steps))
+
+    def configure_optimizers(self) -> Any:
+        """Optimizer over the online network (biases/norms without decay) and a per-step warm-up+cosine."""
+        opt = build_optimizer(self.model.online_modules(), self.cfg.optim)
+        sched = build_scheduler(opt, self.cfg.optim, self.info.steps_per_epoch, self.total_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+    # -- forward --------------------------------------------------------------------------------------
+    def encode_eval(self, x_uint8: Tensor) -> tuple[Tensor, Tensor]:
+        """(r, z) of un-augmented images (the caller sets eval mode and no_grad)."""
+        return self.model.encode(self.views.eval_transform(x_uint8))
+
+    def _ssl_loss(self, zs: list[Tensor], ts: list[Tensor] | None) -> Tensor:
+        """Objective averaged over every pair of views (i < j); BYOL-like losses also get the targets."""
+        losses = []
+        for i, j in itertools.combinations(range(len(zs)), 2):
+            if ts is not None:
+                losses.append(self.model.objective(zs[i], zs[j], ts[i], ts[j]))
+            else:
+                losses.append(self.model.objective(zs[i], zs[j]))
+        return torch.stack(losses).mean() if len(losses) > 1 else losses[0]
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """One SSL step on a uint8 batch; returns L = L_ssl + sum of regularizer terms."""
+        x, y = batch
+        step = int(self.global_step)
+        torch.manual_seed(step_seed(self.cfg.trainer.seed, step, self.global_rank))
+        views = self.views(x)
+        n_views = len(views)
+        r_all, z_all = self.model.encode(torch.cat(views))
+        rs, zs = list(r_all.chunk(n_views)), list(z_all.chunk(n_views))
+        tr: list[Tensor] | None = None
+        tz: list[Tensor] | None = None
+        if self.model.uses_momentum_target:
+            tr_all, tz_all = self.model.encode_target(torch.cat(views))
+            tr, tz = list(tr_all.chunk(n_views)), list(tz_all.chunk(n_views))
+        ssl = self._ssl_loss(zs, tz)
+        epoch = step / max(1, self.info.steps_per_epoch)
+        terms: list[Tensor] = []
+        reg: Any
+        for reg in self.regularizers:
+            reg.set_progress(epoch)
+            if reg.target == "weights":
+                terms.append(reg(self.model))
+            else:
+                terms.append(reg(rs, tr))
+        total = ssl + torch.stack(terms).sum() if terms else ssl
+        if not bool(torch.isfinite(total.detach())):
+            self._raise_nonfinite(step, ssl, terms)
+        self._log_terms(total, ssl, terms)
+        self.last_r, self.last_y = rs[0].detach(), y
+        return total
+
+    def _log_terms(self, total: Tensor, ssl: Tensor, terms: list[Tensor]) -> None:
+        """Log L, L_ssl, each term and its share term / L, the regularizers' and objective's stats, the lr."""
+        bs = int(self.cfg.data.batch_size)
+        denom = float(total.detach().abs()) or 1.0
+        logs = {"train/loss": float(total.detach()), "train/ssl_loss": float(ssl.detach())}
+        self.last_terms = {}
+        for name, reg, term in zip(self.term_names, self.regularizers, terms, strict=True):
+            value = float(term.detach())
+            coef: Any = getattr(reg, "coefficient", lambda: float("nan"))
+            stats = {"value": value, "share": value / denom, "coefficient": float(coef())}
+            stats.update({k: float(v) for k, v in getattr(reg, "last_stats", {}).items()})
+            self.last_terms[name] = stats
+            for key, v in stats.items():
+                logs[f"train/reg/{name}" if key == "value" else f"train/reg/{name}_{key}"] = v
+        for key, v in getattr(self.model.objective, "last_stats", {}).items():
+            logs[f"train/objective/{key}"] = float(v)
+        if self._trainer is not None and self.trainer.optimizers:
+            logs["train/lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=bs, prog_bar=False)
+        self.log("loss", logs["train/loss"], on_step=True, prog_bar=True, logger=False, batch_size=bs)
+
+    def _raise_nonfinite(self, step: int, ssl: Tensor, terms: list[Tensor]) -> None:
+        bad = [] if bool(torch.isfinite(ssl.detach())) else [f"objective {self.cfg.objective.name}"]
+        bad += [
+            f"regularizer {n}" for n, t in zip(self.term_names, terms, strict=True) if not torch.isfinite(t)
+        ]
+        cb = getattr(self._trainer, "checkpoint_callback", None) if self._trainer is not None else None
+        last = getattr(cb, "last_model_path", "") if cb is not None else ""
+        good = getattr(cb, "last_good_step", None)
+        at = f" (step {good})" if good is not None else ""
+        ckpt = (
+            f" The last good checkpoint{at} is kept at '{last}'."
+            if last
+            else " No checkpoint was written yet."
+        )
+        raise NonFiniteLossError(
+            f"the loss became non-finite at step {step} (from {', '.join(bad) or 'the sum of terms'}); "
+            f"training stopped.{ckpt} Lower optim.lr, add warm-up (optim.warmup_epochs) or use "
+            "trainer.precision=32-true."
+        )
+
+    # -- hooks ----------------------------------------------------------------------------------------
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Optimizer step, then the EMA update of the momentum target with the objective's m(progress)."""
+        super().optimizer_step(*args, **kwargs)
+        if self.model.uses_momentum_target:
+            momentum: Any = self.model.objective.momentum
+            self.model.update_target(float(momentum(self.progress())))
+
+    def on_train_start(self) -> None:
+        """Start the session clock."""
+        self._t_session = time.perf_counter()
+
+    def session_time(self) -> float:
+        """Seconds of training in this session so far."""
+        return 0.0 if self._t_session is None else time.perf_counter() - self._t_session
+
+    def on_train_end(self) -> None:
+        """Accumulate the session's training time."""
+        self.train_time_s += self.session_time()
+        self._t_session = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the accumulated training time."""
+        checkpoint["dimcollapse_train_time_s"] = self.train_time_s + self.session_time()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the accumulated training time."""
+        value = checkpoint.get("dimcollapse_train_time_s", 0.0)
+        self.train_time_s = float(value) if math.isfinite(float(value)) else 0.0
