@@ -1,0 +1,153 @@
+"""Per-run artifacts for the report, computed once from the final checkpoint on held-out test images.
+
+``artifacts.npz`` holds: ``spectrum_r``, ``spectrum_z`` (covariance spectra on test images),
+``weight/<layer>`` (singular values of every encoder + projector weight), ``feature/<block>``
+(covariance spectra of each backbone block's output, spatially mean-pooled), ``alignment`` (|A| of
+the last two composable weight layers, A = V2^T U1; convolutions read through the sum of their
+kernel over space, i.e. their action on spatially constant inputs), ``r_sample`` / ``labels_sample``
+(a 2-D map sample). ``artifacts.json`` holds the scalar metrics derived from them:
+
+- ``weight_erank_mean``: mean over backbone layers of erank(sigma^2) / min(out, in) (scale-free),
+- ``tail_eig_r``: mean of log10(lambda_k / lambda_1) over the smallest quarter of r's spectrum,
+- ``alignment_mean_diag``: mean |diag A|.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dimcollapse import diagnostics as dg
+from dimcollapse.errors import InputError
+from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_json
+
+FINAL, LAST = "final.ckpt", "last.ckpt"
+
+
+def find_checkpoint(run_dir: Path) -> Path:
+    """The run's final checkpoint (else its last one)."""
+    for name in (FINAL, LAST):
+        p = run_dir / "checkpoints" / name
+        if p.is_file():
+            return p
+    raise InputError(
+        f"run folder '{run_dir}' has no checkpoints/{FINAL}; train it first (dimcollapse train)."
+    )
+
+
+def load_run_module(run_dir: Path) -> tuple[Any, Any]:
+    """(SSLModule with the final weights, its SSLDataModule set up for evaluation)."""
+    from dimcollapse.training.checkpoint import load_checkpoint, load_model_state
+    from dimcollapse.training.config import from_dict
+    from dimcollapse.training.datamodule import SSLDataModule
+    from dimcollapse.training.module import SSLModule
+
+    path = find_checkpoint(run_dir)
+    hp = load_checkpoint(path).get("hyper_parameters") or {}
+    if "config" not in hp or "data_info" not in hp:
+        raise InputError(
+            f"checkpoint '{path}' holds no dimcollapse config; it was not written by dimcollapse."
+        )
+    module = SSLModule(hp["config"], hp["data_info"])
+    load_model_state(module, path)
+    module.eval()
+    dm = SSLDataModule(from_dict(hp["config"]))
+    dm.setup("eval")
+    return module, dm
+
+
+def _as_linear_map(w: Tensor) -> Tensor:
+    """A weight as the (out x in) matrix it applies to spatially constant inputs."""
+    return w.sum(dim=tuple(range(2, w.ndim))) if w.ndim > 2 else w
+
+
+def last_composable_pair(mats: list[tuple[str, Tensor]]) -> tuple[str, str] | None:
+    """Names of the last two consecutive weight layers with in(W2) == out(W1)."""
+    for (n1, w1), (n2, w2) in reversed(list(itertools.pairwise(mats))):
+        if _as_linear_map(w2).shape[1] == _as_linear_map(w1).shape[0]:
+            return n1, n2
+    return None
+
+
+def _weight_erank_mean(spectra: dict[str, np.ndarray]) -> float:
+    vals = [dg.effective_rank(s**2) / len(s) for s in spectra.values() if len(s) > 1 and s.max() > 0]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def tail_eigenvalues(spectrum: np.ndarray, fraction: float = 0.25) -> float:
+    """Mean log10(lambda_k / lambda_1) over the smallest ``fraction`` of a descending spectrum."""
+    s = np.clip(np.asarray(spectrum, dtype=np.float64), 1e-300, None)
+    n = max(1, round(len(s) * fraction))
+    return float(np.mean(np.log10(np.maximum(s[-n:] / s[0], 1e-12))))
+
+
+@torch.no_grad()
+def compute_artifacts(run_dir: str | Path, max_points: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Write ``artifacts.npz`` / ``artifacts.json`` for a finished run; return the scalar metrics."""
+    run = Path(run_dir)
+    module, dm = load_run_module(run)
+    _, (xte, yte) = dm.eval_sets()
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(xte), generator=g)[: min(max_points, len(xte))]
+    x, y = xte[idx], yte[idx]
+    rs, zs, inputs = [], [], []
+    for chunk in torch.split(torch.arange(len(x)), 256):
+        xi = module.views.eval_transform(x[chunk])
+        r, z = module.model.encode(xi)
+        rs.append(r.float())
+        zs.append(z.float())
+        inputs.append(xi)
+    r_all, z_all = torch.cat(rs), torch.cat(zs)
+    backbone: nn.Module = module.model.backbone
+    arrays: dict[str, np.ndarray] = {
+        "spectrum_r": dg.covariance_spectrum(r_all),
+        "spectrum_z": dg.covariance_spectrum(z_all),
+        "r_sample": r_all[:1000].numpy().astype(np.float32),
+        "labels_sample": y[:1000].numpy().astype(np.int64),
+    }
+    wspec = dg.weight_spectra(backbone)
+    for name, s in wspec.items():
+        arrays[f"weight/backbone.{name}"] = s
+    for name, s in dg.weight_spectra(module.model.projector).items():
+        arrays[f"weight/projector.{name}"] = s
+    blocks = [n for n, _ in backbone.named_children()]
+    fspec = dg.feature_spectra(backbone, inputs, layers=blocks, pool="mean")
+    for name, s in fspec.items():
+        arrays[f"feature/{name}"] = s
+    mats = [(f"backbone.{n}", m.weight.detach()) for n, m in backbone.weight_layers()]  # type: ignore[operator]
+    mats += [
+        (f"projector.{n}", m.weight.detach())
+        for n, m in module.model.projector.named_modules()
+        if isinstance(m, nn.Linear) and m.weight.requires_grad
+    ]
+    metrics = {
+        "weight_erank_mean": _weight_erank_mean(wspec),
+        "tail_eig_r": tail_eigenvalues(arrays["spectrum_r"]),
+    }
+    pair = last_composable_pair(mats)
+    if pair is not None:
+        w = dict(mats)
+        al = dg.alignment_matrix(_as_linear_map(w[pair[0]]), _as_linear_map(w[pair[1]]))
+        arrays["alignment"] = np.abs(np.asarray(al.matrix))
+        arrays["alignment_layers"] = np.array(list(pair))
+        metrics["alignment_mean_diag"] = float(al.mean_diag)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+    atomic_write_bytes(run / "artifacts.npz", buf.getvalue())
+    atomic_write_json(run / "artifacts.json", metrics)
+    return metrics
+
+
+def load_artifacts(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of ``artifacts.npz`` (computed first when missing)."""
+    p = Path(run_dir) / "artifacts.npz"
+    if not p.is_file():
+        compute_artifacts(run_dir)
+    with np.load(p, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

@@ -1,0 +1,71 @@
+"""Reference rows for a study's accuracy table: kNN on raw pixels and on a randomly initialised network.
+
+They answer "how much did self-supervision add?" on the same data, split and kNN settings as the runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dimcollapse import diagnostics as dg
+from dimcollapse.study.results import read_json
+from dimcollapse.training.config import RunConfig, to_dict
+from dimcollapse.utils.atomic import atomic_write_json
+
+
+def _knn_row(
+    name: str, cfg: RunConfig, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, c: int
+) -> dict[str, Any]:
+    from dimcollapse.training.evaluation import knn_accuracy
+
+    row: dict[str, Any] = {"run_id": name, "variant": name, "status": "baseline", "objective": name}
+    for k in cfg.eval.knn_k:
+        top1, top5 = knn_accuracy(
+            xtr, ytr, xte, yte, k=int(k), temperature=cfg.eval.temperature, num_classes=c
+        )
+        row[f"knn_k{int(k)}_top1"], row[f"knn_k{int(k)}_top5"] = top1, top5
+    spec = dg.covariance_spectrum(xte)
+    row["erank_r"] = dg.effective_rank(spec)
+    row["d_r"] = int(xte.shape[1])
+    return row
+
+
+@torch.no_grad()
+def compute_baselines(cfg: RunConfig, out_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Rows 'raw pixels' and 'random init' (backbone of ``cfg`` at its seed, untrained); cached in
+    ``out_dir/baselines.json``."""
+    cache = Path(out_dir) / "baselines.json" if out_dir is not None else None
+    if cache is not None:
+        cached = read_json(cache)
+        if cached is not None and isinstance(cached.get("rows"), list):
+            return list(cached["rows"])
+    from dimcollapse.training.datamodule import SSLDataModule
+    from dimcollapse.training.evaluation import extract_features
+    from dimcollapse.training.module import SSLModule
+
+    torch.manual_seed(cfg.trainer.seed)
+    dm = SSLDataModule(cfg)
+    dm.setup("fit")
+    (xtr, ytr), (xte, yte) = dm.eval_sets()
+    keep = ytr >= 0
+    xtr, ytr = xtr[keep], ytr[keep]
+    c = dm.info.num_classes
+    rows = [
+        _knn_row("raw pixels", cfg, xtr.flatten(1).float() / 255, ytr, xte.flatten(1).float() / 255, yte, c)
+    ]
+    module = SSLModule(to_dict(cfg), dm.info.__dict__).eval()
+
+    def encode(x: Tensor) -> tuple[Tensor, Tensor]:
+        return module.encode_eval(x)
+
+    rtr, _ = extract_features(encode, xtr, cfg.eval.batch_size, torch.device("cpu"))
+    rte, _ = extract_features(encode, xte, cfg.eval.batch_size, torch.device("cpu"))
+    rows.append(_knn_row("random init", cfg, rtr, ytr, rte, yte, c))
+    rows[-1]["backbone"] = cfg.model.backbone
+    if cache is not None:
+        atomic_write_json(cache, {"rows": rows})
+    return rows
