@@ -125,7 +125,7 @@ def test_color_affine_contrast_brightness_match_sequential_ops() -> None:
     torch.manual_seed(1)
     x = torch.rand(4, 3, 6, 6, dtype=torch.float64) * 0.5 + 0.2
     g = torch.Generator().manual_seed(0)
-    a, b = ops.color_affine(x.mean((2, 3)), 0.3, 0.3, 0.3, 0.0, 1.0, 0.0, g, order=[0, 1, 2])
+    cmap = ops.color_affine(4, 3, 0.3, 0.3, 0.3, 0.0, 1.0, 0.0, g, order=[0, 1, 2])
     g = torch.Generator().manual_seed(0)
     ops.bernoulli(4, 1.0, g)
     fb = ops.uniform(4, 0.7, 1.3, g)[:, None, None, None]
@@ -135,8 +135,15 @@ def test_color_affine_contrast_brightness_match_sequential_ops() -> None:
     y = x * fb
     y = fc * y + (1 - fc) * (y * w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
     y = fs * y + (1 - fs) * (y * w).sum(1, keepdim=True)
-    got = torch.einsum("nij,njhw->nihw", a, x) + b[:, :, None, None]
-    torch.testing.assert_close(got, y, atol=1e-12, rtol=0)
+    torch.testing.assert_close(ops.apply_affine(x, cmap), y.clamp(0, 1), atol=1e-12, rtol=0)
+    cmap = ops.color_affine(
+        4, 3, 0.3, 0.3, 0.3, 0.0, 1.0, 0.0, torch.Generator().manual_seed(0), order=[2, 1, 0]
+    )
+    f1, f2, f3 = fb, fc, fs  # the same draws, now used by saturation, contrast, brightness in turn
+    z = f1 * x + (1 - f1) * (x * w).sum(1, keepdim=True)
+    z = f2 * z + (1 - f2) * (z * w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    z = f3 * z
+    torch.testing.assert_close(ops.apply_affine(x, cmap), z.clamp(0, 1), atol=1e-12, rtol=0)
 
 
 def test_blur_preserves_constant_images_and_smooths_noise() -> None:

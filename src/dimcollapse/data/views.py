@@ -158,11 +158,18 @@ class ViewAugment(nn.Module):
                 y = F.interpolate(y, size=(size, size), mode="bilinear", antialias=True)
         colour = p.jitter_p > 0 or (p.grayscale_p > 0 and self.channels == 3)
         if colour:
-            mean_colour = (y.mean(dim=(2, 3)) * scale).double().cpu()
-            a_mat, bias = ops.color_affine(
-                mean_colour, p.brightness, p.contrast, p.saturation, p.hue, p.jitter_p, p.grayscale_p, gen
+            cmap = ops.color_affine(
+                n,
+                self.channels,
+                p.brightness,
+                p.contrast,
+                p.saturation,
+                p.hue,
+                p.jitter_p,
+                p.grayscale_p,
+                gen,
             )
-            y = ops.apply_affine(y, a_mat, bias, scale)
+            y = ops.apply_affine(y, cmap, scale)
         else:
             y = (y * scale).clamp_(0.0, 1.0)
         if p.blur_p > 0:

@@ -8,6 +8,7 @@ the images' device, so the same seed gives the same views on any device.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -111,8 +112,17 @@ def hue_rotation(angle: Tensor) -> Tensor:
     return c * torch.eye(3, dtype=torch.float64) + s * cross + (1 - c) * torch.outer(k, k)
 
 
+class ColourMap(NamedTuple):
+    """Per-image colour map y = A x + P mu + q (mu: the image's mean colour); A, P [n, C, C], q [n, C]."""
+
+    a: Tensor
+    p: Tensor
+    q: Tensor
+
+
 def color_affine(
-    mean_colour: Tensor,
+    n: int,
+    channels: int,
     brightness: float,
     contrast: float,
     saturation: float,
@@ -121,60 +131,68 @@ def color_affine(
     grayscale_p: float,
     gen: torch.Generator | None,
     order: list[int] | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Per-image affine colour maps y = A x + b ([n, C, C], [n, C]) composing colour jitter then grayscale.
+) -> ColourMap:
+    """Random per-image colour maps composing colour jitter then grayscale, as y = A x + P mu + q.
 
     Jitter (p = jitter_p, ops in `order`, default a random permutation per batch), as torchvision defines
     them but without intermediate clamping: brightness y = f x; contrast y = f x + (1 - f) mean(w^T x);
     saturation y = f x + (1 - f) 1 w^T x; hue: rotation about the grey axis by 2 pi f (f ~ U(-hue, hue)).
-    Factors f ~ U(max(0, 1 - s), 1 + s). Grayscale (p = grayscale_p) y = 1 w^T x. `mean_colour` [n, C] is
-    each image's mean colour (needed by contrast). Saturation, hue and grayscale act on 3 channels only.
+    Factors f ~ U(max(0, 1 - s), 1 + s). Grayscale (p = grayscale_p) y = 1 w^T x. Contrast's mean is
+    linear in the input's mean colour mu, hence the P mu term (computed later, on the images' device,
+    without a device-to-host copy). Saturation, hue and grayscale act on 3 channels only.
     """
-    n, c = mean_colour.shape
+    c = channels
     eye = torch.eye(c, dtype=torch.float64)
     a_mat = eye.expand(n, c, c).clone()
-    bias = torch.zeros(n, c, dtype=torch.float64)
+    p_mat = torch.zeros(n, c, c, dtype=torch.float64)
+    q = torch.zeros(n, c, dtype=torch.float64)
     w = grey_weights(c)
-    grey_proj = torch.ones(c, 1, dtype=torch.float64) @ w[None, :]
-    mu = mean_colour.to(torch.float64)
+    ones_w = torch.ones(c, 1, dtype=torch.float64) @ w[None, :]  # 1 w^T
     apply = bernoulli(n, jitter_p, gen)[:, None, None]
     ops = order if order is not None else torch.randperm(4, generator=gen).tolist()
     for op in ops:
         if op == 0 and brightness > 0:
-            f = uniform(n, max(0.0, 1 - brightness), 1 + brightness, gen)
-            new_a, new_b = f[:, None, None] * a_mat, f[:, None] * bias
+            f = uniform(n, max(0.0, 1 - brightness), 1 + brightness, gen)[:, None, None]
+            new = (f * a_mat, f * p_mat, f[:, :, 0] * q)
         elif op == 1 and contrast > 0:
-            f = uniform(n, max(0.0, 1 - contrast), 1 + contrast, gen)
-            grey_mean = ((a_mat @ mu[:, :, None]).squeeze(-1) + bias) @ w
-            new_a = f[:, None, None] * a_mat
-            new_b = f[:, None] * bias + ((1 - f) * grey_mean)[:, None]
+            f = uniform(n, max(0.0, 1 - contrast), 1 + contrast, gen)[:, None, None]
+            new = (
+                f * a_mat,
+                f * p_mat + (1 - f) * (ones_w @ (a_mat + p_mat)),
+                f[:, :, 0] * q + (1 - f[:, :, 0]) * (q @ ones_w.T),
+            )
         elif op == 2 and saturation > 0 and c == 3:
             f = uniform(n, max(0.0, 1 - saturation), 1 + saturation, gen)[:, None, None]
-            m = f * eye + (1 - f) * grey_proj
-            new_a, new_b = m @ a_mat, (m @ bias[:, :, None]).squeeze(-1)
+            m = f * eye + (1 - f) * ones_w
+            new = (m @ a_mat, m @ p_mat, (m @ q[:, :, None]).squeeze(-1))
         elif op == 3 and hue > 0 and c == 3:
-            rot = hue_rotation(uniform(n, -hue, hue, gen) * 2 * math.pi)
-            new_a, new_b = rot @ a_mat, (rot @ bias[:, :, None]).squeeze(-1)
+            m = hue_rotation(uniform(n, -hue, hue, gen) * 2 * math.pi)
+            new = (m @ a_mat, m @ p_mat, (m @ q[:, :, None]).squeeze(-1))
         else:
             continue
-        a_mat = torch.where(apply, new_a, a_mat)
-        bias = torch.where(apply[:, :, 0], new_b, bias)
+        a_mat = torch.where(apply, new[0], a_mat)
+        p_mat = torch.where(apply, new[1], p_mat)
+        q = torch.where(apply[:, :, 0], new[2], q)
     if c == 3 and grayscale_p > 0:
         g = bernoulli(n, grayscale_p, gen)
-        a_mat = torch.where(g[:, None, None], grey_proj @ a_mat, a_mat)
-        bias = torch.where(g[:, None], bias @ grey_proj.T, bias)
-    return a_mat, bias
+        a_mat = torch.where(g[:, None, None], ones_w @ a_mat, a_mat)
+        p_mat = torch.where(g[:, None, None], ones_w @ p_mat, p_mat)
+        q = torch.where(g[:, None], q @ ones_w.T, q)
+    return ColourMap(a_mat, p_mat, q)
 
 
-def apply_affine(x: Tensor, a_mat: Tensor, bias: Tensor, scale: float = 1.0) -> Tensor:
-    """clamp(A (scale x) + b, 0, 1) per image, as one batched matmul over [n, C, H*W]."""
+def apply_affine(x: Tensor, cmap: ColourMap, scale: float = 1.0) -> Tensor:
+    """clamp(A (scale x) + P mu + q, 0, 1) per image, mu = mean colour of scale x; batched, on x's device."""
     n, c, h, w = x.shape
-    a = (a_mat * scale).to(device=x.device, dtype=x.dtype)
-    b = bias.to(device=x.device, dtype=x.dtype)
+    a = (cmap.a * scale).to(device=x.device, dtype=x.dtype)
+    mu = x.mean(dim=(2, 3)) * scale
+    bias = torch.baddbmm(
+        cmap.q.to(device=x.device, dtype=x.dtype)[:, :, None], cmap.p.to(x.device, x.dtype), mu[:, :, None]
+    )
     if c == 1:
-        y = x * a.view(n, 1, 1, 1) + b.view(n, 1, 1, 1)
+        y = x * a.view(n, 1, 1, 1) + bias.view(n, 1, 1, 1)
     else:
-        y = torch.baddbmm(b[:, :, None], a, x.reshape(n, c, h * w)).view(n, c, h, w)
+        y = torch.baddbmm(bias, a, x.reshape(n, c, h * w)).view(n, c, h, w)
     return y.clamp_(0.0, 1.0)
 
 
