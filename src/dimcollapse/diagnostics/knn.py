@@ -1,7 +1,7 @@
 """Blocked k-nearest-neighbour distances in torch: never an N x N matrix when N exceeds the block size.
 
 Per block of queries, |r|^2 - 2 q.r (squared distance minus the row-constant |q|^2; one matrix
-product) ranks the reference rows, the k smallest are selected with ``topk``, and the selected distances are then
+product) ranks the reference rows, the k smallest are selected with ``topk``, and their distances are
 recomputed exactly as ||q - r|| from the difference vectors, so duplicates give exactly 0 and the
 result is differentiable in both Q and R. When R is None the set is queried against itself and each
 query's own row is excluded (other rows identical to it are still neighbours, at distance 0).
@@ -45,6 +45,17 @@ def knn_distances(
         raise InputError(
             f"k={k} neighbours requested but there are only {available} {where} (N={r.shape[0]}). Use k < N."
         )
+    dist, idx = knn_core(q, None if self_query else r, k, block_size)
+    return (dist, idx) if return_indices else dist
+
+
+def knn_core(
+    q: torch.Tensor, r: torch.Tensor | None, k: int, block_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unchecked blocked k-NN on validated tensors (same dtype/device); r=None queries q against itself."""
+    self_query = r is None
+    if r is None:
+        r = q
     d = q.shape[1]
     rows = max(1, min(block_size, _GATHER_ELEMS // max(1, k * d)))
     r_det = r.detach()
@@ -67,7 +78,4 @@ def knn_distances(
         dist, order = torch.sort(dist, dim=1)
         dists.append(dist)
         idxs.append(torch.gather(idx, 1, order))
-    out = torch.cat(dists)
-    if return_indices:
-        return out, torch.cat(idxs)
-    return out
+    return torch.cat(dists), torch.cat(idxs)

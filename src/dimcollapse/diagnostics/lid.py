@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from dimcollapse.diagnostics._validate import ArrayLike, matrix
+from dimcollapse.diagnostics._validate import ArrayLike
 from dimcollapse.diagnostics.knn import knn_distances
 from dimcollapse.errors import ConfigError, InputError
 
@@ -54,10 +54,9 @@ def lid_from_distances(dists: torch.Tensor, method: Method = "mle", rel_eps: flo
 
 
 def _lid(Z: ArrayLike, k: int, reference: ArrayLike | None, method: Method, block_size: int) -> torch.Tensor:
-    z = matrix(Z, "Z", min_rows=1 if reference is not None else 2)
-    if k < 2:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 2:
         raise ConfigError(f"k must be at least 2 for an LID estimate, got {k}.")
-    d = knn_distances(z, reference, k=k, block_size=block_size)
+    d = knn_distances(Z, reference, k=k, block_size=block_size)
     assert isinstance(d, torch.Tensor)
     return lid_from_distances(d, method)
 

@@ -1,0 +1,144 @@
+"""Blocked k-NN and LID (MLE, MoM): brute force, planted dimension, duplicates, gradients, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+
+from dimcollapse.diagnostics import knn_distances, lid_from_distances, lid_mle, lid_mom, lid_summary
+from dimcollapse.errors import ConfigError, InputError
+
+
+def test_blocked_knn_self_query_equals_brute_force() -> None:
+    x = np.random.default_rng(0).standard_normal((157, 7))
+    d, idx = knn_distances(x, k=6, block_size=16, return_indices=True)
+    full = cdist(x, x)
+    np.fill_diagonal(full, np.inf)
+    order = np.argsort(full, axis=1)[:, :6]
+    np.testing.assert_allclose(d.numpy(), np.take_along_axis(full, order, 1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(idx.numpy(), order)
+    assert not (idx.numpy() == np.arange(157)[:, None]).any()
+
+
+def test_blocked_knn_reference_set_equals_brute_force() -> None:
+    rng = np.random.default_rng(1)
+    q, r = rng.standard_normal((40, 5)), rng.standard_normal((90, 5))
+    d = knn_distances(torch.from_numpy(q), torch.from_numpy(r), k=90, block_size=7)
+    np.testing.assert_allclose(d.numpy(), np.sort(cdist(q, r), axis=1), rtol=1e-12, atol=1e-12)
+
+
+def test_knn_never_builds_full_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    shapes: list[tuple[int, ...]] = []
+    real = torch.addmm
+
+    def spy(*a: object, **kw: object) -> torch.Tensor:
+        out = real(*a, **kw)  # type: ignore[arg-type]
+        shapes.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(torch, "addmm", spy)
+    knn_distances(np.random.default_rng(2).standard_normal((300, 4)), k=3, block_size=50)
+    assert shapes and max(s[0] for s in shapes) <= 50
+
+
+@pytest.mark.parametrize("d", [2, 5, 10])
+def test_lid_of_linearly_embedded_cube_is_within_10_percent(d: int) -> None:
+    # Each repetition draws N uniform points of [0,1]^d, maps them linearly (a scaled isometry) into R^64
+    # and estimates the LID of the cube's centre from its k nearest sample points. N is chosen so that
+    # about 2k points fall within distance 0.5 of the centre: the k-NN ball stays inside the cube (no
+    # boundary effect), and independent repetitions give independent estimates. With k = 50 the MLE's
+    # own finite-k bias is small and known: E[ln LID] = ln d + ln k - digamma(k - 1) (about +3%).
+    from scipy.special import digamma
+
+    k, reps = 50, 60
+    rng = np.random.default_rng(d)
+    basis, _ = np.linalg.qr(rng.standard_normal((64, 64)))
+    embed = 3.0 * basis[:d]
+    ball = math.pi ** (d / 2) / math.gamma(d / 2 + 1) * 0.5**d
+    n = math.ceil(2 * k / ball)
+    mle, mom = [], []
+    for _ in range(reps):
+        ref = torch.from_numpy(rng.uniform(size=(n, d)) @ embed)
+        centre = torch.from_numpy(np.full((1, d), 0.5) @ embed)
+        dist = knn_distances(centre, ref, k=k)
+        assert isinstance(dist, torch.Tensor)
+        mle.append(float(lid_from_distances(dist, "mle")[0]))
+        mom.append(float(lid_from_distances(dist, "mom")[0]))
+    # the array-level estimators give the same numbers as the torch formula on the same data
+    assert float(lid_mle(centre, k=k, reference=ref)[0]) == pytest.approx(mle[-1], rel=1e-12)
+    assert float(lid_mom(centre, k=k, reference=ref)[0]) == pytest.approx(mom[-1], rel=1e-12)
+    gm_mle, gm_mom = lid_summary(np.array(mle))["gmean"], lid_summary(np.array(mom))["gmean"]
+    assert abs(gm_mle - d) / d < 0.10, gm_mle
+    assert abs(gm_mom - d) / d < 0.10, gm_mom
+    assert gm_mle == pytest.approx(d * math.exp(math.log(k) - digamma(k - 1)), rel=0.06)
+
+
+def test_lid_formulas_on_hand_distances() -> None:
+    r = torch.tensor([[1.0, 2.0, 4.0]], dtype=torch.float64)
+    mle = -1.0 / ((math.log(1 / 4) + math.log(2 / 4) + 0.0) / 3)
+    m = 7.0 / 3
+    assert lid_from_distances(r, "mle").item() == pytest.approx(mle, rel=1e-12)
+    assert lid_from_distances(r, "mom").item() == pytest.approx(m / (4 - m), rel=1e-12)
+    with pytest.raises(ConfigError):
+        lid_from_distances(r, "bogus")  # type: ignore[arg-type]
+
+
+def test_duplicates_give_finite_lid_and_finite_gradients() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((60, 8))
+    z = np.concatenate([base, base[:20], base[:5], base[:5]])  # pairs and quadruples of identical rows
+    for est in (lid_mle, lid_mom):
+        lid = est(z, k=10)
+        assert np.isfinite(lid).all() and (lid >= 0).all()
+    t = torch.tensor(z, requires_grad=True)
+    lid_t = lid_mle(t, k=10)
+    assert isinstance(lid_t, torch.Tensor) and lid_t.requires_grad
+    lid_t.log1p().mean().backward()
+    assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+
+
+def test_all_identical_points_give_zero_lid_not_nan() -> None:
+    z = np.ones((30, 4))
+    lid = lid_mle(z, k=5)
+    assert np.array_equal(lid, np.zeros(30))
+    s = lid_summary(lid)
+    assert s["gmean"] == 0.0 and s["n_zero"] == 30
+
+
+def test_lid_is_scale_and_rotation_invariant_and_torch_matches_numpy() -> None:
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((200, 6))
+    q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    a = lid_mle(z, k=8)
+    np.testing.assert_allclose(lid_mle(7.0 * z @ q, k=8), a, rtol=1e-8)
+    np.testing.assert_allclose(lid_mle(torch.from_numpy(z), k=8).numpy(), a, rtol=1e-12)
+
+
+def test_lid_summary_statistics() -> None:
+    s = lid_summary(np.array([1.0, 2.0, 4.0, 8.0]))
+    assert s["gmean"] == pytest.approx(math.sqrt(8.0))
+    assert s["median"] == pytest.approx(3.0) and s["q50"] == pytest.approx(3.0)
+    with pytest.raises(InputError):
+        lid_summary(np.array([1.0, np.nan]))
+
+
+def test_bad_inputs_raise() -> None:
+    z = np.random.default_rng(5).standard_normal((10, 3))
+    with pytest.raises(InputError, match="k=10"):
+        lid_mle(z, k=10)  # only 9 other rows
+    with pytest.raises(InputError, match="k=11"):
+        knn_distances(z[:2], z, k=11)
+    bad = z.copy()
+    bad[[2, 3], 1] = np.nan
+    with pytest.raises(InputError, match="2 of 10 rows"):
+        lid_mom(bad, k=3)
+    with pytest.raises(InputError):
+        lid_mle(z[0], k=3)
+    with pytest.raises(InputError):
+        lid_mle(z[None], k=3)
+    with pytest.raises(InputError):
+        knn_distances(z, np.zeros((5, 4)), k=2)
