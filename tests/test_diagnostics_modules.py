@@ -136,7 +136,7 @@ def test_alignment_of_random_layers_is_low_and_ties_are_excluded() -> None:
     w2 = np.diag([3.0, 2.0, 2.0, 1.0] + [0.5 - 0.001 * i for i in range(60)]) @ u1.T
     al = alignment_matrix(w1, w2)
     assert al.n_distinct == 62
-    with pytest.raises(InputError, match="W2.shape"):
+    with pytest.raises(InputError, match=r"W2\.shape"):
         alignment_matrix(w1, rng.standard_normal((5, 7)))
 
 
