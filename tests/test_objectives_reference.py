@@ -97,6 +97,10 @@ def test_simclr_matches_loops(views: tuple[np.ndarray, np.ndarray], tau: float) 
     loss = build("objective", "simclr", temperature=tau)
     assert float(loss(_t(z1), _t(z2)).detach()) == pytest.approx(ntxent_loops(z1, z2, tau), rel=1e-10)
     assert loss.last_stats["pos_sim"] == pytest.approx(float(_cos_rows(z1, z2).mean()), rel=1e-10)
+    z = _unit(np.concatenate([z1, z2]))
+    n = len(z1)
+    negatives = [z[i] @ z[k] for i in range(2 * n) for k in range(2 * n) if k not in (i, (i + n) % (2 * n))]
+    assert loss.last_stats["neg_sim"] == pytest.approx(float(np.mean(negatives)), rel=1e-8)
 
 
 def test_simclr_default_temperature_is_half(views: tuple[np.ndarray, np.ndarray]) -> None:

@@ -41,8 +41,8 @@ class DirectCLR(Objective):
         gathered, offset = all_gather_with_grad(torch.stack([a1, a2], dim=1))  # [N, 2, d0]
         n_total = gathered.shape[0]
         target = torch.arange(n, device=z1.device) + offset
-        logits12 = a1 @ gathered[:, 1].T / self.temperature  # anchors of view 1 against every view-2 key
-        logits21 = a2 @ gathered[:, 0].T / self.temperature
+        logits12 = (a1 / self.temperature) @ gathered[:, 1].T  # anchors of view 1 against every view-2 key
+        logits21 = (a2 / self.temperature) @ gathered[:, 0].T
         ce_sum = F.cross_entropy(logits12, target, reduction="sum") + F.cross_entropy(
             logits21, target, reduction="sum"
         )

@@ -33,17 +33,19 @@ class NTXent(Objective):
         n_total = gathered.shape[0]
         keys = torch.cat([gathered[:, 0], gathered[:, 1]], dim=0)  # global order: view 1 rows, view 2 rows
         anchors = torch.cat([a1, a2], dim=0)  # [2n, d]
-        logits = anchors @ keys.T / self.temperature  # [2n, 2N]
+        logits = (anchors / self.temperature) @ keys.T  # [2n, 2N]
         local = torch.arange(n, device=z1.device) + offset
         self_idx = torch.cat([local, local + n_total])
         pos_idx = torch.cat([local + n_total, local])
-        self_mask = F.one_hot(self_idx, 2 * n_total).bool()
-        logits = logits.masked_fill(self_mask, float("-inf"))  # an embedding is not its own negative
+        # an embedding is not its own negative: -inf at its own column (scatter: O(n), no dense mask)
+        logits = logits.scatter(1, self_idx.unsqueeze(1), float("-inf"))
         loss = local_share(F.cross_entropy(logits, pos_idx, reduction="sum"), 2 * n_total)
         with torch.no_grad():
-            pos_sim = (a1 * a2).sum(dim=1).mean()
-            neg_mask = ~(self_mask | F.one_hot(pos_idx, 2 * n_total).bool())
-            neg_sim = (logits[neg_mask].mean() * self.temperature) if n_total > 1 else pos_sim * 0
+            pos_sum = (a1 * a2).sum()
+            # sum of all cosines = (sum of anchors) . (sum of keys); remove self and positive pairs
+            neg_sum = anchors.sum(0) @ keys.sum(0) - (anchors * anchors).sum() - 2 * pos_sum
+            neg_sim = neg_sum / (2 * n * (2 * n_total - 2)) if n_total > 1 else pos_sum * 0
+            pos_sim = pos_sum / n
         self.last_stats = {
             "loss": float(loss.detach()),
             "pos_sim": float(pos_sim),
