@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from dimcollapse.objectives import convert_to_global_batchnorm
-from dimcollapse.objectives.distributed import global_batch_size, local_share
+from dimcollapse.objectives.distributed import global_batch_size, local_only, local_share
 from dimcollapse.registry import build
 
 WORLD = 2
@@ -120,7 +120,7 @@ def _worker(rank: int, init: str, out: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
-    results = {}
+    results: dict[Any, Any] = {}
     for split, sizes in SPLITS.items():
         rows = slice(sum(sizes[:rank]), sum(sizes[: rank + 1]))
         for dtype_name, dtype in DTYPES.items():
@@ -129,6 +129,9 @@ def _worker(rank: int, init: str, out: str) -> None:
             results[(split, dtype_name, "batchnorm2d")] = _run_batchnorm2d(rows, dtype)
         for name, kw in CASES:
             results[(split, "ddp_model", name)] = _run_model(name, kw, rows, wrap=True)
+    if rank == 1:  # a call made on one process only must not wait for the others
+        with local_only():
+            results["local_only"] = _run("simclr", dict(CASES)["simclr"], slice(4, 8), torch.float64)
     dist.destroy_process_group()
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
 
@@ -202,3 +205,11 @@ def test_per_process_losses_differ_for_per_anchor_objectives(ranks: list[dict[An
     assert abs(float(a) - float(b)) > 1e-3
     c, d = (r[("uneven", "float64", "vicreg")]["loss"] for r in ranks)
     assert float(c) == pytest.approx(float(d), rel=1e-12)  # global-statistics losses: the same value
+
+
+@pytest.mark.ddp
+def test_local_only_uses_the_local_batch_without_collectives(ranks: list[dict[Any, Any]]) -> None:
+    alone = ranks[1]["local_only"]
+    single = _run("simclr", dict(CASES)["simclr"], slice(4, 8), torch.float64)
+    torch.testing.assert_close(alone["loss"], single["loss"], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(alone["z1"], single["z1"], rtol=1e-12, atol=1e-12)

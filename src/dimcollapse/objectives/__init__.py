@@ -8,6 +8,7 @@ from dimcollapse.objectives.barlow_twins import BarlowTwins
 from dimcollapse.objectives.base import Objective
 from dimcollapse.objectives.byol import BYOL, cosine_momentum, ema_update
 from dimcollapse.objectives.directclr import DirectCLR
+from dimcollapse.objectives.distributed import local_only
 from dimcollapse.objectives.global_batchnorm import (
     GlobalBatchNorm1d,
     GlobalBatchNorm2d,
@@ -32,4 +33,5 @@ __all__ = [
     "convert_to_global_batchnorm",
     "cosine_momentum",
     "ema_update",
+    "local_only",
 ]

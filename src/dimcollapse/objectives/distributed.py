@@ -1,7 +1,7 @@
 """Collectives with correct gradients, so a loss over the global batch can be computed under DDP.
 
-Everything here is a no-op (identity / local statistics) when ``torch.distributed`` is not initialised
-or the world size is 1.
+Everything here is a no-op (identity / local statistics) when ``torch.distributed`` is not initialised,
+the world size is 1, or inside ``with local_only():`` (for calls made on one process only).
 
 Gradient convention (read this before writing a distributed loss)
 -----------------------------------------------------------------
@@ -31,15 +31,35 @@ Two kinds of loss meet the value convention:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+_local_only_depth = 0
+
+
+@contextmanager
+def local_only() -> Iterator[None]:
+    """Within this block objectives use this process's batch only (no collectives), e.g. on rank 0 alone.
+
+    Calling an objective on one process while the others do not would otherwise wait forever.
+    """
+    global _local_only_depth
+    _local_only_depth += 1
+    try:
+        yield
+    finally:
+        _local_only_depth -= 1
+
 
 def is_distributed() -> bool:
-    """True when torch.distributed is initialised with more than one process."""
+    """True when torch.distributed is initialised with more than one process (and not in local_only)."""
+    if _local_only_depth > 0:
+        return False
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
