@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from dimcollapse.data import views_ops as ops
-from dimcollapse.data.views import ViewAugment
+from dimcollapse.data.views import ViewAugment, eval_transform
 from dimcollapse.errors import ConfigError, InputError
 
 OFF = {"hflip_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0, "crop_scale": [1, 1], "crop_ratio": [1, 1]}
@@ -73,10 +73,13 @@ def test_none_recipe_is_normalisation_only() -> None:
         torch.testing.assert_close(v.double(), expect, atol=1e-5, rtol=0)
 
 
-def test_dataset_stats_by_name() -> None:
+def test_dataset_stats_by_name_and_eval_transform() -> None:
     x = batch(2, 1, 28)
     v = ViewAugment("none", 28, 1, dataset="fashion_mnist")(x)[0]
     torch.testing.assert_close(v, (x.float() / 255 - 0.2860) / 0.3530, atol=1e-5, rtol=0)
+    torch.testing.assert_close(eval_transform(x, dataset="fashion_mnist"), v)
+    small = eval_transform(batch(2, 3, 32), mean=0, std=1, image_size=16)
+    assert small.shape == (2, 3, 16, 16) and small.min() >= 0 and small.max() <= 1
 
 
 def test_full_crop_without_flip_is_identity_and_flip_mirrors() -> None:

@@ -7,7 +7,7 @@ image_folder, synthetic (`build("dataset", name, root=DIR, train=True, ...)`).
 from dimcollapse.data import cifar, digits, fashion_mnist, image_folder, stl10, synthetic
 from dimcollapse.data.base import InMemoryDataset, subset_indices, train_val_split
 from dimcollapse.data.image_folder import ImageFolderDataset
-from dimcollapse.data.views import DATASET_STATS, ViewAugment
+from dimcollapse.data.views import DATASET_STATS, ViewAugment, eval_transform
 
 __all__ = [
     "DATASET_STATS",
@@ -16,6 +16,7 @@ __all__ = [
     "ViewAugment",
     "cifar",
     "digits",
+    "eval_transform",
     "fashion_mnist",
     "image_folder",
     "stl10",

@@ -200,3 +200,18 @@ class ViewAugment(nn.Module):
             f"recipe={self.recipe!r}, image_size={self.image_size}, channels={self.channels}, "
             f"n_views={self.n_views}"
         )
+
+
+def eval_transform(
+    x: Tensor,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
+    image_size: int | None = None,
+    dataset: str | None = None,
+) -> Tensor:
+    """Normalised un-augmented batch: (resize(x) / 255 - mean) / std (mean/std by `dataset` name if given)."""
+    if x.ndim != 4:
+        raise InputError(f"eval_transform expects a batch [N, C, H, W], got shape {tuple(x.shape)}.")
+    size = int(image_size or x.shape[-1])
+    aug = ViewAugment("none", image_size=size, channels=int(x.shape[1]), mean=mean, std=std, dataset=dataset)
+    return aug.eval_transform(x)
