@@ -10,7 +10,7 @@ errors (Welch); with one seed per side a relative margin decides and the verdict
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import mean, stdev
 from typing import Any, Literal
@@ -128,7 +128,7 @@ def decide(
 
 
 def evaluate_claims(
-    rows: list[Mapping[str, Any]], claims: Iterable[Claim] | None = None
+    rows: Sequence[Mapping[str, Any]], claims: Iterable[Claim] | None = None
 ) -> list[ClaimResult]:
     """Evaluate ``claims`` (default: the papers' claims the rows can cover) on result rows."""
     claims = list(claims) if claims is not None else paper_claims(rows)
@@ -245,7 +245,7 @@ def paper_claims(rows: Iterable[Mapping[str, Any]]) -> list[Claim]:
             (
                 "ldreg",
                 "LDReg (Huang et al. 2024)",
-                "lid_r_gmean",
+                "lid_mle_gmean_r",
                 "greater",
                 "LDReg raises the local intrinsic dimension of r",
             ),

@@ -1,0 +1,28 @@
+"""``dimcollapse study STUDY.yaml``: run a grid of training runs (resumable), then gather results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def study(
+    study_file: Path = typer.Argument(..., help="Study YAML (see configs/studies/)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides applied to every run."),
+    out: Path = typer.Option(None, "--out", help="Study folder (default: runs/<study name>)."),
+    baselines: bool = typer.Option(True, help="Also compute raw-pixel and random-init kNN baselines."),
+    report: bool = typer.Option(True, help="Write the HTML report at the end."),
+    fail_fast: bool = typer.Option(False, help="Stop at the first failed run instead of recording it."),
+) -> None:
+    """Train every run of a study one after another; a rerun skips finished runs and resumes killed ones."""
+    from dimcollapse.study.grid import load_study
+    from dimcollapse.study.pipeline import run_pipeline
+
+    spec = load_study(study_file)
+    folder = out if out is not None else Path("runs") / spec.name
+    run_pipeline(spec, folder, list(overrides or []), baselines=baselines, report=report, fail_fast=fail_fast)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("study")(study)

@@ -1,0 +1,403 @@
+"""``dimcollapse report``: one self-contained HTML page (and PNG figures) for a run or a study folder.
+
+Sections: claims (verdicts computed from the results), accuracy and collapse table (mean +- std over
+seeds, with raw-pixel and random-init baselines), spectra of r and z, metrics over training, where in
+the encoder collapse happens (per-layer weight and feature spectra), alignment of the last two layers,
+2-D maps of r, and the toy-theory summary when the folder holds one.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from statistics import mean, stdev
+from typing import Any
+
+import numpy as np
+
+from dimcollapse.errors import InputError
+from dimcollapse.report import plots, study_figures
+from dimcollapse.report.claims import evaluate_claims
+from dimcollapse.report.html import Figure, Section, Table, figure_png, render_page
+from dimcollapse.study.results import load_results, read_json
+from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+
+TABLE_METRICS = (
+    ("knn_k20_top1", "kNN k=20"),
+    ("knn_k200_top1", "kNN k=200"),
+    ("linear_top1", "linear probe"),
+    ("erank_r", "erank r"),
+    ("rankme_r", "RankMe r"),
+    ("lid_mle_gmean_r", "LID r"),
+    ("collapsed_dims_r", "collapsed dims r"),
+    ("d_r", "dim r"),
+    ("erank_z", "erank z"),
+    ("weight_erank_mean", "weight erank/size"),
+    ("train_time_s", "train s"),
+)
+ACCURACY_KEYS = {"knn_k20_top1", "knn_k200_top1", "linear_top1"}
+
+
+def _run_dirs(root: Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
+    if (root / "results.json").is_file():
+        return {
+            str(r["run_id"]): root / "runs" / str(r["run_id"])
+            for r in rows
+            if r.get("status") == "done" and (root / "runs" / str(r["run_id"])).is_dir()
+        }
+    return {str(rows[0]["run_id"]): root} if rows else {}
+
+
+def _first_seed_per_variant(rows: Sequence[Mapping[str, Any]], dirs: Mapping[str, Path]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for r in sorted(rows, key=lambda r: (str(r.get("seed")), str(r["run_id"]))):
+        rid = str(r["run_id"])
+        if rid in dirs and str(r["variant"]) not in out:
+            out[str(r["variant"])] = dirs[rid]
+    return dict(sorted(out.items(), key=lambda kv: [str(r["variant"]) for r in rows].index(kv[0])))
+
+
+def _with_artifacts(rows: list[dict[str, Any]], dirs: Mapping[str, Path]) -> list[dict[str, Any]]:
+    from dimcollapse.study.artifacts import compute_artifacts
+
+    for r in rows:
+        d = dirs.get(str(r["run_id"]))
+        if d is None:
+            continue
+        extra = read_json(d / "artifacts.json")
+        if extra is None or not (d / "artifacts.npz").is_file():
+            extra = compute_artifacts(d)
+        r.update({k: v for k, v in extra.items() if k not in r})
+    return rows
+
+
+def _fmt(values: list[float], key: str) -> str:
+    scale = 100.0 if key in ACCURACY_KEYS else 1.0
+    if not values:
+        return "–"
+    m = mean(values) * scale
+    unit = "%" if key in ACCURACY_KEYS else ""
+    if len(values) == 1:
+        return f"{m:.4g}{unit}" if unit == "" else f"{m:.1f}{unit}"
+    s = stdev(values) * scale
+    return f"{m:.1f} ± {s:.1f}{unit}" if unit else f"{m:.4g} ± {s:.2g}"
+
+
+def summary_table(
+    rows: Sequence[Mapping[str, Any]], baselines: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per variant: mean ± std over seeds of each metric (accuracies in %), baselines first."""
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in [*baselines, *rows]:
+        if r.get("status") in ("done", "baseline"):
+            groups[str(r["variant"])].append(r)
+    out = []
+    for variant, rs in groups.items():
+        first = rs[0]
+        row: dict[str, Any] = {
+            "variant": variant,
+            "method": first.get("objective", ""),
+            "projector": first.get("projector") or "–",
+            "regularizers": first.get("regularizers") or "–",
+            "seeds": len(rs),
+        }
+        for key, _ in TABLE_METRICS:
+            vals = [float(r[key]) for r in rs if isinstance(r.get(key), (int, float))]
+            row[key] = _fmt(vals, key)
+        out.append(row)
+    return out
+
+
+def _fig(make: Callable[[], Any], caption: str, fig_id: str, figdir: Path, written: list[str]) -> Figure:
+    png = figure_png(make())
+    atomic_write_bytes(figdir / f"{fig_id}.png", png)
+    written.append(f"{fig_id}.png")
+    return Figure(png, caption, fig_id)
+
+
+def _theory_section(root: Path) -> Section | None:
+    summary = read_json(root / "theory" / "results.json")
+    if summary is None:
+        return None
+    rows = [
+        {
+            "experiment": c["experiment"],
+            "claim": c["claim"],
+            "measured": c["measured"],
+            "verdict": "holds" if c["holds"] else "does not hold",
+        }
+        for c in summary.get("claims", [])
+    ]
+    figs = []
+    for run in summary.get("runs", []):
+        for name in run.get("figures", []):
+            p = root / "theory" / name
+            if p.suffix == ".png" and p.is_file():
+                figs.append(Figure(p.read_bytes(), f"{run['experiment']} ({run['loss']} loss): {p.stem}"))
+    return Section(
+        "Toy theory (DirectCLR sections 4-5)",
+        ["Linear toy models of the two causes of collapse; each verdict is computed by the simulation."],
+        [
+            Table(
+                rows,
+                ["experiment", "claim", "measured", "verdict"],
+                left=["experiment", "claim", "measured"],
+                table_id="theory-claims",
+            )
+        ],
+        figs,
+        "theory",
+    )
+
+
+def build_report(path: str | Path, out: str | Path | None = None, map_method: str = "auto") -> Path:
+    """Write ``report/index.html`` (+ figures/*.png) for a run or study folder; return the page path."""
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError(
+            f"'{root}' is not a folder; pass a run folder (with metrics.json) or a study folder."
+        )
+    rows = load_results(root)
+    if not rows:
+        raise InputError(
+            f"'{root}' holds neither results.json (a study) nor metrics.json (a finished run). "
+            "Run `dimcollapse study` or `dimcollapse train` first."
+        )
+    out_dir = ensure_writable_dir(out if out is not None else root / "report")
+    figdir = ensure_writable_dir(out_dir / "figures")
+    dirs = _run_dirs(root, rows)
+    rows = _with_artifacts(rows, dirs)
+    baselines = (read_json(root / "baselines.json") or {}).get("rows", [])
+    reps = _first_seed_per_variant(rows, dirs)
+    arts = {v: _load_npz(d / "artifacts.npz") for v, d in reps.items()}
+    written: list[str] = []
+    sections: list[Section] = []
+
+    claims = [c.as_dict() for c in evaluate_claims(rows)]
+    claim_cols = [
+        "paper",
+        "claim",
+        "metric",
+        "a",
+        "a_mean",
+        "a_std",
+        "b",
+        "b_mean",
+        "b_std",
+        "verdict",
+        "detail",
+    ]
+    sections.append(
+        Section(
+            "Claims of the papers",
+            [
+                "Each row compares a metric between group <b>a</b> and group <b>b</b> of this study; "
+                "the verdict is computed from the results (with several seeds: the difference must "
+                "exceed 2 Welch standard errors)."
+            ],
+            [
+                Table(
+                    claims,
+                    claim_cols,
+                    left=["paper", "claim", "metric", "a", "b", "detail"],
+                    table_id="claims",
+                )
+            ]
+            if claims
+            else [],
+            section_id="claims",
+        )
+    )
+    if not claims:
+        sections[-1].paragraphs.append("This study covers none of the papers' comparisons.")
+    table = summary_table(rows, baselines)
+    cols = ["variant", "method", "projector", "regularizers", "seeds", *[k for k, _ in TABLE_METRICS]]
+    heads = ["variant", "method", "projector", "regularizers", "seeds", *[h for _, h in TABLE_METRICS]]
+    sections.append(
+        Section(
+            "Accuracy and collapse",
+            [
+                "Accuracies on the test split in %, mean ± std over seeds. erank = effective rank of the "
+                "covariance spectrum; collapsed dims: eigenvalues below 1e-6 of the largest."
+            ],
+            [
+                Table(
+                    table,
+                    cols,
+                    heads,
+                    left=["variant", "method", "projector", "regularizers"],
+                    table_id="accuracy",
+                )
+            ],
+            section_id="accuracy",
+        )
+    )
+    failed = [r for r in rows if str(r.get("status", "")).startswith("failed")]
+    if failed:
+        sections[-1].paragraphs.append(
+            "Failed runs: " + "; ".join(html.escape(f"{r['run_id']} ({r['status']})") for r in failed)
+        )
+
+    figs = []
+    if arts:
+        figs.append(
+            _fig(
+                lambda: plots.plot_log_spectrum(
+                    {v: a["spectrum_r"] for v, a in arts.items()},
+                    "Spectrum of representations r",
+                    relative=True,
+                    floor=1e-6,
+                ),
+                "Covariance spectrum of r (test images), divided by its largest eigenvalue.",
+                "spectrum_r",
+                figdir,
+                written,
+            )
+        )
+        figs.append(
+            _fig(
+                lambda: plots.plot_log_spectrum(
+                    {v: a["spectrum_z"] for v, a in arts.items()},
+                    "Spectrum of embeddings z",
+                    relative=True,
+                    floor=1e-6,
+                ),
+                "Covariance spectrum of z, divided by its largest eigenvalue.",
+                "spectrum_z",
+                figdir,
+                written,
+            )
+        )
+    sections.append(Section("Spectra", [], [], figs, "spectra"))
+
+    histories = {v: (read_json(d / "monitor.json") or {}).get("history", []) for v, d in reps.items()}
+    histories = {v: h for v, h in histories.items() if h}
+    if histories:
+        sections.append(
+            Section(
+                "Collapse during training",
+                [],
+                [],
+                [
+                    _fig(
+                        lambda: study_figures.training_curves(histories),
+                        "Collapse monitor on a fixed held-out probe batch.",
+                        "training_curves",
+                        figdir,
+                        written,
+                    )
+                ],
+                "training",
+            )
+        )
+
+    weights = {v: _prefixed(a, "weight/") for v, a in arts.items()}
+    weights = {v: {k: s for k, s in w.items() if k.startswith("backbone.")} for v, w in weights.items()}
+    feats = {v: _prefixed(a, "feature/") for v, a in arts.items()}
+    layer_figs = []
+    if any(weights.values()):
+        layer_figs.append(
+            _fig(
+                lambda: study_figures.layer_erank_profile(weights, "weight"),
+                "Effective rank of each encoder weight matrix (sigma^2), by depth.",
+                "weight_erank_profile",
+                figdir,
+                written,
+            )
+        )
+        layer_figs.append(
+            _fig(
+                lambda: study_figures.layer_spectra_panels(weights, "weight"),
+                "Singular values of every encoder weight, per run.",
+                "weight_spectra",
+                figdir,
+                written,
+            )
+        )
+    if any(feats.values()):
+        layer_figs.append(
+            _fig(
+                lambda: study_figures.layer_erank_profile(feats, "feature"),
+                "Effective rank of the features after each encoder block, by depth.",
+                "feature_erank_profile",
+                figdir,
+                written,
+            )
+        )
+        layer_figs.append(
+            _fig(
+                lambda: study_figures.layer_spectra_panels(feats, "feature"),
+                "Spectra of hidden features (spatially mean-pooled) after each block.",
+                "feature_spectra",
+                figdir,
+                written,
+            )
+        )
+    sections.append(Section("Where in the encoder collapse happens", [], [], layer_figs, "layers"))
+
+    align = {
+        v: (a["alignment"], [str(x) for x in a.get("alignment_layers", [])])
+        for v, a in arts.items()
+        if "alignment" in a
+    }
+    if align:
+        sections.append(
+            Section(
+                "Alignment of the last two layers",
+                ["|A| = |V2^T U1| (DirectCLR theorem 2): a bright diagonal means the layers have aligned."],
+                [],
+                [
+                    _fig(
+                        lambda: study_figures.alignment_panels(align),
+                        "Alignment heat maps.",
+                        "alignment",
+                        figdir,
+                        written,
+                    )
+                ],
+                "alignment",
+            )
+        )
+
+    maps = [
+        _fig(
+            partial(plots.plot_embedding_map, a["r_sample"], a["labels_sample"], map_method, title=v),
+            f"2-D map of r for {v}, coloured by label.",
+            f"map_{i}",
+            figdir,
+            written,
+        )
+        for i, (v, a) in enumerate(arts.items())
+    ]
+    sections.append(Section("Representations in 2-D", [], [], maps, "maps"))
+    theory = _theory_section(root)
+    if theory is not None:
+        sections.append(theory)
+
+    title = f"dimcollapse report: {root.resolve().name}"
+    n_done = sum(1 for r in rows if r.get("status") == "done")
+    page = render_page(title, f"{n_done} finished run(s) in {root}", sections)
+    index = out_dir / "index.html"
+    atomic_write_text(index, page)
+    from dimcollapse.utils.atomic import atomic_write_json
+
+    atomic_write_json(out_dir / "report.json", {"claims": claims, "table": table, "figures": written})
+    return index
+
+
+def _prefixed(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def _load_npz(p: Path) -> dict[str, np.ndarray]:
+    with np.load(p, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    """The machine-readable side of a report (claims, table, figure names)."""
+    return dict(json.loads((Path(path) / "report.json").read_text()))

@@ -1,0 +1,132 @@
+"""Figures that compare runs of a study: training curves, per-layer spectra, alignment heat maps.
+
+Every function takes plain arrays keyed by run label and returns a matplotlib Figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from dimcollapse import diagnostics as dg
+
+CURVES = (
+    ("erank_r", "effective rank of r"),
+    ("rankme_r", "RankMe of r"),
+    ("lid_r", "LID of r (geometric mean)"),
+    ("collapsed_r", "collapsed dimensions of r (< 1e-6 of largest)"),
+)
+
+
+def _grid(n: int, width: float = 3.6, height: float = 3.0, cols: int = 3) -> tuple[Figure, list[Any]]:
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
+    return fig, axes
+
+
+def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figure:
+    """erank, RankMe, LID and collapsed-dimension count of r against training step, one line per run."""
+    fig, axes = _grid(len(CURVES), 4.2, 3.2, cols=2)
+    for ax, (key, title) in zip(axes, CURVES, strict=True):
+        for label, hist in histories.items():
+            steps = [h["step"] for h in hist]
+            if key == "collapsed_r":
+                vals = [_collapsed(h.get("spectrum_r")) for h in hist]
+            else:
+                vals = [float(h.get(key, np.nan)) for h in hist]
+            ax.plot(steps, vals, label=label, linewidth=1.4)
+        ax.set_title(title, fontsize="medium")
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize="x-small")
+    return fig
+
+
+def _collapsed(spectrum: Sequence[float] | None) -> float:
+    return float(dg.collapsed_dimensions(np.asarray(spectrum))) if spectrum else float("nan")
+
+
+def _depth_lines(ax: Any, spectra: Mapping[str, np.ndarray], normalise: bool, log: bool) -> None:
+    cmap = _viridis()
+    n = max(1, len(spectra) - 1)
+    for i, (name, s) in enumerate(spectra.items()):
+        s = np.sort(np.clip(np.asarray(s, dtype=np.float64), 0, None))[::-1]
+        if normalise and s.size and s[0] > 0:
+            s = s / s[0]
+        y = np.log10(np.maximum(s, 1e-12)) if log else s
+        ax.plot(np.arange(1, s.size + 1) / s.size, y, color=cmap(i / n), linewidth=1.0, label=name)
+
+
+def _viridis() -> Any:
+    import matplotlib
+
+    return matplotlib.colormaps["viridis"]
+
+
+def layer_spectra_panels(per_run: Mapping[str, Mapping[str, np.ndarray]], kind: str) -> Figure:
+    """One panel per run: the normalised spectrum of every layer (colour = depth, dark = input side).
+
+    ``kind`` is "weight" (singular values / largest) or "feature" (log10 covariance eigenvalue / largest).
+    The x axis is the rank index divided by the layer's size so layers of different width compare.
+    """
+    fig, axes = _grid(len(per_run))
+    for ax, (label, spectra) in zip(axes, per_run.items(), strict=True):
+        _depth_lines(ax, spectra, normalise=True, log=(kind == "feature"))
+        ax.set_title(label, fontsize="small")
+        ax.set_xlabel("rank index / layer size")
+        ax.set_ylabel("sigma / sigma_max" if kind == "weight" else "log10 eigenvalue / largest")
+        ax.grid(True, alpha=0.3)
+        if len(spectra) <= 8:
+            ax.legend(fontsize="xx-small")
+    fig.suptitle(
+        ("Weight spectra per layer" if kind == "weight" else "Hidden-feature spectra per block")
+        + " (dark: input side, yellow: output side)",
+        fontsize="medium",
+    )
+    return fig
+
+
+def layer_erank_profile(per_run: Mapping[str, Mapping[str, np.ndarray]], kind: str) -> Figure:
+    """Effective rank / size of each layer's spectrum against depth, one line per run.
+
+    Shows where in the encoder collapse happens (OR fig. 3-5, LL fig. 3-4).
+    """
+    fig = Figure(figsize=(7.5, 3.8), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    names: list[str] = []
+    for label, spectra in per_run.items():
+        vals = []
+        for s in spectra.values():
+            lam = np.asarray(s, dtype=np.float64) ** (2 if kind == "weight" else 1)
+            vals.append(dg.effective_rank(lam) / max(1, lam.size) if lam.size and lam.max() > 0 else np.nan)
+        ax.plot(np.arange(len(vals)), vals, marker="o", markersize=3, linewidth=1.3, label=label)
+        if len(spectra) > len(names):
+            names = list(spectra)
+    ax.set_xticks(np.arange(len(names)))
+    ax.set_xticklabels([n.replace("backbone.", "") for n in names], rotation=70, fontsize="xx-small")
+    ax.set_ylabel("effective rank / layer size")
+    ax.set_title(("Weights" if kind == "weight" else "Hidden features") + ": effective rank by depth")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="x-small")
+    return fig
+
+
+def alignment_panels(per_run: Mapping[str, tuple[np.ndarray, Sequence[str]]]) -> Figure:
+    """|A| = |V2^T U1| heat maps of the last two composable layers of each run (DC fig. 5)."""
+    fig, axes = _grid(len(per_run), 3.3, 3.1)
+    for ax, (label, (mat, layers)) in zip(axes, per_run.items(), strict=True):
+        m = np.abs(np.asarray(mat))[:64, :64]
+        im = ax.imshow(m, vmin=0, vmax=1, cmap="magma", interpolation="nearest")
+        ax.set_title(f"{label}\nmean |diag| {np.mean(np.diag(m)):.2f}", fontsize="x-small")
+        ax.set_xlabel(f"U1 of {layers[0]}" if layers else "", fontsize="xx-small")
+        ax.set_ylabel(f"V2 of {layers[1]}" if len(layers) > 1 else "", fontsize="xx-small")
+        ax.tick_params(labelsize="xx-small")
+    if per_run:
+        fig.colorbar(im, ax=axes, shrink=0.6, label="|A|")
+    return fig

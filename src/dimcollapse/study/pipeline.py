@@ -1,0 +1,49 @@
+"""A whole study: baselines, every run, optional toy theory, then the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from dimcollapse.study.grid import Study
+from dimcollapse.study.runner import StudyRun, resolve_configs, run_study
+
+
+def run_pipeline(
+    study: Study,
+    out_dir: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    baselines: bool = True,
+    report: bool = True,
+    fail_fast: bool = False,
+    console: Console | None = None,
+) -> tuple[StudyRun, Path | None]:
+    """Run ``study`` into ``out_dir`` (resumable); return the outcome and the report page (if written)."""
+    console = console or Console(stderr=True)
+    out = Path(out_dir)
+    plan = resolve_configs(study, overrides)
+    theory: dict[str, Any] | None = study.options.get("theory")
+    if theory:
+        from dimcollapse.theory.summary import run_all
+
+        if not (out / "theory" / "results.json").is_file():
+            console.rule("[bold]toy theory[/]: dimcollapse simulate all")
+            run_all(out / "theory", **{k: v for k, v in theory.items() if k != "enabled"})
+    if baselines and study.options.get("baselines", True) and plan:
+        from dimcollapse.study.baselines import compute_baselines
+
+        console.rule("[bold]baselines[/]: raw pixels and random init")
+        out.mkdir(parents=True, exist_ok=True)
+        compute_baselines(plan[0][1], out)
+    result = run_study(study, out, extra_overrides=overrides, fail_fast=fail_fast, console=console)
+    page = None
+    if report:
+        from dimcollapse.report.build import build_report
+
+        console.rule("[bold]report[/]")
+        page = build_report(out)
+        console.print(f"report: [bold]{page}[/]")
+    return result, page
