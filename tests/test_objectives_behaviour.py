@@ -201,6 +201,12 @@ def test_bad_input_and_config_errors() -> None:
         directclr(torch.randn(4, 8), torch.randn(4, 8))
     with pytest.raises(ConfigError, match="d0 must be a positive integer"):
         build("objective", "directclr", d0=0)
+    with pytest.raises(ConfigError, match="d0 is required"):
+        build("objective", "directclr")
+    with pytest.raises(ConfigError, match="dim .* is required"):
+        build("objective", "byol")
+    with pytest.raises(ConfigError, match="hidden_dim must be a positive integer"):
+        build("objective", "simsiam", dim=8, hidden_dim=0)
     with pytest.raises(ConfigError, match="temperature must be a positive number"):
         build("objective", "simclr", temperature=-1.0)
     with pytest.raises(ConfigError, match="unknown option"):

@@ -42,7 +42,7 @@ class BYOL(Objective):
 
     def __init__(
         self,
-        dim: int,
+        dim: int | None = None,
         hidden_dim: int = 4096,
         base_momentum: float = 0.99,
         final_momentum: float = 1.0,

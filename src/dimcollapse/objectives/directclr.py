@@ -20,8 +20,12 @@ class DirectCLR(Objective):
 
     name: ClassVar[str] = "directclr"
 
-    def __init__(self, d0: int, temperature: float = 0.1) -> None:
+    def __init__(self, d0: int | None = None, temperature: float = 0.1) -> None:
         super().__init__()
+        if d0 is None:
+            raise ConfigError(
+                "directclr: d0 is required, the size of the leading slice r[:, :d0] (DC: 360 of 2048)."
+            )
         if isinstance(d0, bool) or not isinstance(d0, int) or d0 < 1:
             raise ConfigError(f"directclr: d0 must be a positive integer (DC used 360 of 2048), got {d0!r}.")
         check_positive("directclr", temperature=temperature)

@@ -11,8 +11,12 @@ from dimcollapse.objectives.global_batchnorm import GlobalBatchNorm1d
 class Predictor(nn.Module):
     """q(z) = W2 ReLU(BN(W1 z + b1)) + b2; BN uses the global batch under DDP when ``sync_bn``."""
 
-    def __init__(self, dim: int, hidden_dim: int, sync_bn: bool = True) -> None:
+    def __init__(self, dim: int | None, hidden_dim: int, sync_bn: bool = True) -> None:
         super().__init__()
+        if dim is None:
+            raise ConfigError(
+                "predictor: dim (the embedding size, the projector's out_dim) is required; pass dim=..."
+            )
         for key, value in (("dim", dim), ("hidden_dim", hidden_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"predictor: {key} must be a positive integer, got {value!r}.")

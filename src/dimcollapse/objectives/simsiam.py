@@ -19,7 +19,7 @@ class SimSiam(Objective):
     needs_dim: ClassVar[bool] = True
     name: ClassVar[str] = "simsiam"
 
-    def __init__(self, dim: int, hidden_dim: int = 512, sync_bn: bool = True) -> None:
+    def __init__(self, dim: int | None = None, hidden_dim: int = 512, sync_bn: bool = True) -> None:
         super().__init__()
         self.predictor = Predictor(dim, hidden_dim, sync_bn=sync_bn)
 
