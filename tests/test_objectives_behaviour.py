@@ -203,7 +203,7 @@ def test_bad_input_and_config_errors() -> None:
         build("objective", "directclr", d0=0)
     with pytest.raises(ConfigError, match="d0 is required"):
         build("objective", "directclr")
-    with pytest.raises(ConfigError, match="dim .* is required"):
+    with pytest.raises(ConfigError, match=r"dim .* is required"):
         build("objective", "byol")
     with pytest.raises(ConfigError, match="hidden_dim must be a positive integer"):
         build("objective", "simsiam", dim=8, hidden_dim=0)
