@@ -276,6 +276,7 @@ def paper_claims(rows: Iterable[Mapping[str, Any]]) -> list[Claim]:
                         other,
                         base,
                         rel,  # type: ignore[arg-type]
+                        0.02 if metric.startswith("knn") else 0.1,
                     )
                 )
     for proj in sorted({p for o, p, r in present if o == "byol"}):

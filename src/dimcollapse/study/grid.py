@@ -35,6 +35,7 @@ class RunSpec:
     variant: str
     grid_point: dict[str, Any]
     overrides: dict[str, Any]
+    recipe: Path | None = None
 
     def dotlist(self) -> list[str]:
         """Overrides as ``key=value`` strings (values YAML-encoded)."""
@@ -84,7 +85,10 @@ def run_id(variant: str, grid_point: dict[str, Any]) -> str:
 
 
 def expand(
-    variants: list[dict[str, Any]], grid: dict[str, list[Any]], common: dict[str, Any] | None = None
+    variants: list[dict[str, Any]],
+    grid: dict[str, list[Any]],
+    common: dict[str, Any] | None = None,
+    folder: Path | None = None,
 ) -> list[RunSpec]:
     """Cartesian product variants x grid; later overrides win: common < variant < grid point."""
     common = _flatten(common or {})
@@ -98,11 +102,16 @@ def expand(
     for var in variants:
         if not isinstance(var, dict) or "name" not in var:
             raise ConfigError("each entry of 'runs' must be a mapping with a 'name' (and optional 'set').")
-        unknown = set(var) - {"name", "set"}
+        unknown = set(var) - {"name", "set", "recipe"}
         if unknown:
             raise ConfigError(
-                f"run '{var['name']}' has unknown key(s) {sorted(unknown)}; use 'name' and 'set'."
+                f"run '{var['name']}' has unknown key(s) {sorted(unknown)}; use 'name', 'recipe' and 'set'."
             )
+        recipe = None
+        if var.get("recipe") is not None:
+            recipe = ((folder or Path(".")) / str(var["recipe"])).resolve()
+            if not recipe.is_file():
+                raise InputError(f"run '{var['name']}': recipe '{recipe}' does not exist. Fix its path.")
         vset = _flatten(var.get("set") or {})
         for point in points or [{}]:
             rid = run_id(str(var["name"]), point)
@@ -111,7 +120,7 @@ def expand(
                     f"two runs of the study would share the id '{rid}': give variants unique names."
                 )
             seen.add(rid)
-            specs.append(RunSpec(rid, str(var["name"]), dict(point), {**common, **vset, **point}))
+            specs.append(RunSpec(rid, str(var["name"]), dict(point), {**common, **vset, **point}, recipe))
     return specs
 
 
@@ -131,12 +140,12 @@ def load_study(path: str | Path) -> Study:
         raise ConfigError(
             f"study file '{p}' has unknown key(s) {unknown}. Valid keys: {', '.join(_VALID_TOP)}."
         )
-    if "base" not in raw:
-        raise ConfigError(f"study file '{p}' needs 'base': the path of a training config.")
-    base = (p.parent / str(raw["base"])).resolve()
+    runs = raw.get("runs") or [{"name": str(raw.get("name", p.stem))}]
+    if "base" not in raw and not all(isinstance(r, dict) and r.get("recipe") for r in runs):
+        raise ConfigError(f"study file '{p}' needs 'base' (a training config) or a 'recipe' in every run.")
+    base = (p.parent / str(raw.get("base", runs[0].get("recipe")))).resolve()
     if not base.is_file():
         raise InputError(f"study '{p}': base config '{base}' does not exist. Fix the 'base' path.")
-    runs = raw.get("runs") or [{"name": str(raw.get("name", p.stem))}]
-    specs = expand(runs, raw.get("grid") or {}, raw.get("set") or {})
+    specs = expand(runs, raw.get("grid") or {}, raw.get("set") or {}, p.parent)
     options = {k: raw[k] for k in ("baselines", "theory") if k in raw}
     return Study(str(raw.get("name", p.stem)), base, specs, p, str(raw.get("description", "")), options)

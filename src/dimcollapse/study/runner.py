@@ -46,7 +46,8 @@ def resolve_configs(
     out = []
     for spec in study.runs:
         try:
-            cfg = load_config(study.base, [*spec.dotlist(), *(extra_overrides or []), f"name={spec.run_id}"])
+            overrides = [*spec.dotlist(), *(extra_overrides or []), f"name={spec.run_id}"]
+            cfg = load_config(spec.recipe or study.base, overrides)
         except DimCollapseError as e:
             raise type(e)(f"study run '{spec.run_id}': {e}") from None
         out.append((spec, cfg))
