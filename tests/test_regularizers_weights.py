@@ -9,7 +9,7 @@ from torch import nn
 
 from dimcollapse.errors import ConfigError
 from dimcollapse.registry import build
-from dimcollapse.regularizers.gram import gram_deviation_sq
+from dimcollapse.regularizers.gram import gram_deviation_norm, gram_deviation_sq
 from dimcollapse.regularizers.srip import power_sigma_max
 
 
@@ -56,6 +56,19 @@ def np_so(w: np.ndarray) -> float:
 def test_so_matches_numpy(shape: tuple[int, ...]) -> None:
     w = torch.randn(*shape, dtype=torch.float64) * 0.3
     assert gram_deviation_sq(w).item() == pytest.approx(np_so(w.numpy()), rel=1e-10)
+
+
+def test_channels_last_conv_weight_same_terms_and_gradient_layout() -> None:
+    w = torch.randn(6, 4, 3, 3, dtype=torch.float64)
+    wc = w.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    assert gram_deviation_sq(wc).item() == pytest.approx(np_so(w.numpy()), rel=1e-10)
+    gram_deviation_sq(wc).backward()
+    assert wc.grad is not None and wc.grad.stride() == wc.stride()
+    w_std = w.clone().requires_grad_(True)
+    gram_deviation_sq(w_std).backward()
+    torch.testing.assert_close(wc.grad, w_std.grad, rtol=1e-10, atol=1e-12)
+    tall = torch.randn(40, 2, 2, 2, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    assert gram_deviation_sq(tall).item() == pytest.approx(np_so(tall.numpy()), rel=1e-10)
 
 
 def test_so_module_sums_layers_times_coefficient() -> None:
@@ -122,6 +135,21 @@ def test_srip_power_iteration_matches_numpy(shape: tuple[int, int]) -> None:
     assert abs(reg(model).item() - want) < 1e-3
     sq = build("regularizer", "srip", weight=1.0, power_steps=60, persistent=False, squared=True)
     assert abs(sq(model).item() - want**2) < 2e-3 * want
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 2, 2), (14, 5)])
+def test_srip_hand_gradient_matches_autograd(shape: tuple[int, ...]) -> None:
+    w = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    m = w.reshape(shape[0], -1)
+    small = min(m.shape)
+    v = torch.nn.functional.normalize(torch.randn(small, dtype=torch.float64), dim=0)
+    norm, unit = gram_deviation_norm(w, v)
+    (fast,) = torch.autograd.grad(3.0 * norm, w)
+    g = m @ m.t() if m.shape[0] <= m.shape[1] else m.t() @ m
+    u = (g - torch.eye(small, dtype=torch.float64)) @ v
+    (slow,) = torch.autograd.grad(3.0 * u.norm(), w)
+    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(unit, (u / u.norm()).detach(), rtol=1e-12, atol=1e-12)
 
 
 def test_srip_persistent_vector_converges_over_calls() -> None:

@@ -1,4 +1,8 @@
-"""Weights as matrices and their smaller Gram: conv (C_out, C_in, kh, kw) -> C_out x C_in*kh*kw (SPEC 4)."""
+"""Weights as matrices and their smaller Gram: conv (C_out, C_in, kh, kw) -> C_out x C_in*kh*kw (SPEC 4).
+
+The two per-layer terms (SO's ||G - I||_F^2 and SRIP's ||(G - I) v||) have hand-derived backward passes
+that write one dense gradient in the weight's own layout (no transposed copies, no extra matmul).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,19 @@ import torch
 
 
 def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
-    """W as a matrix: rows are output units / filters, W.shape = (C_out, C_in*kh*kw)."""
+    """W as a matrix: rows are output units / filters, W.shape = (C_out, C_in*kh*kw).
+
+    The columns follow the weight's memory layout (a channels_last conv gives kh*kw*C_in order), so the
+    matrix is a view and its gradient lands in the parameter's own layout without a copy. Every term
+    here is invariant to a permutation P of the columns: (W P)(W P)^T = W W^T, and (W P)^T (W P) =
+    P^T W^T W P has the same ||G - I||_F and spectrum.
+    """
+    if weight.dim() <= 2 or weight.is_contiguous():
+        return weight.reshape(weight.shape[0], -1)
+    order = sorted(range(1, weight.dim()), key=lambda d: -weight.stride()[d])
+    permuted = weight.permute(0, *order)
+    if permuted.is_contiguous():
+        return permuted.view(weight.shape[0], -1)
     return weight.reshape(weight.shape[0], -1)
 
 
@@ -18,20 +34,26 @@ def short_side(weight: torch.Tensor) -> torch.Tensor:
     return mat if mat.shape[0] <= mat.shape[1] else mat.t()
 
 
+def gram(mat: torch.Tensor) -> torch.Tensor:
+    """The smaller Gram of a matrix: W W^T if W is wide (rows <= cols), else W^T W."""
+    return mat @ mat.t() if mat.shape[0] <= mat.shape[1] else mat.t() @ mat
+
+
 class _GramDeviationSq(torch.autograd.Function):
-    """||A A^T - I||_F^2 with the hand-derived gradient 4 (A A^T - I) A (two matmuls instead of three)."""
+    """||G - I||_F^2, G the smaller Gram; gradient 4 (G - I) W (wide) or 4 W (G - I) (tall)."""
 
     @staticmethod
-    def forward(ctx: Any, a: torch.Tensor) -> torch.Tensor:
-        dev = a @ a.t()
+    def forward(ctx: Any, mat: torch.Tensor) -> torch.Tensor:
+        dev = gram(mat)
         dev.diagonal().sub_(1.0)
-        ctx.save_for_backward(a, dev)
+        ctx.save_for_backward(mat, dev)
         return (dev * dev).sum()
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> torch.Tensor:
-        a, dev = ctx.saved_tensors
-        return (dev @ a).mul_(4.0 * grad_out)
+        mat, dev = ctx.saved_tensors
+        grad = dev @ mat if mat.shape[0] <= mat.shape[1] else mat @ dev
+        return grad.mul_(4.0 * grad_out)
 
 
 def gram_deviation_sq(weight: torch.Tensor, form: str = "smaller") -> torch.Tensor:
@@ -39,14 +61,46 @@ def gram_deviation_sq(weight: torch.Tensor, form: str = "smaller") -> torch.Tens
 
     Both forms have the same gradient: ||W W^T - I||^2 - ||W^T W - I||^2 = rows - cols (a constant).
     """
-    a = short_side(weight)
-    value = _GramDeviationSq.apply(a)
-    rows, cols = weight_matrix(weight).shape
+    mat = weight_matrix(weight)
+    value = _GramDeviationSq.apply(mat)
+    rows, cols = mat.shape
     if form == "rows" and rows > cols:
         value = value + float(rows - cols)
     return value
 
 
-def gram_minus_identity_matvec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """(A A^T - I) v computed as A (A^T v) - v, without forming the Gram (O(mn) instead of O(m^2 n))."""
-    return a @ (a.t() @ v) - v
+def gram_minus_identity_matvec(mat: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(G - I) v for G the smaller Gram of ``mat``, as W (W^T v) - v or W^T (W v) - v (never forms G)."""
+    if mat.shape[0] <= mat.shape[1]:
+        return mat @ (mat.t() @ v) - v
+    return mat.t() @ (mat @ v) - v
+
+
+class _GramDeviationNorm(torch.autograd.Function):
+    """||(G - I) v|| for a fixed vector v, G the smaller Gram; d/dW = u^ w^T + v (W^T u^)^T (wide case)."""
+
+    @staticmethod
+    def forward(ctx: Any, mat: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        wide = mat.shape[0] <= mat.shape[1]
+        w = mat.t() @ v if wide else mat @ v
+        u = (mat @ w if wide else mat.t() @ w) - v
+        norm = u.norm()
+        unit = u / norm.clamp_min(1e-30)
+        ctx.save_for_backward(mat, v, w, unit)
+        ctx.mark_non_differentiable(unit)
+        return norm, unit
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor, _grad_unit: torch.Tensor) -> tuple[torch.Tensor, None]:
+        mat, v, w, unit = ctx.saved_tensors
+        if mat.shape[0] <= mat.shape[1]:
+            left, right = torch.stack([unit, v], dim=1), torch.stack([w, mat.t() @ unit])
+        else:
+            left, right = torch.stack([w, mat @ unit], dim=1), torch.stack([unit, v])
+        return (left * grad_out) @ right, None
+
+
+def gram_deviation_norm(weight: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(||(G - I) v||, (G - I) v / ||(G - I) v||), G the smaller Gram of the weight, v fixed (no grad)."""
+    norm, unit = _GramDeviationNorm.apply(weight_matrix(weight), v.detach())
+    return norm, unit

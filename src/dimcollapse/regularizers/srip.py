@@ -8,7 +8,7 @@ import torch
 
 from dimcollapse.errors import ConfigError
 from dimcollapse.registry import register
-from dimcollapse.regularizers.gram import gram_minus_identity_matvec, short_side
+from dimcollapse.regularizers.gram import gram_deviation_norm, gram_minus_identity_matvec, weight_matrix
 from dimcollapse.regularizers.weights import WeightLayerRegularizer
 
 
@@ -19,21 +19,20 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
 def power_sigma_max(
     weight: torch.Tensor, steps: int, start: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """sigma_max(A A^T - I) (A the short side of W) after ``steps`` power steps; returns (sigma, unit vector).
+    """sigma_max(G - I) (G the smaller Gram of W) after ``steps`` power steps; returns (sigma, unit vector).
 
     The steps run without gradient; the value ||(G - I) v|| of the last step carries the gradient
     (v held fixed), as in SRIP. G - I is symmetric, so its top singular value is its largest |eigenvalue|.
     """
-    a = short_side(weight)
-    v = start if start is not None else torch.randn(a.shape[0], dtype=a.dtype, device=a.device)
+    mat = weight_matrix(weight)
+    size = min(mat.shape)
+    v = start if start is not None else torch.randn(size, dtype=mat.dtype, device=mat.device)
     with torch.no_grad():
-        v = _unit(v.to(a.dtype))
-        ad = a.detach()
+        v = _unit(v.to(mat.dtype))
+        md = mat.detach()
         for _ in range(steps):
-            v = _unit(gram_minus_identity_matvec(ad, v))
-    u = gram_minus_identity_matvec(a, v)
-    sigma = u.norm()
-    return sigma, _unit(u.detach())
+            v = _unit(gram_minus_identity_matvec(md, v))
+    return gram_deviation_norm(weight, v)
 
 
 @register("regularizer", "srip")
