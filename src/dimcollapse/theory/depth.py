@@ -33,7 +33,7 @@ class DepthConfig:
     depths: tuple[int, ...] = (1, 2, 3, 4)
     nonlinearities: tuple[str, ...] = NONLINEARITIES
     noise_std: float = 0.001
-    init: str = "default"
+    init: str = "spectral"  # U diag(exp(-0.35 k)) V^T per layer, as in fig. 5; "default" = nn.Linear init
     n: int = 10_000
     dim: int = 16
     batch: int = 128
@@ -143,6 +143,16 @@ def depth_claims(res: dict[str, Any]) -> list[Claim]:
         out.append(
             Claim(name, f"{nl}: the number of collapsed dimensions grows with depth", meas, bool(grows))
         )
+        if nl == "linear":
+            added = [a - b for a, b in zip(c, c0, strict=True)]
+            out.append(
+                Claim(
+                    name,
+                    "linear: training itself (not the initialisation) adds collapsed dimensions as L grows",
+                    f"L = {depths}: final - initial collapsed dims = {added}",
+                    all(a <= b for a, b in itertools.pairwise([added[i] for i in order])) and max(added) > 0,
+                )
+            )
         if nl == "relu":
             deep = [c[i] for i, d in enumerate(depths) if d > 1]
             out.append(

@@ -34,7 +34,9 @@ def augmentation_figures(res: dict[str, Any], out: Path) -> list[str]:
     sv = np.asarray(res["singular_values"])  # (T, R, d)
     loss = res["config"]["loss"]
     names = []
-    fig, axes = plt.subplots(1, len(stds), figsize=(3.2 * len(stds), 3.0), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(stds), figsize=(3.2 * len(stds), 3.0), sharey=True, squeeze=False, layout="constrained"
+    )
     for i, s in enumerate(stds):
         ax = axes[0, i]
         ax.semilogy(steps, np.maximum(sv[:, i, :], TINY), lw=1)
@@ -44,7 +46,7 @@ def augmentation_figures(res: dict[str, Any], out: Path) -> list[str]:
     fig.suptitle(f"DC fig. 3: singular values of W during training ({loss} loss)")
     names.append(save(fig, out / f"augmentation_singular_values_{loss}.png"))
 
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
     ax[0].plot(stds, res["ratio"], "o-")
     ax[0].axhline(res["ratio_initial"], ls=":", c="gray", label="at init")
     ax[0].set_xlabel("noise std s")
@@ -78,7 +80,7 @@ def augmentation_figures(res: dict[str, Any], out: Path) -> list[str]:
 
     l1 = res["lemma2"].get("lemma1")
     if l1:
-        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+        fig, ax = plt.subplots(figsize=(4.5, 3.2), layout="constrained")
         ax.semilogy(l1["times"], l1["frozen_error"], "o-", label="X held fixed")
         ax.semilogy(l1["times"], l1["full_error"], "s-", label="true loss (X drifts)")
         ax.set_xlabel("t = lr x step")
@@ -93,7 +95,7 @@ def alignment_figures(res: dict[str, Any], out: Path) -> list[str]:
     """|A| = |V2^T U1| at start and end (fig. 5), paired singular values (fig. 6), embedding spectrum."""
     loss = res["config"]["loss"]
     names = []
-    fig, ax = plt.subplots(1, 2, figsize=(8, 3.6))
+    fig, ax = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
     for a, key, title in ((ax[0], "alignment_initial", "start"), (ax[1], "alignment_final", "end")):
         im = a.imshow(np.abs(np.asarray(res[key]["matrix"])), vmin=0, vmax=1, cmap="viridis")
         a.set_title(f"|V2^T U1| at the {title}")
@@ -103,7 +105,7 @@ def alignment_figures(res: dict[str, Any], out: Path) -> list[str]:
     steps = np.asarray(res["steps_recorded"])
     sv = np.asarray(res["singular_values"])  # (T, 2, d)
     spec = np.asarray(res["spectra"])  # (T, d)
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.4))
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.4), layout="constrained")
     for k in range(sv.shape[2]):
         ax[0].semilogy(steps, np.maximum(sv[:, 0, k], TINY), c=f"C{k % 10}", lw=1)
         ax[0].semilogy(steps, np.maximum(sv[:, 1, k], TINY), c=f"C{k % 10}", lw=1, ls="--")
@@ -138,7 +140,7 @@ def depth_figures(res: dict[str, Any], out: Path) -> list[str]:
     loss = res["config"]["loss"]
     depths = res["depths"]
     nls = res["nonlinearities"]
-    fig, ax = plt.subplots(1, len(nls) + 1, figsize=(4.2 * (len(nls) + 1), 3.4))
+    fig, ax = plt.subplots(1, len(nls) + 1, figsize=(4.2 * (len(nls) + 1), 3.4), layout="constrained")
     for j, nl in enumerate(nls):
         for i, depth in enumerate(depths):
             ev = np.asarray(res["spectra"][nl][i])
