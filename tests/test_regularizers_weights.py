@@ -271,3 +271,16 @@ def test_bad_input_errors() -> None:
         build("regularizer", "last_layer", layer="head")(TinyBackbone())
     with pytest.raises(ConfigError, match="power_steps"):
         build("regularizer", "srip", power_steps=-1)
+
+
+def test_real_backbone_layers_and_last_layer() -> None:
+    net = build("backbone", "small_resnet", in_channels=1)
+    names = [n for n, _ in net.weight_layers()]
+    so = build("regularizer", "so", weight=1.0)
+    assert [n for n, _ in so.selected(net)] == names
+    want = sum(np_so(m.weight.detach().numpy()) for _, m in net.weight_layers())
+    assert so(net).item() == pytest.approx(want, rel=1e-4)
+    ll = build("regularizer", "last_layer", weight=1.0)
+    assert [n for n, _ in ll.selected(net)] == [net.last_layer_name]
+    deep = build("regularizer", "srip", layers="layer4.*")
+    assert [n for n, _ in deep.selected(net)] == [n for n in names if n.startswith("layer4.")]

@@ -15,6 +15,7 @@ from dimcollapse.regularizers.base import Regularizer
 from dimcollapse.regularizers.distributed import gather_detached, sum_detached, world
 
 DEFAULT_K = 64
+DEFAULT_BETA = {"simclr": 0.01, "byol": 0.005}  # LDReg paper's beta per objective (the default is SimCLR's)
 ESTIMATORS = ("mom", "mle")
 FORMS = ("l1", "l2")
 
@@ -115,6 +116,7 @@ class LDReg(Regularizer):
         log_mean = totals[2] / count
         self.last_stats = {
             "raw": float(stat.detach()),
+            "value": self.sign * coef * float(stat.detach()),
             "lid_geomean": float(torch.exp(log_mean)),
             "k": float(k),
             "coefficient": coef,

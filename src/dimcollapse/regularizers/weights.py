@@ -47,5 +47,11 @@ class WeightLayerRegularizer(Regularizer):
         layers = self.selected(model)
         raw = torch.stack([self.layer_term(name, w) for name, w in layers]).sum()
         coef = self.coefficient()
-        self.last_stats = {"raw": float(raw.detach()), "coefficient": coef, "layers": float(len(layers))}
-        return raw * coef
+        term = raw * coef
+        self.last_stats = {
+            "raw": float(raw.detach()),
+            "value": float(term.detach()),
+            "coefficient": coef,
+            "layers": float(len(layers)),
+        }
+        return term

@@ -69,6 +69,7 @@ class FeatureWhitening(Regularizer):
         coef = self.coefficient()
         self.last_stats = {
             "raw": float(raw.detach()),
+            "value": coef * float(raw.detach()),
             "variance": float(var.detach()),
             "covariance": float(cov.detach()),
             "coefficient": coef,
