@@ -1,0 +1,49 @@
+"""Run every benchmarks/bench_*.py script in turn (each in its own process) and report which failed.
+
+python benchmarks/run_all.py [--only NAME ...]   (NAME: the part after bench_, e.g. diagnostics)
+Each script prints its own markdown table and writes benchmarks/results/<name>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", default=None, help="benchmark names to run (default: all)")
+    args = ap.parse_args()
+    scripts = sorted(HERE.glob("bench_*.py"))
+    if args.only:
+        wanted = set(args.only)
+        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in wanted]
+        missing = wanted - {s.stem.removeprefix("bench_") for s in scripts}
+        if missing:
+            print(
+                f"error: no benchmark named {sorted(missing)}; have: "
+                f"{[s.stem.removeprefix('bench_') for s in sorted(HERE.glob('bench_*.py'))]}"
+            )
+            return 2
+    failed: list[str] = []
+    for script in scripts:
+        print(f"\n## {script.stem}\n", flush=True)
+        t = time.perf_counter()
+        rc = subprocess.call([sys.executable, str(script)], cwd=HERE.parent)
+        print(f"\n({script.name}: exit {rc}, {time.perf_counter() - t:.0f} s)", flush=True)
+        if rc != 0:
+            failed.append(script.name)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}")
+        return 1
+    print(f"\nall {len(scripts)} benchmarks finished")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
