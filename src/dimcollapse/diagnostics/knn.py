@@ -9,12 +9,41 @@ query's own row is excluded (other rows identical to it are still neighbours, at
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 
 from dimcollapse.diagnostics._validate import ArrayLike, check_positive_int, matrix
 from dimcollapse.errors import InputError
 
 _GATHER_ELEMS = 2**24  # cap on block * k * D elements of the exact recomputation
+
+
+@overload
+def knn_distances(
+    Q: ArrayLike,
+    R: ArrayLike | None = ...,
+    k: int = ...,
+    block_size: int = ...,
+    return_indices: Literal[False] = ...,
+) -> torch.Tensor: ...
+
+
+@overload
+def knn_distances(
+    Q: ArrayLike, R: ArrayLike | None, k: int, block_size: int, return_indices: Literal[True]
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def knn_distances(
+    Q: ArrayLike,
+    R: ArrayLike | None = ...,
+    k: int = ...,
+    block_size: int = ...,
+    *,
+    return_indices: Literal[True],
+) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def knn_distances(

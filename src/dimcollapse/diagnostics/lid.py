@@ -18,7 +18,7 @@ The torch functions keep gradients, so regularizers (LDReg, MinLID) can reuse th
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 import torch
@@ -57,12 +57,23 @@ def _lid(Z: ArrayLike, k: int, reference: ArrayLike | None, method: Method, bloc
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 2:
         raise ConfigError(f"k must be at least 2 for an LID estimate, got {k}.")
     d = knn_distances(Z, reference, k=k, block_size=block_size)
-    assert isinstance(d, torch.Tensor)
     return lid_from_distances(d, method)
 
 
 def _out(z: ArrayLike, lid: torch.Tensor) -> np.ndarray | torch.Tensor:
     return lid if isinstance(z, torch.Tensor) else lid.detach().cpu().numpy().astype(np.float64)
+
+
+@overload
+def lid_mle(
+    Z: torch.Tensor, k: int = ..., reference: ArrayLike | None = ..., block_size: int = ...
+) -> torch.Tensor: ...
+
+
+@overload
+def lid_mle(
+    Z: np.ndarray, k: int = ..., reference: ArrayLike | None = ..., block_size: int = ...
+) -> np.ndarray: ...
 
 
 def lid_mle(
@@ -74,6 +85,18 @@ def lid_mle(
     tensor (differentiable); an array input returns a float64 numpy array.
     """
     return _out(Z, _lid(Z, k, reference, "mle", block_size))
+
+
+@overload
+def lid_mom(
+    Z: torch.Tensor, k: int = ..., reference: ArrayLike | None = ..., block_size: int = ...
+) -> torch.Tensor: ...
+
+
+@overload
+def lid_mom(
+    Z: np.ndarray, k: int = ..., reference: ArrayLike | None = ..., block_size: int = ...
+) -> np.ndarray: ...
 
 
 def lid_mom(
