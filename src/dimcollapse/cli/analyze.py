@@ -80,7 +80,9 @@ def compare_table(results: list[dict[str, Any]]) -> Table:
         header_style="bold",
         caption=f"dead: dims < 1e-6 of max; d90%/d99%: dims for that variance; LID: MLE geo. mean, k={k}",
     )
-    table.add_column("run")
+    table.add_column(
+        "run", no_wrap=True, min_width=min(max((len(m["name"]) for m in results), default=3), 30)
+    )
     for _, label in COMPARE_COLUMNS:
         table.add_column(label, justify="right")
     for m in results:

@@ -208,7 +208,9 @@ def embedding_map_coords(z: ArrayLike, method: str = "auto", seed: int = 0) -> t
     if method == "umap":
         import umap
 
-        reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, x.shape[0] - 1))
+        reducer = umap.UMAP(
+            n_components=2, random_state=seed, n_neighbors=min(15, x.shape[0] - 1), n_epochs=200, n_jobs=1
+        )
         return np.asarray(reducer.fit_transform(x), dtype=np.float64), "UMAP"
     return _pca_2d(x), "PCA"
 
@@ -230,7 +232,7 @@ def plot_embedding_map(
     labels: ArrayLike | None = None,
     method: str = "auto",
     seed: int = 0,
-    max_points: int = 5000,
+    max_points: int = 3000,
     title: str = "Representations",
 ) -> Figure:
     """Scatter of a 2-D map (UMAP or PCA, named in the title) of the rows of ``z``, coloured by label."""
