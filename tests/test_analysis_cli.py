@@ -209,3 +209,17 @@ def test_unwritable_out(tmp_path, capsys):
     err = " ".join(capsys.readouterr().err.split())
     assert code == 2 and "cannot create output folder" in err and "Traceback" not in err
     assert (tmp_path / "blocker").read_text() == "a regular file"
+
+
+def test_python_api_on_a_tensor_agrees_with_summarize(tmp_path):
+    from dimcollapse.analysis import analyze_embeddings
+    from dimcollapse.diagnostics import summarize
+
+    z = torch.from_numpy(_data(90, 10, seed=5)).float()
+    m = analyze_embeddings(z, k=7, l2_normalize=True, name="t")
+    s = summarize(z, k=7, l2_normalize=True)
+    for key in ("erank", "rankme", "alpha", "collapsed_dims", "dims_90", "lid_mle_gmean", "lid_mom_gmean"):
+        assert m[key] == pytest.approx(s[key], rel=1e-6), key  # RankMe: sqrt of ~0 eigenvalues
+    assert not list(tmp_path.iterdir())  # out=None writes nothing
+    with pytest.raises(Exception, match="k=90"):
+        analyze_embeddings(z, k=90)
