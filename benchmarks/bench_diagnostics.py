@@ -145,14 +145,17 @@ def main() -> None:
     ap.add_argument("--skip", nargs="*", default=[], choices=["512", "2048", "lid", "stream"])
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []
-    if "512" not in args.skip:
-        rows.append(bench_spectrum(512, args.repeats, args.repeats))
-    if "2048" not in args.skip:
-        rows.append(bench_spectrum(2048, args.repeats, args.baseline_repeats_large))
-    if "lid" not in args.skip:
-        rows.append(bench_lid(args.repeats))
-    if "stream" not in args.skip:
-        rows.append(bench_stream())
+    jobs: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("512", lambda: bench_spectrum(512, args.repeats, args.repeats)),
+        ("2048", lambda: bench_spectrum(2048, args.repeats, args.baseline_repeats_large)),
+        ("lid", lambda: bench_lid(args.repeats)),
+        ("stream", bench_stream),
+    ]
+    for name, job in jobs:
+        if name in args.skip:
+            continue
+        rows.append(job())
+        print(f"[{name}] {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
     print("| case | ours (s) | baseline (s) | speedup | accuracy |")
     print("| --- | ---: | ---: | ---: | --- |")
     for r in rows:
