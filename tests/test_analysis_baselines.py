@@ -59,3 +59,12 @@ def test_demo_embeddings_files(tmp_path):
     images, lab, _ = baselines.load_demo_images(40, seed=1)
     np.testing.assert_array_equal(lab.numpy(), labels)
     np.testing.assert_allclose(pixels, images.reshape(40, -1).numpy() / 255.0, rtol=1e-6)
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="Fashion-MNIST not installed")
+def test_baseline_report_compares_pixels_and_random_network(tmp_path):
+    results = baselines.baseline_report(tmp_path / "demo", n=60, map_method="none", figures=False)
+    assert [m["name"] for m in results] == ["pixels", "random_small_resnet"]
+    assert results[0]["d"] == 784 and results[0]["n_classes"] <= 10
+    assert (tmp_path / "demo" / "compare_spectrum.png").exists()
+    assert (tmp_path / "demo" / "pixels" / "metrics.json").exists()

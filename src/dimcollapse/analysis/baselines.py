@@ -123,3 +123,25 @@ def demo_embeddings(
         atomic_save(path, partial(_save_npy, arr))
         paths[name] = path
     return paths
+
+
+def baseline_report(
+    out: str | Path = "runs/demo",
+    n: int = 5000,
+    seed: int = 0,
+    root: str | None = None,
+    map_method: str = "auto",
+    figures: bool = True,
+) -> list[dict[str, Any]]:
+    """Demo without training: embeddings in ``out/embeddings``, then ``analyze --compare`` into ``out``."""
+    from dimcollapse.analysis.analyze import compare_paths
+
+    files = demo_embeddings(Path(out) / "embeddings", n=n, seed=seed, root=root)
+    return compare_paths(
+        [files["pixels"], files["random_small_resnet"]],
+        out=out,
+        labels=files["labels"],
+        map_method=map_method,
+        seed=seed,
+        figures=figures,
+    )
