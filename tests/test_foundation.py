@@ -46,6 +46,14 @@ def test_atomic_json_replaces_whole_file(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
+def test_atomic_files_get_the_usual_mode(tmp_path: Path) -> None:
+    target = tmp_path / "m.json"
+    atomic_write_json(target, {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_uncreatable_dir(tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("x")

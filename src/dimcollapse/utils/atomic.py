@@ -40,6 +40,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode of a new file
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -68,6 +69,12 @@ def atomic_save(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], None
     """Call ``writer(fh)`` on a binary temp file and rename it onto ``path`` (e.g. torch.save)."""
     with atomic_open(path, "wb") as fh:
         writer(fh)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _json_safe(obj: Any) -> Any:
