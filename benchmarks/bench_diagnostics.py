@@ -173,7 +173,16 @@ def main() -> None:
                 f"| {r['case']} | {r['ours_s']:.2f} | {r['baseline_s']:.2f} | {r['speedup']:.1f}x | "
                 f"max rel diff {r['max_rel_diff']:.1e} over {r['n_eigs_compared']} eigenvalues |"
             )
-    atomic_write_json(RESULTS, {"benchmark": "diagnostics", "repeats": args.repeats, "rows": rows})
+    # merge with rows of earlier partial runs (e.g. --skip 2048 then --skip 512 lid stream)
+    previous: list[dict[str, Any]] = []
+    if RESULTS.exists():
+        try:
+            previous = json.loads(RESULTS.read_text()).get("rows", [])
+        except (OSError, ValueError):
+            previous = []
+    cases = {r["case"] for r in rows}
+    merged = [r for r in previous if r.get("case") not in cases] + rows
+    atomic_write_json(RESULTS, {"benchmark": "diagnostics", "repeats": args.repeats, "rows": merged})
     print(f"\nwrote {RESULTS}")
 
 
