@@ -98,6 +98,7 @@ def run_augmentation(cfg: AugmentationConfig | None = None) -> dict[str, Any]:
         "singular_values": sv.tolist(),
         "final_singular_values": sv[-1].tolist(),
         "ratio": ratios,
+        "weights_final": wf.tolist(),
         "ratio_initial": noisy_clean_ratio(w0.numpy(), split),
         "lemma2": lemmas,
         "lemma2_final_eigenvalues": final_x,

@@ -21,7 +21,7 @@ TINY = 1e-300
 def save(fig: Figure, path: Path) -> str:
     """Write ``fig`` as PNG to ``path`` atomically; return the file name."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path.name
