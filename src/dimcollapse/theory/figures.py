@@ -152,7 +152,8 @@ def depth_figures(res: dict[str, Any], out: Path) -> list[str]:
         ax[j].legend(fontsize=8)
     ax[0].set_ylabel("eigenvalue / largest")
     for nl in nls:
-        ax[-1].plot(depths, res["collapsed"][nl], "o-", label=nl)
+        ax[-1].plot(depths, res["collapsed"][nl], "o-", label=f"{nl}, end", c=f"C{nls.index(nl)}")
+        ax[-1].plot(depths, res["collapsed_initial"][nl], "x--", label=f"{nl}, init", c=f"C{nls.index(nl)}")
     ax[-1].set_xlabel("number of layers L")
     ax[-1].set_ylabel("collapsed dimensions (< 1e-6 of largest)")
     ax[-1].set_xticks(depths)
