@@ -191,7 +191,12 @@ def augmentation_claims(res: dict[str, Any]) -> list[Claim]:
     )
     err = max(res["lemma2"]["gradient_rel_error"])
     out.append(
-        Claim(name, "lemma 2: -dL/dW (autograd) equals W X", f"max relative error {err:.2g}", err < 1e-9)
+        Claim(
+            name,
+            "lemma 2 (eq. 2 loss): -dL/dW (autograd) equals W X",
+            f"max relative error {err:.2g}",
+            err < 1e-9,
+        )
     )
     l1 = res["lemma2"]["lemma1"]
     if l1 is not None:
@@ -199,7 +204,7 @@ def augmentation_claims(res: dict[str, Any]) -> list[Claim]:
         out.append(
             Claim(
                 name,
-                "lemma 1: with X fixed, gradient descent follows W(0) exp(X t)",
+                "lemma 1 (eq. 2 loss): with X fixed, gradient descent follows W(0) exp(X t)",
                 f"max relative error {e:.2g} up to t = {l1['times'][-1]:.3g} "
                 f"(lr {res['config']['lemma_lr']}); "
                 f"with X left to drift (true loss) {l1['full_error'][-1]:.2g}",
