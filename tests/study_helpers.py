@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,3 +70,8 @@ def copy_study(tiny: TinyStudy, dest: Path) -> Path:
     """A private copy of the finished study folder (for tests that rerun or damage it)."""
     shutil.copytree(tiny.folder, dest)
     return dest
+
+
+def flat(text: str) -> str:
+    """Console text with rich's line wrapping and rule padding undone (runs of space and '─' -> one space)."""
+    return re.sub(r"[\s─]+", " ", text)

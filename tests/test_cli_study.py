@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-from study_helpers import RUN_IDS, STUDY_YAML, TinyStudy, copy_study, run_cli, write_study
+from study_helpers import RUN_IDS, STUDY_YAML, TinyStudy, copy_study, flat, run_cli, write_study
 
 pytest_plugins = ["conftest_study"]
-
-
-def _flat(text: str) -> str:
-    """Console text with rich's line wrapping and rule padding undone."""
-    return re.sub(r"[\s─]+", " ", text)
 
 
 def _mtimes(folder: Path, pattern: str) -> dict[str, int]:
@@ -21,7 +15,7 @@ def _mtimes(folder: Path, pattern: str) -> dict[str, int]:
 
 
 def test_first_run_trains_everything(tiny_study: TinyStudy) -> None:
-    text = _flat(tiny_study.console)
+    text = flat(tiny_study.console)
     assert "3 trained, 0 resumed, 0 already done, 0 failed" in text
     rows = json.loads((tiny_study.folder / "results.json").read_text())
     assert [r["run_id"] for r in rows] == list(RUN_IDS)
@@ -41,7 +35,7 @@ def test_rerun_skips_finished_runs(tiny_study: TinyStudy, tmp_path: Path) -> Non
     rows_before = json.loads((out / "results.json").read_text())
     status, text = run_cli(["study", str(tiny_study.study_file), "--out", str(out), "--no-report"])
     assert status == 0, text
-    assert "0 trained, 0 resumed, 3 already done, 0 failed" in _flat(text)
+    assert "0 trained, 0 resumed, 3 already done, 0 failed" in flat(text)
     assert "training" not in text and "resuming" not in text
     after = _mtimes(out, "runs/*/metrics.json") | _mtimes(out, "runs/*/checkpoints/*.ckpt")
     assert after == before  # nothing was retrained or rewritten
@@ -60,9 +54,9 @@ def test_killed_study_resumes_the_unfinished_run(tiny_study: TinyStudy, tmp_path
 
     status, text = run_cli(["study", str(tiny_study.study_file), "--out", str(out), "--no-report"])
     assert status == 0, text
-    flat = _flat(text)
-    assert "resuming simclr_none" in flat
-    assert "0 trained, 1 resumed, 2 already done, 0 failed" in flat
+    console = flat(text)
+    assert "resuming simclr_none" in console
+    assert "0 trained, 1 resumed, 2 already done, 0 failed" in console
     m = json.loads((killed / "metrics.json").read_text())
     assert m["resumed"] is True and m["steps"] == steps  # continued from the checkpoint, not restarted
     assert (killed / "checkpoints" / "final.ckpt").is_file()
@@ -82,7 +76,7 @@ def test_unknown_top_level_key_exits_2(tmp_path: Path) -> None:
 def test_unknown_config_key_exits_2_before_training(tmp_path: Path) -> None:
     study = write_study(tmp_path, STUDY_YAML + "set: {optim.no_such_key: 1}\n")
     status, text = run_cli(["study", str(study), "--out", str(tmp_path / "out")])
-    assert status == 2 and "no_such_key" in _flat(text) and "Traceback" not in text
+    assert status == 2 and "no_such_key" in flat(text) and "Traceback" not in text
     assert not (tmp_path / "out" / "runs").exists()
 
 
@@ -94,4 +88,4 @@ def test_unknown_run_key_exits_2(tmp_path: Path) -> None:
 
 def test_missing_study_file_exits_2(tmp_path: Path) -> None:
     status, text = run_cli(["study", str(tmp_path / "nope.yaml")])
-    assert status == 2 and "does not exist" in _flat(text) and "Traceback" not in text
+    assert status == 2 and "does not exist" in flat(text) and "Traceback" not in text
