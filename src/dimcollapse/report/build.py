@@ -209,7 +209,7 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
             ]
             if claims
             else [],
-            section_id="claims",
+            section_id="section-claims",
         )
     )
     if not claims:
@@ -233,7 +233,7 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
                     table_id="accuracy",
                 )
             ],
-            section_id="accuracy",
+            section_id="section-accuracy",
         )
     )
     failed = [r for r in rows if str(r.get("status", "")).startswith("failed")]

@@ -21,6 +21,7 @@ th{background:#f3f4f6}td.l,th.l{text-align:left}
 tr:nth-child(even) td{background:#fafafa}
 .verdict-holds{color:#0a7d26;font-weight:600}.verdict-does-not-hold{color:#b3261e;font-weight:600}
 .verdict-inconclusive{color:#9a6700;font-weight:600}.verdict-not-covered{color:#777}
+.table-wrap{overflow-x:auto;max-width:100%}
 figure{display:inline-block;margin:.4rem;vertical-align:top;max-width:100%}
 figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.82rem;color:#555;max-width:560px}
@@ -84,7 +85,7 @@ def render_table(t: Table) -> str:
     """One HTML table; a ``verdict`` column gets a colour class."""
     heads = t.headers or t.columns
     tid = f' id="{html.escape(t.table_id)}"' if t.table_id else ""
-    out = [f"<table{tid}><thead><tr>"]
+    out = [f'<div class="table-wrap"><table{tid}><thead><tr>']  # wide tables scroll, not the page
     for c, h in zip(t.columns, heads, strict=True):
         out.append(f'<th class="{"l" if c in t.left else ""}">{html.escape(h)}</th>')
     out.append("</tr></thead><tbody>")
@@ -97,7 +98,7 @@ def render_table(t: Table) -> str:
                 cls += " verdict-" + v.replace(" ", "-")
             out.append(f'<td class="{cls.strip()}">{_cell(v)}</td>')
         out.append("</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
@@ -118,7 +119,7 @@ def render_page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
         body.extend(render_table(t) for t in s.tables)
         for f in s.figures:
             data = base64.b64encode(f.png).decode("ascii")
-            fid = f' id="{html.escape(f.figure_id)}"' if f.figure_id else ""
+            fid = f' id="fig-{html.escape(f.figure_id)}"' if f.figure_id else ""  # never a section's id
             body.append(
                 f'<figure{fid}><img alt="{html.escape(f.caption)}" src="data:image/png;base64,{data}">'
                 f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"

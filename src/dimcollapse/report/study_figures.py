@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from dimcollapse import diagnostics as dg
 
@@ -41,6 +42,10 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> Fig
             else:
                 vals = [float(h.get(key, np.nan)) for h in hist]
             ax.plot(steps, vals, label=label, linewidth=1.4)
+        if key == "collapsed_r":  # a count: integer ticks from 0, not a symmetric band around 0
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            top = max(1.0, ax.get_ylim()[1])
+            ax.set_ylim(-0.05 * top, top)
         ax.set_title(title, fontsize="medium")
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
