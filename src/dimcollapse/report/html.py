@@ -25,6 +25,7 @@ tr:nth-child(even) td{background:#fafafa}
 figure{display:inline-block;margin:.4rem;vertical-align:top;max-width:100%}
 figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.82rem;color:#555;max-width:560px}
+#spectra figure{max-width:48%}#maps figure{max-width:31.5%}
 .note{background:#f6f8fa;border-left:4px solid #8aa;padding:.5rem .8rem;font-size:.9rem}
 nav a{margin-right:.8rem}
 """
