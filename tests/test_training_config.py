@@ -78,7 +78,11 @@ def test_recipe_base_include_and_file_errors(tmp_path: Path) -> None:
 
 
 def test_every_shipped_recipe_validates() -> None:
-    recipes = sorted(CONFIGS.glob("*/*.yaml"))
+    recipes = [
+        p
+        for d in ("fmnist", "cifar10", "cifar100", "imagenet100")
+        for p in sorted((CONFIGS / d).glob("*.yaml"))
+    ]
     assert len(recipes) >= 14
     objectives = set()
     for path in recipes:

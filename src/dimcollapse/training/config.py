@@ -32,6 +32,7 @@ class ViewsConfig:
 
     recipe: str = "simclr"
     n_views: int = 2
+    image_size: int | None = None  # side of the views fed to the backbone; None: the dataset's
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -210,6 +211,7 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError(
             f"data.views.n_views must be >= 2 (SSL compares views), got {cfg.data.views.n_views}."
         )
+    positive("data.views.image_size", cfg.data.views.image_size, allow_none=True)
     positive("optim.lr", cfg.optim.lr)
     positive("optim.weight_decay", cfg.optim.weight_decay, strict=False)
     if not 0.0 <= cfg.optim.momentum < 1.0:

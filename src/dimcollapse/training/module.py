@@ -53,11 +53,12 @@ class SSLModule(L.LightningModule):
         self.cfg: RunConfig = from_dict(config)
         self.info = DataInfo(**data_info)
         cfg = self.cfg
-        self.model = SSLModel.from_config(cfg.model, cfg.objective, self.info.channels, self.info.image_size)
+        self.input_size = int(cfg.data.views.image_size or self.info.image_size)
+        self.model = SSLModel.from_config(cfg.model, cfg.objective, self.info.channels, self.input_size)
         recipe: dict[str, Any] = {"name": cfg.data.views.recipe, **dict(cfg.data.views.overrides)}
         self.views = ViewAugment(
             recipe,
-            image_size=self.info.image_size,
+            image_size=self.input_size,
             channels=self.info.channels,
             n_views=cfg.data.views.n_views,
             dataset=cfg.data.name,

@@ -1,0 +1,176 @@
+"""Training engine benchmarks: step cost vs bare backbone forward+backward, and time-budgeted accuracy runs.
+
+    python benchmarks/bench_training.py speed [--recipe configs/fmnist/simclr_mlp.yaml] [--threads 2]
+    python benchmarks/bench_training.py accuracy --budget-min 10 --recipes simclr_mlp,directclr,byol
+        [--out runs/bench] [key=value ...]
+
+`speed`: median seconds of (a) bare backbone forward + backward on the 2B pre-made views, (b) one full engine
+step (views on uint8 + forward + projector + loss + regularizers + backward + optimizer step) on the same
+batch; prints the ratio (b)/(a) and images/s (images = B source images per step).
+`accuracy`: for each recipe, calibrates the step time on a few steps, sets optim.max_steps so that training
+fits in the budget (the cosine schedule then ends on time), trains with dimcollapse.training.train and
+prints kNN / linear / effective rank; appends every result to benchmarks/results/bench_training.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dimcollapse.training.config import load_config, to_dict
+from dimcollapse.training.datamodule import SSLDataModule
+from dimcollapse.training.module import SSLModule
+from dimcollapse.training.optim import build_optimizer
+from dimcollapse.training.run import train
+
+KEEP = (
+    "knn_k200_top1",
+    "knn_k20_top1",
+    "linear_top1",
+    "knn_k200_top1_d0",
+    "linear_top1_d0",
+    "erank_r",
+    "rankme_r",
+    "erank_z",
+    "train_time_s",
+    "images_per_s",
+    "steps",
+    "epochs",
+    "monitor_fraction",
+)
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_training.json"
+
+
+def _median_time(fn: Any, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def step_costs(recipe: str, overrides: list[str], repeats: int = 5) -> dict[str, float]:
+    """Seconds per bare backbone fwd+bwd and per full engine step on one batch of the recipe."""
+    cfg = load_config(recipe, overrides)
+    dm = SSLDataModule(cfg)
+    dm.setup()
+    module = SSLModule(to_dict(cfg), dm.info.__dict__)
+    module.train()
+    opt = build_optimizer(module.model.online_modules(), cfg.optim)
+    b = cfg.data.batch_size
+    x = dm.pool_images[:b]
+    y = dm.pool_labels[:b]
+    premade = torch.cat(module.views(x)).detach()
+
+    def bare() -> None:
+        module.model.backbone.zero_grad(set_to_none=True)
+        module.model.backbone(premade).sum().backward()
+
+    def full() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = module.training_step((x, y), 0)
+        loss.backward()
+        opt.step()
+        if module.model.uses_momentum_target:
+            module.model.update_target(0.99)
+
+    def views_only() -> None:
+        with torch.no_grad():
+            module.views(x)
+
+    t_bare = _median_time(bare, repeats)
+    t_full = _median_time(full, repeats)
+    t_views = _median_time(views_only, repeats)
+    return {
+        "bare_s": t_bare,
+        "step_s": t_full,
+        "views_s": t_views,
+        "ratio": t_full / t_bare,
+        "images_per_s_step": b / t_full,
+        "images_per_s_bare": b / t_bare,
+        "batch": float(b),
+    }
+
+
+def load_average() -> float:
+    """1-minute load average (how busy the shared machine was)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def _append(result: dict[str, Any]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    data.append(result)
+    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def accuracy_run(recipe: str, budget_min: float, out: Path, overrides: list[str], margin: float) -> dict:
+    """Train ``recipe`` for about ``budget_min`` minutes (steps from a calibration) and return its metrics."""
+    cost = step_costs(recipe, overrides, repeats=3)
+    steps = max(10, int(budget_min * 60.0 * margin / cost["step_s"]))
+    name = Path(recipe).stem
+    cfg = load_config(
+        recipe, [*overrides, f"optim.max_steps={steps}", f"optim.max_time_minutes={budget_min}"]
+    )
+    t0 = time.perf_counter()
+    metrics = train(cfg, out / f"{name}_{int(time.time())}")
+    wall = time.perf_counter() - t0
+    keep = KEEP
+    result = {k: metrics[k] for k in keep if k in metrics}
+    result.update(
+        {
+            "bench": "accuracy",
+            "recipe": recipe,
+            "overrides": overrides,
+            "budget_min": budget_min,
+            "calibrated_step_s": cost["step_s"],
+            "wall_s": wall,
+            "load_avg": load_average(),
+        }
+    )
+    return result
+
+
+def main() -> None:
+    """Parse arguments and run the chosen benchmark."""
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["speed", "accuracy"])
+    p.add_argument("--recipe", default="configs/fmnist/simclr_mlp.yaml")
+    p.add_argument("--recipes", default="simclr_mlp", help="comma-separated names in configs/fmnist")
+    p.add_argument("--budget-min", type=float, default=10.0)
+    p.add_argument("--margin", type=float, default=0.9, help="fraction of the budget the calibration plans")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default="runs/bench")
+    p.add_argument("overrides", nargs="*")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    if a.mode == "speed":
+        res: dict[str, Any] = step_costs(a.recipe, a.overrides, a.repeats)
+        res.update(
+            {"bench": "speed", "recipe": a.recipe, "overrides": a.overrides, "load_avg": load_average()}
+        )
+        print(json.dumps(res, indent=2))
+        _append(res)
+        return
+    for name in a.recipes.split(","):
+        recipe = name if name.endswith(".yaml") else f"configs/fmnist/{name}.yaml"
+        res = accuracy_run(recipe, a.budget_min, Path(a.out), a.overrides, a.margin)
+        print(json.dumps(res, indent=2))
+        _append(res)
+
+
+if __name__ == "__main__":
+    main()
