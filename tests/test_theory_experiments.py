@@ -53,18 +53,23 @@ def test_augmentation_dot_loss_same_trend_but_slower(aug: dict) -> None:
     assert r[2] > aug["ratio"][2]  # slower than the distance loss at the same step count
 
 
-def test_alignment_grown_directions_align_small_ones_collapse() -> None:
-    res = run_alignment(AlignmentConfig(steps=1500, record_every=500))
+@pytest.mark.parametrize("seed", [0, 2])
+def test_alignment_grown_directions_align_small_ones_collapse(seed: int) -> None:
+    res = run_alignment(AlignmentConfig(steps=1500, record_every=500, seed=seed))
     grown = res["grown"]
-    diag = np.asarray(res["alignment_final"]["abs_diag"])
+    a = np.asarray(res["alignment_final"]["matrix"])
+    diag = np.abs(np.diag(a))
     small = [k for k in range(16) if k not in grown]
-    assert len(grown) >= 3
-    assert np.all(diag[grown] >= 0.95)
+    m = len(grown)
+    assert m >= 3
+    # order-free: W1's top-m output subspace lies in W2's top-m input subspace (rank pairing |A_kk| can
+    # swap two directions with near-equal singular values: seed 2 has a 2x2 block of 0.1 / 0.98)
+    assert (a[:m, :m] ** 2).sum() / m >= 0.95 and res["subspace_overlap"] >= 0.95
     assert np.all(diag[small] < 0.95)
     assert np.mean(res["alignment_initial"]["abs_diag"]) < 0.5
     spec = np.asarray(res["spectra"][-1])
     # the grown directions carry the embedding; collapsed dimensions are among the small directions
-    assert np.all(spec[: len(grown)] >= 1e-6 * spec[0])
+    assert np.all(spec[:m] >= 1e-6 * spec[0])
     assert 0 < collapsed_dimensions(spec) <= len(small)
     assert res["collapsed_final"] > res["collapsed_initial"]
     assert res["balance_drift"] < 0.05
