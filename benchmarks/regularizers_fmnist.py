@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -25,8 +26,25 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "configs" / "studies" / "regularizers_fmnist.yaml"
 RESULT = ROOT / "benchmarks" / "results" / "regularizers_fmnist.json"
-METRICS = ("knn_k200_top1", "knn_k20_top1", "linear_top1", "erank_r", "rankme_r", "lid_mle_gmean_r", "steps")
+METRICS = (
+    "knn_k200_top1",
+    "knn_k20_top1",
+    "linear_top1",
+    "erank_r",
+    "rankme_r",
+    "lid_mle_gmean_r",
+    "weight_erank_mean",
+    "tail_eig_r",
+    "steps",
+)
 REG_ORDER = ("", "so", "srip", "last_layer", "werank", "ldreg")
+ARTIFACTS = (
+    "import sys, pathlib\n"
+    "from dimcollapse.study.artifacts import compute_artifacts\n"
+    "for d in sorted(pathlib.Path(sys.argv[1]).glob('*/metrics.json')):\n"
+    "    if not (d.parent / 'artifacts.json').is_file():\n"
+    "        compute_artifacts(d.parent)\n"
+)
 
 
 def split_study(study: Path, out: Path, parts: int) -> list[list[Path]]:
@@ -65,6 +83,9 @@ def run(out: Path, parts: int) -> None:
             f"{sys.executable} -m dimcollapse study {s} --out {out / f'part{i}'} --no-baselines --no-report"
             for s in studies
         ]
+        # Per-run report artifacts (spectra, weight spectra) computed here, in parallel, so the gathering
+        # step's report only reads them.
+        steps.append(f"{sys.executable} -c {shlex.quote(ARTIFACTS)} {out / f'part{i}' / 'runs'}")
         procs.append(subprocess.Popen(["bash", "-c", "; ".join(steps)], env=env, stdout=log, stderr=log))
     codes = [p.wait() for p in procs]
     print(f"parts finished with exit codes {codes} after {(time.time() - t0) / 60:.1f} min", flush=True)
@@ -89,6 +110,10 @@ def _stats(values: list[float]) -> dict[str, float]:
 def summarize(study_dir: Path, wall_s: float | None = None) -> dict[str, Any]:
     """Mean +- std per objective x regularizer, the report's claims, run times; JSON + markdown table."""
     rows = [r for r in json.loads((study_dir / "results.json").read_text()) if r.get("status") == "done"]
+    for r in rows:  # the report's per-run artifacts (weight spectra, tail of r's spectrum)
+        art = study_dir / "runs" / str(r["run_id"]) / "artifacts.json"
+        if art.is_file():
+            r.update({k: v for k, v in json.loads(art.read_text()).items() if k not in r})
     cells: dict[str, dict[str, Any]] = {}
     for obj in ("simclr", "byol"):
         for reg in REG_ORDER:
@@ -138,23 +163,24 @@ def markdown(data: dict[str, Any]) -> str:
     """The table (accuracies in %) and the claims as markdown."""
     lines = [
         "| objective | regularizer | kNN k=200 top-1 (%) | kNN k=20 top-1 (%) | linear top-1 (%) "
-        "| erank of r | RankMe of r | LID of r (MLE) | steps |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| erank of r | RankMe of r | LID of r (MLE) | weight erank (mean) | tail eig of r | steps |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for cell in data["cells"].values():
         lines.append(
             f"| {cell['objective']} | {cell['regularizer']} | {_pm(cell, 'knn_k200_top1', 100)} "
             f"| {_pm(cell, 'knn_k20_top1', 100)} | {_pm(cell, 'linear_top1', 100)} "
             f"| {_pm(cell, 'erank_r', 1, 2)} | {_pm(cell, 'rankme_r', 1, 1)} "
-            f"| {_pm(cell, 'lid_mle_gmean_r', 1, 2)} | {_pm(cell, 'steps', 1, 0)} |"
+            f"| {_pm(cell, 'lid_mle_gmean_r', 1, 2)} | {_pm(cell, 'weight_erank_mean', 1, 3)} "
+            f"| {_pm(cell, 'tail_eig_r', 1, 2)} | {_pm(cell, 'steps', 1, 0)} |"
         )
     for b in data["baselines"]:
         knn = b.get("knn_k200_top1")
         lines.append(
             f"| {b.get('run_id')} | — | {100 * knn:.1f} | {100 * b.get('knn_k20_top1', 0):.1f} | — "
-            f"| {b.get('erank_r', 0):.2f} | — | — | — |"
+            f"| {b.get('erank_r', 0):.2f} | — | — | — | — | — |"
             if knn is not None
-            else ""
+            else f"| {b.get('run_id')} | (no kNN) |"
         )
     lines += ["", "| claim | metric | a | b | verdict | detail |", "| --- | --- | --- | --- | --- | --- |"]
     for c in data["claims"]:
@@ -163,7 +189,7 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {c.get('claim')} | {c.get('metric')} | {a} | {b} "
             f"| **{c.get('verdict')}** | {c.get('detail')} |"
         )
-    return "\n".join(line for line in lines if line)
+    return "\n".join(lines)
 
 
 def main() -> None:
