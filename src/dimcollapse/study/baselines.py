@@ -44,7 +44,6 @@ def compute_baselines(cfg: RunConfig, out_dir: str | Path | None = None) -> list
         if cached is not None and isinstance(cached.get("rows"), list):
             return list(cached["rows"])
     from dimcollapse.training.datamodule import SSLDataModule
-    from dimcollapse.training.evaluation import extract_features
     from dimcollapse.training.module import SSLModule
 
     torch.manual_seed(cfg.trainer.seed)
@@ -59,11 +58,12 @@ def compute_baselines(cfg: RunConfig, out_dir: str | Path | None = None) -> list
     ]
     module = SSLModule(to_dict(cfg), dm.info.__dict__).eval()
 
-    def encode(x: Tensor) -> tuple[Tensor, Tensor]:
-        return module.encode_eval(x)
+    def encode(x: Tensor) -> Tensor:
+        """Representations r of uint8 images, in evaluation batches."""
+        bs = cfg.eval.batch_size
+        return torch.cat([module.encode_eval(x[i : i + bs])[0].float() for i in range(0, len(x), bs)])
 
-    rtr, _ = extract_features(encode, xtr, cfg.eval.batch_size, torch.device("cpu"))
-    rte, _ = extract_features(encode, xte, cfg.eval.batch_size, torch.device("cpu"))
+    rtr, rte = encode(xtr), encode(xte)
     rows.append(_knn_row("random init", cfg, rtr, ytr, rte, yte, c))
     rows[-1]["backbone"] = cfg.model.backbone
     if cache is not None:
