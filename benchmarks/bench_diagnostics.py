@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -143,7 +144,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline-repeats-large", type=int, default=1, help="numpy SVD repeats at D=2048")
     ap.add_argument("--skip", nargs="*", default=[], choices=["512", "2048", "lid", "stream"])
+    ap.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP/torch threads for ours and baselines")
     args = ap.parse_args()
+    # The same thread count for every contender. On a shared, oversubscribed machine multi-threaded
+    # OpenBLAS is erratic (a 512 x 512 eigh took 7-10 s with 2 threads vs 0.15 s with 1).
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(args.threads)
+    torch.set_num_threads(args.threads)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
     rows: list[dict[str, Any]] = []
     jobs: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("512", lambda: bench_spectrum(512, args.repeats, args.repeats)),
@@ -182,7 +193,8 @@ def main() -> None:
             previous = []
     cases = {r["case"] for r in rows}
     merged = [r for r in previous if r.get("case") not in cases] + rows
-    atomic_write_json(RESULTS, {"benchmark": "diagnostics", "repeats": args.repeats, "rows": merged})
+    meta = {"benchmark": "diagnostics", "repeats": args.repeats, "threads": args.threads, "rows": merged}
+    atomic_write_json(RESULTS, meta)
     print(f"\nwrote {RESULTS}")
 
 
