@@ -176,12 +176,14 @@ def alignment_claims(res: dict[str, Any]) -> list[Claim]:
     out.append(
         Claim(
             name,
-            f"collapse happens along the small directions only: the top {len(grown)} (grown) embedding "
+            f"training collapses dimensions, along the small directions only: the top {len(grown)} embedding "
             f"eigenvalues stay above {floor:g} x largest, every collapsed one is a small direction",
             f"eigenvalue / largest at rank {len(grown)}: {rel[len(grown) - 1]:.2g}, "
             f"at rank {len(grown) + 1}: {rel[min(len(grown), len(rel) - 1)]:.2g}; "
             f"collapsed dims {res['collapsed_initial']} at start -> {collapsed} at end",
-            bool(grown) and bool((rel[: len(grown)] >= floor).all()) and 0 < collapsed <= len(small),
+            bool(grown)
+            and bool((rel[: len(grown)] >= floor).all())
+            and res["collapsed_initial"] < collapsed <= len(small),
         )
     )
     out.append(
