@@ -134,3 +134,34 @@ def test_atomic_checkpoint_io_keeps_previous_file_on_failure(tmp_path: Path) -> 
         load_checkpoint(path)
     with pytest.raises(InputError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_step_batch_sampler_is_a_function_of_the_step_and_splits_ranks() -> None:
+    from dimcollapse.training.datamodule import StepBatchSampler
+
+    step = {"s": 0}
+    samplers = [
+        StepBatchSampler(50, 4, seed=3, start_step=lambda: step["s"], rank=r, world=2) for r in (0, 1)
+    ]
+    assert len(samplers[0]) == 6  # 50 // (4 x 2)
+    epoch0 = [list(iter(s)) for s in samplers]
+    for pos in range(6):
+        a, b = epoch0[0][pos], epoch0[1][pos]
+        assert len(a) == len(b) == 4 and not set(a) & set(b)  # ranks see disjoint rows
+        assert a == samplers[0].indices(pos) and b == samplers[1].indices(pos)
+    seen = [i for pos in range(6) for r in (0, 1) for i in epoch0[r][pos]]
+    assert len(set(seen)) == 48  # no row twice within an epoch
+    step["s"] = 9  # resumed in epoch 1 at position 3: the remaining steps of that epoch, as uninterrupted
+    resumed = list(iter(samplers[0]))
+    assert resumed == [samplers[0].indices(s) for s in range(9, 12)]
+    assert samplers[0].indices(6) != samplers[0].indices(0)  # a new permutation each epoch
+
+
+@pytest.mark.ddp
+def test_two_process_ddp_spawn_run(tmp_path: Path) -> None:
+    cfg = load_config(None, [*TINY, "data.batch_size=8", "optim.max_steps=4", "trainer.devices=2",
+                             "trainer.strategy=ddp_spawn", "trainer.checkpoint_every=2"])  # fmt: skip
+    m = train(cfg, tmp_path)
+    assert m["steps"] == 4 and 0.0 <= m["knn_k5_top1"] <= 1.0
+    assert load_checkpoint(tmp_path / "checkpoints" / "final.ckpt")["global_step"] == 4
+    assert len(json.loads((tmp_path / "monitor.json").read_text())["history"]) == 2

@@ -183,3 +183,31 @@ def test_monitor_history_matches_independent_erank(tmp_path: Path) -> None:
     assert len(last["spectrum_r"]) == r.shape[1]
     assert "backbone.conv1" in last["layers"] and last["layers"]["backbone.conv1"]["erank"] >= 1.0
     assert mon["time_s"] > 0 and mon["probe_size"] == 16
+
+
+class _LazyImages(torch.utils.data.Dataset):
+    """A dataset without `.images` (like image folders): items are made on access."""
+
+    def __init__(self, n: int, train: bool) -> None:
+        from dimcollapse.data.synthetic import synthetic
+
+        self.inner = synthetic(n=n, image_size=8, num_classes=4, train=train)
+        self.num_classes, self.name = 4, "lazy"
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.inner.images[i], int(self.inner.labels[i])
+
+
+def test_lazy_dataset_trains_and_streams_evaluation(tmp_path: Path) -> None:
+    from dimcollapse.registry import names, register
+
+    if "lazy_test_images" not in names("dataset"):
+        register("dataset", "lazy_test_images")(lambda root=None, train=True, n=96: _LazyImages(n, train))
+    m = train(tiny("data.name=lazy_test_images", "data.kwargs={n: 96}", "eval.batch_size=10"), tmp_path)
+    assert m["eval_train_size"] == 96 and m["eval_test_size"] == 96 and m["steps"] == 3
+    eager = train(tiny("data.kwargs={n: 96, image_size: 8, channels: 1, num_classes: 4}"), tmp_path / "eager")
+    for key in ("knn_k5_top1", "erank_r"):  # same images, same steps -> same numbers as the in-memory path
+        assert m[key] == pytest.approx(eager[key], rel=1e-6), key

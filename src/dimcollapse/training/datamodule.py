@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from dimcollapse.errors import InputError
+from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import build
 from dimcollapse.training.config import RunConfig
 
@@ -93,6 +93,20 @@ def _as_tensors(dataset: Any, indices: Tensor | None = None) -> tuple[Tensor, Te
     return torch.stack([it[0] for it in items]), torch.tensor([int(it[1]) for it in items])
 
 
+def planned_world_size(cfg: RunConfig) -> int:
+    """Number of training processes the config asks for (devices x 1 node); 'auto' / -1 count devices."""
+    devices = cfg.trainer.devices
+    if isinstance(devices, (list, tuple)):
+        return max(1, len(devices))
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return max(1, torch.cuda.device_count())
+    return 1
+
+
 class SSLDataModule(L.LightningDataModule):
     """Training pool (seeded fraction, minus the probe batch), probe images, and the eval train/test sets."""
 
@@ -145,7 +159,15 @@ class SSLDataModule(L.LightningDataModule):
         return int(trainer.global_step) if trainer is not None else 0
 
     def sampler(self) -> StepBatchSampler:
-        """The step-indexed batch sampler of this process."""
+        """The step-indexed batch sampler of this process (rank and world size from the trainer)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            if int(trainer.world_size) != self.world_size:
+                raise ConfigError(
+                    f"the run was planned for {self.world_size} process(es) but the trainer has "
+                    f"{trainer.world_size}; set trainer.devices to the number of processes."
+                )
+            self.rank = int(trainer.global_rank)
         return StepBatchSampler(
             self.info.train_size,
             self.cfg.data.batch_size,
@@ -173,12 +195,28 @@ class SSLDataModule(L.LightningDataModule):
         """The fixed held-out probe images and labels (empty when the monitor is off)."""
         return _as_tensors(self.train_set, self.probe_index)
 
-    def eval_sets(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-        """((train images, labels), (test images, labels)) for kNN / linear probe, capped by eval.max_*."""
+    def eval_indices(self) -> tuple[Tensor, Tensor]:
+        """Rows of the train and test sets used for kNN / linear probe, capped by eval.max_*."""
         tr = self.eval_index
         if self.cfg.eval.max_train is not None:
             tr = tr[: self.cfg.eval.max_train]
         te = torch.arange(len(self.test_set))
         if self.cfg.eval.max_test is not None:
             te = te[: self.cfg.eval.max_test]
+        return tr, te
+
+    def eval_loader(self, train: bool) -> DataLoader:
+        """Batches (uint8 images, labels) of the train or test evaluation rows, in order (streamed)."""
+        tr, te = self.eval_indices()
+        dataset, rows = (self.train_set, tr) if train else (self.test_set, te)
+        bs = self.cfg.eval.batch_size
+        if hasattr(dataset, "images"):
+            chunks = [rows[i : i + bs].tolist() for i in range(0, rows.numel(), bs)]
+            return DataLoader(_BatchGather(dataset.images, dataset.labels), sampler=chunks, batch_size=None)
+        subset = torch.utils.data.Subset(dataset, rows.tolist())
+        return DataLoader(subset, batch_size=bs, shuffle=False, num_workers=self.cfg.data.num_workers)
+
+    def eval_sets(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """((train images, labels), (test images, labels)) as whole tensors (small in-memory datasets)."""
+        tr, te = self.eval_indices()
         return _as_tensors(self.train_set, tr), _as_tensors(self.test_set, te)

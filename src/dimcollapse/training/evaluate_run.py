@@ -47,7 +47,6 @@ def _diagnostics(name: str, z: Tensor, max_points: int = 5000) -> dict[str, floa
 def evaluate_module(module: Any, dm: SSLDataModule, cfg: RunConfig) -> dict[str, Any]:
     """Metrics of ``module`` on the data of ``dm``: kNN/linear accuracies (fractions) and diagnostics."""
     t0 = time.perf_counter()
-    (xtr_img, ytr), (xte_img, yte) = dm.eval_sets()
     was_training = module.training
     module.eval()
     device = next(module.parameters()).device
@@ -56,8 +55,8 @@ def evaluate_module(module: Any, dm: SSLDataModule, cfg: RunConfig) -> dict[str,
         return module.encode_eval(x)
 
     try:
-        rtr, _ = extract_features(encode, xtr_img, cfg.eval.batch_size, device)
-        rte, zte = extract_features(encode, xte_img, cfg.eval.batch_size, device)
+        rtr, _, ytr = extract_features(encode, dm.eval_loader(train=True), device)
+        rte, zte, yte = extract_features(encode, dm.eval_loader(train=False), device)
     finally:
         module.train(was_training)
     labelled = ytr >= 0

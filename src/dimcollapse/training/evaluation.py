@@ -5,7 +5,7 @@ Accuracies are fractions in [0, 1].
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -129,15 +129,16 @@ def linear_probe(
 @torch.no_grad()
 def extract_features(
     encode: Callable[[Tensor], tuple[Tensor, Tensor]],
-    images: Tensor,
-    batch_size: int = 1024,
+    batches: Iterable[tuple[Tensor, Tensor]],
     device: torch.device | str = "cpu",
-) -> tuple[Tensor, Tensor]:
-    """Run ``encode(x_uint8) -> (r, z)`` over ``images`` in batches; returns (R, Z) float32 on the CPU."""
-    rs, zs = [], []
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].to(device)
-        r, z = encode(x)
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Run ``encode(x_uint8) -> (r, z)`` over (x, y) ``batches``; returns (R, Z, Y) on the CPU (float32)."""
+    rs, zs, ys = [], [], []
+    for x, y in batches:
+        r, z = encode(x.to(device))
         rs.append(r.float().cpu())
         zs.append(z.float().cpu())
-    return torch.cat(rs), torch.cat(zs)
+        ys.append(torch.as_tensor(y).long().cpu())
+    if not rs:
+        raise InputError("no images to evaluate; check eval.max_train / eval.max_test and the dataset.")
+    return torch.cat(rs), torch.cat(zs), torch.cat(ys)

@@ -33,7 +33,7 @@ from dimcollapse.training.checkpoint import (
     load_checkpoint,
 )
 from dimcollapse.training.config import RunConfig, from_dict, to_dict, to_yaml
-from dimcollapse.training.datamodule import SSLDataModule
+from dimcollapse.training.datamodule import SSLDataModule, planned_world_size
 from dimcollapse.training.evaluate_run import evaluate_module
 from dimcollapse.training.module import SSLModule
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
@@ -108,6 +108,18 @@ def build_trainer(
     )
 
 
+class SaveFinal(L.Callback):
+    """Writes the final checkpoint(s) when training ends normally (inside the training processes)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Save the final state to every path (atomic writes through the CheckpointIO plugin)."""
+        for path in self.paths:
+            trainer.save_checkpoint(str(path), weights_only=False)
+
+
 def _progress_bar() -> L.Callback:
     try:
         return RichProgressBar(leave=True)
@@ -136,7 +148,7 @@ def train(
     cfg = config
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
     seed_everything(cfg.trainer.seed)
-    dm = SSLDataModule(cfg)
+    dm = SSLDataModule(cfg, world_size=planned_world_size(cfg))
     dm.setup("fit")
     module = SSLModule(to_dict(cfg), dm.info.__dict__)
     if resume:
@@ -169,6 +181,7 @@ def train(
             enable_version_counter=False,
         )
     )
+    callbacks.append(SaveFinal([ckpt_dir / FINAL, last]))
     if cfg.trainer.progress_bar:
         callbacks.append(_progress_bar())
     callbacks.extend(extra_callbacks or [])
@@ -180,23 +193,32 @@ def train(
             "ignore", message=".*resuming from a checkpoint that ended before the epoch.*"
         )
         t0 = time.perf_counter()
+        time_before = 0.0
         if resume:
-            start_step = int(load_checkpoint(last).get("global_step", 0))
+            previous = load_checkpoint(last)
+            start_step = int(previous.get("global_step", 0))
+            time_before = float(previous.get("dimcollapse_train_time_s", 0.0))
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
         fit_s = time.perf_counter() - t0
-    trainer.save_checkpoint(str(ckpt_dir / FINAL), weights_only=False)
-    trainer.save_checkpoint(str(last), weights_only=False)
     if not trainer.is_global_zero:
         return {}
-    steps_now = int(trainer.global_step) - start_step
+    final = load_checkpoint(ckpt_dir / FINAL)
+    steps = int(final.get("global_step", 0))
+    if int(trainer.global_step) != steps:  # training ran in spawned processes: take over their results
+        module.load_state_dict(final["state_dict"])
+        if monitor is not None and monitor.state_key in final.get("callbacks", {}):
+            monitor.load_state_dict(final["callbacks"][monitor.state_key])
+    train_s = float(final.get("dimcollapse_train_time_s", module.train_time_s))
+    session_s = max(train_s - time_before, 1e-9)
+    world = planned_world_size(cfg)
     metrics = evaluate_module(module, dm, cfg)
     metrics.update(
         {
-            "steps": int(trainer.global_step),
-            "epochs": int(trainer.global_step) / max(1, dm.info.steps_per_epoch),
-            "train_time_s": module.train_time_s,
+            "steps": steps,
+            "epochs": steps / max(1, dm.info.steps_per_epoch),
+            "train_time_s": train_s,
             "fit_time_s": fit_s,
-            "images_per_s": steps_now * cfg.data.batch_size * trainer.world_size / max(fit_s, 1e-9),
+            "images_per_s": (steps - start_step) * cfg.data.batch_size * world / session_s,
             "seed": cfg.trainer.seed,
             "versions": versions(),
             "git_commit": git_commit(),
@@ -205,7 +227,7 @@ def train(
     )
     if monitor is not None:
         metrics["monitor_time_s"] = monitor.time_s
-        metrics["monitor_fraction"] = monitor.time_s / max(module.train_time_s, 1e-9)
+        metrics["monitor_fraction"] = monitor.time_s / max(train_s, 1e-9)
         metrics["monitor_warnings"] = monitor.warnings
         monitor.write()
     if probe is not None and module.last_r is not None and module.last_y is not None:

@@ -109,6 +109,8 @@ class CollapseMonitor(L.Callback):
         step = int(trainer.global_step)
         if step % self.every != 0 or (self.history and self.history[-1]["step"] == step):
             return
+        if not trainer.is_global_zero:  # one process measures (eval-mode forward, no collectives)
+            return
         t0 = time.perf_counter()
         rec = self.measure(pl_module, step)
         if rec["erank_r"] > self.best_erank:
