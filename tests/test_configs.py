@@ -10,6 +10,7 @@ import inspect
 import json
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RECIPES = sorted(p for p in CONFIGS.rglob("*.yaml") if "studies" not in p.relative_to(CONFIGS).parts)
 STUDIES = sorted((CONFIGS / "studies").glob("*.yaml"))
 _BUILT: set[str] = set()  # (model, regularizer) combinations already checked (many runs share them)
+_BACKBONES: dict[str, Any] = {}  # built backbones by (name, keywords)
 _LAST: dict[str, Any] = {}  # the last built model, reused by the next run with the same components
 
 # (channels, image size) of each dataset, for building the backbone without reading the data.
@@ -58,9 +60,20 @@ def _check_dataset_kwargs(cfg: RunConfig) -> None:
         raise ConfigError(f"dataset '{cfg.data.name}' has no keyword(s) {unknown}; valid: {sorted(params)}")
 
 
+def _cached_build(kind: str, name: str, **kwargs: Any) -> Any:
+    """registry.build, but a backbone is built once per (name, keywords): building ResNets dominates the
+    test's time, and the checks only need each distinct backbone built once."""
+    if kind != "backbone":
+        return build(kind, name, **kwargs)
+    key = json.dumps([name, kwargs], sort_keys=True, default=str)
+    if key not in _BACKBONES:
+        _BACKBONES[key] = build(kind, name, **kwargs)
+    return _BACKBONES[key]
+
+
 def _build_components(cfg: RunConfig) -> None:
     """Build backbone + projector + objective and every regularizer; weight terms run once on the model."""
-    from dimcollapse.training.model import SSLModel
+    from dimcollapse.training import model as model_module
 
     _check_dataset_kwargs(cfg)
     channels, size = _input_shape(cfg)
@@ -68,9 +81,10 @@ def _build_components(cfg: RunConfig) -> None:
     keys = [json.dumps([model_key, str(r)]) for r in cfg.regularizers]
     if model_key in _BUILT and all(k in _BUILT for k in keys):
         return
-    with torch.no_grad():
+    with torch.no_grad(), mock.patch.object(model_module, "build", _cached_build):
         if _LAST.get("key") != model_key:
-            _LAST.update(key=model_key, model=SSLModel.from_config(cfg.model, cfg.objective, channels, size))
+            model = model_module.SSLModel.from_config(cfg.model, cfg.objective, channels, size)
+            _LAST.update(key=model_key, model=model)
         _BUILT.add(model_key)
         for key, reg_cfg in zip(keys, cfg.regularizers, strict=True):
             reg = build("regularizer", reg_cfg.name, **dict(reg_cfg.kwargs))
