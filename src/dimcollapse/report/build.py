@@ -178,19 +178,9 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
     sections: list[Section] = []
 
     claims = [c.as_dict() for c in evaluate_claims(rows)]
-    claim_cols = [
-        "paper",
-        "claim",
-        "metric",
-        "a",
-        "a_mean",
-        "a_std",
-        "b",
-        "b_mean",
-        "b_std",
-        "verdict",
-        "detail",
-    ]
+    claim_cols = ["paper", "claim", "metric", "a", "a_val", "b", "b_val", "verdict", "detail"]
+    claim_heads = ["paper", "claim", "metric", "group a", "a", "group b", "b", "verdict", "basis"]
+    claim_rows = [_claim_cells(c) for c in claims]
     sections.append(
         Section(
             "Claims of the papers",
@@ -201,8 +191,9 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
             ],
             [
                 Table(
-                    claims,
+                    claim_rows,
                     claim_cols,
+                    claim_heads,
                     left=["paper", "claim", "metric", "a", "b", "detail"],
                     table_id="claims",
                 )
@@ -250,7 +241,6 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
                     {v: a["spectrum_r"] for v, a in arts.items()},
                     "Spectrum of representations r",
                     relative=True,
-                    floor=1e-6,
                 ),
                 "Covariance spectrum of r (test images), divided by its largest eigenvalue.",
                 "spectrum_r",
@@ -264,7 +254,6 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
                     {v: a["spectrum_z"] for v, a in arts.items()},
                     "Spectrum of embeddings z",
                     relative=True,
-                    floor=1e-6,
                 ),
                 "Covariance spectrum of z, divided by its largest eigenvalue.",
                 "spectrum_z",
@@ -387,6 +376,21 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
 
     atomic_write_json(out_dir / "report.json", {"claims": claims, "table": table, "figures": written})
     return index
+
+
+def _claim_cells(c: Mapping[str, Any]) -> dict[str, Any]:
+    """Claim row with 'mean ± std (n)' cells; accuracies in %."""
+    key = str(c["metric"])
+    out = dict(c)
+    for side in ("a", "b"):
+        m, sd, n = c.get(f"{side}_mean"), c.get(f"{side}_std"), c.get(f"{side}_n", 0)
+        if m is None:
+            out[f"{side}_val"] = "–"
+            continue
+        scale, unit = (100.0, "%") if key in ACCURACY_KEYS else (1.0, "")
+        spread = f" ± {sd * scale:.2g}" if sd is not None else ""
+        out[f"{side}_val"] = f"{m * scale:.4g}{spread}{unit} (n={n})"
+    return out
 
 
 def _prefixed(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

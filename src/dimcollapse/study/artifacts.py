@@ -3,7 +3,8 @@
 ``artifacts.npz`` holds: ``spectrum_r``, ``spectrum_z`` (covariance spectra on test images),
 ``weight/<layer>`` (singular values of every encoder + projector weight), ``feature/<block>``
 (covariance spectra of each backbone block's output, spatially mean-pooled), ``alignment`` (|A| of
-the last two composable weight layers, A = V2^T U1; convolutions read through the sum of their
+the backbone's last two composable weight layers, the same pair in every run so that runs compare,
+A = V2^T U1; convolutions read through the sum of their
 kernel over space, i.e. their action on spatially constant inputs), ``r_sample`` / ``labels_sample``
 (a 2-D map sample). ``artifacts.json`` holds the scalar metrics derived from them:
 
@@ -121,11 +122,6 @@ def compute_artifacts(run_dir: str | Path, max_points: int = 2000, seed: int = 0
     for name, s in fspec.items():
         arrays[f"feature/{name}"] = s
     mats = [(f"backbone.{n}", m.weight.detach()) for n, m in backbone.weight_layers()]  # type: ignore[operator]
-    mats += [
-        (f"projector.{n}", m.weight.detach())
-        for n, m in module.model.projector.named_modules()
-        if isinstance(m, nn.Linear) and m.weight.requires_grad
-    ]
     metrics = {
         "weight_erank_mean": _weight_erank_mean(wspec),
         "tail_eig_r": tail_eigenvalues(arrays["spectrum_r"]),
