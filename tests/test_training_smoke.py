@@ -158,6 +158,15 @@ def test_regularizer_terms_logged_each_step_with_share(tmp_path: Path) -> None:
     history = json.loads((tmp_path / "monitor.json").read_text())["history"]
     assert [h["step"] for h in history] == [1, 2, 3]
     assert set(history[-1]["regularizers"]) == {"so", "ldreg"}
+    layers = history[-1]["layers"]
+    assert layers["backbone.conv1"]["regularized_by"] == ["so"]  # SO acts on every backbone layer
+    assert layers["projector.net.0"]["regularized_by"] == []  # not on the projector by default
+    w = load_checkpoint(tmp_path / "checkpoints" / "final.ckpt")["state_dict"][
+        "model.backbone.layer2.0.conv1.weight"
+    ]
+    mat = w.double().reshape(w.shape[0], -1).numpy()  # 8 x 36: the smaller Gram is W W^T
+    expected = float(np.sum((mat @ mat.T - np.eye(mat.shape[0])) ** 2))
+    assert layers["backbone.layer2.0.conv1"]["orth_dev"] == pytest.approx(expected, rel=1e-4)
     assert history[-1]["regularizers"]["so"]["value"] == pytest.approx(so, rel=1e-5)
 
 

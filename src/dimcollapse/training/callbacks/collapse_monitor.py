@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from dimcollapse import diagnostics as dg
+from dimcollapse.regularizers.gram import gram_deviation_sq
 from dimcollapse.utils.atomic import atomic_write_json
 
 log = logging.getLogger("dimcollapse.monitor")
@@ -90,17 +91,36 @@ class CollapseMonitor(L.Callback):
             "spectrum_z": eig_z.tolist(),
         }
         if self.weight_spectra:
-            layers = {}
-            for part in ("backbone", "projector"):
-                for name, sv in layer_singular_values(getattr(pl_module.model, part)).items():
-                    layers[f"{part}.{name}"] = {
-                        "erank": dg.effective_rank(sv) if sv.size and sv.max() > 0 else 0.0,
-                        "sigma_max": float(sv[0]) if sv.size else 0.0,
-                        "sigma_min": float(sv[-1]) if sv.size else 0.0,
-                    }
-            rec["layers"] = layers
+            rec["layers"] = self.layer_view(pl_module)
         rec["regularizers"] = {k: dict(v) for k, v in getattr(pl_module, "last_terms", {}).items()}
         return rec
+
+    @torch.no_grad()
+    def layer_view(self, pl_module: Any) -> dict[str, dict[str, Any]]:
+        """Per weight layer of backbone and projector: erank of its singular values, sigma_max / sigma_min,
+        ||G - I||_F^2 (G the smaller Gram, what SO penalises) and the regularizers that act on it."""
+        acting: dict[str, list[str]] = {}
+        names, regs = getattr(pl_module, "term_names", []), getattr(pl_module, "regularizers", [])
+        for name, reg in zip(names, regs, strict=True):
+            select = getattr(reg, "selected", None)
+            if callable(select):
+                for layer, _ in select(pl_module.model):
+                    acting.setdefault(layer, []).append(name)
+        layers: dict[str, dict[str, Any]] = {}
+        for part in ("backbone", "projector"):
+            module = getattr(pl_module.model, part)
+            weights = {n: getattr(m, "weight", None) for n, m in module.named_modules()}
+            for name, sv in layer_singular_values(module).items():
+                w = weights.get(name)
+                dev = float(gram_deviation_sq(w.detach().float())) if isinstance(w, Tensor) else float("nan")
+                layers[f"{part}.{name}"] = {
+                    "erank": dg.effective_rank(sv) if sv.size and sv.max() > 0 else 0.0,
+                    "sigma_max": float(sv[0]) if sv.size else 0.0,
+                    "sigma_min": float(sv[-1]) if sv.size else 0.0,
+                    "orth_dev": dev,
+                    "regularized_by": acting.get(f"{part}.{name}", []),
+                }
+        return layers
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int
