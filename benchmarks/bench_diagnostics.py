@@ -10,7 +10,8 @@
    peak resident memory (resource.getrusage ru_maxrss) is reported.
 
 Prints a markdown table and writes benchmarks/results/diagnostics.json (atomically).
-Usage: python benchmarks/bench_diagnostics.py [--repeats 3] [--baseline-repeats-large 1]
+Usage: python benchmarks/bench_diagnostics.py [--repeats 3] [--baseline-repeats-large 1] [--threads 1]
+       [--with-vectors] [--skip 512 2048 lid stream]   (partial runs merge into the JSON)
 """
 
 from __future__ import annotations
