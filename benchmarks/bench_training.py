@@ -155,7 +155,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="runs/bench")
     p.add_argument("overrides", nargs="*")
-    a = p.parse_args()
+    a = p.parse_intermixed_args()
     torch.set_num_threads(a.threads)
     if a.mode == "speed":
         res: dict[str, Any] = step_costs(a.recipe, a.overrides, a.repeats)

@@ -18,7 +18,7 @@ from dimcollapse import diagnostics as dg
 from dimcollapse.training.checkpoint import load_checkpoint, load_model_state
 from dimcollapse.training.config import RunConfig, from_dict
 from dimcollapse.training.datamodule import SSLDataModule
-from dimcollapse.training.evaluation import extract_features, knn_accuracy, linear_probe
+from dimcollapse.training.evaluation import extract_features, knn_accuracies, linear_probe
 from dimcollapse.utils.atomic import atomic_write_json
 
 
@@ -26,10 +26,9 @@ def _accuracies(
     prefix: str, cfg: RunConfig, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, num_classes: int
 ) -> dict[str, float]:
     out: dict[str, float] = {}
-    for k in cfg.eval.knn_k:
-        top1, top5 = knn_accuracy(xtr, ytr, xte, yte, k=int(k), temperature=cfg.eval.temperature,
-                                  num_classes=num_classes)  # fmt: skip
-        out[f"knn_k{int(k)}_top1{prefix}"], out[f"knn_k{int(k)}_top5{prefix}"] = top1, top5
+    ks = [int(k) for k in cfg.eval.knn_k]
+    for k, (top1, top5) in knn_accuracies(xtr, ytr, xte, yte, ks, cfg.eval.temperature, num_classes).items():
+        out[f"knn_k{k}_top1{prefix}"], out[f"knn_k{k}_top5{prefix}"] = top1, top5
     if cfg.eval.linear_probe:
         top1, top5 = linear_probe(
             xtr, ytr, xte, yte, num_classes, cfg.eval.linear_probe_epochs, cfg.eval.linear_probe_weight_decay

@@ -36,20 +36,35 @@ def knn_predict_scores(
 ) -> Tensor:
     """Class scores s_c(q) = sum over the k most cosine-similar train rows i with y_i = c of exp(sim_i / T)
     (Wu et al. 2018 InstDisc convention); computed in blocks of test rows. Returns [N_test, C]."""
+    return knn_scores_multi(train_x, train_y, test_x, (k,), num_classes, temperature, block_size)[int(k)]
+
+
+def knn_scores_multi(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    ks: tuple[int, ...] | list[int],
+    num_classes: int,
+    temperature: float = 0.07,
+    block_size: int = 1024,
+) -> dict[int, Tensor]:
+    """``knn_predict_scores`` for several k at once: one similarity pass, top-max(k), then prefixes."""
     _check_features("kNN train", train_x, train_y)
-    k = min(int(k), train_x.shape[0])
+    k_max = min(max(int(k) for k in ks), train_x.shape[0])
     bank = F.normalize(train_x.float(), dim=1)
     labels = train_y.long()
-    scores = []
+    out: dict[int, list[Tensor]] = {int(k): [] for k in ks}
     for start in range(0, test_x.shape[0], block_size):
         q = F.normalize(test_x[start : start + block_size].float(), dim=1)
-        sim = q @ bank.T
-        top_sim, top_idx = sim.topk(k, dim=1)
+        top_sim, top_idx = (q @ bank.T).topk(k_max, dim=1)  # sorted: the first k are the k nearest
         weights = (top_sim / temperature).exp()
-        votes = torch.zeros(q.shape[0], num_classes, dtype=weights.dtype)
-        votes.scatter_add_(1, labels[top_idx], weights)
-        scores.append(votes)
-    return torch.cat(scores)
+        top_labels = labels[top_idx]
+        for k in out:
+            kk = min(k, k_max)
+            votes = torch.zeros(q.shape[0], num_classes, dtype=weights.dtype)
+            votes.scatter_add_(1, top_labels[:, :kk], weights[:, :kk])
+            out[k].append(votes)
+    return {k: torch.cat(v) for k, v in out.items()}
 
 
 def topk_accuracy(scores: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, float]:
@@ -59,6 +74,26 @@ def topk_accuracy(scores: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) 
         kk = min(k, scores.shape[1])
         top = scores.topk(kk, dim=1).indices
         out[k] = float((top == labels.view(-1, 1)).any(dim=1).float().mean())
+    return out
+
+
+def knn_accuracies(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    ks: tuple[int, ...] | list[int] = (20, 200),
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+) -> dict[int, tuple[float, float]]:
+    """{k: (top-1, top-5)} of the weighted kNN for several k with one similarity pass."""
+    _check_features("kNN test", test_x, test_y)
+    c = int(num_classes or int(max(train_y.max(), test_y.max())) + 1)
+    scores = knn_scores_multi(train_x, train_y, test_x, ks, c, temperature)
+    out = {}
+    for k, s in scores.items():
+        acc = topk_accuracy(s, test_y.long())
+        out[k] = (acc[1], acc[5])
     return out
 
 
