@@ -41,7 +41,7 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> Fig
                 vals = [_collapsed(h.get("spectrum_r")) for h in hist]
             else:
                 vals = [float(h.get(key, np.nan)) for h in hist]
-            ax.plot(steps, vals, label=label, linewidth=1.4)
+            ax.plot(steps, vals, label=label, linewidth=1.4, marker="o", markersize=3)
         if key == "collapsed_r":  # a count: integer ticks from 0, not a symmetric band around 0
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             top = max(1.0, ax.get_ylim()[1])
