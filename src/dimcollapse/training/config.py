@@ -100,6 +100,7 @@ class TrainerConfig:
     devices: Any = 1
     strategy: str = "auto"
     precision: str = "32-true"
+    num_threads: int | None = None  # torch CPU threads (None: torch's default)
     seed: int = 0
     log_every: int = 10
     sync_batchnorm: bool = False
@@ -225,6 +226,7 @@ def _check_values(cfg: RunConfig) -> None:
     positive("optim.epochs", cfg.optim.epochs)
     positive("optim.max_steps", cfg.optim.max_steps, allow_none=True)
     positive("optim.max_time_minutes", cfg.optim.max_time_minutes, allow_none=True)
+    positive("trainer.num_threads", cfg.trainer.num_threads, allow_none=True)
     positive("trainer.log_every", cfg.trainer.log_every)
     positive("trainer.checkpoint_every", cfg.trainer.checkpoint_every)
     positive("monitor.every_n_steps", cfg.monitor.every_n_steps)

@@ -147,6 +147,8 @@ def train(
         )
     cfg = config
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(int(cfg.trainer.num_threads))
     seed_everything(cfg.trainer.seed)
     dm = SSLDataModule(cfg, world_size=planned_world_size(cfg))
     dm.setup("fit")
