@@ -4,9 +4,10 @@
     python benchmarks/bench_training.py accuracy --budget-min 10 --recipes simclr_mlp,directclr,byol
         [--out runs/bench] [key=value ...]
 
-`speed`: median seconds of (a) bare backbone forward + backward on the 2B pre-made views, (b) one full engine
-step (views on uint8 + forward + projector + loss + regularizers + backward + optimizer step) on the same
-batch; prints the ratio (b)/(a) and images/s (images = B source images per step).
+`speed`: minimum over interleaved repeats (wall and process CPU time) of (a) bare backbone forward +
+backward on the 2B pre-made views, (b) one full engine step (views on uint8 + forward + projector + loss +
+regularizers + backward + optimizer step) on the same batch; prints the ratio (b)/(a) and images/s
+(images = B source images per step).
 `accuracy`: for each recipe, calibrates the step time on a few steps, sets optim.max_steps so that training
 fits in the budget (the cosine schedule then ends on time), trains with dimcollapse.training.train and
 prints kNN / linear / effective rank; appends every result to benchmarks/results/bench_training.json.
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -46,16 +46,6 @@ KEEP = (
     "monitor_fraction",
 )
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_training.json"
-
-
-def _median_time(fn: Any, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def step_costs(recipe: str, overrides: list[str], repeats: int = 5) -> dict[str, float]:
@@ -87,10 +77,22 @@ def step_costs(recipe: str, overrides: list[str], repeats: int = 5) -> dict[str,
         with torch.no_grad():
             module.views(x)
 
-    t_bare = _median_time(bare, repeats)
-    t_full = _median_time(full, repeats)
-    t_views = _median_time(views_only, repeats)
+    wall: dict[str, list[float]] = {"bare": [], "full": [], "views": []}
+    cpu: dict[str, list[float]] = {"bare": [], "full": [], "views": []}
+    for fn in (bare, full, views_only):
+        fn()  # warm-up
+    for _ in range(repeats):  # interleaved, so that a busy spell hits both; min is the least disturbed
+        for key, fn in (("bare", bare), ("full", full), ("views", views_only)):
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall[key].append(time.perf_counter() - w0)
+            cpu[key].append(time.process_time() - c0)
+    t_bare, t_full, t_views = min(wall["bare"]), min(wall["full"]), min(wall["views"])
+    cpu_bare, cpu_full = min(cpu["bare"]), min(cpu["full"])
     return {
+        "cpu_bare_s": cpu_bare,
+        "cpu_step_s": cpu_full,
+        "cpu_ratio": cpu_full / cpu_bare,
         "bare_s": t_bare,
         "step_s": t_full,
         "views_s": t_views,
