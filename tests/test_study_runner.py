@@ -1,4 +1,4 @@
-"""Study runner: every run trains once, a rerun skips finished runs, a killed run resumes, failures are kept."""
+"""Study runner: each run trains once; reruns skip finished runs, resume killed ones, keep failures."""
 
 from __future__ import annotations
 
