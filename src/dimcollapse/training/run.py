@@ -204,6 +204,8 @@ def train(
         fit_s = time.perf_counter() - t0
     if not trainer.is_global_zero:
         return {}
+    if not (ckpt_dir / FINAL).is_file():  # resumed at the last step: fit had nothing left to train
+        trainer.save_checkpoint(str(ckpt_dir / FINAL), weights_only=False)
     final = load_checkpoint(ckpt_dir / FINAL)
     steps = int(final.get("global_step", 0))
     if int(trainer.global_step) != steps:  # training ran in spawned processes: take over their results
