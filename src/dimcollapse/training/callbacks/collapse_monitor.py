@@ -125,9 +125,14 @@ class CollapseMonitor(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int
     ) -> None:
-        """Measure every n steps (global_step counts finished optimizer steps)."""
+        """Measure after the first step and every n steps (global_step counts finished optimizer steps)."""
         step = int(trainer.global_step)
-        if step % self.every != 0 or (self.history and self.history[-1]["step"] == step):
+        if step != 1 and step % self.every != 0:
+            return
+        self._record(trainer, pl_module, step)
+
+    def _record(self, trainer: L.Trainer, pl_module: Any, step: int) -> None:
+        if self.history and self.history[-1]["step"] == step:
             return
         if not trainer.is_global_zero:  # one process measures (eval-mode forward, no collectives)
             return
@@ -174,8 +179,9 @@ class CollapseMonitor(L.Callback):
             atomic_write_json(self.out_path, self.summary())
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        """Write the history at the end of training."""
+        """Measure the final state (if the last step was not measured) and write the history."""
         if trainer.is_global_zero:
+            self._record(trainer, pl_module, int(trainer.global_step))
             self.write()
 
     def on_exception(self, trainer: L.Trainer, pl_module: Any, exception: BaseException) -> None:
