@@ -166,3 +166,20 @@ def test_two_process_ddp_spawn_run(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "checkpoints" / "final.ckpt")["global_step"] == 4
     history = json.loads((tmp_path / "monitor.json").read_text())["history"]
     assert [h["step"] for h in history] == [1, 2, 4]  # the first step, then every 2
+
+
+@pytest.mark.ddp
+def test_sync_batchnorm_on_cpu_uses_global_batchnorm(tmp_path: Path) -> None:
+    """torch's SyncBatchNorm rejects CPU tensors; on CPU the model's BatchNorms become GlobalBatchNorm."""
+    from dimcollapse.objectives.global_batchnorm import GlobalBatchNorm1d, GlobalBatchNorm2d
+
+    cfg = load_config(None, [*TINY, "data.batch_size=8", "optim.max_steps=2", "trainer.devices=2",
+                             "trainer.strategy=ddp_spawn", "trainer.sync_batchnorm=true"])  # fmt: skip
+    m = train(cfg, tmp_path)
+    assert m["steps"] == 2
+    from dimcollapse.training.module import SSLModule
+
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "final.ckpt")
+    module = SSLModule(ckpt["hyper_parameters"]["config"], ckpt["hyper_parameters"]["data_info"])
+    bns = [mod for mod in module.modules() if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)]
+    assert bns and all(isinstance(b, (GlobalBatchNorm1d, GlobalBatchNorm2d)) for b in bns)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from dimcollapse.data.views import ViewAugment
 from dimcollapse.errors import InputError
+from dimcollapse.objectives.global_batchnorm import convert_to_global_batchnorm
 from dimcollapse.registry import build
 from dimcollapse.training.config import RunConfig, from_dict
 from dimcollapse.training.datamodule import DataInfo
@@ -55,6 +56,9 @@ class SSLModule(L.LightningModule):
         cfg = self.cfg
         self.input_size = int(cfg.data.views.image_size or self.info.image_size)
         self.model = SSLModel.from_config(cfg.model, cfg.objective, self.info.channels, self.input_size)
+        if cfg.trainer.sync_batchnorm and cfg.trainer.accelerator == "cpu":
+            # torch's SyncBatchNorm is CUDA-only; ours all-reduces batch statistics with any backend
+            self.model = convert_to_global_batchnorm(self.model)
         recipe: dict[str, Any] = {"name": cfg.data.views.recipe, **dict(cfg.data.views.overrides)}
         self.views = ViewAugment(
             recipe,

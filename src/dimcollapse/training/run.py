@@ -90,7 +90,7 @@ def build_trainer(
         devices=t.devices,
         strategy=t.strategy,
         precision=t.precision,  # type: ignore[arg-type]
-        sync_batchnorm=t.sync_batchnorm,
+        sync_batchnorm=t.sync_batchnorm and t.accelerator != "cpu",  # on CPU: GlobalBatchNorm (module.py)
         max_epochs=-1,
         max_steps=total_steps,
         max_time=max_time,
