@@ -19,7 +19,8 @@ def _study(tmp_path: Path, extra: str = "") -> Path:
     f = tmp_path / "study.yaml"
     f.write_text(
         "name: t\nbase: base.yaml\n"
-        "runs:\n  - {name: mlp, set: {model.projector: mlp}}\n  - {name: none, set: {model.projector: none}}\n"
+        "runs:\n  - {name: mlp, set: {model.projector: mlp}}\n"
+        "  - {name: none, set: {model.projector: none}}\n"
         "grid: {trainer.seed: [0, 1]}\n" + extra
     )
     return f

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -12,7 +13,7 @@ from dimcollapse.regularizers.base import Regularizer
 from dimcollapse.regularizers.layers import select_weight_layers
 
 
-class WeightLayerRegularizer(Regularizer):
+class WeightLayerRegularizer(Regularizer, ABC):
     """Base of weight regularizers: selects layers by pattern (cached per model) and sums a per-layer term."""
 
     target: ClassVar[Literal["weights", "features"]] = "weights"
@@ -38,9 +39,9 @@ class WeightLayerRegularizer(Regularizer):
             self._cache = (id(model), chosen)
         return self._cache[1]
 
+    @abstractmethod
     def layer_term(self, name: str, weight: torch.Tensor) -> torch.Tensor:
         """The raw term of one layer."""
-        raise NotImplementedError
 
     def forward(self, model: nn.Module) -> torch.Tensor:
         """coefficient * sum over selected layers of layer_term(W)."""
