@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 from dimcollapse.registry import register
@@ -15,29 +13,7 @@ from dimcollapse.regularizers.weights import WeightLayerRegularizer
 class SoftOrthogonality(WeightLayerRegularizer):
     """SO: coefficient * sum_l ||G_l - I||_F^2, G_l = W W^T if W is wide else W^T W (OR paper, SPEC 4)."""
 
-    def __init__(
-        self,
-        weight: float = 1e-4,
-        layers: str | Sequence[str] | None = None,
-        include_projector: bool = False,
-        include_predictor: bool = False,
-        schedule: str = "constant",
-        milestones: Sequence[float] = (),
-        multipliers: Sequence[float] = (),
-        warmup_epochs: float = 0.0,
-        off_epoch: float | None = None,
-    ) -> None:
-        super().__init__(
-            weight,
-            layers,
-            include_projector,
-            include_predictor,
-            schedule=schedule,
-            milestones=milestones,
-            multipliers=multipliers,
-            warmup_epochs=warmup_epochs,
-            off_epoch=off_epoch,
-        )
+    default_weight = 1e-4
 
     def layer_term(self, name: str, weight: torch.Tensor) -> torch.Tensor:
         """||G - I||_F^2 on the smaller Gram of the reshaped weight."""

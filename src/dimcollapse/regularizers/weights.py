@@ -17,16 +17,28 @@ class WeightLayerRegularizer(Regularizer, ABC):
     """Base of weight regularizers: selects layers by pattern (cached per model) and sums a per-layer term."""
 
     target: ClassVar[Literal["weights", "features"]] = "weights"
+    default_weight: ClassVar[float] = 1e-4  # subclasses set their own default coefficient
 
     def __init__(
         self,
-        weight: float,
+        weight: float | None = None,
         layers: str | Sequence[str] | None = None,
         include_projector: bool = False,
         include_predictor: bool = False,
-        **schedule: object,
+        schedule: str = "constant",
+        milestones: Sequence[float] = (),
+        multipliers: Sequence[float] = (),
+        warmup_epochs: float = 0.0,
+        off_epoch: float | None = None,
     ) -> None:
-        super().__init__(weight, **schedule)  # type: ignore[arg-type]
+        super().__init__(
+            self.default_weight if weight is None else weight,
+            schedule=schedule,
+            milestones=milestones,
+            multipliers=multipliers,
+            warmup_epochs=warmup_epochs,
+            off_epoch=off_epoch,
+        )
         self.layers = layers
         self.include_projector = include_projector
         self.include_predictor = include_predictor
