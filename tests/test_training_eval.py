@@ -125,3 +125,15 @@ def test_warmup_cosine_schedule_values() -> None:
     assert warmup_cosine(60, 10, 110) == pytest.approx(0.5)
     assert warmup_cosine(110, 10, 110) == pytest.approx(0.0, abs=1e-12)
     assert warmup_cosine(35, 10, 110, 0.2) == pytest.approx(0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_eval_cap_takes_a_random_subset_not_the_first_rows() -> None:
+    """A class-sorted dataset capped by eval.max_train must still contain every class."""
+    from dimcollapse.training.datamodule import _random_rows
+
+    rows = torch.arange(1000)  # think: 10 classes stored class by class, 100 rows each
+    kept = _random_rows(rows, 200, seed=5)
+    assert kept.numel() == 200 and torch.equal(kept, kept.sort().values)
+    assert len(set((kept // 100).tolist())) == 10  # the first 200 rows would hold only 2 classes
+    assert torch.equal(_random_rows(rows, 200, seed=5), kept)  # seeded
+    assert torch.equal(_random_rows(rows, None, seed=5), rows)

@@ -81,6 +81,14 @@ class _BatchGather(Dataset[tuple[Tensor, Tensor]]):
         return self.images[i], self.labels[i]
 
 
+def _random_rows(rows: Tensor, cap: int | None, seed: int) -> Tensor:
+    """At most ``cap`` of ``rows``: a seeded random subset, sorted (all of them when cap is None)."""
+    if cap is None or cap >= rows.numel():
+        return rows
+    pick = torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(seed))[:cap]
+    return rows[pick.sort().values]
+
+
 def _as_tensors(dataset: Any, indices: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(images uint8 [N, C, H, W], labels int64 [N]) of an in-memory dataset or by iterating a lazy one."""
     if hasattr(dataset, "images") and hasattr(dataset, "labels"):
@@ -196,13 +204,14 @@ class SSLDataModule(L.LightningDataModule):
         return _as_tensors(self.train_set, self.probe_index)
 
     def eval_indices(self) -> tuple[Tensor, Tensor]:
-        """Rows of the train and test sets used for kNN / linear probe, capped by eval.max_*."""
-        tr = self.eval_index
-        if self.cfg.eval.max_train is not None:
-            tr = tr[: self.cfg.eval.max_train]
-        te = torch.arange(len(self.test_set))
-        if self.cfg.eval.max_test is not None:
-            te = te[: self.cfg.eval.max_test]
+        """Rows of the train and test sets used for kNN / linear probe, capped by eval.max_*.
+
+        A cap keeps a seeded random subset (in file order), never the first rows: image folders and
+        some datasets are stored class by class.
+        """
+        seed = int(self.cfg.trainer.seed)
+        tr = _random_rows(self.eval_index, self.cfg.eval.max_train, seed + 202)
+        te = _random_rows(torch.arange(len(self.test_set)), self.cfg.eval.max_test, seed + 303)
         return tr, te
 
     def eval_loader(self, train: bool) -> DataLoader:
