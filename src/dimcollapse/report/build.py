@@ -234,29 +234,13 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
         )
 
     figs = []
-    if arts:
+    for key, what in (("r", "representations"), ("z", "embeddings")) if arts else ():
+        spectra = {v: a[f"spectrum_{key}"] for v, a in arts.items()}
         figs.append(
             _fig(
-                lambda: plots.plot_log_spectrum(
-                    {v: a["spectrum_r"] for v, a in arts.items()},
-                    "Spectrum of representations r",
-                    relative=True,
-                ),
-                "Covariance spectrum of r (test images), divided by its largest eigenvalue.",
-                "spectrum_r",
-                figdir,
-                written,
-            )
-        )
-        figs.append(
-            _fig(
-                lambda: plots.plot_log_spectrum(
-                    {v: a["spectrum_z"] for v, a in arts.items()},
-                    "Spectrum of embeddings z",
-                    relative=True,
-                ),
-                "Covariance spectrum of z, divided by its largest eigenvalue.",
-                "spectrum_z",
+                partial(plots.plot_log_spectrum, spectra, f"Spectrum of {what} {key}", relative=True),
+                f"Covariance spectrum of {key} (test images), divided by its largest eigenvalue.",
+                f"spectrum_{key}",
                 figdir,
                 written,
             )
