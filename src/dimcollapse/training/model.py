@@ -87,6 +87,7 @@ class SSLModel(nn.Module):
         return r, self.projector(r)
 
     @torch.no_grad()
+    @torch.no_grad()
     def encode_target(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(r, z) of the momentum target network (no gradient)."""
         if self.momentum_target is None:
@@ -101,8 +102,12 @@ class SSLModel(nn.Module):
             return
         for name in ("backbone", "projector"):
             online, target = getattr(self, name), self.momentum_target[name]
-            for t, o in zip(target.parameters(), online.parameters(), strict=True):
-                t.mul_(momentum).add_(o.detach(), alpha=1.0 - momentum)
+            tp: list[Tensor] = list(target.parameters())
+            op = [o.detach() for o in online.parameters()]
+            if len(tp) != len(op):
+                raise ConfigError(f"momentum target {name} no longer matches the online {name}.")
+            if tp:  # one fused lerp over all tensors: theta_t + (1 - m)(theta_o - theta_t)
+                torch._foreach_lerp_(tp, op, 1.0 - momentum)
             for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
                 tb.copy_(ob)
 

@@ -65,6 +65,19 @@ def versions() -> dict[str, str]:
     }
 
 
+class _DropAdverts(logging.Filter):
+    """Drops Lightning's '💡 Tip: try installing ...' advertisements from the run's console output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_DropAdverts())
+# torch 2.13 deprecates a pytree idiom that Lightning 2.6 still uses; not actionable for our users
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
 def _loggers(cfg: RunConfig, out: Path) -> list[Logger]:
     loggers: list[Logger] = [CSVLogger(save_dir=str(out), name="logs")]
     if cfg.trainer.tensorboard:
@@ -81,9 +94,15 @@ def build_trainer(
     total_steps: int,
     callbacks: list[L.Callback],
     loggers: list[Logger] | None = None,
+    steps_per_epoch: int | None = None,
 ) -> L.Trainer:
-    """A Lightning Trainer for ``cfg``: step-bounded, atomic checkpoints, CSV + TensorBoard logs."""
+    """A Lightning Trainer for ``cfg``: step-bounded, atomic checkpoints, CSV + TensorBoard logs.
+
+    ``max_steps`` ends the run; ``max_epochs`` (when ``steps_per_epoch`` is known) is the matching epoch
+    count, so the progress bar shows ``Epoch e/E`` instead of an open-ended count.
+    """
     t = cfg.trainer
+    max_epochs = -(-total_steps // steps_per_epoch) if steps_per_epoch else -1
     max_time = timedelta(minutes=cfg.optim.max_time_minutes) if cfg.optim.max_time_minutes else None
     return L.Trainer(
         accelerator=t.accelerator,
@@ -91,7 +110,7 @@ def build_trainer(
         strategy=t.strategy,
         precision=t.precision,  # type: ignore[arg-type]
         sync_batchnorm=t.sync_batchnorm and t.accelerator != "cpu",  # on CPU: GlobalBatchNorm (module.py)
-        max_epochs=-1,
+        max_epochs=max_epochs,
         max_steps=total_steps,
         max_time=max_time,
         log_every_n_steps=t.log_every,
@@ -187,7 +206,7 @@ def train(
     if cfg.trainer.progress_bar:
         callbacks.append(_progress_bar())
     callbacks.extend(extra_callbacks or [])
-    trainer = build_trainer(cfg, out, module.total_steps, callbacks)
+    trainer = build_trainer(cfg, out, module.total_steps, callbacks, steps_per_epoch=dm.info.steps_per_epoch)
     start_step = 0
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
