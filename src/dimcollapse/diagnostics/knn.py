@@ -17,7 +17,6 @@ from dimcollapse.diagnostics._validate import ArrayLike, check_positive_int, mat
 from dimcollapse.errors import InputError
 
 _GATHER_ELEMS = 2**24  # cap on block * k * D elements of the exact recomputation
-_GROUP = 16  # columns per group in smallest_k_indices' pre-selection
 
 
 @overload
@@ -100,7 +99,7 @@ def knn_core(
             if self_query:
                 own = torch.arange(start, start + qb.shape[0], device=q.device)
                 d2[torch.arange(qb.shape[0], device=q.device), own] = float("inf")
-            idx = smallest_k_indices(d2, k)
+            idx = torch.topk(d2, k, dim=1, largest=False, sorted=False).indices
         diff = qb[:, None, :] - r[idx]
         sq = (diff * diff).sum(-1)
         # sqrt has an infinite derivative at 0: differentiate through a clamped copy, keep exact zeros.
@@ -109,33 +108,3 @@ def knn_core(
         dists.append(dist)
         idxs.append(torch.gather(idx, 1, order))
     return torch.cat(dists), torch.cat(idxs)
-
-
-def smallest_k_indices(d: torch.Tensor, k: int) -> torch.Tensor:
-    """Column indices of the k smallest entries of each row of d (B, M), in no particular order.
-
-    Same set as ``torch.topk(d, k, largest=False)`` (ties broken arbitrarily), computed in two cheap
-    passes instead of a full selection: split each row into groups of 16 columns and take every group's
-    minimum; the k-th smallest group minimum t bounds the row's k-th smallest entry from above (k distinct
-    entries, the k smallest minima, are <= t), so every entry among the k smallest is <= t. Only the
-    entries <= t (at least k, at most 16 k, typically a few times k) go through ``topk``. Rows must be
-    free of NaN; +inf entries (excluded points) are fine as long as each row has k finite entries.
-    """
-    b, m = d.shape
-    groups = m // _GROUP
-    if groups < 4 * k or b == 0:  # too few groups for the bound to prune much: plain selection
-        return torch.topk(d, k, dim=1, largest=False, sorted=False).indices
-    mins = d[:, : groups * _GROUP].reshape(b, groups, _GROUP).amin(dim=2)
-    if groups * _GROUP < m:
-        mins = torch.cat([mins, d[:, groups * _GROUP :].amin(dim=1, keepdim=True)], dim=1)
-    bound = torch.topk(mins, k, dim=1, largest=False, sorted=False).values.amax(dim=1, keepdim=True)
-    rows, cols = torch.nonzero(d <= bound, as_tuple=True)  # row-major: rows ascending
-    counts = torch.bincount(rows, minlength=b)
-    width = int(counts.max())
-    pos = torch.arange(rows.numel(), device=d.device) - (torch.cumsum(counts, 0) - counts)[rows]
-    cand_val = torch.full((b, width), float("inf"), dtype=d.dtype, device=d.device)
-    cand_col = torch.zeros((b, width), dtype=torch.long, device=d.device)
-    cand_val[rows, pos] = d[rows, cols]
-    cand_col[rows, pos] = cols
-    pick = torch.topk(cand_val, k, dim=1, largest=False, sorted=False).indices
-    return torch.gather(cand_col, 1, pick)
