@@ -30,6 +30,7 @@ from dimcollapse.training.datamodule import SSLDataModule
 from dimcollapse.training.module import SSLModule
 from dimcollapse.training.optim import build_optimizer
 from dimcollapse.training.run import train
+from dimcollapse.utils.atomic import atomic_write_text
 
 KEEP = (*KEYS, "steps", "epochs", "monitor_fraction")  # the CLI summary keys plus run length
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_training.json"
@@ -64,19 +65,34 @@ def step_costs(recipe: str, overrides: list[str], repeats: int = 5) -> dict[str,
         with torch.no_grad():
             module.views(x)
 
-    wall: dict[str, list[float]] = {"bare": [], "full": [], "views": []}
-    cpu: dict[str, list[float]] = {"bare": [], "full": [], "views": []}
-    for fn in (bare, full, views_only):
+    def bare_and_target() -> None:  # BYOL-like methods: the extra no-grad forward they need by design
+        bare()
+        with torch.no_grad():
+            module.model.backbone(premade)
+
+    jobs = [("bare", bare), ("full", full), ("views", views_only)]
+    if module.model.uses_momentum_target:
+        jobs.append(("bare_target", bare_and_target))
+    wall: dict[str, list[float]] = {key: [] for key, _ in jobs}
+    cpu: dict[str, list[float]] = {key: [] for key, _ in jobs}
+    for _, fn in jobs:
         fn()  # warm-up
     for _ in range(repeats):  # interleaved, so that a busy spell hits both; min is the least disturbed
-        for key, fn in (("bare", bare), ("full", full), ("views", views_only)):
+        for key, fn in jobs:
             w0, c0 = time.perf_counter(), time.process_time()
             fn()
             wall[key].append(time.perf_counter() - w0)
             cpu[key].append(time.process_time() - c0)
     t_bare, t_full, t_views = min(wall["bare"]), min(wall["full"]), min(wall["views"])
     cpu_bare, cpu_full = min(cpu["bare"]), min(cpu["full"])
+    extra = {}
+    if "bare_target" in wall:
+        extra = {
+            "bare_target_s": min(wall["bare_target"]),
+            "ratio_vs_bare_plus_target": t_full / min(wall["bare_target"]),
+        }
     return {
+        **extra,
         "cpu_bare_s": cpu_bare,
         "cpu_step_s": cpu_full,
         "cpu_ratio": cpu_full / cpu_bare,
@@ -102,7 +118,7 @@ def _append(result: dict[str, Any]) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
     data.append(result)
-    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+    atomic_write_text(RESULTS, json.dumps(data, indent=2) + "\n")
 
 
 def accuracy_run(recipe: str, budget_min: float, out: Path, overrides: list[str], margin: float) -> dict:
