@@ -2,7 +2,7 @@
 
     python benchmarks/bench_training.py speed [--recipe configs/fmnist/simclr_mlp.yaml] [--threads 2]
     python benchmarks/bench_training.py accuracy --budget-min 10 --recipes simclr_mlp,directclr,byol
-        [--out runs/bench] [key=value ...]
+        [--steps 2311,2400,1500] [--out runs/bench] [key=value ...]
 
 `speed`: minimum over interleaved repeats (wall and process CPU time) of (a) bare backbone forward +
 backward on the 2B pre-made views, (b) one full engine step (views on uint8 + forward + projector + loss +
@@ -121,17 +121,38 @@ def _append(result: dict[str, Any]) -> None:
     atomic_write_text(RESULTS, json.dumps(data, indent=2) + "\n")
 
 
-def accuracy_run(recipe: str, budget_min: float, out: Path, overrides: list[str], margin: float) -> dict:
-    """Train ``recipe`` for about ``budget_min`` minutes (steps from a calibration) and return its metrics."""
+def cpu_times() -> tuple[int, int]:
+    """(busy, steal) jiffies of all CPUs from /proc/stat ((0, 0) where unavailable)."""
+    try:
+        f = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    steal = f[7] if len(f) > 7 else 0
+    return sum(f[:3]) + sum(f[5:7]), steal
+
+
+def accuracy_run(
+    recipe: str, budget_min: float, out: Path, overrides: list[str], margin: float, steps: int | None = None
+) -> dict:
+    """Train ``recipe`` for about ``budget_min`` minutes (steps from a calibration) and return its metrics.
+
+    With ``steps`` the run trains exactly that many steps with no time cap (comparable whatever the
+    host's load); the share of CPU time the hypervisor took ("steal") is recorded either way.
+    """
     cost = step_costs(recipe, overrides, repeats=3)
-    steps = max(10, int(budget_min * 60.0 * margin / cost["step_s"]))
+    if steps is None:
+        steps = max(10, int(budget_min * 60.0 * margin / cost["step_s"]))
+        cap = f"optim.max_time_minutes={budget_min}"
+    else:
+        cap = "optim.max_time_minutes=null"
     name = Path(recipe).stem
-    cfg = load_config(
-        recipe, [*overrides, f"optim.max_steps={steps}", f"optim.max_time_minutes={budget_min}"]
-    )
+    cfg = load_config(recipe, [*overrides, f"optim.max_steps={steps}", cap])
+    busy0, steal0 = cpu_times()
     t0 = time.perf_counter()
     metrics = train(cfg, out / f"{name}_{int(time.time())}")
     wall = time.perf_counter() - t0
+    busy1, steal1 = cpu_times()
+    steal_share = (steal1 - steal0) / max(1, (busy1 - busy0) + (steal1 - steal0))
     keep = KEEP
     result = {k: metrics[k] for k in keep if k in metrics}
     result.update(
@@ -142,6 +163,8 @@ def accuracy_run(recipe: str, budget_min: float, out: Path, overrides: list[str]
             "budget_min": budget_min,
             "calibrated_step_s": cost["step_s"],
             "wall_s": wall,
+            "fixed_steps": cap.endswith("null"),
+            "steal_share": steal_share,
             "load_avg": load_average(),
         }
     )
@@ -159,6 +182,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="runs/bench")
+    p.add_argument("--steps", default=None, help="fixed steps per recipe (comma-separated), no time cap")
     p.add_argument("overrides", nargs="*")
     a = p.parse_intermixed_args()
     torch.set_num_threads(a.threads)
@@ -170,9 +194,13 @@ def main() -> None:
         print(json.dumps(res, indent=2))
         _append(res)
         return
-    for name in a.recipes.split(","):
+    names = a.recipes.split(",")
+    fixed = [int(v) for v in a.steps.split(",")] if a.steps else [None] * len(names)
+    if len(fixed) != len(names):
+        p.error("--steps needs one value per recipe")
+    for name, steps in zip(names, fixed, strict=True):
         recipe = name if name.endswith(".yaml") else f"configs/fmnist/{name}.yaml"
-        res = accuracy_run(recipe, a.budget_min, Path(a.out), a.overrides, a.margin)
+        res = accuracy_run(recipe, a.budget_min, Path(a.out), a.overrides, a.margin, steps)
         print(json.dumps(res, indent=2))
         _append(res)
 
