@@ -100,8 +100,8 @@ def test_byol_zero_when_predictions_point_at_targets_and_bounds() -> None:
     z1, z2 = torch.randn(8, 6), torch.randn(8, 6)
     with torch.no_grad():
         p1, p2 = loss.predictor(z1), loss.predictor(z2)
-    assert float(loss(z1, z2, 2 * p2, 3 * p1)) == pytest.approx(0.0, abs=1e-5)
-    assert float(loss(z1, z2, -p2, -p1)) == pytest.approx(4.0, abs=1e-5)
+    assert float(loss(z1, z2, 2 * p2, 3 * p1).detach()) == pytest.approx(0.0, abs=1e-5)
+    assert float(loss(z1, z2, -p2, -p1).detach()) == pytest.approx(4.0, abs=1e-5)
 
 
 def test_byol_stop_gradient_on_targets_and_grads_elsewhere() -> None:
