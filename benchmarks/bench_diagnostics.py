@@ -7,7 +7,7 @@
    ``dimension_pw_``). skdim's pointwise MLE is (k-1) / sum_{j<k} ln(r_k / r_j); ours (SPEC 1.7) has k in
    the numerator, so ours * (k-1)/k is compared with skdim's values.
 3. covariance_spectrum of 1,000,000 x 256 streamed from a generator of blocks, in a subprocess whose
-   peak resident memory (resource.getrusage ru_maxrss) is reported.
+   peak resident memory (VmHWM of /proc/self/status) is reported.
 
 Prints a markdown table and writes benchmarks/results/diagnostics.json (atomically).
 Usage: python benchmarks/bench_diagnostics.py [--repeats 3] [--baseline-repeats-large 1] [--threads 1]
@@ -148,7 +148,10 @@ t = time.perf_counter()
 eig = covariance_spectrum(blocks())
 t = time.perf_counter() - t
 rel = float(np.max(np.abs(eig - np.sort(scales**2)[::-1]) / np.sort(scales**2)[::-1]))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB on Linux
+# VmHWM: this process image's own peak RSS. (ru_maxrss survives execve, so in a child of a big parent it
+# would report the parent's size at fork time.)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+peak = (int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 2**20
 print(json.dumps({"seconds": t, "peak_gib": peak, "max_rel_dev_from_planted": rel}))
 """
 

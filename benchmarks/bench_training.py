@@ -84,6 +84,13 @@ def step_costs(recipe: str, overrides: list[str], repeats: int = 5) -> dict[str,
             wall[key].append(time.perf_counter() - w0)
             cpu[key].append(time.process_time() - c0)
     t_bare, t_full, t_views = min(wall["bare"]), min(wall["full"]), min(wall["views"])
+    # each round's full/bare ratio (measured seconds apart): robust to the host's speed drifting between
+    # rounds, which moves the two minima independently
+    pair = sorted(f / b for f, b in zip(wall["full"], wall["bare"], strict=True))
+    extra_pair = {"ratio_median_of_rounds": pair[len(pair) // 2]}
+    if "bare_target" in wall:
+        pt = sorted(f / b for f, b in zip(wall["full"], wall["bare_target"], strict=True))
+        extra_pair["ratio_vs_bare_plus_target_median_of_rounds"] = pt[len(pt) // 2]
     cpu_bare, cpu_full = min(cpu["bare"]), min(cpu["full"])
     extra = {}
     if "bare_target" in wall:
@@ -93,6 +100,7 @@ def step_costs(recipe: str, overrides: list[str], repeats: int = 5) -> dict[str,
         }
     return {
         **extra,
+        **extra_pair,
         "cpu_bare_s": cpu_bare,
         "cpu_step_s": cpu_full,
         "cpu_ratio": cpu_full / cpu_bare,
