@@ -99,7 +99,8 @@ def test_lars_step_matches_hand_computation() -> None:
     trust = 0.02 * 5.0 / (1.0 + 0.1 * 5.0)
     expected_w = w0 - 0.5 * trust * (g + 0.1 * w0)
     torch.testing.assert_close(layer.weight.detach(), expected_w)
-    assert float(layer.bias.detach()) == pytest.approx(1.0 - 0.5 * 2.0)  # bias: plain step, no decay, no trust ratio
+    # bias: plain step, no decay, no trust ratio
+    assert float(layer.bias.detach()) == pytest.approx(1.0 - 0.5 * 2.0)
     layer.weight.grad, layer.bias.grad = g.clone(), torch.tensor([2.0])
     w1 = layer.weight.detach().clone()
     opt.step()  # momentum: v = 0.9 v + u
