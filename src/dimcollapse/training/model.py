@@ -87,7 +87,6 @@ class SSLModel(nn.Module):
         return r, self.projector(r)
 
     @torch.no_grad()
-    @torch.no_grad()
     def encode_target(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(r, z) of the momentum target network (no gradient)."""
         if self.momentum_target is None:
