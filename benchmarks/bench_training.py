@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,11 @@ from dimcollapse.utils.atomic import atomic_write_text
 
 KEEP = (*KEYS, "steps", "epochs", "monitor_fraction")  # the CLI summary keys plus run length
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_training.json"
+
+
+def _median_ratio(num: list[float], den: list[float]) -> float:
+    """Median over rounds of num[i] / den[i]."""
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))
 
 
 def step_costs(recipe: str, overrides: list[str], repeats: int = 5) -> dict[str, float]:
@@ -86,21 +92,14 @@ def step_costs(recipe: str, overrides: list[str], repeats: int = 5) -> dict[str,
     t_bare, t_full, t_views = min(wall["bare"]), min(wall["full"]), min(wall["views"])
     # each round's full/bare ratio (measured seconds apart): robust to the host's speed drifting between
     # rounds, which moves the two minima independently
-    pair = sorted(f / b for f, b in zip(wall["full"], wall["bare"], strict=True))
-    extra_pair = {"ratio_median_of_rounds": pair[len(pair) // 2]}
+    extra = {"ratio_median_of_rounds": _median_ratio(wall["full"], wall["bare"])}
     if "bare_target" in wall:
-        pt = sorted(f / b for f, b in zip(wall["full"], wall["bare_target"], strict=True))
-        extra_pair["ratio_vs_bare_plus_target_median_of_rounds"] = pt[len(pt) // 2]
+        extra["bare_target_s"] = min(wall["bare_target"])
+        extra["ratio_vs_bare_plus_target"] = t_full / min(wall["bare_target"])
+        extra["ratio_vs_bare_plus_target_median_of_rounds"] = _median_ratio(wall["full"], wall["bare_target"])
     cpu_bare, cpu_full = min(cpu["bare"]), min(cpu["full"])
-    extra = {}
-    if "bare_target" in wall:
-        extra = {
-            "bare_target_s": min(wall["bare_target"]),
-            "ratio_vs_bare_plus_target": t_full / min(wall["bare_target"]),
-        }
     return {
         **extra,
-        **extra_pair,
         "cpu_bare_s": cpu_bare,
         "cpu_step_s": cpu_full,
         "cpu_ratio": cpu_full / cpu_bare,
