@@ -164,6 +164,21 @@ def test_srip_persistent_vector_converges_over_calls() -> None:
     assert all(v <= want + 1e-9 for v in values)  # ||D v|| never exceeds sigma_max
 
 
+def test_srip_vectors_travel_with_the_state_dict() -> None:
+    model = nn.Sequential(nn.Linear(30, 8, bias=False)).double()
+    reg = build("regularizer", "srip", weight=1.0, power_steps=2, persistent=True)
+    for _ in range(5):
+        reg(model)
+    state = reg.state_dict()
+    assert set(state) == {"_extra_state"} and set(state["_extra_state"]) == {"0"}
+    copy = build("regularizer", "srip", weight=1.0, power_steps=2, persistent=True)
+    copy.load_state_dict(state)
+    assert reg(model).item() == copy(model).item()  # same warm start, same value
+    fresh = build("regularizer", "srip", weight=1.0, power_steps=2, persistent=True)
+    with pytest.raises(ConfigError, match="SRIP state is not a mapping"):
+        fresh.load_state_dict({"_extra_state": [1.0]})
+
+
 def test_srip_wide_weight_gradient_nonzero_with_smaller_gram() -> None:
     # wide W = U diag(s) V^T with all s^2 in (0.2, 1.8): the larger Gram W^T W - I has eigenvalue -1
     # (n - m of them) which dominates, and its top direction is in the null space of W: zero gradient.

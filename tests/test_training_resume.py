@@ -55,11 +55,18 @@ class PoisonWeights(L.Callback):
                 pl_module.model.backbone.conv1.weight[0, 0, 0, 0] = float("nan")
 
 
-@pytest.mark.parametrize("objective", ["simclr", "byol"])
-def test_resume_after_kill_mid_epoch_matches_uninterrupted(tmp_path: Path, objective: str) -> None:
-    extra = ["objective.kwargs={hidden_dim: 16}", "data.views.recipe=byol"] if objective == "byol" else []
-    cfg = load_config(None, [*TINY, f"objective.name={objective}", "optim.max_steps=14",
-                             "trainer.checkpoint_every=4", *extra])  # fmt: skip
+RESUME_CASES = {
+    "simclr": ["objective.name=simclr"],
+    "byol": ["objective.name=byol", "objective.kwargs={hidden_dim: 16}", "data.views.recipe=byol"],
+    # SRIP keeps power-iteration vectors between steps: they must come back with the checkpoint
+    "simclr_srip": ["objective.name=simclr", "regularizers=[{name: srip, kwargs: {weight: 0.5}}]"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESUME_CASES))
+def test_resume_after_kill_mid_epoch_matches_uninterrupted(tmp_path: Path, case: str) -> None:
+    cfg = load_config(None, [*TINY, *RESUME_CASES[case], "optim.max_steps=14",
+                             "trainer.checkpoint_every=4"])  # fmt: skip
     full = train(cfg, tmp_path / "full")
     with pytest.raises(RuntimeError, match="simulated kill"):
         train(cfg, tmp_path / "killed", extra_callbacks=[Kill(at=11)])  # epoch 2, step 2 of 9

@@ -28,7 +28,7 @@ def power_sigma_max(
     size = min(mat.shape)
     v = start if start is not None else torch.randn(size, dtype=mat.dtype, device=mat.device)
     with torch.no_grad():
-        v = _unit(v.to(mat.dtype))
+        v = _unit(v.to(device=mat.device, dtype=mat.dtype))
         md = mat.detach()
         for _ in range(steps):
             v = _unit(gram_minus_identity_matvec(md, v))
@@ -40,7 +40,8 @@ class SRIP(WeightLayerRegularizer):
     """SRIP: coefficient * sum_l sigma_max(G_l - I) (or its square), G_l the smaller Gram (SPEC 4).
 
     ``power_steps`` power iterations per call; ``persistent=True`` keeps each layer's vector between calls
-    (warm start, converges over training), ``False`` draws a random start every call.
+    (warm start, converges over training), ``False`` draws a random start every call. The kept vectors are
+    part of the state_dict (``_extra_state``), so a resumed run continues from the same vectors.
     """
 
     def __init__(
@@ -75,6 +76,21 @@ class SRIP(WeightLayerRegularizer):
         self.persistent = bool(persistent)
         self.squared = bool(squared)
         self._vectors: dict[str, torch.Tensor] = {}
+
+    def get_extra_state(self) -> dict[str, torch.Tensor]:
+        """The per-layer power-iteration vectors, saved with the module's state_dict."""
+        return {name: v.detach().clone() for name, v in self._vectors.items()}
+
+    def set_extra_state(self, state: object) -> None:
+        """Restore the vectors saved by ``get_extra_state`` (layer name -> unit vector)."""
+        if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) and v.dim() == 1 for k, v in state.items()
+        ):
+            raise ConfigError(
+                "srip: the checkpoint's SRIP state is not a mapping of layer name -> power-iteration vector; "
+                "the checkpoint is damaged or from another program, train from scratch or use its own config."
+            )
+        self._vectors = {k: v.detach().clone() for k, v in state.items()}
 
     def layer_term(self, name: str, weight: torch.Tensor) -> torch.Tensor:
         """sigma_max(G - I) (squared when asked) by power iteration on the smaller Gram."""
