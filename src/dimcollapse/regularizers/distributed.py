@@ -14,14 +14,21 @@ def world() -> tuple[int, int]:
 
 
 def gather_detached(x: torch.Tensor) -> torch.Tensor:
-    """Concatenation over ranks (rank order) of the detached ``x``; every rank must pass the same shape."""
+    """Concatenation over ranks (rank order) of the detached ``x``; row counts may differ between ranks."""
     _, size = world()
     x = x.detach()
     if size == 1:
         return x
+    mine = torch.tensor([x.shape[0]], dtype=torch.long, device=x.device)
+    counts = [torch.zeros_like(mine) for _ in range(size)]
+    dist.all_gather(counts, mine)
+    rows = [int(c.item()) for c in counts]
+    biggest = max(rows)
+    if x.shape[0] < biggest:  # unequal local batches: pad to the largest, gather, trim
+        x = torch.cat([x, x.new_zeros((biggest - x.shape[0], *x.shape[1:]))], dim=0)
     parts = [torch.empty_like(x) for _ in range(size)]
     dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts, dim=0)
+    return torch.cat([part[:n] for part, n in zip(parts, rows, strict=True)], dim=0)
 
 
 def sum_detached(x: torch.Tensor) -> torch.Tensor:
