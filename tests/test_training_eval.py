@@ -109,6 +109,50 @@ def test_lars_step_matches_hand_computation() -> None:
     torch.testing.assert_close(layer.weight.detach(), w1 - 0.5 * v)
 
 
+def _lars_reference(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: dict[int, torch.Tensor],
+                    lr: float, wd: float, exclude: bool) -> None:  # fmt: skip
+    """One LARS step, tensor by tensor, in float64 numpy-style arithmetic (the formula, not the code)."""
+    for i, (w, g) in enumerate(zip(params, grads, strict=True)):
+        if exclude:
+            u = g.clone()
+        else:
+            wn, gn = float(w.norm()), float(g.norm())
+            trust = 0.02 * wn / (gn + wd * wn + 1e-8) if wn > 0 and gn > 0 else 1.0
+            u = trust * (g + wd * w)
+        bufs[i] = u if i not in bufs else 0.9 * bufs[i] + u
+        w -= lr * bufs[i]
+
+
+def test_fused_lars_matches_per_tensor_reference_over_steps() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Linear(7, 3, bias=False)).double()
+    with torch.no_grad():
+        net[2].weight[0].zero_()  # a row of zeros does not zero the norm; a zero tensor below does
+    extra = nn.Parameter(torch.zeros(4, dtype=torch.float64))  # ||w|| = 0: trust ratio 1
+    groups = param_groups(net, weight_decay=0.05)
+    groups[0]["params"].append(extra)
+    opt = LARS(groups, lr=0.3, momentum=0.9, eta=0.02)
+    ref = [[p.detach().clone() for p in g["params"]] for g in groups]
+    bufs: list[dict[int, torch.Tensor]] = [{}, {}]
+    x = torch.randn(16, 5, dtype=torch.float64)
+    for step in range(4):
+        opt.zero_grad(set_to_none=True)
+        (net(x).pow(2).mean() + (extra - 1.0).pow(2).sum()).backward()
+        if step == 1:
+            net[1].bias.grad = None  # no gradient this step: the tensor and its buffer are left alone
+        for gi, group in enumerate(groups):
+            live = [i for i, p in enumerate(group["params"]) if p.grad is not None]
+            sub = {j: bufs[gi][i] for j, i in enumerate(live) if i in bufs[gi]}
+            ws = [ref[gi][i] for i in live]
+            _lars_reference(ws, [group["params"][i].grad for i in live], sub, 0.3, group["weight_decay"],
+                            exclude=bool(group.get("lars_exclude")))  # fmt: skip
+            bufs[gi].update({i: sub[j] for j, i in enumerate(live)})
+        opt.step()
+        for gi, group in enumerate(groups):
+            for p, want in zip(group["params"], ref[gi], strict=True):
+                torch.testing.assert_close(p.detach(), want, rtol=1e-12, atol=1e-14)
+
+
 def test_no_weight_decay_on_biases_and_norms() -> None:
     net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2, bias=False))
     groups = param_groups(net, 0.5)

@@ -44,37 +44,51 @@ class LARS(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """One LARS update of every parameter that has a gradient."""
+        """One LARS update of every parameter that has a gradient (fused over tensors of one device/dtype)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            wd, m, lr = group["weight_decay"], group["momentum"], group["lr"]
+            buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                update = p.grad
-                if not group["lars_exclude"]:
-                    if wd:
-                        update = update.add(p, alpha=wd)
-                    w_norm = torch.linalg.vector_norm(p)
-                    g_norm = torch.linalg.vector_norm(p.grad)
-                    denom = g_norm + wd * w_norm + group["eps"]
-                    trust = torch.where(
-                        (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / denom, torch.ones_like(w_norm)
-                    )
-                    update = update.mul(trust)
-                if m:
-                    state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = update.detach().clone()
-                    else:
-                        buf.mul_(m).add_(update)
-                    update = buf
-                p.add_(update, alpha=-lr)
+                if p.grad is not None:
+                    buckets.setdefault((p.device, p.dtype), []).append(p)
+            for params in buckets.values():
+                self._update(params, group)
         return loss
+
+    def _update(self, params: list[Tensor], group: dict) -> None:
+        """u = trust * (g + wd w) (or g when excluded); v <- m v + u; w <- w - lr v, as foreach ops."""
+        wd, m, lr = group["weight_decay"], group["momentum"], group["lr"]
+        grads: list[Tensor] = [p.grad for p in params if p.grad is not None]
+        updates: list[Tensor]
+        if group["lars_exclude"]:
+            updates = list(grads)
+        else:
+            w_norm = torch.stack(torch._foreach_norm(params))
+            g_norm = torch.stack(torch._foreach_norm(grads))
+            denom = g_norm + wd * w_norm + group["eps"]
+            trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / denom, 1.0)
+            fresh = torch._foreach_add(grads, params, alpha=wd) if wd else torch._foreach_mul(grads, 1.0)
+            updates = list(fresh)
+            factors: list[Tensor] = list(trust.to(params[0].dtype).unbind())
+            torch._foreach_mul_(updates, factors)
+        if m:
+            old: list[tuple[Tensor, Tensor]] = [
+                (self.state[p]["momentum_buffer"], u)
+                for p, u in zip(params, updates, strict=True)
+                if "momentum_buffer" in self.state[p]
+            ]
+            if old:
+                bufs = [b for b, _ in old]
+                torch._foreach_mul_(bufs, m)
+                torch._foreach_add_(bufs, [u for _, u in old])
+            for p, u in zip(params, updates, strict=True):
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = u.detach().clone()
+            updates = [self.state[p]["momentum_buffer"] for p in params]
+        torch._foreach_add_(params, updates, alpha=-lr)
 
 
 def is_no_decay(name: str, param: Tensor) -> bool:
