@@ -74,20 +74,14 @@ class LARS(Optimizer):
             updates = list(fresh)
             factors: list[Tensor] = list(trust.to(params[0].dtype).unbind())
             torch._foreach_mul_(updates, factors)
-        if m:
-            old: list[tuple[Tensor, Tensor]] = [
-                (self.state[p]["momentum_buffer"], u)
-                for p, u in zip(params, updates, strict=True)
-                if "momentum_buffer" in self.state[p]
-            ]
-            if old:
-                bufs = [b for b, _ in old]
-                torch._foreach_mul_(bufs, m)
-                torch._foreach_add_(bufs, [u for _, u in old])
-            for p, u in zip(params, updates, strict=True):
+        if m:  # v <- m v + u for every tensor; a new buffer starts at 0, so the first step gives v = u
+            for p in params:
                 if "momentum_buffer" not in self.state[p]:
-                    self.state[p]["momentum_buffer"] = u.detach().clone()
-            updates = [self.state[p]["momentum_buffer"] for p in params]
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            bufs = [self.state[p]["momentum_buffer"] for p in params]
+            torch._foreach_mul_(bufs, m)
+            torch._foreach_add_(bufs, updates)
+            updates = bufs
         torch._foreach_add_(params, updates, alpha=-lr)
 
 
