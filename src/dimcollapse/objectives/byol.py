@@ -25,9 +25,16 @@ def cosine_momentum(progress: float, base: float = 0.99, final: float = 1.0) -> 
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """theta_target <- m theta_target + (1 - m) theta_online for parameters; buffers are copied."""
-    for t, o in zip(target.parameters(), online.parameters(), strict=True):
-        t.mul_(momentum).add_(o.detach(), alpha=1.0 - momentum)
+    """theta_target <- m theta_target + (1 - m) theta_online (parameters, one fused lerp); buffers copied."""
+    tp: list[torch.Tensor] = list(target.parameters())
+    op = [o.detach() for o in online.parameters()]
+    if len(tp) != len(op) or any(t.shape != o.shape for t, o in zip(tp, op, strict=False)):
+        raise ConfigError(
+            "the momentum target no longer matches the online network (parameter shapes differ); "
+            "rebuild the model from one config instead of editing its layers."
+        )
+    if tp:  # theta_t + (1 - m)(theta_o - theta_t)
+        torch._foreach_lerp_(tp, op, 1.0 - momentum)
     for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
         tb.copy_(ob)
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from dimcollapse.errors import ConfigError
+from dimcollapse.objectives.byol import ema_update
 from dimcollapse.registry import build, get
 from dimcollapse.training.config import ModelConfig, ObjectiveConfig
 
@@ -100,15 +101,7 @@ class SSLModel(nn.Module):
         if self.momentum_target is None:
             return
         for name in ("backbone", "projector"):
-            online, target = getattr(self, name), self.momentum_target[name]
-            tp: list[Tensor] = list(target.parameters())
-            op = [o.detach() for o in online.parameters()]
-            if len(tp) != len(op):
-                raise ConfigError(f"momentum target {name} no longer matches the online {name}.")
-            if tp:  # one fused lerp over all tensors: theta_t + (1 - m)(theta_o - theta_t)
-                torch._foreach_lerp_(tp, op, 1.0 - momentum)
-            for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
-                tb.copy_(ob)
+            ema_update(self.momentum_target[name], getattr(self, name), momentum)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer updates (online backbone, projector, objective/predictor)."""
