@@ -111,7 +111,7 @@ def test_lars_step_matches_hand_computation() -> None:
 
 def _lars_reference(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: dict[int, torch.Tensor],
                     lr: float, wd: float, exclude: bool) -> None:  # fmt: skip
-    """One LARS step, tensor by tensor, in float64 numpy-style arithmetic (the formula, not the code)."""
+    """One LARS step written out tensor by tensor from the formula (in place on ``params``, ``bufs``)."""
     for i, (w, g) in enumerate(zip(params, grads, strict=True)):
         if exclude:
             u = g.clone()
