@@ -146,12 +146,11 @@ def accuracy_run(
     With ``steps`` the run trains exactly that many steps with no time cap (comparable whatever the
     host's load); the share of CPU time the hypervisor took ("steal") is recorded either way.
     """
-    cost = step_costs(recipe, overrides, repeats=3)
+    cost = step_costs(recipe, overrides, repeats=3)  # also recorded for fixed-step runs
+    fixed = steps is not None
     if steps is None:
         steps = max(10, int(budget_min * 60.0 * margin / cost["step_s"]))
-        cap = f"optim.max_time_minutes={budget_min}"
-    else:
-        cap = "optim.max_time_minutes=null"
+    cap = "optim.max_time_minutes=null" if fixed else f"optim.max_time_minutes={budget_min}"
     name = Path(recipe).stem
     cfg = load_config(recipe, [*overrides, f"optim.max_steps={steps}", cap])
     busy0, steal0 = cpu_times()
@@ -160,8 +159,7 @@ def accuracy_run(
     wall = time.perf_counter() - t0
     busy1, steal1 = cpu_times()
     steal_share = (steal1 - steal0) / max(1, (busy1 - busy0) + (steal1 - steal0))
-    keep = KEEP
-    result = {k: metrics[k] for k in keep if k in metrics}
+    result = {k: metrics[k] for k in KEEP if k in metrics}
     result.update(
         {
             "bench": "accuracy",
@@ -170,7 +168,7 @@ def accuracy_run(
             "budget_min": budget_min,
             "calibrated_step_s": cost["step_s"],
             "wall_s": wall,
-            "fixed_steps": cap.endswith("null"),
+            "fixed_steps": fixed,
             "steal_share": steal_share,
             "load_avg": load_average(),
         }
