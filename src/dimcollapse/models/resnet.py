@@ -13,6 +13,7 @@ from torch import nn
 
 from dimcollapse.errors import ConfigError
 from dimcollapse.models.base import Backbone, init_weights
+from dimcollapse.models.pointwise import StridedPointwiseConv2d
 from dimcollapse.registry import register
 
 Stem = Literal["imagenet", "cifar"]
@@ -22,7 +23,7 @@ def _shortcut(c_in: int, c_out: int, stride: int) -> nn.Module | None:
     """1x1 conv + BN projection shortcut when shape changes (He et al. 2016, option B), else None."""
     if stride == 1 and c_in == c_out:
         return None
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+    return nn.Sequential(StridedPointwiseConv2d(c_in, c_out, stride), nn.BatchNorm2d(c_out))
 
 
 class BasicBlock(nn.Module):

@@ -1,0 +1,28 @@
+"""A strided 1x1 convolution computed as subsample + stride-1 convolution.
+
+``conv1x1(x, stride=s) == conv1x1(x[:, :, ::s, ::s], stride=1)`` exactly: a 1x1 kernel reads one pixel, so
+a stride only chooses which pixels. We compute it that way because torch 2.13.0+cpu's oneDNN backward for a
+channels_last 1x1 stride-2 convolution corrupts the heap on AVX2-only CPUs (docs/known_bugs.md); the
+stride-1 kernel is correct on every CPU and just as fast. Parameters and state_dict keys are those of
+``nn.Conv2d``, so checkpoints load either way.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class StridedPointwiseConv2d(nn.Conv2d):
+    """y = W * x[:, :, ::s, ::s] (+ b): an ``nn.Conv2d(c_in, c_out, 1, stride=s)`` without the strided kernel."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, bias: bool = False) -> None:
+        super().__init__(c_in, c_out, kernel_size=1, stride=stride, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Subsample by the stride, then the stride-1 1x1 convolution."""
+        sh, sw = self.stride
+        if sh > 1 or sw > 1:
+            x = x[:, :, ::sh, ::sw]
+        return F.conv2d(x, self.weight, self.bias)
