@@ -153,3 +153,33 @@ def test_summarize_is_consistent_with_the_individual_metrics() -> None:
     sub = summarize(z, k=10, lid_max_points=100)
     assert sub["lid_points"] == 100 and sub["erank"] == s["erank"]
     assert math.isfinite(summarize(np.ones((50, 3)), k=5)["lid_mle_gmean"])
+
+
+class _Tokens(nn.Module):
+    """Transformer-style encoder: (N, T, E) tokens through a block, then a Conv1d (channels first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, dropout=0.0)
+        self.conv1d = nn.Conv1d(32, 8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.block(x)
+        return self.conv1d(t.transpose(1, 2)).mean(2)
+
+
+def test_feature_spectra_pools_transformer_tokens_over_tokens_not_features() -> None:
+    """(N, T, E) token outputs give an E-long spectrum of the token mean (a 32-wide layer: 32 values)."""
+    net = _Tokens()
+    x = torch.randn(60, 5, 32)
+    got = feature_spectra(net, [x], layers=["block", "conv1d"])
+    with torch.no_grad():
+        tokens = net.block(x)
+        conv = net.conv1d(tokens.transpose(1, 2))
+    assert got["block"].shape == (32,)
+    np.testing.assert_allclose(got["block"], covariance_spectrum(tokens.mean(1)), rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(got["conv1d"], covariance_spectrum(conv.mean(2)), rtol=1e-6, atol=1e-10)
+    cls = feature_spectra(net, [x], layers=["block"], pool="cls")["block"]
+    np.testing.assert_allclose(cls, covariance_spectrum(tokens[:, 0]), rtol=1e-6, atol=1e-10)
+    pos = feature_spectra(net, [x], layers=["block"], pool="positions")["block"]
+    np.testing.assert_allclose(pos, covariance_spectrum(tokens.reshape(-1, 32)), rtol=1e-6, atol=1e-10)

@@ -52,7 +52,9 @@ def run(conv: nn.Conv2d, x: torch.Tensor, channels_last: bool) -> tuple[torch.Te
     return y.detach(), xi.grad, m.weight.grad
 
 
-@pytest.mark.parametrize(("name", "kw", "size"), BACKBONES, ids=[f"{b[0]}-{i}" for i, b in enumerate(BACKBONES)])
+@pytest.mark.parametrize(
+    ("name", "kw", "size"), BACKBONES, ids=[f"{b[0]}-{i}" for i, b in enumerate(BACKBONES)]
+)
 def test_every_conv_agrees_in_both_layouts(name: str, kw: dict, size: int) -> None:
     kw = dict(kw)
     channels = kw.setdefault("in_channels", 3)

@@ -299,3 +299,62 @@ def test_real_backbone_layers_and_last_layer() -> None:
     assert [n for n, _ in ll.selected(net)] == [net.last_layer_name]
     deep = build("regularizer", "srip", layers="layer4.*")
     assert [n for n, _ in deep.selected(net)] == [n for n in names if n.startswith("layer4.")]
+
+
+def _encoder() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 6)
+    )
+
+
+def _head() -> nn.Sequential:
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def test_last_layer_never_picks_a_head_in_any_layout() -> None:
+    """LL's W is the encoder's last layer: lightly-style, named-child and Sequential layouts."""
+
+    class LightlyStyle(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone, self.projection_head = _encoder(), _head()
+
+    class NoEncoderName(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.body = nn.Conv2d(1, 4, 3), nn.Linear(4, 6)
+            self.projection_head = _head()
+
+    ll = build("regularizer", "last_layer", weight=1.0)
+    m = LightlyStyle()
+    want = ((m.backbone[4].weight @ m.backbone[4].weight.T - torch.eye(6)) ** 2).sum()
+    assert ll(m).item() == pytest.approx(want.item(), rel=1e-6)
+    n = NoEncoderName()
+    want = ((n.body.weight @ n.body.weight.T - torch.eye(6)) ** 2).sum()
+    assert build("regularizer", "last_layer", weight=1.0)(n).item() == pytest.approx(want.item(), rel=1e-6)
+    seq = nn.Sequential(_encoder(), _head())
+    with pytest.raises(ConfigError, match="encoder='0'"):
+        build("regularizer", "last_layer", weight=1.0)(seq)
+    named = build("regularizer", "last_layer", weight=1.0, encoder="0")
+    want = ((seq[0][4].weight @ seq[0][4].weight.T - torch.eye(6)) ** 2).sum()
+    assert named(seq).item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_any_head_can_be_included_by_name_or_pattern() -> None:
+    class LightlyStyle(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone, self.projection_head, self.prediction_head = _encoder(), _head(), _head()
+
+    m = LightlyStyle()
+    so = build("regularizer", "so", weight=1.0)
+    base = {n for n, _ in so.selected(m)}
+    assert base == {"backbone.0", "backbone.4"}
+    with_proj = build("regularizer", "so", weight=1.0, include_projector=True)
+    assert {n for n, _ in with_proj.selected(m)} == base | {"projection_head.0", "projection_head.2"}
+    with_pred = build("regularizer", "so", weight=1.0, include_predictor=True)
+    assert {n for n, _ in with_pred.selected(m)} == base | {"prediction_head.0", "prediction_head.2"}
+    by_name = build("regularizer", "so", weight=1.0, include_projector=["projection_head"])
+    assert {n for n, _ in by_name.selected(m)} == base | {"projection_head.0", "projection_head.2"}
+    by_pattern = build("regularizer", "so", weight=1.0, layers="projection_head.*")
+    assert [n for n, _ in by_pattern.selected(m)] == ["projection_head.0", "projection_head.2"]

@@ -19,10 +19,14 @@ class AlphaReQ:
     n_points: int
 
 
-def alpha_req(eig: ArrayLike, ranks: tuple[int, int] | None = None, rel_floor: float = 1e-6) -> AlphaReQ:
+def alpha_req(
+    eig: ArrayLike, ranks: tuple[int, int] | None = None, rel_floor: float = 1e-6, weighted: bool = False
+) -> AlphaReQ:
     """Least-squares fit log lambda_k = c - alpha log k over ranks k (1-based, inclusive); R^2 of the fit.
 
     Eigenvalues below ``rel_floor`` times the largest (numerically zero / collapsed) are excluded.
+    ``weighted=True`` weighs rank k by 1/k (the fit of reptrix's ``get_alpha``, which uses ranks 6-100;
+    ``alpha_req(eig, ranks=(6, 100), weighted=True)`` equals its alpha). R^2 is of the unweighted residuals.
     Fewer than 3 usable eigenvalues give alpha = r2 = NaN.
     """
     lam = spectrum_array(eig)
@@ -40,7 +44,9 @@ def alpha_req(eig: ArrayLike, ranks: tuple[int, int] | None = None, rel_floor: f
         return AlphaReQ(float("nan"), float("nan"), n)
     x = np.log(k[keep])
     y = np.log(lam[keep])
-    slope, intercept = np.polyfit(x, y, 1)
+    w = 1.0 / k[keep] if weighted else np.ones(n)
+    design = np.stack([x, np.ones(n)], axis=1)
+    slope, intercept = np.linalg.solve(design.T @ (design * w[:, None]), design.T @ (w * y))
     resid = y - (slope * x + intercept)
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else 1.0

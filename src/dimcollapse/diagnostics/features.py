@@ -8,12 +8,13 @@ every top-level child that runs, and ``"output"``.
 
 How a layer's output becomes a (rows x features) matrix (``pool``):
 - 2-D outputs (N, F) are used as they are;
-- ``"mean"`` (default): outputs (N, C, *spatial) (conv maps, channels first) are averaged over the
-  spatial positions -> (N, C);
-- ``"positions"``: every spatial position is a row of C channels -> (N * prod(spatial), C);
+- ``"mean"`` (default): outputs (N, C, *spatial) of convolutions and their norms/pools (channels
+  first) are averaged over the spatial positions -> (N, C); 3-D outputs of any other module are
+  transformer tokens (N, T, E) and are averaged over the T tokens -> (N, E);
+- ``"positions"``: every spatial position (or token) is a row of C channels (E features);
 - ``"flatten"``: (N, C * prod(spatial)) per sample;
-- a callable mapping the output tensor to a 2-D tensor (e.g. ``lambda t: t.mean(1)`` for transformer
-  tokens laid out (N, T, E), which ``"mean"`` would wrongly pool over E).
+- ``"tokens"`` / ``"cls"``: 3-D token outputs (N, T, E) averaged over tokens / the first (class) token;
+- a callable mapping the output tensor to a 2-D tensor.
 The ``"input"`` entry is always flattened per sample (pixels are the features).
 Tuple outputs use their first tensor (e.g. ``nn.MultiheadAttention``).
 """
@@ -31,11 +32,27 @@ from dimcollapse.diagnostics.spectrum import CovarianceAccumulator, spectrum_of
 from dimcollapse.errors import ConfigError, InputError
 
 Pool = str | Callable[[torch.Tensor], torch.Tensor]
-POOLS = ("mean", "positions", "flatten")
+POOLS = ("mean", "positions", "flatten", "tokens", "cls")
+
+# Modules whose 3-D outputs are (N, C, L) channels first; every other 3-D output is (N, T, E) tokens.
+_CHANNELS_FIRST_1D = (
+    nn.Conv1d,
+    nn.ConvTranspose1d,
+    nn.BatchNorm1d,
+    nn.InstanceNorm1d,
+    nn.MaxPool1d,
+    nn.AvgPool1d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveMaxPool1d,
+)
 
 
-def to_rows(t: torch.Tensor, pool: Pool) -> torch.Tensor:
-    """Turn one layer output into a 2-D (rows x features) matrix according to ``pool``."""
+def to_rows(t: torch.Tensor, pool: Pool, tokens: bool = False) -> torch.Tensor:
+    """Turn one layer output into a 2-D (rows x features) matrix according to ``pool``.
+
+    ``tokens=True`` says a 3-D output is (N, T, E) transformer tokens (features last), so ``"mean"``
+    averages over the T tokens and ``"positions"`` makes each token a row; otherwise (N, C, L) channels first.
+    """
     if callable(pool):
         out = pool(t)
         if out.ndim != 2:
@@ -45,6 +62,16 @@ def to_rows(t: torch.Tensor, pool: Pool) -> torch.Tensor:
         return t
     if t.ndim < 2:
         return t.reshape(t.shape[0] if t.ndim else 1, -1)
+    if pool in ("tokens", "cls"):
+        if t.ndim != 3:
+            raise InputError(f"pool='{pool}' needs token outputs (N, T, E); got shape {tuple(t.shape)}.")
+        return t.mean(1) if pool == "tokens" else t[:, 0]
+    if tokens and t.ndim == 3:
+        if pool == "mean":
+            return t.mean(1)
+        if pool == "positions":
+            return t.reshape(-1, t.shape[2])
+        return t.reshape(t.shape[0], -1)
     if pool == "mean":
         return t.flatten(2).mean(2)
     if pool == "positions":
@@ -92,8 +119,8 @@ def feature_spectra(
         name: CovarianceAccumulator(center, l2_normalize, name=f"features of '{name}'") for name in layers
     }
 
-    def feed(name: str, t: torch.Tensor, how: Pool) -> None:
-        rows = to_rows(t.detach(), how)
+    def feed(name: str, t: torch.Tensor, how: Pool, tokens: bool = False) -> None:
+        rows = to_rows(t.detach(), how, tokens)
         if rows.shape[1] > max_dim:
             raise ConfigError(
                 f"layer '{name}' has {rows.shape[1]} features per row (> max_dim={max_dim}); "
@@ -109,7 +136,7 @@ def feature_spectra(
         def hook(_m: nn.Module, _inp: Any, out: Any, name: str = name) -> None:
             t = _first_tensor(out)
             if t is not None:
-                feed(name, t, pool)
+                feed(name, t, pool, tokens=not isinstance(_m, _CHANNELS_FIRST_1D))
 
         handles.append(modules[name].register_forward_hook(hook))
     was_training = module.training
@@ -125,7 +152,7 @@ def feature_spectra(
                     feed("input", x.float() if not x.is_floating_point() else x, "flatten")
                 out = _first_tensor(module(x))
                 if "output" in accs and out is not None:
-                    feed("output", out, pool)
+                    feed("output", out, pool, tokens=not isinstance(module, _CHANNELS_FIRST_1D))
     finally:
         for h in handles:
             h.remove()

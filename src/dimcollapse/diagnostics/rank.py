@@ -16,17 +16,24 @@ def _entropy_exp(p: np.ndarray) -> float:
     return float(np.exp(-np.sum(nz * np.log(nz))))
 
 
-def effective_rank(eig: ArrayLike) -> float:
-    """erank = exp(-sum_k p_k ln p_k), p_k = lambda_k / sum_j lambda_j (Roy & Vetterli 2007); 0 if all 0."""
+def effective_rank(eig: ArrayLike, eps: float = 0.0) -> float:
+    """erank = exp(-sum_k p_k ln p_k), p_k = lambda_k / sum_j lambda_j + eps (Roy & Vetterli 2007); 0 if 0.
+
+    ``eig`` is the covariance spectrum (centred). ``eps=1e-7`` gives reptrix's "RankMe" exactly (its
+    ``get_rankme`` is this formula on PCA eigenvalues), which is not Garrido et al.'s RankMe (``rankme``).
+    """
     lam = np.clip(spectrum_array(eig), 0.0, None)
     total = lam.sum()
     if total <= 0:
         return 0.0
-    return _entropy_exp(lam / total)
+    return _entropy_exp(lam / total + eps)
 
 
 def rankme(Z: ArrayLike | Iterable[ArrayLike], eps: float = 1e-7, block_size: int | None = None) -> float:
-    """RankMe = exp(-sum p_k ln p_k), p_k = s_k / ||s||_1 + eps, s = svals of raw Z (Garrido 2023)."""
+    """RankMe = exp(-sum p_k ln p_k), p_k = s_k / ||s||_1 + eps, s = svals of raw Z (Garrido 2023).
+
+    Uncentred; the first min(N, d) singular values. ``eps=1e-5`` gives stable-pretraining's RankMe callback.
+    """
     acc = _accumulate(Z, center=False, l2_normalize=False, block_size=block_size)
     gram = acc.covariance()  # Z^T Z / N: its eigenvalues are sigma^2 / N
     lam = np.clip(spectrum_of(gram), 0.0, None)[: min(acc.n, gram.shape[0])]

@@ -15,7 +15,7 @@ from torch import nn
 
 
 class StridedPointwiseConv2d(nn.Conv2d):
-    """y = W * x[:, :, ::s, ::s] (+ b): an ``nn.Conv2d(c_in, c_out, 1, stride=s)`` without the strided kernel."""
+    """y = W * x[:, :, ::s, ::s] (+ b): ``nn.Conv2d(c_in, c_out, 1, stride=s)`` without the strided kernel."""
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1, bias: bool = False) -> None:
         super().__init__(c_in, c_out, kernel_size=1, stride=stride, bias=bias)

@@ -15,7 +15,10 @@ from dimcollapse.regularizers.weights import WeightLayerRegularizer
 
 @register("regularizer", "last_layer")
 class LastLayerRegularizer(WeightLayerRegularizer):
-    """coefficient * ||W W^T - I||_F^2 for W the backbone's ``last_layer_name`` layer (or ``layer``)."""
+    """coefficient * ||W W^T - I||_F^2 for W the encoder's last layer (or ``layer``); never a head's layer.
+
+    The encoder is found in any module layout (``regularizers.layers.find_encoder``) or named by ``encoder``.
+    """
 
     def __init__(
         self,
@@ -26,6 +29,7 @@ class LastLayerRegularizer(WeightLayerRegularizer):
         multipliers: Sequence[float] = (),
         warmup_epochs: float = 0.0,
         off_epoch: float | None = None,
+        encoder: str | None = None,
     ) -> None:
         super().__init__(
             weight,
@@ -35,13 +39,14 @@ class LastLayerRegularizer(WeightLayerRegularizer):
             multipliers=multipliers,
             warmup_epochs=warmup_epochs,
             off_epoch=off_epoch,
+            encoder=encoder,
         )
         self.layer = layer
 
     def selected(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
         """The one regularized layer: (name, weight)."""
         if self._cache is None or self._cache[0] != id(model):
-            self._cache = (id(model), [last_weight_layer(model, self.layer)])
+            self._cache = (id(model), [last_weight_layer(model, self.layer, self.encoder)])
         return self._cache[1]
 
     def layer_term(self, name: str, weight: torch.Tensor) -> torch.Tensor:

@@ -39,24 +39,90 @@ def _module_weight_layers(module: nn.Module, prefix: str) -> list[tuple[str, nn.
     return [(f"{prefix}.{name}" if prefix and name else prefix or name, m) for name, m in found]
 
 
-def candidate_layers(
-    model: nn.Module, include_projector: bool = False, include_predictor: bool = False
-) -> list[tuple[str, nn.Module]]:
-    """Weight layers of a backbone, or of an SSLModel (children backbone/projector/objective), prefixed."""
+# Child names that hold the encoder, and names of heads that sit on top of it (lightly, solo-learn, timm, HF).
+ENCODER_NAMES = ("backbone", "encoder", "feature_extractor", "trunk")
+PROJECTOR_NAMES = ("projector", "projection_head", "projection", "head", "heads")
+PREDICTOR_NAMES = ("predictor", "prediction_head")
+_HEAD_NAMES = (*PROJECTOR_NAMES, *PREDICTOR_NAMES, "objective", "classifier")
+
+Heads = bool | str | Sequence[str]
+
+
+def _has_weights(module: nn.Module) -> bool:
+    return any(layer_weight(m) is not None for m in module.modules())
+
+
+def find_encoder(model: nn.Module, encoder: str | None = None) -> tuple[str, nn.Module, list[str]]:
+    """(name, module, head children to leave out) of the encoder inside ``model``.
+
+    Order: the submodule the user names; the model itself when it is a backbone (``weight_layers``);
+    a child called backbone / encoder / feature_extractor / trunk; else the model without its head
+    children (projector, projection_head, head, predictor, ...). An ``nn.Sequential`` of two or more
+    sub-networks with weights and no such names is ambiguous and refused (name the encoder).
+    """
+    modules = dict(model.named_modules())
     children = dict(model.named_children())
-    if "backbone" in children and not hasattr(model, "weight_layers"):
-        layers = _module_weight_layers(children["backbone"], "backbone")
-        if include_projector and "projector" in children:
-            layers += _module_weight_layers(children["projector"], "projector")
-        if include_predictor and "objective" in children:
-            objective = children["objective"]
-            predictor = getattr(objective, "predictor", None)
-            if isinstance(predictor, nn.Module):
-                layers += _module_weight_layers(predictor, "objective.predictor")
-            else:
-                layers += _module_weight_layers(objective, "objective")
-        return layers
-    return _module_weight_layers(model, "")
+    if encoder is not None:
+        if encoder not in modules or encoder == "":
+            listing = ", ".join(n for n in children) or "(none)"
+            raise ConfigError(
+                f"encoder '{encoder}' is not a submodule of {type(model).__name__}. Its children: {listing}. "
+                "Pass the encoder's named_modules name (e.g. encoder='0' for nn.Sequential(encoder, head))."
+            )
+        return encoder, modules[encoder], []
+    if callable(getattr(model, "weight_layers", None)):
+        return "", model, []
+    for name in ENCODER_NAMES:
+        if name in children:
+            return name, children[name], []
+    heads = [n for n in children if n in _HEAD_NAMES]
+    if heads:
+        return "", model, heads
+    subnets = [n for n, c in children.items() if _has_weights(c) and len(list(c.children())) > 0]
+    if isinstance(model, nn.Sequential) and len(subnets) >= 2:
+        raise ConfigError(
+            f"cannot tell the encoder from the head in nn.Sequential with sub-networks {subnets}: name it, "
+            f"e.g. encoder='{subnets[0]}' (and layer=... for the last layer), or name the children "
+            "backbone / projection_head."
+        )
+    return "", model, []
+
+
+def _head_children(model: nn.Module, heads: Heads, defaults: tuple[str, ...]) -> list[str]:
+    """Head children to include: the usual names present when True, else the names / patterns given."""
+    if heads is False:
+        return []
+    children = [n for n, _ in model.named_children()]
+    if heads is True:
+        return [n for n in children if n in defaults]
+    patterns = [heads] if isinstance(heads, str) else list(heads)
+    return [n for n in children if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def candidate_layers(
+    model: nn.Module,
+    include_projector: Heads = False,
+    include_predictor: Heads = False,
+    encoder: str | None = None,
+) -> list[tuple[str, nn.Module]]:
+    """Weight layers of the encoder (see ``find_encoder``), plus the chosen heads' layers, by full name."""
+    prefix, enc, leave_out = find_encoder(model, encoder)
+    layers = [
+        (n, m)
+        for n, m in _module_weight_layers(enc, prefix)
+        if not any(n.split(".")[0] == h for h in leave_out)
+    ]
+    for name in _head_children(model, include_projector, PROJECTOR_NAMES):
+        layers += _module_weight_layers(getattr(model, name), name)
+    children = dict(model.named_children())
+    predictor = getattr(children.get("objective"), "predictor", None)
+    if include_predictor and isinstance(predictor, nn.Module):
+        layers += _module_weight_layers(predictor, "objective.predictor")
+    elif include_predictor is True and "objective" in children:
+        layers += _module_weight_layers(children["objective"], "objective")
+    for name in _head_children(model, include_predictor, PREDICTOR_NAMES):
+        layers += _module_weight_layers(getattr(model, name), name)
+    return layers
 
 
 def _matches(name: str, pattern: str) -> bool:
@@ -69,16 +135,20 @@ def _matches(name: str, pattern: str) -> bool:
 def select_weight_layers(
     model: nn.Module,
     layers: str | Sequence[str] | None = None,
-    include_projector: bool = False,
-    include_predictor: bool = False,
+    include_projector: Heads = False,
+    include_predictor: Heads = False,
+    encoder: str | None = None,
 ) -> list[tuple[str, torch.Tensor]]:
     """(name, weight) of the layers whose name matches any pattern (fnmatch, or regex after ``re:``).
 
-    Default (``layers=None``): every conv and linear weight of the backbone (plus projector / predictor
-    when asked). Backbone layers match with or without the ``backbone.`` prefix.
+    Default (``layers=None``): every conv and linear weight of the encoder (plus projector / predictor
+    heads when asked: True for the usual names, or head names / patterns). Backbone layers match with or
+    without the ``backbone.`` prefix. A pattern that matches no encoder layer is looked up in every
+    weight layer of the model, so ``'projection_head.*'`` names a head whatever it is called.
     """
-    candidates = candidate_layers(model, include_projector, include_predictor)
+    candidates = candidate_layers(model, include_projector, include_predictor, encoder)
     weights = [(name, w) for name, m in candidates if (w := layer_weight(m)) is not None]
+    everything = [(n, w) for n, m in _module_weight_layers(model, "") if (w := layer_weight(m)) is not None]
     if not weights:
         raise ConfigError(
             f"the model {type(model).__name__} has no weight layers (conv / linear) for a weight "
@@ -91,30 +161,46 @@ def select_weight_layers(
     for pattern in patterns:
         hits = [(n, w) for n, w in weights if _matches(n, pattern)]
         if not hits:
-            names = ", ".join(n for n, _ in weights)
+            hits = [(n, w) for n, w in everything if _matches(n, pattern)]
+        if not hits:
+            names = ", ".join(n for n, _ in everything)
             raise ConfigError(
                 f"layer pattern '{pattern}' matches no weight layer. Layer names: {names}. "
                 "Use a glob (e.g. 'layer4.*') or a regex prefixed with 're:'."
             )
         chosen += [(n, w) for n, w in hits if all(n != c for c, _ in chosen)]
-    order = {n: i for i, (n, _) in enumerate(weights)}
+    order = {n: i for i, (n, _) in enumerate([*weights, *everything])}
     return sorted(chosen, key=lambda item: order[item[0]])
 
 
-def last_weight_layer(model: nn.Module, name: str | None = None) -> tuple[str, torch.Tensor]:
-    """The backbone's last weight layer (``backbone.last_layer_name``), or the layer called ``name``."""
-    children = dict(model.named_children())
-    backbone = (
-        children["backbone"] if "backbone" in children and not hasattr(model, "weight_layers") else model
-    )
-    prefix = "backbone." if backbone is not model else ""
-    weights = select_weight_layers(backbone)
+def last_weight_layer(
+    model: nn.Module, name: str | None = None, encoder: str | None = None
+) -> tuple[str, torch.Tensor]:
+    """The encoder's last weight layer (its ``last_layer_name``, else the last one), or the layer ``name``.
+
+    The encoder is found by ``find_encoder`` (never a projector or other head); ``name`` may be a layer of
+    the encoder (with or without its prefix) or any weight layer of the model.
+    """
+    prefix, enc, leave_out = find_encoder(model, encoder)
+    dot = f"{prefix}." if prefix else ""
+    weights = [
+        (n, w)
+        for n, m in _module_weight_layers(enc, prefix)
+        if (w := layer_weight(m)) is not None and n.split(".")[0] not in leave_out
+    ]
+    if not weights:
+        raise ConfigError(
+            f"the encoder of {type(model).__name__} has no weight layers (conv / linear). "
+            "Name the encoder (encoder=...) or the layer (layer=...)."
+        )
     if name is None:
-        name = getattr(backbone, "last_layer_name", None)
-        if name is None:
-            return prefix + weights[-1][0], weights[-1][1]
-    for layer_name, w in weights:
-        if name in (layer_name, prefix + layer_name):
-            return prefix + layer_name, w
-    listing = ", ".join(n for n, _ in weights)
-    raise ConfigError(f"last layer '{name}' is not a weight layer of the backbone. Layer names: {listing}.")
+        own = getattr(enc, "last_layer_name", None)
+        if own is None:
+            return weights[-1]
+        name = dot + own
+    everything = [(n, w) for n, m in _module_weight_layers(model, "") if (w := layer_weight(m)) is not None]
+    for layer_name, w in [*weights, *everything]:
+        if name in (layer_name, dot + layer_name) or dot + name == layer_name:
+            return layer_name, w
+    listing = ", ".join(n for n, _ in everything)
+    raise ConfigError(f"last layer '{name}' is not a weight layer of the model. Layer names: {listing}.")

@@ -9,6 +9,7 @@ import torch
 from dimcollapse.errors import ConfigError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.gram import gram_deviation_norm, gram_minus_identity_matvec, weight_matrix
+from dimcollapse.regularizers.layers import Heads
 from dimcollapse.regularizers.weights import WeightLayerRegularizer
 
 
@@ -48,8 +49,8 @@ class SRIP(WeightLayerRegularizer):
         self,
         weight: float = 1e-4,
         layers: str | Sequence[str] | None = None,
-        include_projector: bool = False,
-        include_predictor: bool = False,
+        include_projector: Heads = False,
+        include_predictor: Heads = False,
         power_steps: int = 2,
         persistent: bool = True,
         squared: bool = False,
@@ -58,6 +59,7 @@ class SRIP(WeightLayerRegularizer):
         multipliers: Sequence[float] = (),
         warmup_epochs: float = 0.0,
         off_epoch: float | None = None,
+        encoder: str | None = None,
     ) -> None:
         super().__init__(
             weight,
@@ -69,6 +71,7 @@ class SRIP(WeightLayerRegularizer):
             multipliers=multipliers,
             warmup_epochs=warmup_epochs,
             off_epoch=off_epoch,
+            encoder=encoder,
         )
         if int(power_steps) != power_steps or power_steps < 0:
             raise ConfigError(f"power_steps must be an integer >= 0, got {power_steps}.")

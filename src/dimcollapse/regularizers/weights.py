@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dimcollapse.regularizers.base import Regularizer
-from dimcollapse.regularizers.layers import select_weight_layers
+from dimcollapse.regularizers.layers import Heads, select_weight_layers
 
 
 class WeightLayerRegularizer(Regularizer, ABC):
@@ -23,13 +23,14 @@ class WeightLayerRegularizer(Regularizer, ABC):
         self,
         weight: float | None = None,
         layers: str | Sequence[str] | None = None,
-        include_projector: bool = False,
-        include_predictor: bool = False,
+        include_projector: Heads = False,
+        include_predictor: Heads = False,
         schedule: str = "constant",
         milestones: Sequence[float] = (),
         multipliers: Sequence[float] = (),
         warmup_epochs: float = 0.0,
         off_epoch: float | None = None,
+        encoder: str | None = None,
     ) -> None:
         super().__init__(
             self.default_weight if weight is None else weight,
@@ -42,12 +43,15 @@ class WeightLayerRegularizer(Regularizer, ABC):
         self.layers = layers
         self.include_projector = include_projector
         self.include_predictor = include_predictor
+        self.encoder = encoder
         self._cache: tuple[int, list[tuple[str, torch.Tensor]]] | None = None
 
     def selected(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
         """(name, weight) of the regularized layers of ``model`` (resolved once per model)."""
         if self._cache is None or self._cache[0] != id(model):
-            chosen = select_weight_layers(model, self.layers, self.include_projector, self.include_predictor)
+            chosen = select_weight_layers(
+                model, self.layers, self.include_projector, self.include_predictor, self.encoder
+            )
             self._cache = (id(model), chosen)
         return self._cache[1]
 
