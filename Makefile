@@ -33,8 +33,9 @@ system-deps:
 	  fi; \
 	fi
 
+# Two worker processes (one per core); each test process runs torch on one thread (tests/conftest.py).
 test: setup
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2
 
 demo: setup
 	$(PYTHON) -m dimcollapse demo
