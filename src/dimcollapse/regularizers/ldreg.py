@@ -12,7 +12,7 @@ from dimcollapse.diagnostics.lid import lid_from_distances
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
-from dimcollapse.regularizers.distributed import gather_detached, sum_detached, world
+from dimcollapse.utils.distributed import gather_detached, sum_detached, world_size
 
 DEFAULT_K = 64
 DEFAULT_BETA = {"simclr": 0.01, "byol": 0.005}  # LDReg paper's beta per objective (the default is SimCLR's)
@@ -94,7 +94,7 @@ class LDReg(Regularizer):
             self.last_stats = {"coefficient": 0.0}
             return queries.new_zeros(())
         local_ref = torch.cat([queries.detach()] + [r.detach().flatten(1) for r in reference or []], dim=0)
-        _, size = world()
+        size = world_size()
         ref = gather_detached(local_ref)
         k = self.neighbours(ref.shape[0])
         dist = knn_excluding_self(queries, ref, k)
