@@ -31,7 +31,7 @@ def demo(
     from rich.console import Console
 
     from dimcollapse.study.grid import load_study
-    from dimcollapse.study.pipeline import run_pipeline
+    from dimcollapse.cli.pipeline import run_pipeline
 
     console = Console(stderr=True)
     path = study_file if study_file is not None else find_configs() / "studies" / "demo.yaml"
