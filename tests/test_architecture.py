@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "dimcollapse"
-BOTTOM = {"errors", "registry", "utils"}
+BOTTOM = {"errors", "registry", "utils", "contracts"}
 COMPONENTS = {"models", "objectives", "regularizers", "data"}
 
 # package -> the dimcollapse packages it may import (the root package ``dimcollapse`` is open to all)
@@ -26,9 +26,10 @@ LAYERS: dict[str, set[str]] = {
     "errors": set(),
     "registry": {"errors"},
     "utils": {"errors"},
+    "contracts": set(),
     "diagnostics": {"errors", "utils"},
     "theory": {"diagnostics", "errors", "utils"},
-    "track": {"diagnostics", "errors", "registry", "utils"},
+    "track": {"diagnostics", "errors", "registry", "utils", "contracts"},
     "models": BOTTOM | {"diagnostics"},
     "data": BOTTOM | {"diagnostics"},
     "objectives": BOTTOM | {"diagnostics", "models"},
@@ -47,6 +48,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "errors": set(),
     "registry": set(),
     "utils": {"numpy", "torch", "matplotlib"},
+    "contracts": {"torch"},
     "diagnostics": {"numpy", "torch", "scipy", "sklearn", "faiss", "skdim"},
     "track": {"numpy", "torch", "lightning", "torchmetrics"},
 }
@@ -228,7 +230,7 @@ def f():
     assert cycles(fake) == [["dimcollapse.theory.a", "dimcollapse.theory.b"]]
 
 
-@pytest.mark.parametrize("package", ["diagnostics", "utils", "errors", "registry"])
+@pytest.mark.parametrize("package", ["diagnostics", "utils", "errors", "registry", "contracts"])
 def test_bottom_layers_import_nothing_above_them(package: str) -> None:
     above = {"training", "study", "report", "cli", "analysis", "theory", "track"}
     hits = [e for e in all_edges() if layer_of(e.source) == package and layer_of(e.target) in above]
