@@ -38,7 +38,9 @@ LAYERS: dict[str, set[str]] = {
     "study": BOTTOM | COMPONENTS | {"diagnostics", "track", "training"},
     "report": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "study", "theory"},
     "analysis": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "report"},
-    "cli": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "study", "report", "theory", "analysis"},
+    "cli": BOTTOM
+    | COMPONENTS
+    | {"diagnostics", "track", "training", "study", "report", "theory", "analysis"},
     "__init__": {"errors"},
     "__main__": {"cli"},
 }
@@ -207,7 +209,9 @@ def test_every_package_has_a_layer_and_a_row_in_the_docs() -> None:
     assert not missing, f"add these to LAYERS and docs/architecture.md: {missing}"
     doc = (ROOT / "docs" / "architecture.md").read_text()
     rows = set(re.findall(r"^\| `(?:dimcollapse\.)?([a-z_]+)/?`", doc, flags=re.M))
-    assert packages | modules <= rows, f"no row in docs/architecture.md for {sorted(packages | modules - rows)}"
+    assert packages | modules <= rows, (
+        f"no row in docs/architecture.md for {sorted(packages | modules - rows)}"
+    )
     assert set(LAYERS) - {"__init__", "__main__"} <= rows
 
 

@@ -15,7 +15,6 @@ from dimcollapse.regularizers.base import Regularizer
 from dimcollapse.utils.distributed import gather_detached, sum_detached, world_size
 
 DEFAULT_K = 64
-DEFAULT_BETA = {"simclr": 0.01, "byol": 0.005}  # LDReg paper's beta per objective (the default is SimCLR's)
 ESTIMATORS = ("mom", "mle")
 FORMS = ("l1", "l2")
 
