@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -108,8 +109,9 @@ def edges_of_source(text: str, file: str, module: str, is_package: bool = False)
     return [Edge(file, line, module, target) for line, target in imports_of(tree, module, is_package)]
 
 
+@cache
 def all_edges() -> list[Edge]:
-    """Import edges of every .py file under src/dimcollapse."""
+    """Import edges of every .py file under src/dimcollapse (parsed once per test session)."""
     edges: list[Edge] = []
     for path in sorted(SRC.rglob("*.py")):
         rel = str(path.relative_to(ROOT))
