@@ -8,6 +8,8 @@ attributes are checked against what it actually does.
 
 from __future__ import annotations
 
+import inspect
+import itertools
 from typing import Any
 
 import pytest
@@ -15,7 +17,10 @@ import torch
 from torch import nn
 
 from dimcollapse import contracts
-from dimcollapse.registry import build, get, names
+from dimcollapse.errors import ConfigError
+from dimcollapse.registry import build, get, keyword_options, names
+from dimcollapse.regularizers.base import Regularizer
+from dimcollapse.regularizers.schedule import SCHEDULE_OPTIONS
 
 # small constructor keywords per registered name; a name not listed gets the kind's DEFAULT
 BACKBONE_KW: dict[str, dict[str, Any]] = {
@@ -124,7 +129,7 @@ def test_objective_contract(name: str) -> None:
     if loss.uses_momentum_target:  # tau(progress) non-decreasing in [0, 1], ending at 1
         assert isinstance(loss, contracts.MomentumObjective)
         taus = [loss.momentum(p) for p in (0.0, 0.25, 0.5, 1.0)]
-        assert all(0.0 <= a <= b <= 1.0 for a, b in zip(taus, taus[1:], strict=False))
+        assert all(0.0 <= a <= b <= 1.0 for a, b in itertools.pairwise(taus))
         assert taus[-1] == pytest.approx(1.0)
 
 
@@ -166,3 +171,22 @@ def test_regularizer_contract(name: str) -> None:
     double.set_progress(0.5)
     torch.manual_seed(1)
     assert _apply(double, inputs).item() == pytest.approx(2 * term.item(), rel=1e-5, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", names("regularizer"))
+def test_regularizer_takes_the_schedule_keywords_and_rejects_unknown_ones(name: str) -> None:
+    valid = keyword_options(get("regularizer", name))
+    assert valid is not None and set(SCHEDULE_OPTIONS) <= set(valid)
+    with pytest.raises(ConfigError, match=r"unknown option.*Valid options: .*warmup_epochs"):
+        build("regularizer", name, not_an_option=1)
+    reg = build("regularizer", name, weight=2.0, schedule="step", milestones=[1.0], multipliers=[0.25])
+    reg.set_progress(1.5)
+    assert reg.coefficient() == pytest.approx(0.5)
+    reg = build("regularizer", name, weight=2.0, off_epoch=1.0)
+    reg.set_progress(1.0)
+    assert reg.coefficient() == 0.0
+
+
+def test_schedule_options_are_the_base_class_keywords() -> None:
+    params = list(inspect.signature(Regularizer.__init__).parameters)
+    assert tuple(params[2:]) == SCHEDULE_OPTIONS  # self, weight, then the schedule keywords

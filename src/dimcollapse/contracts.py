@@ -35,7 +35,7 @@ class Backbone(Protocol):
 
 @runtime_checkable
 class Projector(Protocol):
-    """g: representations r [N, in_dim] -> embeddings z [N, out_dim]; built with ``in_dim=backbone.out_dim``."""
+    """g: representations r [N, in_dim] -> embeddings z [N, out_dim]; built with in_dim = backbone.out_dim."""
 
     in_dim: int
     out_dim: int

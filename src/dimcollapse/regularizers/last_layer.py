@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
+from typing_extensions import Unpack
 
 from dimcollapse.registry import register
 from dimcollapse.regularizers.gram import gram_deviation_sq
 from dimcollapse.regularizers.layers import last_weight_layer
+from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.regularizers.weights import WeightLayerRegularizer
 
 
@@ -21,21 +21,9 @@ class LastLayerRegularizer(WeightLayerRegularizer):
         self,
         weight: float = 1e-3,
         layer: str | None = None,
-        schedule: str = "constant",
-        milestones: Sequence[float] = (),
-        multipliers: Sequence[float] = (),
-        warmup_epochs: float = 0.0,
-        off_epoch: float | None = None,
+        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(
-            weight,
-            None,
-            schedule=schedule,
-            milestones=milestones,
-            multipliers=multipliers,
-            warmup_epochs=warmup_epochs,
-            off_epoch=off_epoch,
-        )
+        super().__init__(weight, None, **schedule)
         self.layer = layer
 
     def selected(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:

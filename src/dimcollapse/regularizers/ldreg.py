@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
+from typing_extensions import Unpack
 
 from dimcollapse.diagnostics.knn import knn_distances
 from dimcollapse.diagnostics.lid import lid_from_distances
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
+from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.utils.distributed import gather_detached, sum_detached, world_size
 
 DEFAULT_K = 64
@@ -48,13 +49,9 @@ class LDReg(Regularizer):
         k: int | None = None,
         estimator: str = "mom",
         form: str = "l1",
-        warmup_epochs: float = 0.0,
-        schedule: str = "constant",
-        milestones: Sequence[float] = (),
-        multipliers: Sequence[float] = (),
-        off_epoch: float | None = None,
+        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(weight, schedule, milestones, multipliers, warmup_epochs, off_epoch)
+        super().__init__(weight, **schedule)
         if estimator not in ESTIMATORS:
             raise ConfigError(
                 f"unknown LID estimator '{estimator}'. Valid estimators: {', '.join(ESTIMATORS)}."

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from typing_extensions import Unpack
 
 from dimcollapse.errors import ConfigError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.gram import gram_deviation_norm, gram_minus_identity_matvec, weight_matrix
+from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.regularizers.weights import WeightLayerRegularizer
 
 
@@ -53,23 +55,9 @@ class SRIP(WeightLayerRegularizer):
         power_steps: int = 2,
         persistent: bool = True,
         squared: bool = False,
-        schedule: str = "constant",
-        milestones: Sequence[float] = (),
-        multipliers: Sequence[float] = (),
-        warmup_epochs: float = 0.0,
-        off_epoch: float | None = None,
+        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(
-            weight,
-            layers,
-            include_projector,
-            include_predictor,
-            schedule=schedule,
-            milestones=milestones,
-            multipliers=multipliers,
-            warmup_epochs=warmup_epochs,
-            off_epoch=off_epoch,
-        )
+        super().__init__(weight, layers, include_projector, include_predictor, **schedule)
         if int(power_steps) != power_steps or power_steps < 0:
             raise ConfigError(f"power_steps must be an integer >= 0, got {power_steps}.")
         self.power_steps = int(power_steps)

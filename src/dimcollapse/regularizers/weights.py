@@ -8,9 +8,11 @@ from typing import ClassVar, Literal
 
 import torch
 from torch import nn
+from typing_extensions import Unpack
 
 from dimcollapse.regularizers.base import Regularizer
 from dimcollapse.regularizers.layers import select_weight_layers
+from dimcollapse.regularizers.schedule import ScheduleOptions
 
 
 class WeightLayerRegularizer(Regularizer, ABC):
@@ -25,20 +27,9 @@ class WeightLayerRegularizer(Regularizer, ABC):
         layers: str | Sequence[str] | None = None,
         include_projector: bool = False,
         include_predictor: bool = False,
-        schedule: str = "constant",
-        milestones: Sequence[float] = (),
-        multipliers: Sequence[float] = (),
-        warmup_epochs: float = 0.0,
-        off_epoch: float | None = None,
+        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(
-            self.default_weight if weight is None else weight,
-            schedule=schedule,
-            milestones=milestones,
-            multipliers=multipliers,
-            warmup_epochs=warmup_epochs,
-            off_epoch=off_epoch,
-        )
+        super().__init__(self.default_weight if weight is None else weight, **schedule)
         self.layers = layers
         self.include_projector = include_projector
         self.include_predictor = include_predictor
