@@ -241,3 +241,15 @@ def test_bottom_layers_import_nothing_above_them(package: str) -> None:
     above = {"training", "study", "report", "cli", "analysis", "theory", "track"}
     hits = [e for e in all_edges() if layer_of(e.source) == package and layer_of(e.target) in above]
     assert not hits, hits
+
+
+def test_only_utils_distributed_asks_torch_distributed_for_the_world() -> None:
+    # one notion of the world, so that local_only() holds everywhere (a second one made LDReg hang)
+    owner = "dimcollapse.utils.distributed"
+    by_import = [e for e in all_edges() if e.target.startswith("torch.distributed") and e.source != owner]
+    by_attribute = [
+        str(path.relative_to(ROOT))
+        for path in SRC.rglob("*.py")
+        if module_name(path) != owner and re.search(r"\btorch\.distributed\.\w+\(", path.read_text())
+    ]
+    assert not by_import and not by_attribute, (by_import, by_attribute)
