@@ -55,8 +55,10 @@ THIRD_PARTY: dict[str, set[str]] = {
     "diagnostics": {"numpy", "torch", "scipy", "sklearn", "faiss", "skdim"},
     "track": {"numpy", "torch", "lightning", "torchmetrics"},
 }
-# nothing below training may depend on the training engine, the CLI or plotting libraries
-FORBIDDEN_BELOW_TRAINING = {"lightning", "omegaconf", "typer", "rich", "matplotlib"}
+# nothing below training may depend on the training engine or the CLI, nor draw (theory draws its figures)
+ENGINE = {"lightning", "omegaconf", "typer", "rich"}
+FORBIDDEN: dict[str, set[str]] = {layer: ENGINE | {"matplotlib"} for layer in COMPONENTS | {"diagnostics"}}
+FORBIDDEN["theory"] = ENGINE
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,7 @@ def violations(edges: list[Edge]) -> list[str]:
             continue
         elif src in THIRD_PARTY and top not in THIRD_PARTY[src]:
             bad.append(f"{e.file}:{e.line}: {src} may not import the third-party package {top}")
-        elif src in COMPONENTS | {"diagnostics", "theory"} and top in FORBIDDEN_BELOW_TRAINING - {
-            "matplotlib" if src == "theory" else ""
-        }:
+        elif top in FORBIDDEN.get(src, set()):
             bad.append(f"{e.file}:{e.line}: {src} (below training) may not import {top}")
     return bad
 

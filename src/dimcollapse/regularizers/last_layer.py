@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
-from typing_extensions import Unpack
 
 from dimcollapse.registry import register
 from dimcollapse.regularizers.gram import gram_deviation_sq
 from dimcollapse.regularizers.layers import last_weight_layer
 from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.regularizers.weights import WeightLayerRegularizer
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 
 @register("regularizer", "last_layer")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
-from typing_extensions import Unpack
 
 from dimcollapse.diagnostics.knn import knn_distances
 from dimcollapse.diagnostics.lid import lid_from_distances
@@ -14,6 +13,9 @@ from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
 from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.utils.distributed import gather_detached, sum_detached, world_size
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 DEFAULT_K = 64
 ESTIMATORS = ("mom", "mle")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from typing_extensions import Unpack
 
 from dimcollapse.errors import ConfigError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.gram import gram_deviation_norm, gram_minus_identity_matvec, weight_matrix
 from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.regularizers.weights import WeightLayerRegularizer
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:

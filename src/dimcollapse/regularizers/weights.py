@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from torch import nn
-from typing_extensions import Unpack
 
 from dimcollapse.regularizers.base import Regularizer
 from dimcollapse.regularizers.layers import select_weight_layers
 from dimcollapse.regularizers.schedule import ScheduleOptions
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 
 class WeightLayerRegularizer(Regularizer, ABC):

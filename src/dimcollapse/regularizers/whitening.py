@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
-from typing_extensions import Unpack
 
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
 from dimcollapse.regularizers.schedule import ScheduleOptions
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 
 def variance_term(r: torch.Tensor, target_std: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
