@@ -7,7 +7,7 @@ The libraries' formulas are re-written in numpy/torch from their published defin
   -> our ``alpha_req(eig, ranks=(6, 100), weighted=True)``;
 - stable-pretraining ``RankMe``: exp entropy of p = s / sum s + 1e-5, s = singular values of the raw
   (uncentred) embeddings -> our ``rankme(Z, eps=1e-5)``;
-- Garrido et al. 2023 (RankMe) with eps = 1e-7 -> our ``rankme(Z)``; Roy & Vetterli 2007 -> ``effective_rank``;
+- Garrido et al. 2023 (RankMe), eps = 1e-7 -> ``rankme(Z)``; Roy & Vetterli 2007 -> ``effective_rank``;
 - Levina & Bickel 2004 MLE LID (the form LDReg and scikit-dimension's ``MLE`` use per point, with the
   k-th neighbour as reference) -> ``lid_mle``; Amsaleg et al. 2015 MoM -> ``lid_mom``.
 """

@@ -12,6 +12,8 @@ from torch import nn
 from dimcollapse.diagnostics import lid_mle, lid_mom
 from dimcollapse.errors import ConfigError
 from dimcollapse.registry import build
+from dimcollapse.utils.distributed import local_only, world_size
+from dimcollapse.utils.distributed import rank as dist_rank
 
 
 def np_lid(
@@ -101,6 +103,13 @@ def _ddp_worker(
         term = build("regularizer", "ldreg", weight=0.5, k=12, form=form)(local)
         term.backward()
         result[form] = {"term": term.detach(), "grads": [v.grad for v in local]}
+    result["world"] = (world_size(), dist_rank())
+    with local_only():  # every process on its own rows, no collectives (rank-0 callbacks do this alone)
+        result["world_local_only"] = (world_size(), dist_rank())
+        local = [v[bounds[rank] : bounds[rank + 1]].clone().requires_grad_(True) for v in views]
+        term = build("regularizer", "ldreg", weight=0.5, k=6)(local)
+        term.backward()
+        result["local_only"] = {"term": term.detach(), "grads": [v.grad for v in local]}
     torch.save(result, f"{out}_{rank}.pt")
     dist.barrier()
     dist.destroy_process_group()
@@ -124,6 +133,16 @@ def test_ldreg_ddp_equals_single_process_on_gathered_batch(tmp_path, bounds: lis
                 # DDP averages gradients over processes: each rank's local gradient is world x the global one
                 want = view.grad[bounds[rank] : bounds[rank + 1]]
                 torch.testing.assert_close(grad / world, want, rtol=1e-9, atol=1e-12)
+    for rank in range(world):  # inside local_only each process equals one process on its own rows
+        saved = torch.load(tmp_path / f"out_{rank}.pt")
+        assert saved["world"] == (world, rank) and saved["world_local_only"] == (1, 0)
+        got = saved["local_only"]
+        mine = [v[bounds[rank] : bounds[rank + 1]].clone().requires_grad_(True) for v in views]
+        alone = build("regularizer", "ldreg", weight=0.5, k=6)(mine)
+        alone.backward()
+        assert got["term"].item() == pytest.approx(alone.item(), rel=1e-10)
+        for view, grad in zip(mine, got["grads"], strict=True):
+            torch.testing.assert_close(grad, view.grad, rtol=1e-9, atol=1e-12)
 
 
 def effective_rank_np(r: np.ndarray) -> float:

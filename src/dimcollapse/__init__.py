@@ -1,11 +1,11 @@
 """dimcollapse: measure, explain and prevent dimensional collapse in self-supervised learning.
 
-Layers (an arrow points to what a layer may import)::
+Layers (an arrow points to what a layer may import; the exact table is docs/architecture.md, enforced
+by tests/test_architecture.py)::
 
-    cli -> study/report -> training -> objectives, regularizers, models, data
-                                    \\-> diagnostics
-    theory -> diagnostics
-    diagnostics -> (torch, numpy only)
+    cli -> analysis -> report -> study -> training -> objectives, regularizers -> models, data
+    report -> theory -> diagnostics;  training -> track -> diagnostics
+    errors, registry, utils, contracts <- everyone
 """
 
 from dimcollapse.errors import ConfigError, DimCollapseError, InputError

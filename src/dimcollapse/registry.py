@@ -75,19 +75,33 @@ def get(kind: str, name: str) -> Callable[..., Any]:
         raise unknown_name(kind, name, list(_REGISTRY[kind])) from None
 
 
-def build(kind: str, name: str, **kwargs: Any) -> Any:
-    """Instantiate component (kind, name) with ``kwargs``; bad keyword names raise ConfigError."""
-    factory = get(kind, name)
+def keyword_options(factory: Callable[..., Any]) -> list[str] | None:
+    """The keyword names ``factory`` accepts, or None when it takes any keyword.
+
+    A factory with ``**kwargs`` declares what they may be in ``keyword_options`` (a class attribute,
+    e.g. the regularizers' coefficient-schedule keywords); without it any keyword is accepted.
+    """
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):  # builtins without signature
-        sig = None
-    if sig is not None and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-        valid = [
-            p.name
-            for p in sig.parameters.values()
-            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        ]
+        return None
+    params = sig.parameters.values()
+    named = [
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return named
+    extra = getattr(factory, "keyword_options", None)
+    return None if extra is None else named + [k for k in extra if k not in named]
+
+
+def build(kind: str, name: str, **kwargs: Any) -> Any:
+    """Instantiate component (kind, name) with ``kwargs``; bad keyword names raise ConfigError."""
+    factory = get(kind, name)
+    valid = keyword_options(factory)
+    if valid is not None:
         bad = sorted(set(kwargs) - set(valid))
         if bad:
             raise ConfigError(

@@ -30,8 +30,8 @@ def demo(
     """Run the default study (9 SSL variants on Fashion-MNIST), the toy theory, and write the report."""
     from rich.console import Console
 
+    from dimcollapse.cli.pipeline import run_pipeline
     from dimcollapse.study.grid import load_study
-    from dimcollapse.study.pipeline import run_pipeline
 
     console = Console(stderr=True)
     path = study_file if study_file is not None else find_configs() / "studies" / "demo.yaml"

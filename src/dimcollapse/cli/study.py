@@ -16,8 +16,8 @@ def study(
     fail_fast: bool = typer.Option(False, help="Stop at the first failed run instead of recording it."),
 ) -> None:
     """Train every run of a study one after another; a rerun skips finished runs and resumes killed ones."""
+    from dimcollapse.cli.pipeline import run_pipeline
     from dimcollapse.study.grid import load_study
-    from dimcollapse.study.pipeline import run_pipeline
 
     spec = load_study(study_file)
     folder = out if out is not None else Path("runs") / spec.name

@@ -13,6 +13,23 @@ import numpy as np
 import torch
 from torch import nn
 
+WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.MultiheadAttention,
+)
+
+
+def weight_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every Linear, Conv1d/2d/3d and MultiheadAttention of ``module``, input -> output (named_modules order).
+
+    The one definition of "the weight layers of a module": backbones, weight regularizers and the
+    weight spectra all use it.
+    """
+    return [(name, m) for name, m in module.named_modules() if isinstance(m, WEIGHT_LAYER_TYPES)]
+
 
 def weight_matrix(module: nn.Module) -> torch.Tensor | None:
     """The 2-D weight of a Linear (out x in) or Conv (C_out x rest) module, else None."""
@@ -33,7 +50,7 @@ def singular_values(w: torch.Tensor) -> np.ndarray:
 def named_weight_matrices(module: nn.Module) -> dict[str, torch.Tensor]:
     """Every weight matrix of ``module`` keyed by layer name (see module docstring for the naming)."""
     out: dict[str, torch.Tensor] = {}
-    for name, m in module.named_modules():
+    for name, m in weight_layers(module):
         key = name or "root"
         w = weight_matrix(m)
         if w is not None:

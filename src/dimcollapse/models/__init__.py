@@ -7,7 +7,7 @@ Importing this package registers every component:
 """
 
 from dimcollapse.models import mlp, resnet, small_resnet, vit
-from dimcollapse.models.base import Backbone, collect_weight_layers, init_weights
+from dimcollapse.models.base import Backbone, init_weights
 from dimcollapse.models.mlp import MLPBackbone
 from dimcollapse.models.projectors import (
     ConstantSubvectorProjector,
@@ -39,7 +39,6 @@ __all__ = [
     "ResNet",
     "VisionTransformer",
     "build_small_resnet",
-    "collect_weight_layers",
     "init_weights",
     "mlp",
     "resnet",

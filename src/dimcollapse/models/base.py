@@ -12,14 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dimcollapse.diagnostics.weights import weight_layers
 from dimcollapse.errors import InputError
-
-WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
-
-
-def collect_weight_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every Conv2d / Linear of ``module`` in registration (input -> output) order, by named_modules name."""
-    return [(name, m) for name, m in module.named_modules() if isinstance(m, WEIGHT_LAYER_TYPES)]
 
 
 def init_weights(module: nn.Module) -> None:
@@ -43,8 +37,8 @@ class Backbone(nn.Module):
     in_channels: int
 
     def weight_layers(self) -> list[tuple[str, nn.Module]]:
-        """Conv/Linear layers ordered input -> output (names as in ``named_modules``)."""
-        return collect_weight_layers(self)
+        """Conv/Linear (and attention) layers ordered input -> output (names as in ``named_modules``)."""
+        return weight_layers(self)
 
     @property
     def last_layer_name(self) -> str:

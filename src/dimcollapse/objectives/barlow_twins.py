@@ -9,13 +9,13 @@ from torch import Tensor
 
 from dimcollapse.errors import InputError
 from dimcollapse.objectives.base import Objective, check_nonnegative, check_positive, full_precision
-from dimcollapse.objectives.distributed import (
+from dimcollapse.registry import register
+from dimcollapse.utils.distributed import (
     all_reduce_sum,
     global_batch_size,
     global_cross_moment,
     global_mean,
 )
-from dimcollapse.registry import register
 
 
 @register("objective", "barlow_twins")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.objectives.base import Objective, normalize_rows
-from dimcollapse.objectives.distributed import global_batch_size, local_share
 from dimcollapse.objectives.predictor import Predictor
 from dimcollapse.registry import register
+from dimcollapse.utils.distributed import global_batch_size, local_share
 
 
 def cosine_momentum(progress: float, base: float = 0.99, final: float = 1.0) -> float:
@@ -21,22 +20,6 @@ def cosine_momentum(progress: float, base: float = 0.99, final: float = 1.0) -> 
         raise ConfigError(f"momentum: progress must be a finite number in [0, 1], got {progress!r}.")
     p = min(max(float(progress), 0.0), 1.0)
     return final - (final - base) * (math.cos(math.pi * p) + 1.0) / 2.0
-
-
-@torch.no_grad()
-def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """theta_target <- m theta_target + (1 - m) theta_online (parameters, one fused lerp); buffers copied."""
-    tp: list[torch.Tensor] = list(target.parameters())
-    op = [o.detach() for o in online.parameters()]
-    if len(tp) != len(op) or any(t.shape != o.shape for t, o in zip(tp, op, strict=False)):
-        raise ConfigError(
-            "the momentum target no longer matches the online network (parameter shapes differ); "
-            "rebuild the model from one config instead of editing its layers."
-        )
-    if tp:  # theta_t + (1 - m)(theta_o - theta_t)
-        torch._foreach_lerp_(tp, op, 1.0 - momentum)
-    for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
-        tb.copy_(ob)
 
 
 @register("objective", "byol")

@@ -10,8 +10,8 @@ from torch import Tensor
 
 from dimcollapse.errors import ConfigError
 from dimcollapse.objectives.base import Objective, check_positive, normalize_rows
-from dimcollapse.objectives.distributed import all_gather_with_grad, local_share
 from dimcollapse.registry import register
+from dimcollapse.utils.distributed import all_gather_with_grad, local_share
 
 
 @register("objective", "directclr")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from dimcollapse.errors import ConfigError
-from dimcollapse.objectives.global_batchnorm import GlobalBatchNorm1d
+from dimcollapse.utils.batchnorm import GlobalBatchNorm1d
 
 
 class Predictor(nn.Module):

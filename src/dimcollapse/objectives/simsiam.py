@@ -7,9 +7,9 @@ from typing import ClassVar
 from torch import Tensor
 
 from dimcollapse.objectives.base import Objective, normalize_rows
-from dimcollapse.objectives.distributed import global_batch_size, local_share
 from dimcollapse.objectives.predictor import Predictor
 from dimcollapse.registry import register
+from dimcollapse.utils.distributed import global_batch_size, local_share
 
 
 @register("objective", "simsiam")

@@ -10,8 +10,8 @@ from torch import Tensor
 
 from dimcollapse.errors import InputError
 from dimcollapse.objectives.base import Objective, check_nonnegative, check_positive, full_precision
-from dimcollapse.objectives.distributed import all_reduce_sum, global_batch_size, global_mean
 from dimcollapse.registry import register
+from dimcollapse.utils.distributed import all_reduce_sum, global_batch_size, global_mean
 
 
 def _variance_covariance(z: Tensor, n_total: int, eps: float) -> tuple[Tensor, Tensor]:

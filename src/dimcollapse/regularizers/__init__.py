@@ -6,7 +6,7 @@ ld = build("regularizer", "ldreg", weight=0.01)         # features: ld([r1, r2],
 """
 
 from dimcollapse.regularizers.base import Regularizer
-from dimcollapse.regularizers.gram import gram_deviation_sq, short_side, weight_matrix
+from dimcollapse.regularizers.gram import gram_deviation_sq, weight_matrix
 from dimcollapse.regularizers.last_layer import LastLayerRegularizer
 from dimcollapse.regularizers.layers import last_weight_layer, select_weight_layers
 from dimcollapse.regularizers.ldreg import LDReg, MinLID
@@ -33,7 +33,6 @@ __all__ = [
     "last_weight_layer",
     "power_sigma_max",
     "select_weight_layers",
-    "short_side",
     "variance_term",
     "weight_matrix",
 ]

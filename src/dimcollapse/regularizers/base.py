@@ -7,14 +7,20 @@ from typing import ClassVar, Literal
 
 from torch import nn
 
-from dimcollapse.regularizers.schedule import CoefficientSchedule
+from dimcollapse.regularizers.schedule import SCHEDULE_OPTIONS, CoefficientSchedule
 
 
 class Regularizer(nn.Module):
-    """Base class: term = coefficient(epoch) * raw term; ``last_stats`` holds the raw and weighted values."""
+    """Base class: term = coefficient(epoch) * raw term; ``last_stats`` holds the raw and weighted values.
+
+    The schedule keywords are declared here once; subclasses take them as
+    ``**schedule: Unpack[ScheduleOptions]`` and call ``super().__init__(weight, **schedule)``.
+    """
 
     target: ClassVar[Literal["weights", "features"]]
     default_warmup: ClassVar[str] = "linear"
+    # keywords a subclass receives through ``**schedule`` (the registry checks them by name)
+    keyword_options: ClassVar[tuple[str, ...]] = SCHEDULE_OPTIONS
 
     def __init__(
         self,

@@ -28,12 +28,6 @@ def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
     return weight.reshape(weight.shape[0], -1)
 
 
-def short_side(weight: torch.Tensor) -> torch.Tensor:
-    """A with rows <= cols: A = W if W is wide, else W^T, so that A A^T is the smaller Gram of W."""
-    mat = weight_matrix(weight)
-    return mat if mat.shape[0] <= mat.shape[1] else mat.t()
-
-
 def gram(mat: torch.Tensor) -> torch.Tensor:
     """The smaller Gram of a matrix: W W^T if W is wide (rows <= cols), else W^T W."""
     return mat @ mat.t() if mat.shape[0] <= mat.shape[1] else mat.t() @ mat

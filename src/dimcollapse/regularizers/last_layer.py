@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -10,7 +10,11 @@ from torch import nn
 from dimcollapse.registry import register
 from dimcollapse.regularizers.gram import gram_deviation_sq
 from dimcollapse.regularizers.layers import last_weight_layer
+from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.regularizers.weights import WeightLayerRegularizer
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 
 @register("regularizer", "last_layer")
@@ -24,23 +28,10 @@ class LastLayerRegularizer(WeightLayerRegularizer):
         self,
         weight: float = 1e-3,
         layer: str | None = None,
-        schedule: str = "constant",
-        milestones: Sequence[float] = (),
-        multipliers: Sequence[float] = (),
-        warmup_epochs: float = 0.0,
-        off_epoch: float | None = None,
         encoder: str | None = None,
+        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(
-            weight,
-            None,
-            schedule=schedule,
-            milestones=milestones,
-            multipliers=multipliers,
-            warmup_epochs=warmup_epochs,
-            off_epoch=off_epoch,
-            encoder=encoder,
-        )
+        super().__init__(weight, None, encoder=encoder, **schedule)
         self.layer = layer
 
     def selected(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:

@@ -9,9 +9,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dimcollapse.diagnostics.weights import weight_layers
 from dimcollapse.errors import ConfigError
-
-_WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def layer_weight(module: nn.Module) -> torch.Tensor | None:
@@ -31,11 +30,7 @@ def _module_weight_layers(module: nn.Module, prefix: str) -> list[tuple[str, nn.
     if callable(listing):
         found = list(listing())
     else:
-        found = [
-            (name, m)
-            for name, m in module.named_modules()
-            if isinstance(m, (*_WEIGHT_TYPES, nn.MultiheadAttention)) and layer_weight(m) is not None
-        ]
+        found = [(name, m) for name, m in weight_layers(module) if layer_weight(m) is not None]
     return [(f"{prefix}.{name}" if prefix and name else prefix or name, m) for name, m in found]
 
 

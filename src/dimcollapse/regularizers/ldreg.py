@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 
@@ -12,10 +11,13 @@ from dimcollapse.diagnostics.lid import lid_from_distances
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
-from dimcollapse.regularizers.distributed import gather_detached, sum_detached, world
+from dimcollapse.regularizers.schedule import ScheduleOptions
+from dimcollapse.utils.distributed import gather_detached, sum_detached, world_size
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 DEFAULT_K = 64
-DEFAULT_BETA = {"simclr": 0.01, "byol": 0.005}  # LDReg paper's beta per objective (the default is SimCLR's)
 ESTIMATORS = ("mom", "mle")
 FORMS = ("l1", "l2")
 
@@ -49,13 +51,9 @@ class LDReg(Regularizer):
         k: int | None = None,
         estimator: str = "mom",
         form: str = "l1",
-        warmup_epochs: float = 0.0,
-        schedule: str = "constant",
-        milestones: Sequence[float] = (),
-        multipliers: Sequence[float] = (),
-        off_epoch: float | None = None,
+        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(weight, schedule, milestones, multipliers, warmup_epochs, off_epoch)
+        super().__init__(weight, **schedule)
         if estimator not in ESTIMATORS:
             raise ConfigError(
                 f"unknown LID estimator '{estimator}'. Valid estimators: {', '.join(ESTIMATORS)}."
@@ -94,7 +92,7 @@ class LDReg(Regularizer):
             self.last_stats = {"coefficient": 0.0}
             return queries.new_zeros(())
         local_ref = torch.cat([queries.detach()] + [r.detach().flatten(1) for r in reference or []], dim=0)
-        _, size = world()
+        size = world_size()
         ref = gather_detached(local_ref)
         k = self.neighbours(ref.shape[0])
         dist = knn_excluding_self(queries, ref, k)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from dimcollapse.errors import ConfigError
 
@@ -17,6 +18,23 @@ def _check_nonneg(name: str, value: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name} must be a finite number >= 0, got {value}. Give a non-negative value.")
     return value
+
+
+class ScheduleOptions(TypedDict, total=False):
+    """The coefficient-schedule keywords every regularizer accepts (meaning: ``CoefficientSchedule``).
+
+    A regularizer takes them as ``**schedule: Unpack[ScheduleOptions]`` and passes them to
+    ``Regularizer.__init__``; config files give them next to the regularizer's own keywords.
+    """
+
+    schedule: str
+    milestones: Sequence[float]
+    multipliers: Sequence[float]
+    warmup_epochs: float
+    off_epoch: float | None
+
+
+SCHEDULE_OPTIONS: tuple[str, ...] = tuple(ScheduleOptions.__annotations__)
 
 
 @dataclass

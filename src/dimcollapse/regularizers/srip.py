@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -10,7 +11,11 @@ from dimcollapse.errors import ConfigError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.gram import gram_deviation_norm, gram_minus_identity_matvec, weight_matrix
 from dimcollapse.regularizers.layers import Heads
+from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.regularizers.weights import WeightLayerRegularizer
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
@@ -54,25 +59,10 @@ class SRIP(WeightLayerRegularizer):
         power_steps: int = 2,
         persistent: bool = True,
         squared: bool = False,
-        schedule: str = "constant",
-        milestones: Sequence[float] = (),
-        multipliers: Sequence[float] = (),
-        warmup_epochs: float = 0.0,
-        off_epoch: float | None = None,
         encoder: str | None = None,
+        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(
-            weight,
-            layers,
-            include_projector,
-            include_predictor,
-            schedule=schedule,
-            milestones=milestones,
-            multipliers=multipliers,
-            warmup_epochs=warmup_epochs,
-            off_epoch=off_epoch,
-            encoder=encoder,
-        )
+        super().__init__(weight, layers, include_projector, include_predictor, encoder, **schedule)
         if int(power_steps) != power_steps or power_steps < 0:
             raise ConfigError(f"power_steps must be an integer >= 0, got {power_steps}.")
         self.power_steps = int(power_steps)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from dimcollapse.regularizers.base import Regularizer
 from dimcollapse.regularizers.layers import Heads, select_weight_layers
+from dimcollapse.regularizers.schedule import ScheduleOptions
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 
 class WeightLayerRegularizer(Regularizer, ABC):
@@ -25,21 +29,10 @@ class WeightLayerRegularizer(Regularizer, ABC):
         layers: str | Sequence[str] | None = None,
         include_projector: Heads = False,
         include_predictor: Heads = False,
-        schedule: str = "constant",
-        milestones: Sequence[float] = (),
-        multipliers: Sequence[float] = (),
-        warmup_epochs: float = 0.0,
-        off_epoch: float | None = None,
         encoder: str | None = None,
+        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(
-            self.default_weight if weight is None else weight,
-            schedule=schedule,
-            milestones=milestones,
-            multipliers=multipliers,
-            warmup_epochs=warmup_epochs,
-            off_epoch=off_epoch,
-        )
+        super().__init__(self.default_weight if weight is None else weight, **schedule)
         self.layers = layers
         self.include_projector = include_projector
         self.include_predictor = include_predictor

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
+from dimcollapse.regularizers.schedule import ScheduleOptions
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 
 def variance_term(r: torch.Tensor, target_std: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
@@ -23,7 +26,8 @@ def covariance_term(r: torch.Tensor) -> torch.Tensor:
     n, d = r.shape
     centred = r - r.mean(dim=0)
     cov = centred.t() @ centred / (n - 1)
-    off = cov.pow(2).sum() - cov.diagonal().pow(2).sum()
+    diagonal = torch.eye(d, dtype=torch.bool, device=r.device)
+    off = cov.pow(2).masked_fill(diagonal, 0.0).sum()  # not sum - diag: that cancels to < 0 near I
     return off / d
 
 
@@ -39,13 +43,9 @@ class FeatureWhitening(Regularizer):
         variance_weight: float = 25.0,
         covariance_weight: float = 1.0,
         target_std: float = 1.0,
-        schedule: str = "constant",
-        milestones: Sequence[float] = (),
-        multipliers: Sequence[float] = (),
-        warmup_epochs: float = 0.0,
-        off_epoch: float | None = None,
+        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(weight, schedule, milestones, multipliers, warmup_epochs, off_epoch)
+        super().__init__(weight, **schedule)
         for name, value in (("variance_weight", variance_weight), ("covariance_weight", covariance_weight)):
             if value < 0:
                 raise ConfigError(f"whitening {name} must be >= 0, got {value}.")

@@ -30,11 +30,6 @@ def chain_forward(
     return h
 
 
-def relu_slopes(n_layers: int, replicas: int = 1) -> list[torch.Tensor]:
-    """Slopes for a ReLU between every pair of layers (all zero)."""
-    return [torch.zeros(replicas, 1, 1, dtype=torch.float64) for _ in range(n_layers - 1)]
-
-
 @dataclass
 class ChainHistory:
     """What a training run recorded: steps, per-replica loss, singular values of every layer, spectra."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dimcollapse.utils.atomic import atomic_write_bytes
+from dimcollapse.utils.figures import figure_bytes
 
 TINY = 1e-300
 
 
 def save(fig: Figure, path: Path) -> str:
     """Write ``fig`` as PNG to ``path`` atomically; return the file name."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, figure_bytes(fig, "png", dpi=90, tight=True, close=True))
     return path.name
 
 

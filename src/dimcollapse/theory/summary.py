@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dimcollapse.theory.runner import make_config, run_experiment, write_outputs
+from dimcollapse.theory.experiments import make_config, run_experiment, write_outputs
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
 
 # (experiment, loss override or None for its default): the dot-loss runs are the paper's released script

@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from dimcollapse.errors import ConfigError
-from dimcollapse.objectives.byol import ema_update
 from dimcollapse.registry import build, get
 from dimcollapse.training.config import ModelConfig, ObjectiveConfig
+from dimcollapse.utils.ema import ema_update
 
 
 def _accepts(factory: Any, key: str) -> bool:

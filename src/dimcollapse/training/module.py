@@ -18,12 +18,12 @@ from torch import Tensor, nn
 
 from dimcollapse.data.views import ViewAugment
 from dimcollapse.errors import InputError
-from dimcollapse.objectives.global_batchnorm import convert_to_global_batchnorm
 from dimcollapse.registry import build
 from dimcollapse.training.config import RunConfig, from_dict
 from dimcollapse.training.datamodule import DataInfo
 from dimcollapse.training.model import SSLModel
 from dimcollapse.training.optim import build_optimizer, build_scheduler
+from dimcollapse.utils.batchnorm import convert_to_global_batchnorm
 
 
 class NonFiniteLossError(InputError):

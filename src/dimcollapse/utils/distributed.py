@@ -1,0 +1,185 @@
+"""The one distributed module: world size / rank, collectives with correct gradients, gathers.
+
+Every layer above (objectives, regularizers, models, training) asks this module for the world, so
+``local_only()`` is honoured everywhere.
+
+Everything here is a no-op (identity / local statistics) when ``torch.distributed`` is not initialised,
+the world size is 1, or inside ``with local_only():`` (for calls made on one process only).
+
+Gradient convention (read this before writing a distributed loss)
+-----------------------------------------------------------------
+Let W be the world size, N the global batch (sum of the local batches n_k), L the loss that a single
+process would compute on the whole global batch. DDP *averages* parameter gradients over processes.
+Every objective (objectives/) returns on process k a tensor L_k whose autograd graph satisfies
+
+    sum_k L_k = W * L                              (value convention)
+    grad of the local inputs z_k on process k = W * dL/dz_k     (gradient convention)
+
+so that DDP's average (1/W) sum_k (W dL/dz_k)(dz_k/dtheta) = dL/dtheta reproduces the single-process
+gradient exactly, and the mean of the logged per-process losses equals L.
+
+Why the second line follows from the first: the collectives below are differentiated as their exact
+adjoints. ``all_reduce_sum`` (y_j = sum_k x_k on every j) back-propagates ybar -> sum_j ybar_j;
+``all_gather_with_grad`` (y_j = concat_k x_k on every j) back-propagates to x_k the sum over processes
+of the gradient rows that belong to x_k. Hence the gradient process k obtains for its inputs is
+d(sum_j L_j)/dz_k = W dL/dz_k.
+
+Two kinds of loss meet the value convention:
+- per-anchor losses (NT-Xent with gathered negatives, DirectCLR, BYOL, SimSiam): L = (1/N) sum_i l_i,
+  and process k returns its *local share* L_k = (W/N) sum_{i local} l_i (``local_share``); with equal
+  local batches that is just the local mean;
+- losses of global batch statistics (Barlow Twins, VICReg): every process computes the same value
+  L_k = L from statistics all-reduced with ``all_reduce_sum``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+_local_only_depth = 0
+
+
+@contextmanager
+def local_only() -> Iterator[None]:
+    """Within this block objectives use this process's batch only (no collectives), e.g. on rank 0 alone.
+
+    Calling an objective on one process while the others do not would otherwise wait forever.
+    """
+    global _local_only_depth
+    _local_only_depth += 1
+    try:
+        yield
+    finally:
+        _local_only_depth -= 1
+
+
+def is_distributed() -> bool:
+    """True when torch.distributed is initialised with more than one process (and not in local_only)."""
+    if _local_only_depth > 0:
+        return False
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    """Number of processes W (1 when not distributed)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    """This process's rank (0 when not distributed)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """y = sum_k x_k on every process; backward: xbar_k = sum_j ybar_j (the adjoint)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        out = x.detach().clone().contiguous()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        out = grad.detach().clone().contiguous()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+
+class _AllGather(torch.autograd.Function):
+    """y = concat_k x_k along dim 0 on every process; backward: sum over processes, keep local rows."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, sizes: list[int]) -> Tensor:
+        me = dist.get_rank()
+        biggest = max(sizes)
+        x = x.detach().contiguous()
+        if x.shape[0] < biggest:  # unequal local batches: pad, gather, trim
+            pad = x.new_zeros((biggest - x.shape[0], *x.shape[1:]))
+            x = torch.cat([x, pad], dim=0)
+        parts = [torch.empty_like(x) for _ in sizes]
+        dist.all_gather(parts, x)
+        ctx.start = sum(sizes[:me])
+        ctx.stop = ctx.start + sizes[me]
+        return torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)], dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        total = grad.detach().clone().contiguous()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total[ctx.start : ctx.stop], None
+
+
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """sum_k x_k over processes, differentiable (backward is the adjoint all-reduce); identity if W = 1."""
+    if not is_distributed():
+        return x
+    return _AllReduceSum.apply(x)
+
+
+def batch_sizes(n_local: int, device: torch.device | None = None) -> list[int]:
+    """The local batch size n_k of every process, in rank order ([n_local] when not distributed)."""
+    if not is_distributed():
+        return [n_local]
+    mine = torch.tensor([n_local], dtype=torch.long, device=device)
+    parts = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, mine)
+    return [int(p.item()) for p in parts]
+
+
+def all_gather_with_grad(x: Tensor) -> tuple[Tensor, int]:
+    """(concat_k x_k along dim 0, offset of this process's rows); gradients flow back to every x_k.
+
+    Local batches may differ in size. Returns (x, 0) when not distributed.
+    """
+    if not is_distributed():
+        return x, 0
+    sizes = batch_sizes(x.shape[0], x.device)
+    gathered = _AllGather.apply(x, sizes)
+    return gathered, sum(sizes[: dist.get_rank()])
+
+
+def global_batch_size(n_local: int, device: torch.device | None = None) -> int:
+    """N = sum_k n_k (n_local when not distributed)."""
+    return sum(batch_sizes(n_local, device))
+
+
+def local_share(local_sum: Tensor, n_total: int) -> Tensor:
+    """L_k = (W / N) * sum_{i local} l_i: this process's share of the mean loss (module docstring)."""
+    return local_sum * (world_size() / n_total)
+
+
+def global_mean(x: Tensor, n_total: int) -> Tensor:
+    """Column mean over the global batch, (1/N) sum_k sum_{i in k} x_i, differentiable."""
+    return all_reduce_sum(x.sum(dim=0)) / n_total
+
+
+def global_variance(x: Tensor, n_total: int, unbiased: bool = False) -> Tensor:
+    """Per-column variance over the global batch (two-pass: mean, then squared deviations)."""
+    centred = x - global_mean(x, n_total)
+    denom = n_total - 1 if unbiased else n_total
+    return all_reduce_sum(centred.pow(2).sum(dim=0)) / denom
+
+
+def global_cross_moment(a: Tensor, b: Tensor, n_total: int, denom: int | None = None) -> Tensor:
+    """(1/denom) sum over the global batch of a_i b_i^T (d_a x d_b); denom defaults to N."""
+    return all_reduce_sum(a.T @ b) / (n_total if denom is None else denom)
+
+
+def gather_detached(x: Tensor) -> Tensor:
+    """concat_k sg(x_k) over processes in rank order (row counts may differ); sg(x) when not distributed."""
+    return all_gather_with_grad(x.detach())[0]  # the input is detached: no gradient flows
+
+
+def sum_detached(x: Tensor) -> Tensor:
+    """sum_k sg(x_k) over processes (all-reduce of a detached copy); a detached copy when not distributed."""
+    out = x.detach().clone()
+    if is_distributed():
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
