@@ -40,7 +40,7 @@ def find_split_dir(root: str | os.PathLike[str] | None, train: bool) -> tuple[Pa
     if base is None:
         looked = "; ".join(str(d) for d in dirs) or "(nowhere: no root given and $DIMCOLLAPSE_DATA unset)"
         raise InputError(
-            f"image folder not found. Looked in: {looked}. Give root/--data-dir a folder with train/ and "
+            f"image folder not found. Looked in: {looked}. Set data.root=DIR to a folder with train/ and "
             "val/, each holding one subfolder of images per class (the ImageNet-100 layout), or set "
             "$DIMCOLLAPSE_DATA."
         )

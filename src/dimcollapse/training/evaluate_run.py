@@ -37,8 +37,8 @@ def _accuracies(
     return out
 
 
-def _diagnostics(name: str, z: Tensor, max_points: int = 5000) -> dict[str, float]:
-    stats = dg.summarize(z, lid_max_points=max_points)
+def _diagnostics(name: str, z: Tensor, max_points: int = 5000, k: int = 20) -> dict[str, float]:
+    stats = dg.summarize(z, k=k, lid_max_points=max_points)
     return {f"{key}_{name}": float(v) for key, v in stats.items()}
 
 
@@ -67,8 +67,8 @@ def evaluate_module(module: Any, dm: SSLDataModule, cfg: RunConfig) -> dict[str,
     if d0 is not None and int(d0) < rtr.shape[1]:
         metrics.update(_accuracies("_d0", cfg, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
         metrics["d0"] = int(d0)
-    metrics.update(_diagnostics("r", rte))
-    metrics.update(_diagnostics("z", zte))
+    metrics.update(_diagnostics("r", rte, k=cfg.eval.lid_k))
+    metrics.update(_diagnostics("z", zte, k=cfg.eval.lid_k))
     metrics["eval_train_size"] = int(rtr_l.shape[0])
     metrics["eval_test_size"] = int(rte.shape[0])
     metrics["eval_time_s"] = time.perf_counter() - t0
