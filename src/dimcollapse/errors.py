@@ -22,6 +22,10 @@ class ConfigError(DimCollapseError):
     """Bad configuration: unknown name, unknown key, value out of range."""
 
 
+class DiskFullError(InputError):
+    """No space left on the device (or quota exceeded) while writing a file."""
+
+
 class DivergedError(InputError):
     """Training produced NaN/Inf at ``step`` (in ``what``); the run adds the checkpoint and the fix."""
 

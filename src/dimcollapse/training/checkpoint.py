@@ -97,13 +97,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Weights only" in str(e) or "Unsupported global" in str(e):
+        if "Unsupported global" in str(e) or "GLOBAL " in str(e):
             raise InputError(
                 f"'{p}' holds pickled Python objects (e.g. a whole model saved with torch.save(model)), "
                 "not a checkpoint written by dimcollapse train; it is not loaded because unpickling can run "
                 "code. Pass the .ckpt of a run (runs/<name>/checkpoints/final.ckpt)."
             ) from None
-        raise _unreadable(p, e) from None
+        raise _unreadable(p, ValueError("not a valid torch file")) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise _unreadable(p, e) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:

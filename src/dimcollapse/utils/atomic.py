@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from dimcollapse.errors import InputError
+from dimcollapse.errors import DiskFullError, InputError
 
 
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
@@ -63,7 +63,7 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 def _disk_error(e: OSError, target: Path) -> Exception:
     """InputError for a full disk / quota naming the file; other OS errors unchanged."""
     if e.errno in DISK_FULL:
-        return InputError(
+        return DiskFullError(
             f"no space left on the device while writing '{target}' ({e.strerror}); free disk space or "
             "choose another --out. The previous version of the file is intact."
         )
