@@ -39,9 +39,10 @@ def train(
 ) -> None:
     """Train backbone + projector + objective (+ regularizers) and evaluate it; writes metrics.json."""
     from dimcollapse.training.config import load_config
+
+    cfg = load_config(config, list(overrides or []))  # before importing Lightning: config errors come fast
     from dimcollapse.training.run import train as run_train
 
-    cfg = load_config(config, list(overrides or []))
     out_dir = out if out is not None else Path("runs") / config.stem
     metrics = run_train(cfg, out_dir, resume=resume, override_lr=override_lr)
     console = Console()

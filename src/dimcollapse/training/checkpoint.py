@@ -13,7 +13,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from dimcollapse.errors import ConfigError, InputError
+from dimcollapse.errors import ConfigError, DivergedError, InputError
 from dimcollapse.utils.atomic import atomic_save
 
 log = logging.getLogger("dimcollapse.checkpoint")
@@ -68,8 +68,8 @@ class FiniteModelCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that never overwrites a good checkpoint with a non-finite state.
 
     Parameters, buffers (BatchNorm running statistics) and the optimizer state are checked before every
-    save. ``last_good_step`` is the global step of the last checkpoint written; ``first_bad`` the step
-    and names of the first state that was refused.
+    save; a non-finite state is not written and stops training (DivergedError). ``last_good_step`` is the
+    global step of the last checkpoint written; ``first_bad`` the step and names of the refused state.
     """
 
     last_good_step: int | None = None
@@ -82,7 +82,7 @@ class FiniteModelCheckpoint(ModelCheckpoint):
             if self.first_bad is None:
                 self.first_bad = (step, bad)
             log.warning("step %d: %s hold NaN/Inf; checkpoint %s not written", step, describe_bad(bad), filepath)
-            return
+            raise DivergedError(f"the model state became non-finite at step {step}", step, describe_bad(bad))
         super()._save_checkpoint(trainer, filepath)
         self.last_good_step = int(trainer.global_step)
 

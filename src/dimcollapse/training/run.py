@@ -144,10 +144,9 @@ class SaveFinal(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Save the final state to every path (atomic writes through the CheckpointIO plugin)."""
         for path in self.paths:
-            if save_if_finite(trainer, path):
-                raise DivergedError(
-                    "the final state holds NaN/Inf; training stopped.", int(trainer.global_step), "the weights"
-                )
+            bad = save_if_finite(trainer, path)
+            if bad:
+                raise DivergedError("the final state holds NaN/Inf", int(trainer.global_step), describe_bad(bad))
 
 
 def _progress_bar() -> L.Callback:
@@ -236,10 +235,12 @@ def _diverged(e: DivergedError, cfg: RunConfig, ckpt: FiniteModelCheckpoint, out
     lower = f"{cfg.optim.lr / 10:.3g}"
     if e.what == "the probe embeddings":
         head = f"the monitor's probe embeddings became non-finite at step {e.step}"
-    else:
+    elif e.what.startswith(("objective", "regularizer", "the sum")) or not e.what:
         head = f"the loss became non-finite at step {e.step} (from {e.what or 'the sum of terms'})"
+    else:
+        head = f"the model state became non-finite at step {e.step} ({e.what})"
     first = ""
-    if ckpt.first_bad is not None:
+    if ckpt.first_bad is not None and ckpt.first_bad[0] != e.step:
         first = f" The state first held NaN/Inf at step {ckpt.first_bad[0]} ({describe_bad(ckpt.first_bad[1])})."
     if last.is_file():
         at = f" (step {ckpt.last_good_step})" if ckpt.last_good_step is not None else ""
