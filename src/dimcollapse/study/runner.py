@@ -126,7 +126,8 @@ def _run_locked(
         except Exception as e:  # one run's failure (corrupt checkpoint, NaN, a bug) must not end the study
             if fail_fast:
                 raise
-            reason = one_line(e if isinstance(e, DimCollapseError) else f"{type(e).__name__}: {e}", 500)
+            reason = one_line(e, 500)
+            reason = reason if isinstance(e, DimCollapseError) else f"{type(e).__name__}: {reason}"
             console.print(f"[bold red]run {escape(spec.run_id)} failed:[/] {escape(reason)}")
             result.failed[spec.run_id] = reason
             result.rows.append(_row(spec, cfg, f"failed: {reason}", None))
