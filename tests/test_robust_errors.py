@@ -16,7 +16,6 @@ from dimcollapse.errors import InputError, one_line
 from robust_helpers import TINY_YAML, idx_gzip_bomb, png_header_only, start_cli
 
 
-
 def _make_inputs(tmp: Path) -> dict[str, list[str]]:
     """Bad inputs, one per class; each is a CLI argv run in ``tmp``."""
     (tmp / "tiny.yaml").write_text(TINY_YAML)
@@ -58,8 +57,10 @@ def _make_inputs(tmp: Path) -> dict[str, list[str]]:
         "study_name_escapes": ["study", "escape.yaml"],
         "garbage_results_json": ["report", "garbage_study", "--out", "out"],
         "truncated_checkpoint": ["eval", "truncated.ckpt", "--out", "out"],
-        "image_decompression_bomb": [*train, "data.name=image_folder", "data.root=images",
-                                     "data.kwargs={image_size: 8, channels: 1}", "data.batch_size=1"],  # fmt: skip
+        "image_decompression_bomb": [
+            *train, "data.name=image_folder", "data.root=images", "data.kwargs={image_size: 8, channels: 1}",
+            "data.batch_size=1",
+        ],
         "idx_gzip_bomb": [*train, "data.name=fashion_mnist", "data.kwargs={}", "data.root=fmnist"],
     }
 
@@ -99,7 +100,8 @@ def test_every_bad_input_gives_one_line_exit_2_and_writes_nothing(
     assert "data.root '/no/such/dir' does not exist" in text["mistyped_data_root"]
     assert "eval.lid_k=20" in text["lid_k_above_test_split"]
     assert "[/red]:x:[bold].yaml" in text["markup_in_path"]
-    assert "pixels" in text["image_decompression_bomb"] and "MAX_IMAGE_PIXELS" in text["image_decompression_bomb"]
+    assert "pixels" in text["image_decompression_bomb"]
+    assert "MAX_IMAGE_PIXELS" in text["image_decompression_bomb"]
     assert "decompresses to more than" in text["idx_gzip_bomb"]
     assert "--data-dir" not in "".join(text.values())
 

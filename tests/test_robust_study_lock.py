@@ -127,7 +127,7 @@ def test_study_file_with_runs_of_the_wrong_type(tmp_path: Path) -> None:
 
 def test_garbage_results_json(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text("{garbage")
-    with pytest.raises(InputError, match="results.json' is not a study's results"):
+    with pytest.raises(InputError, match=r"results\.json' is not a study's results"):
         load_results(tmp_path)
     study = load_study(_study(tmp_path))
     run_study(study, tmp_path, train_fn=Fake())  # a rerun of the study rebuilds it

@@ -96,7 +96,8 @@ def test_resume_without_checkpoint_is_an_error(tmp_path: Path) -> None:
 def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
     cfg = load_config(None, [*TINY, "optim.max_steps=10", "trainer.checkpoint_every=2"])
     with pytest.raises(
-        InputError, match=r"non-finite at step 4 .*conv1\.weight.*last good checkpoint \(step 2\).*--override-lr"
+        InputError,
+        match=r"non-finite at step 4 .*conv1\.weight.*last good checkpoint \(step 2\).*--override-lr",
     ):
         train(cfg, tmp_path, extra_callbacks=[PoisonWeights(at=4)])  # poisoned weights are never saved
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")

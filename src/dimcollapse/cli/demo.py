@@ -40,7 +40,8 @@ def demo(
     path = study_file if study_file is not None else find_configs() / "studies" / "demo.yaml"
     study = load_study(path)
     t0 = time.perf_counter()
-    console.print(f"[bold]dimcollapse demo[/]: {len(study.runs)} runs of '{escape(str(path))}' into '{escape(str(out))}'")
+    where = f"'{escape(str(path))}' into '{escape(str(out))}'"
+    console.print(f"[bold]dimcollapse demo[/]: {len(study.runs)} runs of {where}")
     resolve_configs(study, list(overrides or []))
     with folder_lock(out / LOCK, "study folder"):
         result, page = run_pipeline(study, out, list(overrides or []), console=console)

@@ -10,6 +10,7 @@ one line too; an unexpected exception is reported in one line with exit status 1
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
@@ -116,10 +117,8 @@ def _run(argv: list[str] | None) -> int:
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv``; return the exit status instead of exiting (for tests)."""
     previous = None
-    try:
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread: leave signals alone
-        pass
     try:
         return _run(argv)
     finally:

@@ -67,7 +67,8 @@ def find_dir(
     looked = "; ".join(str(d) for d in dirs) or "(nowhere: no root given and $DIMCOLLAPSE_DATA unset)"
     raise InputError(
         f"{dataset} not found: need {wanted}. Looked in: {looked}. "
-        f"{how_to_get} Then set data.root=DIR (config key or override) or the environment variable ${ENV_VAR}."
+        f"{how_to_get} Then set data.root=DIR (config key or override) or the environment variable "
+        f"${ENV_VAR}."
     )
 
 

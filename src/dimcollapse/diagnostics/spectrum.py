@@ -103,7 +103,8 @@ class CovarianceAccumulator:
         nb = x.shape[0]
         if self._m2 is None:
             d = int(x.shape[1])
-            check_allocation(8 * d * d, f"the {d} x {d} covariance of {self.name}", "Reduce the number of columns")
+            what = f"the {d} x {d} covariance of {self.name}"
+            check_allocation(8 * d * d, what, "Reduce the number of columns")
         m2b = x.T @ x
         if self._m2 is None:
             self.n, self._mean, self._m2 = nb, mb, m2b
@@ -190,7 +191,9 @@ def covariance_spectrum(
     return spectrum_of(covariance_matrix(Z, center, l2_normalize, block_size))
 
 
-def gram_spectrum(t: torch.Tensor, center: bool = True, l2_normalize: bool = False, name: str = "Z") -> np.ndarray:
+def gram_spectrum(
+    t: torch.Tensor, center: bool = True, l2_normalize: bool = False, name: str = "Z"
+) -> np.ndarray:
     """Eigenvalues of (1/N) X^T X via the N x N Gram (1/N) X X^T (X centred / normalised), padded with
     D - N zeros; descending, float64. For N < D this costs O(N^2 D) instead of O(N D^2 + D^3)."""
     bad = count_nonfinite_rows(t)

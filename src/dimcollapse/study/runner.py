@@ -87,7 +87,8 @@ def run_study(
     plan = resolve_configs(study, extra_overrides)
     out = ensure_writable_dir(out_dir)
     with folder_lock(out / LOCK, "study folder"):
-        return _run_locked(study, out, plan, train_fn or _default_train, console or Console(stderr=True), fail_fast)
+        console = console or Console(stderr=True)
+        return _run_locked(study, out, plan, train_fn or _default_train, console, fail_fast)
 
 
 def _run_locked(

@@ -81,8 +81,9 @@ class FiniteModelCheckpoint(ModelCheckpoint):
             step = int(trainer.global_step)
             if self.first_bad is None:
                 self.first_bad = (step, bad)
-            log.warning("step %d: %s hold NaN/Inf; checkpoint %s not written", step, describe_bad(bad), filepath)
-            raise DivergedError(f"the model state became non-finite at step {step}", step, describe_bad(bad))
+            what = describe_bad(bad)
+            log.warning("step %d: %s hold NaN/Inf; checkpoint %s not written", step, what, filepath)
+            raise DivergedError(f"the model state became non-finite at step {step}", step, what)
         super()._save_checkpoint(trainer, filepath)
         self.last_good_step = int(trainer.global_step)
 

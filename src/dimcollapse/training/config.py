@@ -217,9 +217,9 @@ def _check_finite(node: Any, key: str = "") -> None:
         return
     elif isinstance(node, float):
         if not math.isfinite(node):
-            raise ConfigError(f"{key} = {node!r} is not a finite number; give a real value (e.g. the default).")
+            raise ConfigError(f"{key} = {node!r} is not a finite number; give a real value, e.g. the default")
         if abs(node) > MAX_ABS_FLOAT:
-            raise ConfigError(f"{key} = {node!r} is out of range (|value| <= {MAX_ABS_FLOAT:g}); fix the value.")
+            raise ConfigError(f"{key} = {node!r} is out of range (|value| <= {MAX_ABS_FLOAT:g}); fix it.")
     elif isinstance(node, int) and abs(node) > MAX_INT:
         raise ConfigError(f"{key} = {node} is out of range (|value| <= 2^53); fix the value.")
 
@@ -393,7 +393,7 @@ def _read_recipe(p: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = clip(getattr(e, "problem", None) or type(e).__name__, 80)
-        raise ConfigError(f"config file '{p}' is not valid YAML ({problem}{where}); fix the syntax.") from None
+        raise ConfigError(f"config file '{p}' is not valid YAML ({problem}{where}); fix it.") from None
     if not isinstance(node, DictConfig):
         raise ConfigError(f"config file '{p}' must hold a mapping of keys at the top level.")
     raw = OmegaConf.to_container(node, resolve=False)

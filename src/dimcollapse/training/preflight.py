@@ -54,7 +54,7 @@ def _check_accelerator(cfg: RunConfig) -> None:
                 f"set trainer.devices={count} or fewer."
             )
     if acc == "mps" and not (torch.backends.mps.is_available()):
-        raise ConfigError(f"trainer.accelerator=mps but Apple's MPS backend is not available here; {CPU_FIX}.")
+        raise ConfigError(f"trainer.accelerator=mps but Apple's MPS backend is not available; {CPU_FIX}.")
     if acc == "cpu" and isinstance(t.devices, (list, tuple)):
         raise ConfigError(
             f"trainer.devices={list(t.devices)!r}: on CPU give a number of processes (e.g. 2), not a list."
@@ -92,9 +92,9 @@ def check_machine(cfg: RunConfig) -> None:
     except Exception as e:  # MisconfigurationException, ValueError, TypeError from Lightning's checks
         first = clip(str(e).splitlines()[0] if str(e) else type(e).__name__, 160)
         raise ConfigError(
-            f"trainer settings accelerator={t.accelerator!r}, devices={t.devices!r}, strategy={t.strategy!r}, "
-            f"precision={t.precision!r} cannot run on this machine ({first}); fix them, e.g. {CPU_FIX} "
-            "trainer.strategy=auto (or ddp_spawn for several CPU processes)."
+            f"trainer settings accelerator={t.accelerator!r}, devices={t.devices!r}, "
+            f"strategy={t.strategy!r}, precision={t.precision!r} cannot run on this machine ({first}); fix "
+            f"them, e.g. {CPU_FIX} trainer.strategy=auto (or ddp_spawn for several CPU processes)."
         ) from None
     finally:
         for n, level in levels.items():

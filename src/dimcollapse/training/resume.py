@@ -52,7 +52,9 @@ def stored_config(checkpoint: dict[str, Any], source: str) -> RunConfig:
     """The RunConfig saved in a checkpoint's hyper-parameters."""
     hp = checkpoint.get("hyper_parameters") or {}
     if not isinstance(hp, dict) or "config" not in hp or "data_info" not in hp:
-        raise InputError(f"checkpoint '{source}' holds no dimcollapse config; it was not written by dimcollapse train.")
+        raise InputError(
+            f"checkpoint '{source}' holds no dimcollapse config; it was not written by dimcollapse train."
+        )
     try:
         return from_dict(hp["config"])
     except ConfigError as e:

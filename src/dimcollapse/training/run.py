@@ -146,7 +146,8 @@ class SaveFinal(L.Callback):
         for path in self.paths:
             bad = save_if_finite(trainer, path)
             if bad:
-                raise DivergedError("the final state holds NaN/Inf", int(trainer.global_step), describe_bad(bad))
+                step = int(trainer.global_step)
+                raise DivergedError("the final state holds NaN/Inf", step, describe_bad(bad))
 
 
 def _progress_bar() -> L.Callback:
@@ -241,7 +242,8 @@ def _diverged(e: DivergedError, cfg: RunConfig, ckpt: FiniteModelCheckpoint, out
         head = f"the model state became non-finite at step {e.step} ({e.what})"
     first = ""
     if ckpt.first_bad is not None and ckpt.first_bad[0] != e.step:
-        first = f" The state first held NaN/Inf at step {ckpt.first_bad[0]} ({describe_bad(ckpt.first_bad[1])})."
+        step, bad = ckpt.first_bad
+        first = f" The state first held NaN/Inf at step {step} ({describe_bad(bad)})."
     if last.is_file():
         at = f" (step {ckpt.last_good_step})" if ckpt.last_good_step is not None else ""
         keep = f"The last good checkpoint{at} is kept at '{last}'."
@@ -251,7 +253,7 @@ def _diverged(e: DivergedError, cfg: RunConfig, ckpt: FiniteModelCheckpoint, out
         )
     else:
         keep = "No checkpoint was written yet."
-        fix = f"Rerun with a lower learning rate (optim.lr={lower}) or a longer warm-up (optim.warmup_epochs)."
+        fix = f"Rerun with a lower learning rate (optim.lr={lower}) or more warm-up (optim.warmup_epochs)."
     return DivergedError(f"{head}; training stopped.{first} {keep} {fix}", e.step, e.what)
 
 

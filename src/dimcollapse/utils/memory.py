@@ -32,5 +32,6 @@ def check_allocation(nbytes: int, what: str, fix: str = "") -> None:
     if nbytes > limit:
         raise InputError(
             f"{what} would need {nbytes / 2**30:.1f} GiB, above the limit of {limit / 2**30:.1f} GiB "
-            f"(${ENV_VAR}). {fix or 'Use a smaller input'}; or raise ${ENV_VAR} if the machine has the memory."
+            f"(${ENV_VAR}). {fix or 'Use a smaller input'}; or raise ${ENV_VAR} if the machine has the "
+            "memory."
         )

@@ -10,7 +10,7 @@ _SAFE = re.compile(r"[A-Za-z0-9_.+=-]+")
 
 
 def check_folder_name(name: str, kind: str) -> str:
-    """``name`` if it is one safe path component (letters, digits, _ . + = -; not '.' or '..'), else ConfigError."""
+    """``name`` if it is one safe path component (letters, digits, _ . + = -; no leading '.'); else error."""
     text = str(name)
     if not text or text in (".", "..") or not _SAFE.fullmatch(text) or text.startswith("."):
         shown = text if len(text) <= 60 else text[:57] + "..."

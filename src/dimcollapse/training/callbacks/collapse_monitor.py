@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from dimcollapse import diagnostics as dg
-from dimcollapse.regularizers.gram import gram_deviation_sq
 from dimcollapse.errors import DivergedError
+from dimcollapse.regularizers.gram import gram_deviation_sq
 from dimcollapse.utils.atomic import atomic_write_json
 
 log = logging.getLogger("dimcollapse.monitor")
