@@ -96,6 +96,15 @@ def evaluate_checkpoint(
     load_model_state(module, path)
     dm = SSLDataModule(cfg)
     dm.setup("eval")
+    saved, now = hp["data_info"], dm.info.__dict__
+    diff = [f"{k} {saved[k]} -> {now[k]}" for k in now if k in saved and saved[k] != now[k]]
+    if diff:
+        from dimcollapse.errors import InputError
+
+        raise InputError(
+            f"checkpoint '{path}' was trained on other data than '{cfg.data.name}' found now "
+            f"({', '.join(diff)}); point $DIMCOLLAPSE_DATA / the data folder at the data of the run."
+        )
     metrics = evaluate_module(module, dm, cfg)
     metrics["checkpoint"] = str(path)
     metrics["step"] = int(ckpt.get("global_step", 0))
