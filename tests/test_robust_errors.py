@@ -164,7 +164,9 @@ def test_usage_errors_are_one_line(argv: list[str], capsys: pytest.CaptureFixtur
     assert err.count("\n") == 1 and err.startswith("error: ")
 
 
-def test_simulate_refuses_verdicts_of_a_diverged_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_simulate_refuses_verdicts_of_a_diverged_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from dimcollapse.cli.main import run
 
     code = run(["simulate", "depth", "--lr", "50", "--steps", "200", "--out", str(tmp_path / "sim")])
