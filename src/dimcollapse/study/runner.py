@@ -17,7 +17,7 @@ from dimcollapse.errors import DimCollapseError, DiskFullError, RunInterrupted, 
 from dimcollapse.study.grid import RunSpec, Study
 from dimcollapse.study.results import describe_config, flat_scalars, read_json, write_results
 from dimcollapse.training.config import RunConfig, load_config, to_dict
-from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir
+from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir, remove_stale_temp_files
 from dimcollapse.utils.lock import folder_lock
 from dimcollapse.utils.names import check_folder_name
 
@@ -99,6 +99,7 @@ def _run_locked(
     console: Console,
     fail_fast: bool,
 ) -> StudyRun:
+    remove_stale_temp_files(out)  # results.json / study.yaml writes of a killed study process
     if study.path.is_file():
         atomic_write_text(out / "study.yaml", study.path.read_text())
     result = StudyRun(out, [])
@@ -121,9 +122,16 @@ def _run_locked(
         t0 = time.perf_counter()
         try:
             metrics = train_fn(cfg, run_dir, resume)
-        except (DiskFullError, RunInterrupted):
+        except DiskFullError:
             write_results(out, result.rows)
             raise
+        except RunInterrupted as e:
+            write_results(out, result.rows)
+            raise RunInterrupted(
+                f"study '{study.name}', run {spec.run_id}: {e} (For the study: rerun the same study "
+                "command; it resumes this run from its checkpoint.)",
+                e.exit_code,
+            ) from None
         except Exception as e:  # one run's failure (corrupt checkpoint, NaN, a bug) must not end the study
             if fail_fast:
                 raise
