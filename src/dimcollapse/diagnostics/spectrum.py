@@ -203,6 +203,7 @@ def gram_spectrum(
             "Drop or repair those rows (e.g. keep Z[np.isfinite(Z).all(1)])."
         )
     n, d = int(t.shape[0]), int(t.shape[1])
+    check_allocation(8 * n * (n + d), f"the {n} x {n} Gram matrix of {name} (and its float64 copy)")
     x = t.detach().to(torch.float64)
     if l2_normalize:
         x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-300)

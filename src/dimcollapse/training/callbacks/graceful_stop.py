@@ -45,7 +45,7 @@ class GracefulStop(L.Callback):
             return
         name = signal.Signals(self.received).name
         step = int(trainer.global_step)
-        bad = save_if_finite(trainer, self.last) if trainer.is_global_zero else []
+        bad = save_if_finite(trainer, self.last)  # every process calls it (Lightning's save is collective)
         saved = (
             f"checkpoint of step {step} saved to '{self.last}'"
             if not bad
