@@ -76,8 +76,11 @@ def test_stl10_corruptions(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"1\.\.10") as err:
         build("dataset", "stl10", root=tmp_path)
     assert str(y) in str(err.value)
-    with pytest.raises(InputError, match="stl10_binary"):
+    with pytest.raises(InputError, match=r"data\.root '.*missing' does not exist"):
         build("dataset", "stl10", root=tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="stl10_binary"):
+        build("dataset", "stl10", root=tmp_path / "empty")
 
 
 def write_folder(root: Path) -> dict[str, list[np.ndarray]]:
@@ -128,8 +131,11 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "val" / "bird").mkdir()
     with pytest.raises(InputError, match="'bird' does not exist"):
         build("dataset", "image_folder", root=tmp_path, train=False)
-    with pytest.raises(InputError, match="image folder not found"):
+    with pytest.raises(InputError, match=r"data\.root '.*missing' does not exist"):  # never a fall-back
         build("dataset", "image_folder", root=tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="image folder not found"):
+        build("dataset", "image_folder", root=tmp_path / "empty")
 
 
 def test_digits_fixed_split_and_scaling() -> None:

@@ -72,10 +72,17 @@ def test_env_var_and_subdir_are_searched(
 
 def test_missing_names_places_and_how_to_get(tmp_path: Path, no_default: Path) -> None:
     with pytest.raises(InputError) as err:
-        build("dataset", "fashion_mnist", root=tmp_path / "empty", train=True)
+        build("dataset", "fashion_mnist", root=None, train=True)
     msg = str(err.value)
-    assert str(tmp_path / "empty") in msg and str(no_default) in msg
-    assert "dataset-fashion-mnist" in msg and "DIMCOLLAPSE_DATA" in msg
+    assert str(no_default) in msg
+    assert "dataset-fashion-mnist" in msg and "DIMCOLLAPSE_DATA" in msg and "data.root=DIR" in msg
+    assert "--data-dir" not in msg  # no command has that option
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError) as err:  # a given root is the only place looked in
+        build("dataset", "fashion_mnist", root=tmp_path / "empty", train=True)
+    assert str(tmp_path / "empty") in str(err.value) and str(no_default) not in str(err.value)
+    with pytest.raises(InputError, match=r"data\.root '.*typo' does not exist"):  # a typo never falls back
+        build("dataset", "fashion_mnist", root=tmp_path / "typo", train=True)
 
 
 def test_write_idx_roundtrip_matches_independent_encoding(tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from dimcollapse.objectives import convert_to_global_batchnorm
-from dimcollapse.objectives.distributed import global_batch_size, local_only, local_share
 from dimcollapse.registry import build
+from dimcollapse.utils.distributed import global_batch_size, local_only, local_share
 
 WORLD = 2
 N, D = 8, 6

@@ -13,7 +13,7 @@ import torch
 
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.training.checkpoint import AtomicCheckpointIO, check_compatible, load_checkpoint
-from dimcollapse.training.config import load_config
+from dimcollapse.training.config import load_config, to_dict
 from dimcollapse.training.run import train
 
 TINY = [
@@ -96,7 +96,8 @@ def test_resume_without_checkpoint_is_an_error(tmp_path: Path) -> None:
 def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
     cfg = load_config(None, [*TINY, "optim.max_steps=10", "trainer.checkpoint_every=2"])
     with pytest.raises(
-        InputError, match=r"non-finite at step 4 .*objective simclr.*last good checkpoint \(step 2\)"
+        InputError,
+        match=r"non-finite at step 4 .*conv1\.weight.*last good checkpoint \(step 2\).*--override-lr",
     ):
         train(cfg, tmp_path, extra_callbacks=[PoisonWeights(at=4)])  # poisoned weights are never saved
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
@@ -111,14 +112,25 @@ def test_checkpoint_from_another_model_names_the_keys(tmp_path: Path) -> None:
     other = load_config(None, [*TINY, "optim.max_steps=4", "model.projector=linear",
                                "model.projector_kwargs={out_dim: 8}"])  # fmt: skip
     (tmp_path / "metrics.json").unlink()
+    saved = (tmp_path / "config.yaml").read_text()
+    # the resumed run keeps the checkpoint's config: another architecture is refused naming the keys
+    with pytest.raises(ConfigError, match=r"--resume .*changes model\.projector mlp -> linear.*"
+                       r"optim\.max_steps 2 -> 4"):  # fmt: skip
+        train(other, tmp_path, resume=True)
+    assert (tmp_path / "config.yaml").read_text() == saved  # a rejected resume rewrites nothing
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    from dimcollapse.training.module import SSLModule
+
+    module = SSLModule(to_dict(other), ckpt["hyper_parameters"]["data_info"])
     with pytest.raises(ConfigError, match=r"another model.*missing keys: model\.projector\.linear\.weight"
                        r".*unexpected keys: .*model\.projector\.net"):  # fmt: skip
-        train(other, tmp_path, resume=True)
+        check_compatible(module.state_dict(), ckpt["state_dict"], "last.ckpt")
     wider = load_config(None, [*TINY, "model.projector_kwargs={hidden_dim: 32, out_dim: 8}"])
+    module = SSLModule(to_dict(wider), ckpt["hyper_parameters"]["data_info"])
     with pytest.raises(
         ConfigError, match=r"shape mismatches.*model\.projector\.net\.0\.weight \(16, 8\) vs \(32, 8\)"
     ):
-        train(wider, tmp_path, resume=True)
+        check_compatible(module.state_dict(), ckpt["state_dict"], "last.ckpt")
     with pytest.raises(ConfigError, match="unexpected keys: extra"):
         check_compatible({"a": torch.zeros(1)}, {"a": torch.zeros(1), "extra": torch.zeros(1)}, "x.ckpt")
 
@@ -178,7 +190,7 @@ def test_two_process_ddp_spawn_run(tmp_path: Path) -> None:
 @pytest.mark.ddp
 def test_sync_batchnorm_on_cpu_uses_global_batchnorm(tmp_path: Path) -> None:
     """torch's SyncBatchNorm rejects CPU tensors; on CPU the model's BatchNorms become GlobalBatchNorm."""
-    from dimcollapse.objectives.global_batchnorm import GlobalBatchNorm1d, GlobalBatchNorm2d
+    from dimcollapse.utils.batchnorm import GlobalBatchNorm1d, GlobalBatchNorm2d
 
     cfg = load_config(None, [*TINY, "data.batch_size=8", "optim.max_steps=2", "trainer.devices=2",
                              "trainer.strategy=ddp_spawn", "trainer.sync_batchnorm=true"])  # fmt: skip

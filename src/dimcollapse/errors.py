@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 
 class DimCollapseError(Exception):
     """A problem the user can fix: the message says what was wrong and what to do.
 
-    The CLI prints it without a traceback and exits with status 2.
+    The CLI prints it as one line without a traceback and exits with ``exit_code`` (2).
     """
+
+    exit_code: int = 2
 
 
 class InputError(DimCollapseError):
@@ -18,7 +22,45 @@ class ConfigError(DimCollapseError):
     """Bad configuration: unknown name, unknown key, value out of range."""
 
 
+class DiskFullError(InputError):
+    """No space left on the device (or quota exceeded) while writing a file."""
+
+
+class DivergedError(InputError):
+    """Training produced NaN/Inf at ``step`` (in ``what``); the run adds the checkpoint and the fix."""
+
+    def __init__(self, message: str, step: int = -1, what: str = "") -> None:
+        super().__init__(message)
+        self.step, self.what = int(step), what
+
+
+class RunInterrupted(DimCollapseError):
+    """Training stopped by SIGTERM / SIGINT after saving a resumable checkpoint (exit 143 / 130)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> ConfigError:
     """Build the error for an unknown component name, listing the valid ones."""
     listing = ", ".join(sorted(valid)) or "(none registered)"
     return ConfigError(f"unknown {kind} '{name}'. Valid {kind} names: {listing}.")
+
+
+_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_EXC_PREFIX = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Warning):\s*")
+MAX_MESSAGE = 2000  # characters of an error line; longer text is cut (never a whole file echoed)
+
+
+def one_line(message: object, limit: int = MAX_MESSAGE) -> str:
+    """``message`` as one printable line: a worker's traceback reduced to its last line, ANSI codes and
+    control characters removed, whitespace runs collapsed, cut to ``limit`` characters."""
+    text = _ANSI.sub("", str(message))
+    if "Traceback (most recent call last)" in text:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if lines:
+            text = _EXC_PREFIX.sub("", lines[-1])
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

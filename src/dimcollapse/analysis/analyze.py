@@ -37,7 +37,7 @@ from dimcollapse.diagnostics import (
     lid_summary,
     rankme,
 )
-from dimcollapse.diagnostics.spectrum import spectrum_of
+from dimcollapse.diagnostics.spectrum import covariance_spectrum
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 
@@ -77,13 +77,16 @@ def _l2_rows(z: np.ndarray) -> np.ndarray:
     return z / np.maximum(norms, 1e-300)
 
 
+HEATMAP_DIMS = 256
+
+
 def compute_metrics(z: np.ndarray, opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
     """Scalar metrics (keys as ``diagnostics.summarize``) and the arrays the figures need."""
     n, d = z.shape
     if opts.l2_normalize:
         z = _l2_rows(z)
-    cov = covariance_matrix(z)
-    eig = spectrum_of(cov)
+    eig = covariance_spectrum(z)  # N < D: through the N x N Gram (never a D x D matrix)
+    cov = covariance_matrix(z[:, :HEATMAP_DIMS])  # the heat map draws at most HEATMAP_DIMS dimensions
     fit = alpha_req(eig, rel_floor=REL_FLOOR)
     sub = z
     if n > opts.lid_max_points:

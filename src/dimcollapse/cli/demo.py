@@ -29,18 +29,24 @@ def demo(
 ) -> None:
     """Run the default study (9 SSL variants on Fashion-MNIST), the toy theory, and write the report."""
     from rich.console import Console
+    from rich.markup import escape
 
     from dimcollapse.cli.pipeline import run_pipeline
     from dimcollapse.study.grid import load_study
+    from dimcollapse.study.runner import LOCK, resolve_configs
+    from dimcollapse.utils.lock import folder_lock
 
     console = Console(stderr=True)
     path = study_file if study_file is not None else find_configs() / "studies" / "demo.yaml"
     study = load_study(path)
     t0 = time.perf_counter()
-    console.print(f"[bold]dimcollapse demo[/]: {len(study.runs)} runs of '{path}' into '{out}'")
-    result, page = run_pipeline(study, out, list(overrides or []), console=console)
+    where = f"'{escape(str(path))}' into '{escape(str(out))}'"
+    console.print(f"[bold]dimcollapse demo[/]: {len(study.runs)} runs of {where}")
+    resolve_configs(study, list(overrides or []))
+    with folder_lock(out / LOCK, "study folder"):
+        result, page = run_pipeline(study, out, list(overrides or []), console=console)
     minutes = (time.perf_counter() - t0) / 60
-    Console().print(f"demo finished in {minutes:.1f} min; open the report: [bold]{page}[/]")
+    Console().print(f"demo finished in {minutes:.1f} min; open the report: [bold]{escape(str(page))}[/]")
     if result.failed:
         console.print(f"[yellow]{len(result.failed)} run(s) failed; see the report.[/]")
 

@@ -22,7 +22,7 @@ def evaluate(
     for key, value in metrics.items():
         if key.startswith(("knn_", "linear_", "erank_", "rankme_")):
             console.print(f"{key:>18}: {value:.4f}")
-    console.print(f"wrote {(out or checkpoint.parent) / 'metrics.json'}")
+    console.print(f"wrote {(out or checkpoint.parent) / 'metrics.json'}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

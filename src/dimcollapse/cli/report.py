@@ -21,7 +21,7 @@ def report(
     if map_method not in ("auto", "umap", "pca"):
         raise ConfigError(f"unknown --map '{map_method}'. Valid: auto, umap, pca.")
     page = build_report(folder, out, map_method)
-    Console().print(f"report: [bold]{page}[/]")
+    Console().print(f"report: {page}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dimcollapse.errors import ConfigError, unknown_name
+from dimcollapse.errors import ConfigError, InputError, unknown_name
 
 EXPERIMENTS = ("augmentation", "alignment", "depth", "all")
 LOSSES = ("distance", "dot")
@@ -26,6 +26,16 @@ def _parse_stds(text: str | None) -> tuple[float, ...] | None:
     if not vals or any(not v >= 0 for v in vals):
         raise ConfigError(f"--noise-stds must be non-negative numbers, got '{text}'.")
     return vals
+
+
+def _diverged_steps(node: object) -> list[int]:
+    """Every ``diverged_at`` step that is set anywhere in a result dict."""
+    if isinstance(node, dict):
+        found = [int(node["diverged_at"])] if node.get("diverged_at") is not None else []
+        return found + [s for v in node.values() for s in _diverged_steps(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _diverged_steps(v)]
+    return []
 
 
 def simulate(
@@ -63,6 +73,13 @@ def simulate(
                 "'alignment' or 'depth', none for 'all'."
             )
     res = run(experiment, out, **opts)
+    diverged = _diverged_steps(res)
+    if diverged:
+        raise InputError(
+            f"simulate {experiment}: the toy training diverged (loss NaN/Inf at step "
+            f"{', '.join(str(s) for s in diverged)}), so its verdicts would be meaningless and are not "
+            f"printed ({out} records diverged_at). Rerun with a smaller --lr."
+        )
     table = Table(title=f"simulate {experiment}: {out}")
     for col in ("claim", "measured", "verdict"):
         table.add_column(col)

@@ -18,10 +18,17 @@ def study(
     """Train every run of a study one after another; a rerun skips finished runs and resumes killed ones."""
     from dimcollapse.cli.pipeline import run_pipeline
     from dimcollapse.study.grid import load_study
+    from dimcollapse.study.runner import LOCK, resolve_configs
+    from dimcollapse.utils.lock import folder_lock
+    from dimcollapse.utils.names import check_folder_name
 
     spec = load_study(study_file)
-    folder = out if out is not None else Path("runs") / spec.name
-    run_pipeline(spec, folder, list(overrides or []), baselines=baselines, report=report, fail_fast=fail_fast)
+    folder = out if out is not None else Path("runs") / check_folder_name(spec.name, "study")
+    resolve_configs(spec, list(overrides or []))  # every run valid before the folder is touched
+    with folder_lock(folder / LOCK, "study folder"):
+        run_pipeline(
+            spec, folder, list(overrides or []), baselines=baselines, report=report, fail_fast=fail_fast
+        )
 
 
 def register(app: typer.Typer) -> None:

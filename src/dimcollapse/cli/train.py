@@ -28,22 +28,29 @@ def train(
     ),
     out: Path = typer.Option(None, "--out", help="Output folder (default runs/<config name>)."),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in --out from its last checkpoint."
+        False, "--resume", help="Continue the run in --out from its last checkpoint, with its own config."
+    ),
+    override_lr: float = typer.Option(
+        None,
+        "--override-lr",
+        help="With --resume: continue with this base learning rate (the schedule is rescaled; recorded in "
+        "config.yaml and metrics.json). Other changed settings are refused on resume.",
     ),
 ) -> None:
     """Train backbone + projector + objective (+ regularizers) and evaluate it; writes metrics.json."""
     from dimcollapse.training.config import load_config
+
+    cfg = load_config(config, list(overrides or []))  # before importing Lightning: config errors come fast
     from dimcollapse.training.run import train as run_train
 
-    cfg = load_config(config, list(overrides or []))
     out_dir = out if out is not None else Path("runs") / config.stem
-    metrics = run_train(cfg, out_dir, resume=resume)
+    metrics = run_train(cfg, out_dir, resume=resume, override_lr=override_lr)
     console = Console()
     for key in KEYS:
         if key in metrics:
             value = metrics[key]
             console.print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")
-    console.print(f"wrote {out_dir / 'metrics.json'}")
+    console.print(f"wrote {out_dir / 'metrics.json'}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,26 +15,84 @@ import numpy as np
 
 from dimcollapse.errors import InputError
 from dimcollapse.utils.atomic import atomic_write_bytes
+from dimcollapse.utils.memory import ENV_VAR as MEMORY_ENV
+from dimcollapse.utils.memory import allocation_limit
 
 IDX_TYPES: dict[int, str] = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 GZIP_MAGIC = b"\x1f\x8b"
+CHUNK = 64 * 2**20  # bytes of decompressed output per step
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """The file's content, gunzipped when it starts with the gzip magic bytes 1f 8b."""
+def read_bytes(path: str | Path, max_bytes: int | None = None, why: str = "") -> bytes:
+    """The file's content, gunzipped when it starts with the gzip magic bytes 1f 8b.
+
+    Decompression is streamed and stops at ``max_bytes`` (default: the allocation limit of
+    ``dimcollapse.utils.memory``), so a gzip bomb is refused with the size instead of filling memory.
+    """
     p = Path(path)
     try:
         raw = p.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {p}: {exc.strerror or exc}.") from None
     if raw[:2] == GZIP_MAGIC:
+        limit = allocation_limit() if max_bytes is None else int(max_bytes)
         try:
-            return gzip.decompress(raw)
+            return _gunzip(raw, limit, p, why or f"the limit, ${MEMORY_ENV}")
         except (OSError, EOFError, zlib.error) as exc:
             raise InputError(
                 f"{p}: corrupt or truncated gzip file ({exc}); download it again or use the raw file."
             ) from None
     return raw
+
+
+def _gunzip(raw: bytes, limit: int, p: Path, why: str, truncate: bool = False) -> bytes:
+    """Every gzip member of ``raw`` decompressed, refusing more than ``limit`` bytes of output."""
+    out: list[bytes] = []
+    total = 0
+    data = raw
+    while data:
+        d = zlib.decompressobj(wbits=31)
+        while True:
+            chunk = d.decompress(data, max(1, min(CHUNK, limit + 1 - total)))
+            total += len(chunk)
+            if total > limit and truncate:
+                return b"".join([*out, chunk])[:limit]
+            if total > limit:
+                raise InputError(
+                    f"{p}: the gzip file decompresses to more than {limit} bytes ({why}; the file holds "
+                    f"{len(raw)} compressed bytes): a decompression bomb or not a dataset file. Download "
+                    "the file again."
+                )
+            out.append(chunk)
+            data = d.unconsumed_tail
+            if d.eof or not data:
+                break
+        if not d.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        data = d.unused_data
+        if data[:2] != GZIP_MAGIC:
+            break  # trailing zero padding or garbage after the last member, as gzip tolerates
+    return b"".join(out)
+
+
+HEAD_BYTES = 4 + 4 * 255  # the longest IDX header
+SLACK = 2**20  # trailing bytes tolerated before decompression stops (they are then reported as such)
+
+
+def _read_head(p: Path) -> bytes:
+    """The first HEAD_BYTES decompressed bytes of a gzip file (errors are reported by the full read)."""
+    try:
+        return _gunzip(p.read_bytes(), HEAD_BYTES, p, "header", truncate=True)
+    except (OSError, EOFError, zlib.error):
+        return b""
+
+
+def _is_gzip(p: Path) -> bool:
+    try:
+        with p.open("rb") as fh:
+            return fh.read(2) == GZIP_MAGIC
+    except OSError:
+        return False
 
 
 def read_idx(
@@ -45,7 +103,15 @@ def read_idx(
     `dims` gives expected sizes per dimension (None = any).
     """
     p = Path(path)
-    data = read_bytes(p)
+    head = _read_head(p) if _is_gzip(p) else None
+    if head is not None and len(head) >= 4 and len(head) >= 4 + 4 * head[3]:
+        sizes = np.frombuffer(head, dtype=">u4", count=head[3], offset=4).astype(np.float64)
+        itemsize = np.dtype(IDX_TYPES.get(head[2], ">u1")).itemsize
+        announced = int(min(4 + 4 * head[3] + float(np.prod(sizes)) * itemsize, 2**62))
+        limit = min(announced + SLACK, allocation_limit())
+        data = read_bytes(p, max_bytes=limit, why=f"its header announces {announced} bytes")
+    else:
+        data = read_bytes(p)
     if len(data) < 4:
         raise InputError(f"{p}: only {len(data)} bytes, too short for an IDX header; the file is truncated.")
     if data[0] != 0 or data[1] != 0 or data[2] not in IDX_TYPES or data[3] == 0:

@@ -4,6 +4,7 @@ read lazily with PIL and resized (shorter side to image_size, centre crop) to ui
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from torch.utils.data import Dataset
 
 from dimcollapse.data.base import InMemoryDataset, subset_indices
 from dimcollapse.data.paths import candidate_dirs
-from dimcollapse.errors import ConfigError, InputError
+from dimcollapse.errors import ConfigError, InputError, one_line
 from dimcollapse.registry import register
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -40,7 +41,7 @@ def find_split_dir(root: str | os.PathLike[str] | None, train: bool) -> tuple[Pa
     if base is None:
         looked = "; ".join(str(d) for d in dirs) or "(nowhere: no root given and $DIMCOLLAPSE_DATA unset)"
         raise InputError(
-            f"image folder not found. Looked in: {looked}. Give root/--data-dir a folder with train/ and "
+            f"image folder not found. Looked in: {looked}. Set data.root=DIR to a folder with train/ and "
             "val/, each holding one subfolder of images per class (the ImageNet-100 layout), or set "
             "$DIMCOLLAPSE_DATA."
         )
@@ -58,7 +59,19 @@ def find_split_dir(root: str | os.PathLike[str] | None, train: bool) -> tuple[Pa
 def load_image(path: Path, image_size: int, channels: int) -> Tensor:
     """PIL image -> uint8 [C, S, S]: shorter side resized to S (bilinear), centre crop; errors name it."""
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img_file = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(
+            f"image {path} is too large to decode safely ({one_line(exc)}); the limit is "
+            f"{Image.MAX_IMAGE_PIXELS} pixels (PIL.Image.MAX_IMAGE_PIXELS, a guard against decompression "
+            "bombs). Shrink or remove the file."
+        ) from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise InputError(f"cannot read image {path}: {exc}. Remove or replace the file.") from None
+    try:
+        with img_file as img:
             mode = "RGB" if channels == 3 else "L"
             img.draft(mode, (image_size, image_size))  # JPEG: decode at a reduced scale when possible
             converted = img.convert(mode)

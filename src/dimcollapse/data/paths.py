@@ -14,10 +14,18 @@ ENV_VAR = "DIMCOLLAPSE_DATA"
 def candidate_dirs(
     root: str | os.PathLike[str] | None, subdirs: Sequence[str], defaults: Sequence[str | Path] = ()
 ) -> list[Path]:
-    """Directories searched in order: root, root/<sub>, $DIMCOLLAPSE_DATA, its <sub>, then the defaults."""
+    """Directories searched: root and root/<sub> when a root is given (only there: a root that does not
+    exist is an error, never a silent fall-back), else $DIMCOLLAPSE_DATA, its <sub>, then the defaults."""
     bases: list[Path] = []
     if root is not None and str(root) != "":
-        bases.append(Path(root).expanduser())
+        given = Path(root).expanduser()
+        if not given.is_dir():
+            what = "is a file, not a folder" if given.exists() else "does not exist"
+            raise InputError(
+                f"data.root '{given}' {what}; fix the path (config key data.root), or remove data.root to "
+                f"use ${ENV_VAR} or the default data folder."
+            )
+        return _unique([given, *(given / sub for sub in subdirs)])
     env = os.environ.get(ENV_VAR)
     if env:
         bases.append(Path(env).expanduser())
@@ -26,9 +34,13 @@ def candidate_dirs(
         out.append(base)
         out.extend(base / sub for sub in subdirs)
     out.extend(Path(d) for d in defaults)
+    return _unique(out)
+
+
+def _unique(dirs: list[Path]) -> list[Path]:
     seen: set[Path] = set()
     unique = []
-    for d in out:
+    for d in dirs:
         if d not in seen:
             seen.add(d)
             unique.append(d)
@@ -55,7 +67,8 @@ def find_dir(
     looked = "; ".join(str(d) for d in dirs) or "(nowhere: no root given and $DIMCOLLAPSE_DATA unset)"
     raise InputError(
         f"{dataset} not found: need {wanted}. Looked in: {looked}. "
-        f"{how_to_get} Then pass the directory as root/--data-dir or set ${ENV_VAR}."
+        f"{how_to_get} Then set data.root=DIR (config key or override) or the environment variable "
+        f"${ENV_VAR}."
     )
 
 

@@ -6,8 +6,15 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from dimcollapse.diagnostics._validate import ArrayLike, check_fraction, spectrum_array
-from dimcollapse.diagnostics.spectrum import _accumulate, spectrum_of
+from dimcollapse.diagnostics._validate import (
+    ArrayLike,
+    as_tensor,
+    check_fraction,
+    check_matrix,
+    is_matrix_like,
+    spectrum_array,
+)
+from dimcollapse.diagnostics.spectrum import _accumulate, gram_spectrum, spectrum_of
 from dimcollapse.errors import ConfigError
 
 
@@ -34,6 +41,12 @@ def rankme(Z: ArrayLike | Iterable[ArrayLike], eps: float = 1e-7, block_size: in
 
     Uncentred; the first min(N, d) singular values. ``eps=1e-5`` gives stable-pretraining's RankMe callback.
     """
+    if is_matrix_like(Z):
+        t = as_tensor(Z)
+        check_matrix(t)
+        if t.ndim == 2 and 2 <= t.shape[0] < t.shape[1]:  # N < D: the N x N Gram has the same sigma^2 / N
+            lam_g = np.clip(gram_spectrum(t, center=False), 0.0, None)[: int(t.shape[0])]
+            return rankme_from_singular_values(np.sqrt(lam_g), eps)
     acc = _accumulate(Z, center=False, l2_normalize=False, block_size=block_size)
     gram = acc.covariance()  # Z^T Z / N: its eigenvalues are sigma^2 / N
     lam = np.clip(spectrum_of(gram), 0.0, None)[: min(acc.n, gram.shape[0])]

@@ -27,6 +27,7 @@ from dimcollapse.diagnostics._validate import (
     is_matrix_like,
 )
 from dimcollapse.errors import InputError
+from dimcollapse.utils.memory import check_allocation
 
 _BLOCK_BYTES = 64 * 2**20  # float64 bytes per block when block_size is not given
 
@@ -100,6 +101,10 @@ class CovarianceAccumulator:
             if self.center:
                 x -= mb
         nb = x.shape[0]
+        if self._m2 is None:
+            d = int(x.shape[1])
+            what = f"the {d} x {d} covariance of {self.name}"
+            check_allocation(8 * d * d, what, "Reduce the number of columns")
         m2b = x.T @ x
         if self._m2 is None:
             self.n, self._mean, self._m2 = nb, mb, m2b
@@ -173,8 +178,42 @@ def covariance_spectrum(
     l2_normalize: bool = False,
     block_size: int | None = None,
 ) -> np.ndarray:
-    """Eigenvalues of C = (1/N) sum (z_i - mean)(z_i - mean)^T, float64, descending (DC paper eq. 1)."""
+    """Eigenvalues of C = (1/N) sum (z_i - mean)(z_i - mean)^T, float64, descending (DC paper eq. 1).
+
+    A matrix with fewer rows than columns (N < D) uses the N x N Gram matrix (1/N) Xc Xc^T, which has
+    the same non-zero eigenvalues; the other D - N eigenvalues are exactly 0.
+    """
+    if is_matrix_like(Z):
+        t = as_tensor(Z)
+        check_matrix(t)
+        if t.ndim == 2 and 2 <= t.shape[0] < t.shape[1]:
+            return gram_spectrum(t, center, l2_normalize)
     return spectrum_of(covariance_matrix(Z, center, l2_normalize, block_size))
+
+
+def gram_spectrum(
+    t: torch.Tensor, center: bool = True, l2_normalize: bool = False, name: str = "Z"
+) -> np.ndarray:
+    """Eigenvalues of (1/N) X^T X via the N x N Gram (1/N) X X^T (X centred / normalised), padded with
+    D - N zeros; descending, float64. For N < D this costs O(N^2 D) instead of O(N D^2 + D^3)."""
+    bad = count_nonfinite_rows(t)
+    if bad:
+        raise InputError(
+            f"{name} has {bad} of {t.shape[0]} rows containing NaN or Inf. "
+            "Drop or repair those rows (e.g. keep Z[np.isfinite(Z).all(1)])."
+        )
+    n, d = int(t.shape[0]), int(t.shape[1])
+    check_allocation(8 * n * (n + d), f"the {n} x {n} Gram matrix of {name} (and its float64 copy)")
+    x = t.detach().to(torch.float64)
+    if l2_normalize:
+        x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-300)
+    if center:
+        x = x - x.mean(0)
+    gram = (x @ x.T).cpu().numpy() / n
+    eig = spectrum_of((gram + gram.T) / 2.0)
+    out = np.zeros(d, dtype=np.float64)
+    out[:n] = eig
+    return np.sort(out)[::-1].copy()
 
 
 def spectrum_of(c: np.ndarray) -> np.ndarray:

@@ -140,7 +140,16 @@ def load_study(path: str | Path) -> Study:
         raise ConfigError(
             f"study file '{p}' has unknown key(s) {unknown}. Valid keys: {', '.join(_VALID_TOP)}."
         )
+    for key, kind in (("runs", list), ("grid", dict), ("set", dict)):
+        if raw.get(key) is not None and not isinstance(raw[key], kind):
+            example = "a list of {name: ..., set: {...}} entries" if kind is list else "a mapping of keys"
+            raise ConfigError(
+                f"study file '{p}': '{key}' must be {example}, got {type(raw[key]).__name__} "
+                f"{str(raw[key])[:40]!r}."
+            )
     runs = raw.get("runs") or [{"name": str(raw.get("name", p.stem))}]
+    if not all(isinstance(r, dict) for r in runs):
+        raise ConfigError(f"study file '{p}': each entry of 'runs' must be a mapping with a 'name'.")
     if "base" not in raw and not all(isinstance(r, dict) and r.get("recipe") for r in runs):
         raise ConfigError(f"study file '{p}' needs 'base' (a training config) or a 'recipe' in every run.")
     base = (p.parent / str(raw.get("base", runs[0].get("recipe")))).resolve()

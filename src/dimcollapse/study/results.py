@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dimcollapse.errors import InputError
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text
 
 ID_COLUMNS = ("run_id", "variant", "status", "objective", "projector", "regularizers", "seed")
@@ -59,7 +60,15 @@ def load_results(study_dir: str | Path) -> list[dict[str, Any]]:
     d = Path(study_dir)
     res = d / "results.json"
     if res.is_file():
-        data = json.loads(res.read_text())
+        try:
+            data = json.loads(res.read_text())
+        except (OSError, ValueError) as e:
+            data = e
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise InputError(
+                f"'{res}' is not a study's results (unreadable, or not a JSON list of rows); rerun "
+                "`dimcollapse study` on the study file to rebuild it from the run folders."
+            )
         return [dict(r) for r in data]
     metrics = read_json(d / "metrics.json")
     if metrics is None:

@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
-from dimcollapse.errors import DimCollapseError
+from dimcollapse.errors import DimCollapseError, DiskFullError, RunInterrupted, one_line
 from dimcollapse.study.grid import RunSpec, Study
 from dimcollapse.study.results import describe_config, flat_scalars, read_json, write_results
 from dimcollapse.training.config import RunConfig, load_config, to_dict
-from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir
+from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir, remove_stale_temp_files
+from dimcollapse.utils.lock import folder_lock
+from dimcollapse.utils.names import check_folder_name
+
+LOCK = ".study.lock"
 
 TrainFn = Callable[[RunConfig, Path, bool], dict[str, Any]]
 
@@ -45,6 +50,7 @@ def resolve_configs(
     """Validate every run's config before anything trains (a typo fails the study at once)."""
     out = []
     for spec in study.runs:
+        check_folder_name(spec.run_id, "study run")
         try:
             overrides = [*spec.dotlist(), *(extra_overrides or []), f"name={spec.run_id}"]
             cfg = load_config(spec.recipe or study.base, overrides)
@@ -72,11 +78,28 @@ def run_study(
     console: Console | None = None,
     fail_fast: bool = False,
 ) -> StudyRun:
-    """Train every run of ``study`` under ``out_dir/runs/<run_id>``; gather results after each run."""
-    out = ensure_writable_dir(out_dir)
-    console = console or Console(stderr=True)
-    train_fn = train_fn or _default_train
+    """Train every run of ``study`` under ``out_dir/runs/<run_id>``; gather results after each run.
+
+    The folder is locked (``.study.lock``) for the duration; a run that fails (bad checkpoint,
+    divergence, any error of its own) is recorded as failed and the study goes on, unless
+    ``fail_fast``. A full disk and SIGTERM / SIGINT stop the study.
+    """
     plan = resolve_configs(study, extra_overrides)
+    out = ensure_writable_dir(out_dir)
+    with folder_lock(out / LOCK, "study folder"):
+        console = console or Console(stderr=True)
+        return _run_locked(study, out, plan, train_fn or _default_train, console, fail_fast)
+
+
+def _run_locked(
+    study: Study,
+    out: Path,
+    plan: list[tuple[RunSpec, RunConfig]],
+    train_fn: TrainFn,
+    console: Console,
+    fail_fast: bool,
+) -> StudyRun:
+    remove_stale_temp_files(out)  # results.json / study.yaml writes of a killed study process
     if study.path.is_file():
         atomic_write_text(out / "study.yaml", study.path.read_text())
     result = StudyRun(out, [])
@@ -93,18 +116,30 @@ def run_study(
         todo = len(plan) - i
         eta = f", ETA {_fmt(todo * sum(durations) / len(durations))}" if durations else ""
         verb = "resuming" if resume else "training"
-        console.rule(f"[bold]run {i + 1}/{len(plan)}[/]: {verb} {spec.run_id}{eta}")
+        console.rule(f"[bold]run {i + 1}/{len(plan)}[/]: {verb} {escape(spec.run_id)}{eta}")
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # a run killed before its first checkpoint: start it afresh
         t0 = time.perf_counter()
         try:
             metrics = train_fn(cfg, run_dir, resume)
-        except DimCollapseError as e:
+        except DiskFullError:
+            write_results(out, result.rows)
+            raise
+        except RunInterrupted as e:
+            write_results(out, result.rows)
+            raise RunInterrupted(
+                f"study '{study.name}', run {spec.run_id}: {e} (For the study: rerun the same study "
+                "command; it resumes this run from its checkpoint.)",
+                e.exit_code,
+            ) from None
+        except Exception as e:  # one run's failure (corrupt checkpoint, NaN, a bug) must not end the study
             if fail_fast:
                 raise
-            console.print(f"[bold red]run {spec.run_id} failed:[/] {e}")
-            result.failed[spec.run_id] = str(e)
-            result.rows.append(_row(spec, cfg, f"failed: {e}", None))
+            reason = one_line(e, 500)
+            reason = reason if isinstance(e, DimCollapseError) else f"{type(e).__name__}: {reason}"
+            console.print(f"[bold red]run {escape(spec.run_id)} failed:[/] {escape(reason)}")
+            result.failed[spec.run_id] = reason
+            result.rows.append(_row(spec, cfg, f"failed: {reason}", None))
             write_results(out, result.rows)
             continue
         durations.append(time.perf_counter() - t0)
@@ -113,9 +148,9 @@ def run_study(
         write_results(out, result.rows)
     write_results(out, result.rows)
     console.print(
-        f"study '{study.name}': {len(result.trained)} trained, {len(result.resumed)} resumed, "
+        f"study '{escape(study.name)}': {len(result.trained)} trained, {len(result.resumed)} resumed, "
         f"{len(result.skipped)} already done, {len(result.failed)} failed in "
-        f"{_fmt(time.perf_counter() - t_study)}; results in {out / 'results.csv'}"
+        f"{_fmt(time.perf_counter() - t_study)}; results in {escape(str(out / 'results.csv'))}"
     )
     return result
 

@@ -13,7 +13,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from dimcollapse.errors import ConfigError, InputError
+from dimcollapse.errors import ConfigError, DivergedError, InputError
 from dimcollapse.utils.atomic import atomic_save
 
 log = logging.getLogger("dimcollapse.checkpoint")
@@ -31,21 +31,59 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_save(path, lambda fh: torch.save(checkpoint, fh))
 
 
-class FiniteModelCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that never overwrites a good checkpoint with non-finite weights.
+def _tensors(obj: Any) -> Any:
+    """Every floating-point tensor inside nested dicts / lists / tuples (an optimizer's state)."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() or obj.is_complex():
+            yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors(v)
 
-    ``last_good_step`` is the global step of the last checkpoint written.
+
+def nonfinite_state(module: torch.nn.Module, optimizers: list[Any] | tuple[Any, ...] = ()) -> list[str]:
+    """Names of the parameters, buffers (e.g. BatchNorm running_var) and optimizer states holding NaN/Inf."""
+    bad = [f"parameter {n}" for n, p in module.named_parameters() if not bool(torch.isfinite(p).all())]
+    bad += [
+        f"buffer {n}"
+        for n, b in module.named_buffers()
+        if b.is_floating_point() and not bool(torch.isfinite(b).all())
+    ]
+    for i, opt in enumerate(optimizers):
+        if any(not bool(torch.isfinite(t).all()) for t in _tensors(opt.state_dict().get("state", {}))):
+            bad.append(f"optimizer {i} state")
+    return bad
+
+
+def describe_bad(bad: list[str], limit: int = 3) -> str:
+    """'parameter a, buffer b (+4 more)'."""
+    more = f" (+{len(bad) - limit} more)" if len(bad) > limit else ""
+    return ", ".join(bad[:limit]) + more
+
+
+class FiniteModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that never overwrites a good checkpoint with a non-finite state.
+
+    Parameters, buffers (BatchNorm running statistics) and the optimizer state are checked before every
+    save; a non-finite state is not written and stops training (DivergedError). ``last_good_step`` is the
+    global step of the last checkpoint written; ``first_bad`` the step and names of the refused state.
     """
 
     last_good_step: int | None = None
+    first_bad: tuple[int, list[str]] | None = None
 
     def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
-        module = trainer.lightning_module
-        if any(not bool(torch.isfinite(p).all()) for p in module.parameters()):
-            log.warning(
-                "step %d: weights are NaN/Inf, checkpoint %s not written", trainer.global_step, filepath
-            )
-            return
+        bad = nonfinite_state(trainer.lightning_module, list(trainer.optimizers))
+        if bad:
+            step = int(trainer.global_step)
+            if self.first_bad is None:
+                self.first_bad = (step, bad)
+            what = describe_bad(bad)
+            log.warning("step %d: %s hold NaN/Inf; checkpoint %s not written", step, what, filepath)
+            raise DivergedError(f"the model state became non-finite at step {step}", step, what)
         super()._save_checkpoint(trainer, filepath)
         self.last_good_step = int(trainer.global_step)
 
@@ -59,14 +97,37 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(
-            f"checkpoint '{p}' cannot be read ({first}); it is corrupt or not a torch checkpoint."
-        ) from None
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e) or "GLOBAL " in str(e):
+            raise InputError(
+                f"'{p}' holds pickled Python objects (e.g. a whole model saved with torch.save(model)), "
+                "not a checkpoint written by dimcollapse train; it is not loaded because unpickling can run "
+                "code. Pass the .ckpt of a run (runs/<name>/checkpoints/final.ckpt)."
+            ) from None
+        raise _unreadable(p, ValueError("not a valid torch file")) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise _unreadable(p, e) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise InputError(f"checkpoint '{p}' holds no 'state_dict'; it was not written by dimcollapse train.")
     return ckpt
+
+
+def _unreadable(p: Path, e: BaseException) -> InputError:
+    first = (str(e).splitlines()[0] if str(e) else type(e).__name__)[:200]
+    return InputError(
+        f"checkpoint '{p}' cannot be read ({first}); it is truncated, corrupt or not a torch "
+        "checkpoint. Restore it from a copy, or start a fresh run in another --out folder."
+    )
+
+
+def save_if_finite(trainer: Any, path: str | os.PathLike[str]) -> list[str]:
+    """Save the trainer's full state to ``path`` unless it holds NaN/Inf; returns what was non-finite."""
+    bad = nonfinite_state(trainer.lightning_module, list(trainer.optimizers))
+    if not bad:
+        trainer.save_checkpoint(str(path), weights_only=False)
+    else:
+        log.warning("step %d: %s hold NaN/Inf; %s not written", trainer.global_step, describe_bad(bad), path)
+    return bad
 
 
 def state_dict_mismatch(

@@ -10,7 +10,9 @@ are checked against the registry, and their keyword arguments when the component
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,7 @@ class EvalConfig:
     batch_size: int = 1024
     max_train: int | None = None
     max_test: int | None = None
+    lid_k: int = 20  # neighbours of the final LID estimate (needs more test images than this)
 
 
 @dataclass
@@ -168,10 +171,22 @@ def _valid_keys(schema: DictConfig, dotted: str) -> list[str]:
     return sorted(str(k) for k in node) if isinstance(node, DictConfig) else []
 
 
+def clip(text: object, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters (a key or value echoed in an error, never a whole file)."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _key_names(keys: list[str]) -> str:
+    """Names of unknown keys for an error; text that is not a key name (a foreign file) is not echoed."""
+    names = [repr(k) for k in keys[:5] if re.fullmatch(r"[A-Za-z_][\w.-]{0,40}", k)]
+    return ", ".join(names) if len(names) == len(keys[:5]) else "not key names: not a YAML recipe"
+
+
 def _translate(err: Exception, schema: DictConfig) -> ConfigError:
     """Turn an OmegaConf error into a ConfigError that names the key and the valid keys / type."""
-    key = str(getattr(err, "full_key", "") or getattr(err, "key", "") or "")
-    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    key = clip(getattr(err, "full_key", "") or getattr(err, "key", "") or "")
+    msg = clip(str(err).splitlines()[0] if str(err) else type(err).__name__, 200)
     if isinstance(err, (oc_errors.ConfigKeyError, oc_errors.ConfigAttributeError)):
         obj_type = getattr(err, "object_type", None)
         if isinstance(obj_type, type) and dataclasses.is_dataclass(obj_type) and "." not in key:
@@ -184,6 +199,45 @@ def _translate(err: Exception, schema: DictConfig) -> ConfigError:
             f"unknown config key '{key}'{where}. Valid keys here: {', '.join(valid) or '(none)'}."
         )
     return ConfigError(f"bad value for config key '{key}': {msg}. Fix the value in the YAML or override.")
+
+
+MAX_ABS_FLOAT = 1e12  # no setting of a run is meaningful beyond this; larger values overflow timers etc.
+MAX_INT = 2**53
+
+
+def _check_finite(node: Any, key: str = "") -> None:
+    """Every number in the config (including component kwargs) is finite and of a sane magnitude."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, f"{key}[{i}]")
+    elif isinstance(node, bool):
+        return
+    elif isinstance(node, float):
+        if not math.isfinite(node):
+            raise ConfigError(f"{key} = {node!r} is not a finite number; give a real value, e.g. the default")
+        if abs(node) > MAX_ABS_FLOAT:
+            raise ConfigError(f"{key} = {node!r} is out of range (|value| <= {MAX_ABS_FLOAT:g}); fix it.")
+    elif isinstance(node, int) and abs(node) > MAX_INT:
+        raise ConfigError(f"{key} = {node} is out of range (|value| <= 2^53); fix the value.")
+
+
+def _check_devices(devices: Any) -> None:
+    """trainer.devices: a positive count, -1 / 'auto' (all), or a non-empty list of device indices."""
+    if isinstance(devices, (list, tuple)):
+        ok = bool(devices) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
+    elif isinstance(devices, str):
+        text = devices.strip()
+        ok = text == "auto" or (text.lstrip("-").isdigit() and (int(text) > 0 or int(text) == -1))
+    else:
+        ok = isinstance(devices, int) and not isinstance(devices, bool) and (devices > 0 or devices == -1)
+    if not ok:
+        raise ConfigError(
+            f"trainer.devices = {devices!r} is not valid: give a number of devices >= 1 (e.g. 1), -1 or "
+            "'auto' for all, or a list of device indices such as [0, 1]."
+        )
 
 
 def _check_values(cfg: RunConfig) -> None:
@@ -204,6 +258,12 @@ def _check_values(cfg: RunConfig) -> None:
     choice("trainer.precision", cfg.trainer.precision, PRECISIONS)
     choice("trainer.accelerator", cfg.trainer.accelerator, ACCELERATORS)
     choice("data.views.recipe", cfg.data.views.recipe, VIEW_RECIPES)
+    _check_finite(to_dict(cfg))
+    _check_devices(cfg.trainer.devices)
+    if not str(cfg.trainer.strategy).strip():
+        raise ConfigError("trainer.strategy is empty; use 'auto' (one process) or e.g. 'ddp_spawn'.")
+    if cfg.data.root is not None and not str(cfg.data.root).strip():
+        raise ConfigError("data.root is empty; give the folder holding the data, or remove the key.")
     if not 0.0 < cfg.data.fraction <= 1.0:
         raise ConfigError(f"data.fraction must be in (0, 1], got {cfg.data.fraction!r}.")
     positive("data.batch_size", cfg.data.batch_size)
@@ -226,6 +286,11 @@ def _check_values(cfg: RunConfig) -> None:
     positive("optim.epochs", cfg.optim.epochs)
     positive("optim.max_steps", cfg.optim.max_steps, allow_none=True)
     positive("optim.max_time_minutes", cfg.optim.max_time_minutes, allow_none=True)
+    if cfg.optim.max_time_minutes is not None and cfg.optim.max_time_minutes > 1e9:
+        raise ConfigError(
+            f"optim.max_time_minutes = {cfg.optim.max_time_minutes!r} is too large (at most 1e9); "
+            "remove the key for no time limit."
+        )
     positive("trainer.num_threads", cfg.trainer.num_threads, allow_none=True)
     positive("trainer.log_every", cfg.trainer.log_every)
     positive("trainer.checkpoint_every", cfg.trainer.checkpoint_every)
@@ -244,6 +309,8 @@ def _check_values(cfg: RunConfig) -> None:
     positive("eval.batch_size", cfg.eval.batch_size)
     positive("eval.max_train", cfg.eval.max_train, allow_none=True)
     positive("eval.max_test", cfg.eval.max_test, allow_none=True)
+    if cfg.eval.lid_k < 2:
+        raise ConfigError(f"eval.lid_k must be >= 2 (LID needs two neighbours), got {cfg.eval.lid_k}.")
 
 
 def _check_names(cfg: RunConfig) -> None:
@@ -322,13 +389,23 @@ def _read_recipe(p: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"config file '{p}' includes itself through 'base'; remove the cycle.")
     try:
         node = OmegaConf.load(p)
-    except Exception as e:  # yaml.YAMLError and friends
-        raise ConfigError(f"config file '{p}' is not valid YAML: {e}") from None
+    except Exception as e:  # yaml.YAMLError and friends: say where, never echo the file's content
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = clip(getattr(e, "problem", None) or type(e).__name__, 80)
+        raise ConfigError(f"config file '{p}' is not valid YAML ({problem}{where}); fix it.") from None
     if not isinstance(node, DictConfig):
         raise ConfigError(f"config file '{p}' must hold a mapping of keys at the top level.")
     raw = OmegaConf.to_container(node, resolve=False)
     assert isinstance(raw, dict)
     data = {str(k): v for k, v in raw.items()}
+    valid = {f.name for f in dataclasses.fields(RunConfig)} | {"base"}
+    unknown = sorted(k for k in data if k not in valid)
+    if unknown:
+        raise ConfigError(
+            f"config file '{p}' has {len(unknown)} unknown top-level key(s) ({_key_names(unknown)}); "
+            f"is it a dimcollapse recipe? Valid keys: {', '.join(sorted(valid))}."
+        )
     parent_name = data.pop("base", None)
     if parent_name is None:
         return data

@@ -37,8 +37,8 @@ def _accuracies(
     return out
 
 
-def _diagnostics(name: str, z: Tensor, max_points: int = 5000) -> dict[str, float]:
-    stats = dg.summarize(z, lid_max_points=max_points)
+def _diagnostics(name: str, z: Tensor, max_points: int = 5000, k: int = 20) -> dict[str, float]:
+    stats = dg.summarize(z, k=k, lid_max_points=max_points)
     return {f"{key}_{name}": float(v) for key, v in stats.items()}
 
 
@@ -67,8 +67,8 @@ def evaluate_module(module: Any, dm: SSLDataModule, cfg: RunConfig) -> dict[str,
     if d0 is not None and int(d0) < rtr.shape[1]:
         metrics.update(_accuracies("_d0", cfg, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
         metrics["d0"] = int(d0)
-    metrics.update(_diagnostics("r", rte))
-    metrics.update(_diagnostics("z", zte))
+    metrics.update(_diagnostics("r", rte, k=cfg.eval.lid_k))
+    metrics.update(_diagnostics("z", zte, k=cfg.eval.lid_k))
     metrics["eval_train_size"] = int(rtr_l.shape[0])
     metrics["eval_test_size"] = int(rte.shape[0])
     metrics["eval_time_s"] = time.perf_counter() - t0
@@ -96,6 +96,15 @@ def evaluate_checkpoint(
     load_model_state(module, path)
     dm = SSLDataModule(cfg)
     dm.setup("eval")
+    saved, now = hp["data_info"], dm.info.__dict__
+    diff = [f"{k} {saved[k]} -> {now[k]}" for k in now if k in saved and saved[k] != now[k]]
+    if diff:
+        from dimcollapse.errors import InputError
+
+        raise InputError(
+            f"checkpoint '{path}' was trained on other data than '{cfg.data.name}' found now "
+            f"({', '.join(diff)}); point $DIMCOLLAPSE_DATA / the data folder at the data of the run."
+        )
     metrics = evaluate_module(module, dm, cfg)
     metrics["checkpoint"] = str(path)
     metrics["step"] = int(ckpt.get("global_step", 0))

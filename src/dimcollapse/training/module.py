@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from dimcollapse.data.views import ViewAugment
-from dimcollapse.errors import InputError
+from dimcollapse.errors import DivergedError
 from dimcollapse.registry import build
 from dimcollapse.training.config import RunConfig, from_dict
 from dimcollapse.training.datamodule import DataInfo
@@ -26,7 +26,7 @@ from dimcollapse.training.optim import build_optimizer, build_scheduler
 from dimcollapse.utils.batchnorm import convert_to_global_batchnorm
 
 
-class NonFiniteLossError(InputError):
+class NonFiniteLossError(DivergedError):
     """The loss became NaN or Inf during training."""
 
 
@@ -174,10 +174,12 @@ class SSLModule(L.LightningModule):
             if last
             else " No checkpoint was written yet."
         )
+        what = ", ".join(bad) or "the sum of terms"
         raise NonFiniteLossError(
-            f"the loss became non-finite at step {step} (from {', '.join(bad) or 'the sum of terms'}); "
-            f"training stopped.{ckpt} Lower optim.lr, add warm-up (optim.warmup_epochs) or use "
-            "trainer.precision=32-true."
+            f"the loss became non-finite at step {step} (from {what}); training stopped.{ckpt} Lower "
+            "optim.lr, add warm-up (optim.warmup_epochs) or use trainer.precision=32-true.",
+            step,
+            what,
         )
 
     # -- hooks ----------------------------------------------------------------------------------------

@@ -9,11 +9,15 @@ logs/ (CSV), tb/ (TensorBoard) and checkpoints/ (last.ckpt during training, fina
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
+import signal
 import subprocess
+import threading
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,18 +28,22 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 import dimcollapse
-from dimcollapse.errors import InputError
-from dimcollapse.training.callbacks import CollapseMonitor, OnlineProbe
+from dimcollapse.errors import ConfigError, DivergedError, InputError
+from dimcollapse.training.callbacks import CollapseMonitor, GracefulStop, LrOverride, OnlineProbe
 from dimcollapse.training.checkpoint import (
     AtomicCheckpointIO,
     FiniteModelCheckpoint,
     check_compatible,
+    describe_bad,
     load_checkpoint,
+    save_if_finite,
 )
 from dimcollapse.training.config import RunConfig, from_dict, to_dict, to_yaml
 from dimcollapse.training.datamodule import SSLDataModule, planned_world_size
 from dimcollapse.training.evaluate_run import evaluate_module
 from dimcollapse.training.module import SSLModule
+from dimcollapse.training.preflight import check_eval_sizes, check_machine, clean_stale_temp_files
+from dimcollapse.training.resume import resume_config, stored_config
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.seeding import seed_everything
 
@@ -136,7 +144,10 @@ class SaveFinal(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Save the final state to every path (atomic writes through the CheckpointIO plugin)."""
         for path in self.paths:
-            trainer.save_checkpoint(str(path), weights_only=False)
+            bad = save_if_finite(trainer, path)
+            if bad:
+                step = int(trainer.global_step)
+                raise DivergedError("the final state holds NaN/Inf", step, describe_bad(bad))
 
 
 def _progress_bar() -> L.Callback:
@@ -146,16 +157,44 @@ def _progress_bar() -> L.Callback:
         return TQDMProgressBar()
 
 
-def train(
-    config: RunConfig,
-    out_dir: str | os.PathLike[str],
-    resume: bool = False,
-    extra_callbacks: list[L.Callback] | None = None,
-) -> dict[str, Any]:
-    """Train ``config`` into ``out_dir`` (continuing its last.ckpt when ``resume``); return the metrics."""
-    out = ensure_writable_dir(out_dir)
-    ckpt_dir = out / "checkpoints"
-    last = ckpt_dir / LAST
+@dataclass
+class Prepared:
+    """Everything a run needs, built and checked before its folder is written."""
+
+    cfg: RunConfig
+    dm: SSLDataModule
+    module: SSLModule
+    previous: dict[str, Any] | None
+    lr_change: dict[str, float] | None
+
+
+def _check_out(out: Path) -> None:
+    """The output folder can be created and written (checked without creating anything)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file, not a folder; choose another --out.")
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write into '{probe}' to create '{out}'; choose another --out.")
+
+
+def _check_data_info(previous: dict[str, Any], dm: SSLDataModule, source: str) -> None:
+    """The resumed data has the shape of the data the checkpoint was trained on."""
+    saved = (previous.get("hyper_parameters") or {}).get("data_info") or {}
+    now = dm.info.__dict__
+    diff = [f"{k} {saved[k]} -> {now[k]}" for k in now if k in saved and saved[k] != now[k]]
+    if diff:
+        raise ConfigError(
+            f"checkpoint '{source}' was trained on other data than data.root gives now ({', '.join(diff)}); "
+            "point data.root at the data the run was trained on, or start a fresh run in another --out."
+        )
+
+
+def prepare(config: RunConfig, out: Path, resume: bool, override_lr: float | None = None) -> Prepared:
+    """Validate the config, the machine, the data, the model and the checkpoint; write nothing."""
+    _check_out(out)
+    last = out / "checkpoints" / LAST
     if resume and not last.is_file():
         raise InputError(
             f"nothing to resume: '{last}' does not exist. Run without --resume to start training."
@@ -164,16 +203,82 @@ def train(
         raise InputError(
             f"'{out}' already holds a run ({last}); pass --resume to continue it or choose another --out."
         )
+    if override_lr is not None and not resume:
+        raise ConfigError("--override-lr applies to --resume only; for a new run set optim.lr=VALUE.")
+    if override_lr is not None and not (math.isfinite(override_lr) and 0 < override_lr <= 100):
+        raise ConfigError(f"--override-lr must be a number in (0, 100], got {override_lr!r}.")
+    previous: dict[str, Any] | None = None
+    lr_change: dict[str, float] | None = None
     cfg = config
-    atomic_write_text(out / "config.yaml", to_yaml(cfg))
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(int(cfg.trainer.num_threads))
+    if resume:
+        previous = load_checkpoint(last)
+        stored = stored_config(previous, str(last))
+        cfg = resume_config(stored, config, override_lr, str(last))
+        if override_lr is not None:
+            step = int(previous.get("global_step", 0))
+            lr_change = {"from": float(stored.optim.lr), "to": float(override_lr), "at_step": step}
+    check_machine(cfg)
     seed_everything(cfg.trainer.seed)
     dm = SSLDataModule(cfg, world_size=planned_world_size(cfg))
     dm.setup("fit")
+    n_train, n_test = (int(rows.numel()) for rows in dm.eval_indices())
+    check_eval_sizes(cfg, n_train, n_test)
     module = SSLModule(to_dict(cfg), dm.info.__dict__)
-    if resume:
-        check_compatible(module.state_dict(), load_checkpoint(last)["state_dict"], str(last))
+    if previous is not None:
+        check_compatible(module.state_dict(), previous["state_dict"], str(last))
+        _check_data_info(previous, dm, str(last))
+    return Prepared(cfg, dm, module, previous, lr_change)
+
+
+def _diverged(e: DivergedError, cfg: RunConfig, ckpt: FiniteModelCheckpoint, out: Path) -> DivergedError:
+    """The divergence error with the step, the kept checkpoint and a fix that works."""
+    last = out / "checkpoints" / LAST
+    lower = f"{cfg.optim.lr / 10:.3g}"
+    if e.what == "the probe embeddings":
+        head = f"the monitor's probe embeddings became non-finite at step {e.step}"
+    elif e.what.startswith(("objective", "regularizer", "the sum")) or not e.what:
+        head = f"the loss became non-finite at step {e.step} (from {e.what or 'the sum of terms'})"
+    else:
+        head = f"the model state became non-finite at step {e.step} ({e.what})"
+    first = ""
+    if ckpt.first_bad is not None and ckpt.first_bad[0] != e.step:
+        step, bad = ckpt.first_bad
+        first = f" The state first held NaN/Inf at step {step} ({describe_bad(bad)})."
+    if last.is_file():
+        at = f" (step {ckpt.last_good_step})" if ckpt.last_good_step is not None else ""
+        keep = f"The last good checkpoint{at} is kept at '{last}'."
+        fix = (
+            "To continue from it with a lower learning rate, rerun the same command with "
+            f"--resume --override-lr {lower}."
+        )
+    else:
+        keep = "No checkpoint was written yet."
+        fix = f"Rerun with a lower learning rate (optim.lr={lower}) or more warm-up (optim.warmup_epochs)."
+    return DivergedError(f"{head}; training stopped.{first} {keep} {fix}", e.step, e.what)
+
+
+def train(
+    config: RunConfig,
+    out_dir: str | os.PathLike[str],
+    resume: bool = False,
+    extra_callbacks: list[L.Callback] | None = None,
+    override_lr: float | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` into ``out_dir`` (continuing its last.ckpt when ``resume``); return the metrics.
+
+    Everything is validated first (config, machine, data, model, checkpoint); nothing is written into
+    ``out_dir`` before. A resumed run uses the checkpoint's config (``override_lr`` changes its lr).
+    """
+    out = Path(out_dir)
+    prep = prepare(config, out, resume, override_lr)
+    cfg, dm, module = prep.cfg, prep.dm, prep.module
+    out = ensure_writable_dir(out)
+    clean_stale_temp_files(out)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / LAST
+    atomic_write_text(out / "config.yaml", to_yaml(cfg))
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(int(cfg.trainer.num_threads))
 
     monitor: CollapseMonitor | None = None
     callbacks: list[L.Callback] = []
@@ -192,22 +297,25 @@ def train(
         out_dim: Any = module.model.backbone.out_dim
         probe = OnlineProbe(int(out_dim), dm.info.num_classes, cfg.eval.online_probe_lr)
         callbacks.append(probe)
-    callbacks.append(
-        FiniteModelCheckpoint(
-            dirpath=str(ckpt_dir),
-            every_n_train_steps=cfg.trainer.checkpoint_every,
-            save_top_k=0,
-            save_last=True,
-            save_on_train_epoch_end=False,
-            enable_version_counter=False,
-        )
+    checkpointer = FiniteModelCheckpoint(
+        dirpath=str(ckpt_dir),
+        every_n_train_steps=cfg.trainer.checkpoint_every,
+        save_top_k=0,
+        save_last=True,
+        save_on_train_epoch_end=False,
+        enable_version_counter=False,
     )
+    callbacks.append(checkpointer)
     callbacks.append(SaveFinal([ckpt_dir / FINAL, last]))
+    callbacks.append(GracefulStop(last, out))
+    if prep.lr_change is not None:
+        callbacks.append(LrOverride(prep.lr_change["from"], prep.lr_change["to"]))
     if cfg.trainer.progress_bar:
         callbacks.append(_progress_bar())
     callbacks.extend(extra_callbacks or [])
     trainer = build_trainer(cfg, out, module.total_steps, callbacks, steps_per_epoch=dm.info.steps_per_epoch)
     start_step = 0
+    handlers = {s: signal.getsignal(s) for s in GRACEFUL_SIGNALS}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings(
@@ -215,11 +323,15 @@ def train(
         )
         t0 = time.perf_counter()
         time_before = 0.0
-        if resume:
-            previous = load_checkpoint(last)
-            start_step = int(previous.get("global_step", 0))
-            time_before = float(previous.get("dimcollapse_train_time_s", 0.0))
-        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
+        if prep.previous is not None:
+            start_step = int(prep.previous.get("global_step", 0))
+            time_before = float(prep.previous.get("dimcollapse_train_time_s", 0.0))
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
+        except DivergedError as e:
+            raise _diverged(e, cfg, checkpointer, out) from None
+        finally:
+            _restore_signals(handlers)
         fit_s = time.perf_counter() - t0
     if not trainer.is_global_zero:
         return {}
@@ -248,6 +360,8 @@ def train(
             "resumed": bool(resume),
         }
     )
+    if prep.lr_change is not None:
+        metrics["lr_override"] = prep.lr_change
     if monitor is not None:
         metrics["monitor_time_s"] = monitor.time_s
         metrics["monitor_fraction"] = monitor.time_s / max(train_s, 1e-9)
@@ -257,6 +371,17 @@ def train(
         metrics["online_probe_last_batch_top1"] = probe.accuracy(module.last_r, module.last_y)
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+GRACEFUL_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _restore_signals(handlers: dict[Any, Any]) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for s, h in handlers.items():
+        if h is not None:
+            signal.signal(s, h)
 
 
 def load_run_config(checkpoint: dict[str, Any]) -> RunConfig:

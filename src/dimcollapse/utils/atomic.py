@@ -1,20 +1,24 @@
 """Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
 
 A reader never sees a half-written checkpoint, metrics.json or figure, and a crash leaves the
-previous version in place.
+previous version in place. The temporary file is named ``.<name>.<pid>.<random>.tmp``; a writer killed
+before the rename leaves it behind, and ``remove_stale_temp_files`` deletes those whose process is gone.
+A full disk raises InputError naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from dimcollapse.errors import InputError
+from dimcollapse.errors import DiskFullError, InputError
 
 
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
@@ -34,7 +38,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success."""
     target = Path(path)
     ensure_writable_dir(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise _disk_error(e, target) from None
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
@@ -42,10 +49,59 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode of a new file
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise _disk_error(e, target) from None
         raise
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _disk_error(e: OSError, target: Path) -> Exception:
+    """InputError for a full disk / quota naming the file; other OS errors unchanged."""
+    if e.errno in DISK_FULL:
+        return DiskFullError(
+            f"no space left on the device while writing '{target}' ({e.strerror}); free disk space or "
+            "choose another --out. The previous version of the file is intact."
+        )
+    return e
+
+
+_TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str], max_age_s: float = 3600.0) -> list[Path]:
+    """Delete ``.<name>.<pid>.*.tmp`` files of writers that are no longer running (same host), and older
+    temp files without a pid after ``max_age_s``; returns the removed paths."""
+    import time
+
+    d = Path(folder)
+    if not d.is_dir():
+        return []
+    removed = []
+    for p in d.glob(".*.tmp"):
+        m = _TEMP.match(p.name)
+        try:
+            stale = (not _alive(int(m.group(1)))) if m else time.time() - p.stat().st_mtime > max_age_s
+            if stale and p.is_file():
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            continue
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -1,6 +1,8 @@
-"""Training callbacks: the collapse monitor and the online linear probe."""
+"""Training callbacks: the collapse monitor, the online linear probe, signals, the lr override."""
 
 from dimcollapse.training.callbacks.collapse_monitor import CollapseMonitor
+from dimcollapse.training.callbacks.graceful_stop import GracefulStop
+from dimcollapse.training.callbacks.lr_override import LrOverride
 from dimcollapse.training.callbacks.online_probe import OnlineProbe
 
-__all__ = ["CollapseMonitor", "OnlineProbe"]
+__all__ = ["CollapseMonitor", "GracefulStop", "LrOverride", "OnlineProbe"]

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from dimcollapse import diagnostics as dg
+from dimcollapse.errors import DivergedError
 from dimcollapse.regularizers.gram import gram_deviation_sq
 from dimcollapse.utils.atomic import atomic_write_json
 
@@ -75,6 +76,13 @@ class CollapseMonitor(L.Callback):
             r, z = pl_module.encode_eval(self.probe.to(pl_module.device))
         finally:
             pl_module.train(was_training)
+        if not (bool(torch.isfinite(r).all()) and bool(torch.isfinite(z).all())):
+            raise DivergedError(
+                f"the monitor's probe embeddings hold NaN/Inf at step {step}: training diverged; "
+                "training stopped.",
+                step,
+                "the probe embeddings",
+            )
         r64, z64 = r.double().cpu(), z.double().cpu()
         eig_r, eig_z = dg.covariance_spectrum(r64), dg.covariance_spectrum(z64)
         k = min(self.lid_k, r64.shape[0] - 2)
