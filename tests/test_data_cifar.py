@@ -223,8 +223,13 @@ def test_forbidden_global_is_refused_without_executing(tmp_path: Path, proto: in
 
 def test_missing_cifar_says_where_and_how(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIMCOLLAPSE_DATA", str(tmp_path / "env"))
+    (tmp_path / "env").mkdir()
+    with pytest.raises(InputError) as err:
+        build("dataset", "cifar100")
+    msg = str(err.value)
+    assert str(tmp_path / "env") in msg and "cifar-100-binary" in msg
+    assert cifar.how_to_get("cifar100") in msg
+    # a given data.root that does not exist is an error naming it (never a silent fall-back)
     with pytest.raises(InputError) as err:
         build("dataset", "cifar100", root=tmp_path / "nope")
-    msg = str(err.value)
-    assert str(tmp_path / "nope") in msg and str(tmp_path / "env") in msg and "cifar-100-binary" in msg
-    assert cifar.how_to_get("cifar100") in msg
+    assert str(tmp_path / "nope") in str(err.value) and "data.root" in str(err.value)
