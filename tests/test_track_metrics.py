@@ -36,12 +36,25 @@ def test_streamed_metrics_equal_summarize_on_all_rows() -> None:
     m.update(views=views[13:])
     out = m.compute()
     ref = summarize(z.double(), k=5, views=views.double())
-    for key in ("erank", "rankme", "alpha", "collapsed_dims", "dims_90", "eig_min", "total_variance", "lidar"):
+    for key in (
+        "erank",
+        "rankme",
+        "alpha",
+        "collapsed_dims",
+        "dims_90",
+        "eig_min",
+        "total_variance",
+        "lidar",
+    ):
         assert float(out[key]) == pytest.approx(ref[key], rel=1e-9), key
     for key in ("lid_mle_gmean", "lid_mom_median"):  # the reservoir keeps float32 rows
         assert float(out[key]) == pytest.approx(ref[key], rel=1e-4), key
-    np.testing.assert_allclose(out["spectrum"].numpy(), np.linalg.eigvalsh(np.cov(z.double().T, bias=True))[::-1],
-                               rtol=1e-9, atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        out["spectrum"].numpy(),
+        np.linalg.eigvalsh(np.cov(z.double().T, bias=True))[::-1],
+        rtol=1e-9,
+        atol=1e-12,
+    )
     m.reset()
     with pytest.raises(InputError, match="at least 2"):
         m.update(z[:1])
@@ -87,8 +100,13 @@ def _worker(rank: int, init: str, out: str, cap: int) -> None:
 @pytest.mark.ddp
 @pytest.mark.parametrize("cap", [1000, 40])
 def test_two_gloo_processes_equal_one_process(tmp_path: Path, cap: int) -> None:
-    mp.start_processes(_worker, args=(f"file://{tmp_path / 'init'}", str(tmp_path), cap), nprocs=WORLD,
-                       join=True, start_method="fork")  # fmt: skip
+    mp.start_processes(
+        _worker,
+        args=(f"file://{tmp_path / 'init'}", str(tmp_path), cap),
+        nprocs=WORLD,
+        join=True,
+        start_method="fork",
+    )
     ranks: list[dict[str, Any]] = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     z, views = _data()
     one = CollapseMetrics(k=5, reservoir_size=cap, lidar=True)

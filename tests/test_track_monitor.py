@@ -1,5 +1,5 @@
-"""CollapseMonitor and Tracker on models dimcollapse did not define (Sequential, lightly-style, solo-learn-style,
-a Hugging Face ViT), checked against independent numpy computations."""
+"""CollapseMonitor and Tracker on models dimcollapse did not define (Sequential, lightly-style,
+solo-learn-style, a Hugging Face ViT), checked against independent numpy computations."""
 
 from __future__ import annotations
 
@@ -72,9 +72,18 @@ class LightlyStyle(L.LightningModule):
 def _trainer(tmp_path: Path, cb: L.Callback, steps: int) -> L.Trainer:
     from lightning.pytorch.loggers import CSVLogger
 
-    return L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=CSVLogger(tmp_path, name="logs"),
-                     callbacks=[cb], enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, default_root_dir=tmp_path, log_every_n_steps=1)  # fmt: skip
+    return L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=CSVLogger(tmp_path, name="logs"),
+        callbacks=[cb],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        log_every_n_steps=1,
+    )
 
 
 def test_monitor_on_a_lightly_style_module_with_a_dataloader_probe(tmp_path: Path) -> None:
@@ -119,8 +128,15 @@ class SoloStyle(L.LightningModule):
 
 def test_stop_on_collapse_like_early_stopping(tmp_path: Path) -> None:
     torch.manual_seed(1)
-    monitor = CollapseMonitor(torch.randn(50, 6), every_n_steps=1, watch="erank_z", stop_on_collapse=True,
-                              patience=2, warn_fraction=0.5, lid_k=5)  # fmt: skip
+    monitor = CollapseMonitor(
+        torch.randn(50, 6),
+        every_n_steps=1,
+        watch="erank_z",
+        stop_on_collapse=True,
+        patience=2,
+        warn_fraction=0.5,
+        lid_k=5,
+    )
     data = DataLoader(TensorDataset(torch.randn(512, 6)), batch_size=32)
     trainer = _trainer(tmp_path, monitor, 200)
     trainer.fit(SoloStyle(), data)
@@ -133,12 +149,25 @@ def test_stop_on_collapse_like_early_stopping(tmp_path: Path) -> None:
 
 def test_hugging_face_vit_from_a_config() -> None:
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.ViTConfig(image_size=16, patch_size=8, num_channels=3, hidden_size=24,
-                                 num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)  # fmt: skip
+    cfg = transformers.ViTConfig(
+        image_size=16,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
     model = transformers.ViTModel(cfg)
     probe = torch.randn(20, 3, 16, 16)
-    tracker = Tracker(model, probe, embed=lambda m, x: m(pixel_values=x).last_hidden_state[:, 0],
-                      layers=["layers.*.attention.*"], every=1, lid_k=5)  # fmt: skip
+    tracker = Tracker(
+        model,
+        probe,
+        embed=lambda m, x: m(pixel_values=x).last_hidden_state[:, 0],
+        layers=["layers.*.attention.*"],
+        every=1,
+        lid_k=5,
+    )
     rec = tracker.step(1)
     assert rec is not None
     with torch.no_grad():
@@ -159,7 +188,7 @@ def test_missing_pieces_are_one_line_errors_saying_what_to_pass() -> None:
 
     with pytest.raises(ConfigError, match=r"has no forward\(\).*embed=lambda m, x: m.backbone\(x\)"):
         Tracker(NoForward(), torch.randn(8, 3), every=1).step(1)
-    with pytest.raises(ConfigError, match="no weight layer matches.*backbone"):
+    with pytest.raises(ConfigError, match=r"no weight layer matches.*backbone"):
         Tracker(NoForward(), torch.randn(8, 3), embed=lambda m, x: m.backbone(x), layers=["head.*"]).step(1)
     with pytest.raises(ConfigError, match="a probe is needed"):
         CollapseMonitor(None)

@@ -28,6 +28,7 @@ from dimcollapse.diagnostics.rank import (
 
 COLLAPSE_THRESHOLD = 1e-6
 """An eigenvalue below COLLAPSE_THRESHOLD x the largest is a collapsed dimension."""
+THRESHOLD_TEXT = f"{COLLAPSE_THRESHOLD:.0e}".replace("e-0", "e-")  # "1e-6" for labels
 
 EMBEDDINGS, LABELS, VIEWS, MODEL = "embeddings", "labels", "views", "model"
 
@@ -119,38 +120,101 @@ def _lidar(ctx: Context) -> float | None:
 
 _LID = frozenset({EMBEDDINGS})
 METRICS: list[MetricSpec] = [
-    MetricSpec("erank", lambda c: effective_rank(c.eig), "effective rank", "{:.2f}", True,
-               definition="Roy & Vetterli 2007 on the covariance spectrum", headline=True),
-    MetricSpec("rankme", _rankme, "RankMe", "{:.2f}", True, centred=False,
-               definition="Garrido et al. 2023, singular values of the raw Z, eps=1e-7", headline=True),
-    MetricSpec("alpha", lambda c: c.alpha_fit.alpha, "alpha-ReQ", "{:.3f}", None,
-               definition="Agrawal et al. 2022: lambda_k ~ k^-alpha, least squares in log-log",
-               headline=True),
+    MetricSpec(
+        "erank",
+        lambda c: effective_rank(c.eig),
+        "effective rank",
+        "{:.2f}",
+        True,
+        definition="Roy & Vetterli 2007 on the covariance spectrum",
+        headline=True,
+    ),
+    MetricSpec(
+        "rankme",
+        _rankme,
+        "RankMe",
+        "{:.2f}",
+        True,
+        centred=False,
+        definition="Garrido et al. 2023, singular values of the raw Z, eps=1e-7",
+        headline=True,
+    ),
+    MetricSpec(
+        "alpha",
+        lambda c: c.alpha_fit.alpha,
+        "alpha-ReQ",
+        "{:.3f}",
+        None,
+        definition="Agrawal et al. 2022: lambda_k ~ k^-alpha, least squares in log-log",
+        headline=True,
+    ),
     MetricSpec("alpha_r2", lambda c: c.alpha_fit.r2, "alpha-ReQ fit R^2", "{:.3f}", None),
-    MetricSpec("collapsed_dims", lambda c: float(collapsed_dimensions(c.eig, c.threshold)),
-               f"collapsed dims (< {COLLAPSE_THRESHOLD:g} max)", "{:d}", False,
-               definition="count of lambda_k < 1e-6 lambda_max", headline=True),
-    MetricSpec("dims_90", lambda c: float(explained_variance_dims(c.eig, 0.9)),
-               "dims for 90% variance", "{:d}", True, headline=True),
-    MetricSpec("dims_99", lambda c: float(explained_variance_dims(c.eig, 0.99)),
-               "dims for 99% variance", "{:d}", True, headline=True),
+    MetricSpec(
+        "collapsed_dims",
+        lambda c: float(collapsed_dimensions(c.eig, c.threshold)),
+        f"collapsed dims (< {THRESHOLD_TEXT} max)",
+        "{:d}",
+        False,
+        definition="count of lambda_k < 1e-6 lambda_max",
+        headline=True,
+    ),
+    MetricSpec(
+        "dims_90",
+        lambda c: float(explained_variance_dims(c.eig, 0.9)),
+        "dims for 90% variance",
+        "{:d}",
+        True,
+        headline=True,
+    ),
+    MetricSpec(
+        "dims_99",
+        lambda c: float(explained_variance_dims(c.eig, 0.99)),
+        "dims for 99% variance",
+        "{:d}",
+        True,
+        headline=True,
+    ),
     MetricSpec("eig_max", lambda c: float(c.eig[0]), "largest eigenvalue", "{:.4g}"),
     MetricSpec("eig_min", lambda c: float(c.eig[-1]), "smallest eigenvalue", "{:.4g}"),
-    MetricSpec("total_variance", lambda c: float(np.clip(c.eig, 0, None).sum()), "total variance",
-               "{:.4g}"),
-    MetricSpec("lid_mle_gmean", _lid("mle", "gmean"), "LID MLE (geometric mean)", "{:.2f}", True,
-               needs=_LID, centred=None, definition="Levina & Bickel 2004 (k neighbours, mean of "
-               "log ratios over k)", headline=True),
-    MetricSpec("lid_mle_median", _lid("mle", "median"), "LID MLE (median)", "{:.2f}", True,
-               needs=_LID, centred=None),
-    MetricSpec("lid_mom_gmean", _lid("mom", "gmean"), "LID MoM (geometric mean)", "{:.2f}", True,
-               needs=_LID, centred=None, definition="Amsaleg et al. 2015 method of moments"),
-    MetricSpec("lid_mom_median", _lid("mom", "median"), "LID MoM (median)", "{:.2f}", True,
-               needs=_LID, centred=None),
-    MetricSpec("lidar", _lidar, "LiDAR", "{:.2f}", True, needs=frozenset({VIEWS}),
-               definition="Thilak et al. 2023; stable-pretraining's LiDAR (delta=1e-4, eps=1e-8)",
-               headline=True),
-]  # fmt: skip
+    MetricSpec("total_variance", lambda c: float(np.clip(c.eig, 0, None).sum()), "total variance", "{:.4g}"),
+    MetricSpec(
+        "lid_mle_gmean",
+        _lid("mle", "gmean"),
+        "LID MLE (geometric mean)",
+        "{:.2f}",
+        True,
+        needs=_LID,
+        centred=None,
+        definition="Levina & Bickel 2004 (k neighbours, mean of log ratios over k)",
+        headline=True,
+    ),
+    MetricSpec(
+        "lid_mle_median", _lid("mle", "median"), "LID MLE (median)", "{:.2f}", True, needs=_LID, centred=None
+    ),
+    MetricSpec(
+        "lid_mom_gmean",
+        _lid("mom", "gmean"),
+        "LID MoM (geometric mean)",
+        "{:.2f}",
+        True,
+        needs=_LID,
+        centred=None,
+        definition="Amsaleg et al. 2015 method of moments",
+    ),
+    MetricSpec(
+        "lid_mom_median", _lid("mom", "median"), "LID MoM (median)", "{:.2f}", True, needs=_LID, centred=None
+    ),
+    MetricSpec(
+        "lidar",
+        _lidar,
+        "LiDAR",
+        "{:.2f}",
+        True,
+        needs=frozenset({VIEWS}),
+        definition="Thilak et al. 2023; stable-pretraining's LiDAR (delta=1e-4, eps=1e-8)",
+        headline=True,
+    ),
+]
 
 BY_KEY: dict[str, MetricSpec] = {m.key: m for m in METRICS}
 
@@ -194,6 +258,7 @@ __all__ = [
     "BY_KEY",
     "COLLAPSE_THRESHOLD",
     "METRICS",
+    "THRESHOLD_TEXT",
     "Context",
     "MetricSpec",
     "evaluate",

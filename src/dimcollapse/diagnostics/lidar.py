@@ -77,16 +77,22 @@ class LidarAccumulator:
         else:
             assert self.mean_outer is not None and self.within is not None
             if parts[0].shape != self.mean_sum.shape:
-                raise InputError(f"views have dim {parts[0].shape[0]}, earlier ones {self.mean_sum.shape[0]}.")
+                raise InputError(
+                    f"views have dim {parts[0].shape[0]}, earlier ones {self.mean_sum.shape[0]}."
+                )
             self.mean_sum, self.mean_outer, self.within = (
-                self.mean_sum + parts[0], self.mean_outer + parts[1], self.within + parts[2]
-            )  # fmt: skip
+                self.mean_sum + parts[0],
+                self.mean_outer + parts[1],
+                self.within + parts[2],
+            )
         self.groups += v.shape[0]
         self.dof += v.shape[0] * (v.shape[1] - 1)
 
     def eigenvalues(self, delta: float = DELTA, eps: float = EPS) -> np.ndarray:
         """Eigenvalues (descending) of the LDA matrix of everything added so far."""
-        return lidar_eigenvalues(self.groups, self.dof, self.mean_sum, self.mean_outer, self.within, delta, eps)
+        return lidar_eigenvalues(
+            self.groups, self.dof, self.mean_sum, self.mean_outer, self.within, delta, eps
+        )
 
 
 def lidar_eigenvalues(

@@ -43,8 +43,13 @@ def embedding_context(
 ) -> Context:
     """Context of a validated matrix z: covariance + Gram spectra, LIDs (k neighbours; None: skip), LiDAR."""
     cov = covariance_matrix(z)
-    ctx = Context(eig=spectrum_of(cov), gram_eig=spectrum_of(covariance_matrix(z, center=False)),
-                  n=int(z.shape[0]), threshold=rel_floor, cov=cov if keep_cov else None)  # fmt: skip
+    ctx = Context(
+        eig=spectrum_of(cov),
+        gram_eig=spectrum_of(covariance_matrix(z, center=False)),
+        n=int(z.shape[0]),
+        threshold=rel_floor,
+        cov=cov if keep_cov else None,
+    )
     if k is not None:
         sub = lid_subset(z, lid_max_points, seed)
         ctx.lid_mle, ctx.lid_mom = _numpy(lid_mle(sub, k=k)), _numpy(lid_mom(sub, k=k))

@@ -120,8 +120,9 @@ class CollapseMetrics(Metric):
         self.add_state("reservoir", [], dist_reduce_fx="cat")
         self.add_state("reservoir_weight", [], dist_reduce_fx="cat")
         if self.with_lidar:
-            self.add_state("view_means", torch.zeros(d + 2, d, dtype=torch.float64),
-                           dist_reduce_fx=merge_moments)  # fmt: skip
+            self.add_state(
+                "view_means", torch.zeros(d + 2, d, dtype=torch.float64), dist_reduce_fx=merge_moments
+            )
             self.add_state("view_within", torch.zeros(d, d, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state("view_dof", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
@@ -192,8 +193,11 @@ class CollapseMetrics(Metric):
             buf[slot[keep].to(buf.device)] = rows[keep.to(rows.device)]
         self.seen = self.seen + z.shape[0]
         self.reservoir = [buf]
-        self.reservoir_weight = [torch.full((buf.shape[0],), float(self.seen) / buf.shape[0],
-                                            dtype=torch.float64, device=buf.device)]  # fmt: skip
+        self.reservoir_weight = [
+            torch.full(
+                (buf.shape[0],), float(self.seen) / buf.shape[0], dtype=torch.float64, device=buf.device
+            )
+        ]
 
     def _lid_rows(self) -> Tensor | None:
         if not self.k or (isinstance(self.reservoir, list) and not self.reservoir):
@@ -223,9 +227,14 @@ class CollapseMetrics(Metric):
         if self.with_lidar and float(self.view_means[0, 0]) >= 2:
             g, vmean, vm2 = unpack_moments(self.view_means)
             ctx.lidar_eig = lidar_eigenvalues(
-                g, int(self.view_dof), vmean * g, vm2 + g * np.outer(vmean, vmean),
-                self.view_within.detach().cpu().numpy(), DELTA, EPS,
-            )  # fmt: skip
+                g,
+                int(self.view_dof),
+                vmean * g,
+                vm2 + g * np.outer(vmean, vmean),
+                self.view_within.detach().cpu().numpy(),
+                DELTA,
+                EPS,
+            )
         return ctx
 
     def compute(self) -> dict[str, Tensor]:

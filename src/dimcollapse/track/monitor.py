@@ -62,9 +62,22 @@ class CollapseMonitor(L.Callback):
             raise ConfigError(f"every_n_steps must be >= 1, got {every_n_steps}.")
         self.every = int(every_n_steps)
         self.recorder = CollapseRecorder(
-            probe, embed, layers, metrics, lid_k, warn_fraction, watch, stop_on_collapse, patience,
-            weight_spectra, augment, n_views, out_path, annotate, weights_of,
-        )  # fmt: skip
+            probe,
+            embed,
+            layers,
+            metrics,
+            lid_k,
+            warn_fraction,
+            watch,
+            stop_on_collapse,
+            patience,
+            weight_spectra,
+            augment,
+            n_views,
+            out_path,
+            annotate,
+            weights_of,
+        )
         self.log_spectra = bool(log_spectra)
         self._last_step = -1
 
@@ -148,7 +161,9 @@ class CollapseMonitor(L.Callback):
             self._measure(trainer, pl_module, int(trainer.global_step))
             self.write()
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         """Keep what was measured when training fails."""
         if trainer.is_global_zero:
             self.write()

@@ -89,7 +89,9 @@ class Probe:
                 "a probe is needed: pass a fixed batch of inputs (a tensor) or a DataLoader of held-out data."
             )
         if embed is not None and not callable(embed):
-            raise ConfigError(f"embed must be a function (module, x) -> embeddings, got {type(embed).__name__}.")
+            raise ConfigError(
+                f"embed must be a function (module, x) -> embeddings, got {type(embed).__name__}."
+            )
         self.embed: Embed = embed or default_embed
         self._source = probe
         self._batches: list[Any] | None = [probe] if isinstance(probe, (Tensor, Mapping)) else None
@@ -99,7 +101,9 @@ class Probe:
         """The probe's input batches (a DataLoader is read once, at first use)."""
         if self._batches is None:
             if not isinstance(self._source, Iterable):
-                raise ConfigError(f"probe must be a tensor or a DataLoader, got {type(self._source).__name__}.")
+                raise ConfigError(
+                    f"probe must be a tensor or a DataLoader, got {type(self._source).__name__}."
+                )
             self._batches = [_inputs(b) for b in self._source]
             if not self._batches:
                 raise InputError("the probe DataLoader yielded no batch; give it held-out data.")

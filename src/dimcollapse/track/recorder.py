@@ -67,7 +67,9 @@ class CollapseRecorder:
         if unknown:
             raise ConfigError(f"unknown metric(s) {unknown}; catalogue keys: {', '.join(BY_KEY)}.")
         if not 0.0 <= warn_fraction <= 1.0 or patience < 1:
-            raise ConfigError(f"warn_fraction must be in [0, 1] and patience >= 1, got {warn_fraction}, {patience}.")
+            raise ConfigError(
+                f"warn_fraction must be in [0, 1] and patience >= 1, got {warn_fraction}, {patience}."
+            )
         self.probe = Probe(probe, embed)
         self.layers, self.metrics, self.lid_k = layers, tuple(metrics), int(lid_k)
         self.warn_fraction, self.watch = float(warn_fraction), watch
@@ -139,8 +141,14 @@ class CollapseRecorder:
         if rec["warning"]:
             self.warnings += 1
             self.streak += 1
-            log.warning("collapse warning at step %d: %s = %.3g is below %.2f x its best %.3g",
-                        step, key, value, self.warn_fraction, self.best)  # fmt: skip
+            log.warning(
+                "collapse warning at step %d: %s = %.3g is below %.2f x its best %.3g",
+                step,
+                key,
+                value,
+                self.warn_fraction,
+                self.best,
+            )
             if self.stop_on_collapse and self.streak >= self.patience and self.stopped_at is None:
                 self.stopped_at = int(step)
         else:
@@ -176,8 +184,15 @@ class CollapseRecorder:
 
     def state_dict(self) -> dict[str, Any]:
         """History and counters (for checkpoints)."""
-        return {"history": self.history, "best": self.best, "warnings": self.warnings, "streak": self.streak,
-                "time_s": self.time_s, "watch": self.watch, "stopped_at": self.stopped_at}  # fmt: skip
+        return {
+            "history": self.history,
+            "best": self.best,
+            "warnings": self.warnings,
+            "streak": self.streak,
+            "time_s": self.time_s,
+            "watch": self.watch,
+            "stopped_at": self.stopped_at,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore history and counters (older checkpoints stored ``best_erank``)."""
@@ -191,8 +206,11 @@ class CollapseRecorder:
 
 def scalar_items(rec: dict[str, Any]) -> dict[str, float]:
     """The record's numbers for a logger: ``monitor/<key>`` and ``monitor/layer_erank/<layer>``."""
-    out = {f"monitor/{k}": float(v) for k, v in rec.items()
-           if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch")}  # fmt: skip
+    out = {
+        f"monitor/{k}": float(v)
+        for k, v in rec.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch")
+    }
     for name, stats in rec.get("layers", {}).items():
         out[f"monitor/layer_erank/{name}"] = float(stats["erank"])
     return out

@@ -53,9 +53,20 @@ class Tracker:
         self.model, self.every = model, int(every)
         self.steps_per_epoch, self.log = steps_per_epoch, log
         self.recorder = CollapseRecorder(
-            probe, embed, layers, metrics, lid_k, warn_fraction, watch, stop_on_collapse, patience,
-            weight_spectra, augment, n_views, out_path,
-        )  # fmt: skip
+            probe,
+            embed,
+            layers,
+            metrics,
+            lid_k,
+            warn_fraction,
+            watch,
+            stop_on_collapse,
+            patience,
+            weight_spectra,
+            augment,
+            n_views,
+            out_path,
+        )
         self._last = 0
 
     @property
