@@ -160,13 +160,12 @@ def analyze_model(
         loaded.module, inputs, embed_function(embed), batch_size, image_size, channels, progress
     )
     stats, spectra, align = layer_report(loaded.module, layers)
-    n_feat = min(feature_points, int(inputs.x.shape[0]))
-    feats = feature_spectra(
-        loaded.module,
-        list(_batches(inputs, batch_size, image_size, channels, n_feat)),
-        layers=_feature_layers(loaded.module, list(stats)) or None,
-        pool=_pool,
-    )
+    feats: dict[str, np.ndarray] = {}
+    if not isinstance(loaded.module, torch.jit.ScriptModule):  # TorchScript modules take no forward hooks
+        n_feat = min(feature_points, int(inputs.x.shape[0]))
+        batches = list(_batches(inputs, batch_size, image_size, channels, n_feat))
+        chosen = _feature_layers(loaded.module, list(stats)) or None
+        feats = feature_spectra(loaded.module, batches, layers=chosen, pool=_pool)
     arrays = {f"weight_sv/{k_}": v for k_, v in spectra.items()} | {
         f"feature_eig/{k_}": v for k_, v in feats.items()
     }

@@ -19,9 +19,18 @@ from dimcollapse.diagnostics.weights import named_weight_matrices, singular_valu
 from dimcollapse.errors import ConfigError
 
 
+def parameter_matrices(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Fallback for modules whose layer types are hidden (TorchScript): every 'x.weight' with >= 2 dims."""
+    return {
+        name[: -len(".weight")]: p.reshape(p.shape[0], -1)
+        for name, p in module.named_parameters()
+        if name.endswith(".weight") and p.ndim >= 2
+    }
+
+
 def select_layers(module: nn.Module, patterns: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
     """Weight matrices of ``module`` whose name matches any pattern (all of them for None), in order."""
-    weights = named_weight_matrices(module)
+    weights = named_weight_matrices(module) or parameter_matrices(module)
     if patterns is None:
         return weights
     if isinstance(patterns, str):
@@ -54,4 +63,4 @@ def layer_view(module: nn.Module, patterns: Sequence[str] | None = None) -> dict
     return {name: layer_stats(singular_values(w)) for name, w in select_layers(module, patterns).items()}
 
 
-__all__ = ["layer_stats", "layer_view", "select_layers"]
+__all__ = ["layer_stats", "layer_view", "parameter_matrices", "select_layers"]
