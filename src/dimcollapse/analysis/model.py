@@ -169,7 +169,8 @@ def analyze_model(
     arrays = {f"weight_sv/{k_}": v for k_, v in spectra.items()} | {
         f"feature_eig/{k_}": v for k_, v in feats.items()
     }
-    atomic_save(out_dir / "layers.npz", lambda fh: np.savez(fh, **arrays))
+    savez: Any = np.savez
+    atomic_save(out_dir / "layers.npz", lambda fh: savez(fh, **arrays))
     name, z = next(iter(outs.items()))
     opts = Options(k=k)
     check_options(opts, z.shape[0], str(model))

@@ -89,6 +89,13 @@ class CollapseMetrics(Metric):
     full_state_update = False
     is_differentiable = False
     higher_is_better = None
+    moments: Tensor
+    seen: Tensor
+    reservoir: list[Tensor] | Tensor
+    reservoir_weight: list[Tensor] | Tensor
+    view_means: Tensor
+    view_within: Tensor
+    view_dof: Tensor
 
     def __init__(
         self,
