@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dimcollapse.diagnostics._validate import ArrayLike, spectrum_array
+from dimcollapse.diagnostics.threshold import COLLAPSE_THRESHOLD
 from dimcollapse.errors import ConfigError
 
 
@@ -19,7 +20,9 @@ class AlphaReQ:
     n_points: int
 
 
-def alpha_req(eig: ArrayLike, ranks: tuple[int, int] | None = None, rel_floor: float = 1e-6) -> AlphaReQ:
+def alpha_req(
+    eig: ArrayLike, ranks: tuple[int, int] | None = None, rel_floor: float = COLLAPSE_THRESHOLD
+) -> AlphaReQ:
     """Least-squares fit log lambda_k = c - alpha log k over ranks k (1-based, inclusive); R^2 of the fit.
 
     Eigenvalues below ``rel_floor`` times the largest (numerically zero / collapsed) are excluded.

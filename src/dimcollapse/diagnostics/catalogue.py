@@ -25,10 +25,7 @@ from dimcollapse.diagnostics.rank import (
     explained_variance_dims,
     rankme_from_singular_values,
 )
-
-COLLAPSE_THRESHOLD = 1e-6
-"""An eigenvalue below COLLAPSE_THRESHOLD x the largest is a collapsed dimension."""
-THRESHOLD_TEXT = f"{COLLAPSE_THRESHOLD:.0e}".replace("e-0", "e-")  # "1e-6" for labels
+from dimcollapse.diagnostics.threshold import COLLAPSE_THRESHOLD, THRESHOLD_TEXT
 
 EMBEDDINGS, LABELS, VIEWS, MODEL = "embeddings", "labels", "views", "model"
 
