@@ -8,8 +8,8 @@ from dimcollapse.diagnostics.alignment import Alignment, alignment_matrix
 from dimcollapse.diagnostics.alpha_req import AlphaReQ, alpha_req
 from dimcollapse.diagnostics.features import feature_spectra
 from dimcollapse.diagnostics.knn import knn_distances
-from dimcollapse.diagnostics.lidar import lidar
 from dimcollapse.diagnostics.lid import lid_from_distances, lid_mle, lid_mom, lid_summary
+from dimcollapse.diagnostics.lidar import lidar
 from dimcollapse.diagnostics.rank import (
     collapsed_dimensions,
     effective_rank,
