@@ -83,6 +83,36 @@ def compare_table(results: list[dict[str, Any]]) -> Table:
     return table
 
 
+# options of `analyze --model` (aliases keep the command's signature short)
+ModelPath = Annotated[
+    Path | None,
+    typer.Option("--model", help="A model to analyse: Lightning .ckpt, state_dict (+ --arch), TorchScript."),
+]
+DataOpt = Annotated[
+    str | None, typer.Option("--data", help="With --model: dataset name, image folder or tensor file.")
+]
+ArchOpt = Annotated[
+    str | None,
+    typer.Option("--arch", help="Architecture: a registered backbone (resnet18) or package.module:Class."),
+]
+ArchKwargsOpt = Annotated[
+    str | None, typer.Option("--arch-kwargs", help="Constructor arguments as JSON/YAML: '{in_channels: 1}'.")
+]
+TrustOpt = Annotated[
+    bool, typer.Option("--trust-pickle", help="Allow a whole pickled model (runs code from the file).")
+]
+LayersOpt = Annotated[
+    list[str] | None, typer.Option("--layers", help="Layer names or patterns, e.g. 'projection_head.*'.")
+]
+EmbedOpt = Annotated[
+    str | None,
+    typer.Option("--embed", help="Sub-module giving the embeddings (e.g. backbone); default forward."),
+]
+LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use at most this many inputs.")]
+SizeOpt = Annotated[int | None, typer.Option("--image-size", help="Resize images to this size.")]
+ChannelsOpt = Annotated[int | None, typer.Option("--channels", help="Repeat grey images to 3 channels.")]
+
+
 def analyze(
     paths: Annotated[
         list[Path] | None,
@@ -117,46 +147,18 @@ def analyze(
     figures: Annotated[
         bool, typer.Option("--figures/--no-figures", help="Draw per-file figures (compare overlays always).")
     ] = True,
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model", help="A model to analyse: Lightning .ckpt, state_dict (+ --arch), TorchScript."
-        ),
-    ] = None,
-    data: Annotated[
-        str | None, typer.Option("--data", help="With --model: dataset name, image folder or tensor file.")
-    ] = None,
-    arch: Annotated[
-        str | None,
-        typer.Option(
-            "--arch", help="Architecture: a registered backbone (resnet18) or package.module:Class."
-        ),
-    ] = None,
-    arch_kwargs: Annotated[
-        str | None,
-        typer.Option("--arch-kwargs", help="Constructor arguments as JSON/YAML: '{in_channels: 1}'."),
-    ] = None,
-    trust_pickle: Annotated[
-        bool, typer.Option("--trust-pickle", help="Allow a whole pickled model (runs code from the file).")
-    ] = False,
-    layers: Annotated[
-        list[str] | None, typer.Option("--layers", help="Layer names or patterns, e.g. 'projection_head.*'.")
-    ] = None,
-    embed: Annotated[
-        str | None,
-        typer.Option("--embed", help="Sub-module giving the embeddings (e.g. backbone); default forward."),
-    ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Use at most this many inputs.")] = None,
-    image_size: Annotated[
-        int | None, typer.Option("--image-size", help="Resize images to this size.")
-    ] = None,
-    channels: Annotated[
-        int | None, typer.Option("--channels", help="Repeat grey images to 3 channels.")
-    ] = None,
+    model: ModelPath = None,
+    data: DataOpt = None,
+    arch: ArchOpt = None,
+    arch_kwargs: ArchKwargsOpt = None,
+    trust_pickle: TrustOpt = False,
+    layers: LayersOpt = None,
+    embed: EmbedOpt = None,
+    limit: LimitOpt = None,
+    image_size: SizeOpt = None,
+    channels: ChannelsOpt = None,
 ) -> None:
     """Measure collapse of embeddings files, or of a model (--model) on data: table, JSON, figures."""
-    from dimcollapse.analysis.analyze import analyze_path, compare_paths
-
     if model is not None:
         _analyze_model(
             model,
@@ -189,6 +191,12 @@ def analyze(
         map_method=map_method,
         figures=figures,
     )
+    _analyze_files(paths, out, common, compare)
+
+
+def _analyze_files(paths: list[Path], out: Path, common: dict[str, Any], compare: bool) -> None:
+    from dimcollapse.analysis.analyze import analyze_path, compare_paths
+
     console = Console()
     if compare:
         results = compare_paths(paths, out=out, **common)
