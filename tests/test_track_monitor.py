@@ -192,3 +192,23 @@ def test_missing_pieces_are_one_line_errors_saying_what_to_pass() -> None:
         Tracker(NoForward(), torch.randn(8, 3), embed=lambda m, x: m.backbone(x), layers=["head.*"]).step(1)
     with pytest.raises(ConfigError, match="a probe is needed"):
         CollapseMonitor(None)
+
+
+def test_tracker_lidar_from_augmented_views_matches_direct_lidar() -> None:
+    from dimcollapse.diagnostics.lidar import lidar
+
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 4))
+    probe = torch.randn(30, 5)
+    noises = [0.2 * torch.randn(30, 5) for _ in range(3)]
+    calls = {"i": 0}
+
+    def augment(x: torch.Tensor) -> torch.Tensor:
+        calls["i"] += 1
+        return x + noises[(calls["i"] - 1) % 3]
+
+    tracker = Tracker(model, probe, augment=augment, n_views=3, every=1, weight_spectra=False, lid_k=5)
+    rec = tracker.step(1)
+    assert rec is not None
+    with torch.no_grad():
+        views = torch.stack([model(probe + n) for n in noises], dim=1)
+    assert rec["lidar_z"] == pytest.approx(lidar(views.double()), rel=1e-9)
