@@ -86,9 +86,26 @@ def test_state_dict_with_module_class_arch(tmp_path: Path, user) -> None:
     model = usercode.Encoder(width=12)
     torch.save({"module." + k: v for k, v in model.state_dict().items()}, tmp_path / "sd.pt")  # a DDP save
     out = tmp_path / "out"
-    code = run(["analyze", "--model", str(tmp_path / "sd.pt"), "--arch", "usercode:Encoder",
-                "--arch-kwargs", "{width: 12}", "--data", str(tmp_path / "inputs.pt"), "--out", str(out),
-                "--layers", "projection_head.*", "--k", "5", "--no-figures"])  # fmt: skip
+    code = run(
+        [
+            "analyze",
+            "--model",
+            str(tmp_path / "sd.pt"),
+            "--arch",
+            "usercode:Encoder",
+            "--arch-kwargs",
+            "{width: 12}",
+            "--data",
+            str(tmp_path / "inputs.pt"),
+            "--out",
+            str(out),
+            "--layers",
+            "projection_head.*",
+            "--k",
+            "5",
+            "--no-figures",
+        ]
+    )
     assert code == 0
     m = _metrics(out)
     with torch.no_grad():
@@ -100,8 +117,27 @@ def test_state_dict_with_module_class_arch(tmp_path: Path, user) -> None:
     assert m["alignment"][0]["first"] == "projection_head.0" and 0 <= m["alignment"][0]["mean_diag"] <= 1
     assert m["features"]["projection_head.2"]["erank"] == pytest.approx(np_erank(z), rel=1e-6)
     # the backbone's output instead of the head's
-    assert run(["analyze", "--model", str(tmp_path / "sd.pt"), "--arch", "usercode:Encoder", "--embed", "backbone",
-                "--data", str(tmp_path / "inputs.pt"), "--out", str(out), "--k", "5", "--no-figures"]) == 0  # fmt: skip
+    assert (
+        run(
+            [
+                "analyze",
+                "--model",
+                str(tmp_path / "sd.pt"),
+                "--arch",
+                "usercode:Encoder",
+                "--embed",
+                "backbone",
+                "--data",
+                str(tmp_path / "inputs.pt"),
+                "--out",
+                str(out),
+                "--k",
+                "5",
+                "--no-figures",
+            ]
+        )
+        == 0
+    )
     with torch.no_grad():
         assert _metrics(out)["erank"] == pytest.approx(np_erank(model.backbone(x).double().numpy()), rel=1e-9)
 
@@ -109,8 +145,19 @@ def test_state_dict_with_module_class_arch(tmp_path: Path, user) -> None:
 def test_wrong_architecture_names_keys(tmp_path: Path, user, capsys: pytest.CaptureFixture[str]) -> None:
     usercode, _ = user
     torch.save(usercode.Encoder(width=16).state_dict(), tmp_path / "sd.pt")
-    code = run(["analyze", "--model", str(tmp_path / "sd.pt"), "--arch", "usercode:Encoder",
-                "--data", str(tmp_path / "inputs.pt"), "--out", str(tmp_path / "o")])  # fmt: skip
+    code = run(
+        [
+            "analyze",
+            "--model",
+            str(tmp_path / "sd.pt"),
+            "--arch",
+            "usercode:Encoder",
+            "--data",
+            str(tmp_path / "inputs.pt"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = _err(capsys)
     assert code == 2 and "shape mismatches" in err and "--arch-kwargs" in err
     assert run(["analyze", "--model", str(tmp_path / "sd.pt"), "--data", "x"]) == 2
@@ -123,8 +170,14 @@ def test_lightning_checkpoint_of_a_user_module(
     usercode, x = user
     module = usercode.SoloMethod(proj_dim=4)
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=30)
-    trainer = L.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=tmp_path, enable_checkpointing=False)  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+    )
     trainer.fit(module, data)
     trainer.save_checkpoint(tmp_path / "solo.ckpt")
     out = tmp_path / "out"
@@ -157,8 +210,20 @@ def test_torchscript_and_pickles(tmp_path: Path, user, capsys: pytest.CaptureFix
     assert run(["analyze", "--model", str(tmp_path / "whole.pt"), "--out", str(tmp_path / "pk"), *args]) == 2
     assert "--trust-pickle" in _err(capsys)
     assert not (tmp_path / "pk" / "metrics.json").exists()
-    assert run(["analyze", "--model", str(tmp_path / "whole.pt"), "--trust-pickle", "--out", str(tmp_path / "pk"),
-                *args]) == 0  # fmt: skip
+    assert (
+        run(
+            [
+                "analyze",
+                "--model",
+                str(tmp_path / "whole.pt"),
+                "--trust-pickle",
+                "--out",
+                str(tmp_path / "pk"),
+                *args,
+            ]
+        )
+        == 0
+    )
     assert _metrics(tmp_path / "pk")["erank"] == pytest.approx(expected, rel=1e-9)
 
 
@@ -169,9 +234,25 @@ def test_registered_backbone_on_a_registered_dataset_with_figures(tmp_path: Path
     model = build("backbone", "mlp", in_channels=1, image_size=8, hidden_dims=[16, 8])
     torch.save(model.state_dict(), tmp_path / "mlp.pt")
     out = tmp_path / "out"
-    code = run(["analyze", "--model", str(tmp_path / "mlp.pt"), "--arch", "mlp",
-                "--arch-kwargs", '{"in_channels": 1, "image_size": 8, "hidden_dims": [16, 8]}',
-                "--data", "digits", "--limit", "200", "--out", str(out), "--k", "5"])  # fmt: skip
+    code = run(
+        [
+            "analyze",
+            "--model",
+            str(tmp_path / "mlp.pt"),
+            "--arch",
+            "mlp",
+            "--arch-kwargs",
+            '{"in_channels": 1, "image_size": 8, "hidden_dims": [16, 8]}',
+            "--data",
+            "digits",
+            "--limit",
+            "200",
+            "--out",
+            str(out),
+            "--k",
+            "5",
+        ]
+    )
     assert code == 0
     m = _metrics(out)
     assert m["n"] == 200 and m["d"] == 8 and m["n_classes"] == 10 and m["data"] == "digits/test"

@@ -56,11 +56,12 @@ def collect(folders: Sequence[str | Path]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for f in folders:
         p = Path(f)
-        results = read_json(p / "results.json") if (p / "results.json").is_file() else None
-        runs = sorted((p / "runs").glob("*/metrics.json")) if (p / "results.json").is_file() else []
-        found = [_entry(f"{p.name}/{r.parent.name}", r.parent) for r in runs] if runs else [_entry(p.name, p)]
-        found = [r for r in found if r is not None]
-        if not found and results is None:
+        is_study = (p / "results.json").is_file()
+        runs = sorted((p / "runs").glob("*/metrics.json")) if is_study else []
+        entries = [_entry(f"{p.name}/{r.parent.name}", r.parent) for r in runs]
+        entries = entries or [_entry(p.name, p)]
+        found = [r for r in entries if r is not None]
+        if not found:
             raise InputError(
                 f"'{p}' holds no metrics.json (a run or `analyze` output) and no results.json (a study). "
                 "Pass folders written by train, study or analyze."

@@ -39,7 +39,8 @@ def select_layers(module: nn.Module, patterns: Sequence[str] | None = None) -> d
     if not chosen:
         shown = ", ".join(list(weights)[:12]) + (", ..." if len(weights) > 12 else "")
         raise ConfigError(
-            f"no weight layer matches {list(patterns)}; layers with a weight matrix are: {shown or '(none)'}. "
+            f"no weight layer matches {list(patterns)}; layers with a weight matrix are: "
+            f"{shown or '(none)'}. "
             "Pass names or patterns such as 'projection_head.*'."
         )
     return chosen

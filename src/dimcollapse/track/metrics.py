@@ -76,7 +76,7 @@ def merge_moments(stacked: Tensor) -> Tensor:
 def unpack_moments(m: Tensor) -> tuple[int, np.ndarray, np.ndarray]:
     """(n, mean, M2) as Python int and float64 numpy arrays."""
     m = merge_moments(m).detach().cpu()
-    return int(round(float(m[0, 0]))), m[1].numpy(), m[2:].numpy()
+    return round(float(m[0, 0])), m[1].numpy(), m[2:].numpy()
 
 
 def _rank() -> int:
@@ -251,6 +251,10 @@ class CollapseMetrics(Metric):
         result = {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
         result["spectrum"] = torch.from_numpy(ctx.eig.copy())
         return result
+
+    def forward(self, *args: Any, **kwargs: Any) -> None:
+        """Same as ``update`` (a per-batch value of these metrics means little); read with ``compute()``."""
+        self.update(*args, **kwargs)
 
     def reset(self) -> None:
         """Forget every row (and restart the reservoir's random stream)."""
