@@ -34,6 +34,11 @@ class Encoder(nn.Module):
         return self.projection_head(self.backbone(x))
 
 
+class TinyConv(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
 class SoloMethod(L.LightningModule):
     """solo-learn style: hyper-parameters saved, forward returns a dict of features."""
 
@@ -269,3 +274,25 @@ def test_a_state_dict_is_not_read_as_embeddings(tmp_path: Path, capsys: pytest.C
     err = _err(capsys)
     assert "model state_dict" in err and "--model" in err and "--arch" in err
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_image_folder_data(tmp_path: Path, user) -> None:
+    from PIL import Image
+
+    usercode, _ = user
+    rng = np.random.default_rng(0)
+    for cls in ("cats", "dogs"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
+                tmp_path / "imgs" / cls / f"{i}.png"
+            )
+    model = usercode.TinyConv()
+    torch.save(model.state_dict(), tmp_path / "conv.pt")
+    out = tmp_path / "out"
+    args = ["--arch", "usercode:TinyConv", "--data", str(tmp_path / "imgs"), "--image-size", "16", "--k", "3"]
+    assert (
+        run(["analyze", "--model", str(tmp_path / "conv.pt"), *args, "--out", str(out), "--no-figures"]) == 0
+    )
+    m = _metrics(out)
+    assert m["n"] == 12 and m["d"] == 6 and m["n_classes"] == 2 and set(m["layers"]) == {"0"}

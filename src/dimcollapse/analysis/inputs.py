@@ -63,8 +63,11 @@ def _dataset_inputs(name: str, root: Path | None, train: bool, limit: int | None
 def load_inputs(data: str, limit: int | None = None, train: bool = False, key: str | None = None) -> Inputs:
     """``data``: a registered dataset name, an image folder, or a tensor file (.pt .npy .npz .safetensors)."""
     p = Path(data)
-    if p.is_dir():
-        return _dataset_inputs("image_folder", p, train, limit)
+    if p.is_dir():  # a bare folder of class subfolders is one split (the dataset calls it "train")
+        split = any((p / d).is_dir() for d in ("train", "val", "validation", "test"))
+        inputs = _dataset_inputs("image_folder", p, train or not split, limit)
+        inputs.name = inputs.name if split else p.name
+        return inputs
     if p.is_file():
         from dimcollapse.analysis.loading import read_array
 
