@@ -264,7 +264,7 @@ def test_registered_backbone_on_a_registered_dataset_with_figures(tmp_path: Path
     assert {"figures/weight_spectra.png", "figures/feature_spectra.png", "figures/spectrum.png"} <= set(
         m["figures"]
     )
-    assert (out / "layers.npz").is_file()
+    assert (out / "layers.npz").is_file() and "digits" in (out / "report" / "index.html").read_text()
 
 
 def test_a_state_dict_is_not_read_as_embeddings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

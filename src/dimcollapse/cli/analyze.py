@@ -286,8 +286,13 @@ def _analyze_model(
             "-" if feat is None else f"{feat:.2f}",
         )
     console.print(table)
+    page = ""
+    if figures:  # the one-page report of this folder (`dimcollapse report A B ...` compares several)
+        from dimcollapse.report.compare import build_comparison
+
+        page = f"; report: {build_comparison([out], out / 'report')}"
     console.print(
-        f"{m['model']['kind']} model, {m['n']} inputs from {m['data']}: metrics.json and figures in {out}"
+        f"{m['model']['kind']} model, {m['n']} inputs from {m['data']}: metrics.json in {out}{page}"
     )
 
 
