@@ -1,7 +1,8 @@
 """The records shared by ``CollapseMonitor`` (Lightning) and ``Tracker`` (plain loops).
 
 One record per measurement: ``step`` (and ``epoch`` when known), for every embed output o and every
-monitored catalogue metric m the value ``<m>_<o>`` (short names: ``lid`` for ``lid_mle_gmean``), the
+monitored catalogue metric m the value ``<m>_<o>`` (short names: ``lid`` for ``lid_mle_gmean``; the
+k-NN metrics (LID) only for the first output, they cost the most), the
 covariance spectrum ``spectrum_<o>``, LiDAR ``lidar_<o>`` when an ``augment`` function is given,
 per-layer weight statistics ``layers`` and ``warning``. A warning is raised when the watched value
 (default ``erank`` of the first output) falls below ``warn_fraction`` x its best so far; after
@@ -82,14 +83,14 @@ class CollapseRecorder:
         self.warnings, self.streak, self.time_s = 0, 0, 0.0
         self.stopped_at: int | None = None
 
-    def _embedding_metrics(self, name: str, z: Tensor, rec: dict[str, Any]) -> None:
+    def _embedding_metrics(self, name: str, z: Tensor, rec: dict[str, Any], with_lid: bool) -> None:
         k = min(self.lid_k, z.shape[0] - 2)
-        wants_lid = any(BY_KEY[m].key.startswith("lid_") for m in self.metrics)
-        ctx = embedding_context(z, k if wants_lid and k >= 2 else None, lid_max_points=None)
-        values = evaluate(ctx, [m for m in self.metrics if m != "lidar"])
-        for m in self.metrics:
-            if m != "lidar":
-                rec[f"{SHORT.get(m, m)}_{name}"] = values.get(m, float("nan"))
+        wants_lid = with_lid and k >= 2 and any(m.startswith("lid_") for m in self.metrics)
+        ctx = embedding_context(z, k if wants_lid else None, lid_max_points=None)
+        keys = [m for m in self.metrics if m != "lidar" and (wants_lid or not m.startswith("lid_"))]
+        values = evaluate(ctx, keys)
+        for m in keys:
+            rec[f"{SHORT.get(m, m)}_{name}"] = values.get(m, float("nan"))
         rec[f"spectrum_{name}"] = ctx.eig.tolist()
 
     def _lidar(self, module: nn.Module, rec: dict[str, Any]) -> None:
@@ -107,8 +108,8 @@ class CollapseRecorder:
         rec: dict[str, Any] = {"step": int(step)}
         if epoch is not None:
             rec["epoch"] = float(epoch)
-        for name, z in self.probe.outputs(module).items():
-            self._embedding_metrics(name, z, rec)
+        for i, (name, z) in enumerate(self.probe.outputs(module).items()):
+            self._embedding_metrics(name, z, rec, with_lid=i == 0)  # k-NN LID: first output only
         if self.augment is not None:
             self._lidar(module, rec)
         if self.weight_spectra:
