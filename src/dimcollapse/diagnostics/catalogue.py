@@ -80,6 +80,12 @@ class MetricSpec:
     centred: bool | None = True
     definition: str = ""
     headline: bool = False
+    short: str = ""  # column header in compact tables (the label when empty)
+
+    @property
+    def header(self) -> str:
+        """Short column header (``short`` or the label)."""
+        return self.short or self.label
 
     def format(self, value: object) -> str:
         """The value as text ('-' when missing or NaN)."""
@@ -125,6 +131,7 @@ METRICS: list[MetricSpec] = [
         True,
         definition="Roy & Vetterli 2007 on the covariance spectrum",
         headline=True,
+        short="erank",
     ),
     MetricSpec(
         "rankme",
@@ -154,6 +161,7 @@ METRICS: list[MetricSpec] = [
         False,
         definition="count of lambda_k < 1e-6 lambda_max",
         headline=True,
+        short="collapsed dims",
     ),
     MetricSpec(
         "dims_90",
@@ -184,6 +192,7 @@ METRICS: list[MetricSpec] = [
         centred=None,
         definition="Levina & Bickel 2004 (k neighbours, mean of log ratios over k)",
         headline=True,
+        short="LID",
     ),
     MetricSpec(
         "lid_mle_median", _lid("mle", "median"), "LID MLE (median)", "{:.2f}", True, needs=_LID, centred=None
