@@ -256,6 +256,8 @@ def test_registered_backbone_on_a_registered_dataset_with_figures(tmp_path: Path
             str(out),
             "--k",
             "5",
+            "--map",
+            "pca",
         ]
     )
     assert code == 0

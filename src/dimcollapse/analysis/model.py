@@ -148,6 +148,7 @@ def analyze_model(
     train_split: bool = False,
     figures: bool = True,
     progress: bool = True,
+    map_method: str = "auto",
 ) -> dict[str, Any]:
     """Analyse ``model`` on ``data`` into ``out`` (see the module docstring); returns the metrics dict."""
     from dimcollapse.analysis.analyze import Options, check_options, compute_metrics, render_figures
@@ -172,7 +173,7 @@ def analyze_model(
     savez: Any = np.savez
     atomic_save(out_dir / "layers.npz", lambda fh: savez(fh, **arrays))
     name, z = next(iter(outs.items()))
-    opts = Options(k=k)
+    opts = Options(k=k, map_method=map_method)
     check_options(opts, z.shape[0], str(model))
     values, arrays = compute_metrics(z, opts)
     metrics: dict[str, Any] = {

@@ -174,6 +174,7 @@ def analyze(
             channels,
             k,
             figures,
+            map_method,
         )
         return
     if not paths:
@@ -246,6 +247,7 @@ def _analyze_model(
     channels: int | None,
     k: int,
     figures: bool,
+    map_method: str,
 ) -> None:
     from dimcollapse.analysis.model import analyze_model
     from dimcollapse.errors import InputError
@@ -269,6 +271,7 @@ def _analyze_model(
         channels=channels,
         k=k,
         figures=figures,
+        map_method=map_method,
     )
     console = Console()
     console.print(metrics_table(m, out))
