@@ -58,7 +58,10 @@ def _make_inputs(tmp: Path) -> dict[str, list[str]]:
         "garbage_results_json": ["report", "garbage_study", "--out", "out"],
         "truncated_checkpoint": ["eval", "truncated.ckpt", "--out", "out"],
         "image_decompression_bomb": [
-            *train, "data.name=image_folder", "data.root=images", "data.kwargs={image_size: 8, channels: 1}",
+            *train,
+            "data.name=image_folder",
+            "data.root=images",
+            "data.kwargs={image_size: 8, channels: 1}",
             "data.batch_size=1",
         ],
         "idx_gzip_bomb": [*train, "data.name=fashion_mnist", "data.kwargs={}", "data.root=fmnist"],

@@ -26,23 +26,13 @@ from dimcollapse.analysis.loading import (
     load_embeddings,
     load_labels,
 )
-from dimcollapse.diagnostics import (
-    alpha_req,
-    collapsed_dimensions,
-    covariance_matrix,
-    effective_rank,
-    explained_variance_dims,
-    lid_mle,
-    lid_mom,
-    lid_summary,
-    rankme,
-)
-from dimcollapse.diagnostics.spectrum import covariance_spectrum
+from dimcollapse.diagnostics.catalogue import COLLAPSE_THRESHOLD, evaluate
+from dimcollapse.diagnostics.summary import embedding_context
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 
 MAP_METHODS = ("auto", "umap", "pca", "none")
-REL_FLOOR = 1e-6
+REL_FLOOR = COLLAPSE_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -81,46 +71,29 @@ HEATMAP_DIMS = 256
 
 
 def compute_metrics(z: np.ndarray, opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Scalar metrics (keys as ``diagnostics.summarize``) and the arrays the figures need."""
+    """Scalar metrics (the catalogue's, keys as ``diagnostics.summarize``) and the arrays the figures need."""
     n, d = z.shape
     if opts.l2_normalize:
         z = _l2_rows(z)
-    eig = covariance_spectrum(z)  # N < D: through the N x N Gram (never a D x D matrix)
-    cov = covariance_matrix(z[:, :HEATMAP_DIMS])  # the heat map draws at most HEATMAP_DIMS dimensions
-    fit = alpha_req(eig, rel_floor=REL_FLOOR)
-    sub = z
-    if n > opts.lid_max_points:
-        gen = torch.Generator().manual_seed(opts.seed)
-        sub = z[np.sort(torch.randperm(n, generator=gen)[: opts.lid_max_points].numpy())]
-    lids_mle = np.asarray(lid_mle(sub, k=opts.k))
-    lids_mom = np.asarray(lid_mom(sub, k=opts.k))
-    s_mle, s_mom = lid_summary(lids_mle), lid_summary(lids_mom)
+    ctx = embedding_context(
+        z, opts.k, opts.lid_max_points, opts.seed, REL_FLOOR, keep_cov=True, cov_dims=HEATMAP_DIMS
+    )
+    assert ctx.lid_mle is not None and ctx.lid_mom is not None and ctx.cov is not None
     metrics: dict[str, Any] = {
         "n": int(n),
         "d": int(d),
         "l2_normalize": bool(opts.l2_normalize),
-        "erank": effective_rank(eig),
-        "rankme": rankme(z),
-        "alpha": fit.alpha,
-        "alpha_r2": fit.r2,
         "rel_floor": REL_FLOOR,
-        "collapsed_dims": collapsed_dimensions(eig, REL_FLOOR),
-        "dims_90": explained_variance_dims(eig, 0.9),
-        "dims_99": explained_variance_dims(eig, 0.99),
-        "eig_max": float(eig[0]),
-        "eig_min": float(eig[-1]),
-        "total_variance": float(np.clip(eig, 0, None).sum()),
+        **evaluate(ctx),
         "lid_k": int(opts.k),
-        "lid_points": int(sub.shape[0]),
-        "lid_mle_gmean": s_mle["gmean"],
-        "lid_mle_median": s_mle["median"],
-        "lid_mom_gmean": s_mom["gmean"],
-        "lid_mom_median": s_mom["median"],
-        "lid_mle": s_mle,
-        "lid_mom": s_mom,
-        "spectrum": eig.tolist(),
+        "lid_points": int(ctx.lid_mle.shape[0]),
+        "lid_mle": ctx.lid_mle_stats,
+        "lid_mom": ctx.lid_mom_stats,
+        "spectrum": ctx.eig.tolist(),
     }
-    arrays = {"eig": eig, "cov": cov, "lid_mle": lids_mle, "z": z}
+    for key in ("collapsed_dims", "dims_90", "dims_99"):
+        metrics[key] = int(metrics[key])
+    arrays = {"eig": ctx.eig, "cov": ctx.cov, "lid_mle": ctx.lid_mle, "z": z}
     return metrics, arrays
 
 

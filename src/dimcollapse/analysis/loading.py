@@ -191,6 +191,7 @@ def _read_torch(p: Path, key: str | None) -> np.ndarray:
                 "torch.save(embeddings.detach().cpu(), path)."
             ) from None
         raise
+    _refuse_model_file(p, obj)
     if isinstance(obj, torch.Tensor):
         tensor = obj
     elif isinstance(obj, Mapping):
@@ -208,6 +209,18 @@ def _read_torch(p: Path, key: str | None) -> np.ndarray:
     if key is not None and isinstance(obj, torch.Tensor):
         raise InputError(f"--key '{key}' was given but '{p}' holds a single tensor; drop --key.")
     return _tensor_to_numpy(tensor)
+
+
+def _refuse_model_file(p: Path, obj: Any) -> None:
+    """A state_dict or Lightning checkpoint is a model, not embeddings: say how to analyse it."""
+    from dimcollapse.track.loading import looks_like_lightning, looks_like_state_dict
+
+    if looks_like_lightning(obj) or looks_like_state_dict(obj):
+        what = "a Lightning checkpoint" if looks_like_lightning(obj) else "a model state_dict"
+        raise InputError(
+            f"'{p}' is {what} (keys like '{next(iter(obj))}'), not embeddings. Analyse the model instead: "
+            f"dimcollapse analyze --model {p} --arch NAME_OR_module:Class --data DATA."
+        )
 
 
 def _tensor_to_numpy(t: Any) -> np.ndarray:

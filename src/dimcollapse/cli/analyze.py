@@ -9,35 +9,25 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-# (metrics key, label, format) in the order the table shows them
+from dimcollapse.diagnostics import catalogue
+
+# (metrics key, label, format) in the order the table shows them: n, d, then the catalogue's embedding metrics
 ROWS: list[tuple[str, str, str]] = [
     ("n", "rows N", "{:d}"),
     ("d", "dimensions D", "{:d}"),
-    ("erank", "effective rank", "{:.2f}"),
-    ("rankme", "RankMe", "{:.2f}"),
-    ("alpha", "alpha-ReQ", "{:.3f}"),
-    ("alpha_r2", "alpha-ReQ fit R^2", "{:.3f}"),
-    ("collapsed_dims", "collapsed dims (< 1e-6 max)", "{:d}"),
-    ("dims_90", "dims for 90% variance", "{:d}"),
-    ("dims_99", "dims for 99% variance", "{:d}"),
-    ("eig_max", "largest eigenvalue", "{:.4g}"),
-    ("eig_min", "smallest eigenvalue", "{:.4g}"),
-    ("total_variance", "total variance", "{:.4g}"),
-    ("lid_mle_gmean", "LID MLE (geometric mean)", "{:.2f}"),
-    ("lid_mle_median", "LID MLE (median)", "{:.2f}"),
-    ("lid_mom_gmean", "LID MoM (geometric mean)", "{:.2f}"),
-    ("lid_mom_median", "LID MoM (median)", "{:.2f}"),
+    *[(m.key, m.label, m.fmt) for m in catalogue.METRICS if m.needs == frozenset({catalogue.EMBEDDINGS})],
 ]
+SHORT = {
+    "collapsed_dims": "dead",
+    "dims_90": "d90%",
+    "dims_99": "d99%",
+    "lid_mle_gmean": "LID",
+    "rankme": "RankMe",
+}
 COMPARE_COLUMNS: list[tuple[str, str]] = [
     ("n", "N"),
     ("d", "D"),
-    ("erank", "erank"),
-    ("rankme", "RankMe"),
-    ("alpha", "alpha"),
-    ("collapsed_dims", "dead"),
-    ("dims_90", "d90%"),
-    ("dims_99", "d99%"),
-    ("lid_mle_gmean", "LID"),
+    *[(k, SHORT.get(k, k)) for k in catalogue.headline_keys() if k != "lidar"],
 ]
 
 
@@ -46,6 +36,8 @@ def fmt(metrics: dict[str, Any], key: str) -> str:
     value = metrics.get(key)
     if value is None or (isinstance(value, float) and value != value):
         return "-"
+    if key in catalogue.BY_KEY:
+        return catalogue.fmt(key, value)
     spec = next((f for k, label, f in ROWS if k == key), "{}")
     try:
         return spec.format(value)
@@ -78,7 +70,8 @@ def compare_table(results: list[dict[str, Any]]) -> Table:
     table = Table(
         title="comparison",
         header_style="bold",
-        caption=f"dead: dims < 1e-6 of max; d90%/d99%: dims for that variance; LID: MLE geo. mean, k={k}",
+        caption=f"dead: dims < {catalogue.THRESHOLD_TEXT} of max; d90%/d99%: dims for that variance; "
+        f"LID: MLE geo. mean, k={k}",
     )
     table.add_column(
         "run", no_wrap=True, min_width=min(max((len(m["name"]) for m in results), default=3), 30)
@@ -90,10 +83,41 @@ def compare_table(results: list[dict[str, Any]]) -> Table:
     return table
 
 
+# options of `analyze --model` (aliases keep the command's signature short)
+ModelPath = Annotated[
+    Path | None,
+    typer.Option("--model", help="A model to analyse: Lightning .ckpt, state_dict (+ --arch), TorchScript."),
+]
+DataOpt = Annotated[
+    str | None, typer.Option("--data", help="With --model: dataset name, image folder or tensor file.")
+]
+ArchOpt = Annotated[
+    str | None,
+    typer.Option("--arch", help="Architecture: a registered backbone (resnet18) or package.module:Class."),
+]
+ArchKwargsOpt = Annotated[
+    str | None, typer.Option("--arch-kwargs", help="Constructor arguments as JSON/YAML: '{in_channels: 1}'.")
+]
+TrustOpt = Annotated[
+    bool, typer.Option("--trust-pickle", help="Allow a whole pickled model (runs code from the file).")
+]
+LayersOpt = Annotated[
+    list[str] | None, typer.Option("--layers", help="Layer names or patterns, e.g. 'projection_head.*'.")
+]
+EmbedOpt = Annotated[
+    str | None,
+    typer.Option("--embed", help="Sub-module giving the embeddings (e.g. backbone); default forward."),
+]
+LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use at most this many inputs.")]
+SizeOpt = Annotated[int | None, typer.Option("--image-size", help="Resize images to this size.")]
+ChannelsOpt = Annotated[int | None, typer.Option("--channels", help="Repeat grey images to 3 channels.")]
+
+
 def analyze(
     paths: Annotated[
-        list[Path], typer.Argument(help="Embeddings files (.npy .npz .pt .pth .safetensors .csv) or folders.")
-    ],
+        list[Path] | None,
+        typer.Argument(help="Embeddings files (.npy .npz .pt .pth .safetensors .csv) or folders."),
+    ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder for metrics.json and figures.")
     ] = Path("runs/analyze"),
@@ -123,9 +147,40 @@ def analyze(
     figures: Annotated[
         bool, typer.Option("--figures/--no-figures", help="Draw per-file figures (compare overlays always).")
     ] = True,
+    model: ModelPath = None,
+    data: DataOpt = None,
+    arch: ArchOpt = None,
+    arch_kwargs: ArchKwargsOpt = None,
+    trust_pickle: TrustOpt = False,
+    layers: LayersOpt = None,
+    embed: EmbedOpt = None,
+    limit: LimitOpt = None,
+    image_size: SizeOpt = None,
+    channels: ChannelsOpt = None,
 ) -> None:
-    """Measure collapse of embeddings: spectrum, erank, RankMe, alpha-ReQ, LID; table, JSON, figures."""
-    from dimcollapse.analysis.analyze import analyze_path, compare_paths
+    """Measure collapse of embeddings files, or of a model (--model) on data: table, JSON, figures."""
+    if model is not None:
+        _analyze_model(
+            model,
+            data,
+            out,
+            arch,
+            arch_kwargs,
+            trust_pickle,
+            layers,
+            embed,
+            limit,
+            image_size,
+            channels,
+            k,
+            figures,
+            map_method,
+        )
+        return
+    if not paths:
+        from dimcollapse.errors import InputError
+
+        raise InputError("nothing to analyse: pass embeddings files or folders, or --model PATH --data DATA.")
 
     common: dict[str, Any] = dict(
         key=key,
@@ -137,6 +192,12 @@ def analyze(
         map_method=map_method,
         figures=figures,
     )
+    _analyze_files(paths, out, common, compare)
+
+
+def _analyze_files(paths: list[Path], out: Path, common: dict[str, Any], compare: bool) -> None:
+    from dimcollapse.analysis.analyze import analyze_path, compare_paths
+
     console = Console()
     if compare:
         results = compare_paths(paths, out=out, **common)
@@ -152,6 +213,90 @@ def analyze(
     if len(results) > 1:
         console.print(compare_table(results))
     console.print(f"metrics.json and figures written to {out}")
+
+
+def _kwargs(text: str | None) -> dict[str, Any]:
+    import yaml
+
+    from dimcollapse.errors import ConfigError
+
+    if not text:
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(
+            f"--arch-kwargs is not JSON/YAML ({str(e).splitlines()[0]}); e.g. '{{in_channels: 1}}'."
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--arch-kwargs must be a mapping such as '{{in_channels: 1}}', got {text!r}.")
+    return value
+
+
+def _analyze_model(
+    model: Path,
+    data: str | None,
+    out: Path,
+    arch: str | None,
+    arch_kwargs: str | None,
+    trust_pickle: bool,
+    layers: list[str] | None,
+    embed: str | None,
+    limit: int | None,
+    image_size: int | None,
+    channels: int | None,
+    k: int,
+    figures: bool,
+    map_method: str,
+) -> None:
+    from dimcollapse.analysis.model import analyze_model
+    from dimcollapse.errors import InputError
+
+    if data is None:
+        raise InputError(
+            "--model needs --data: a dataset name (fashion_mnist), an image folder or a tensor file."
+        )
+    patterns = [p for item in layers or [] for p in item.split(",") if p] or None
+    m = analyze_model(
+        model,
+        data,
+        out,
+        arch=arch,
+        arch_kwargs=_kwargs(arch_kwargs),
+        trust_pickle=trust_pickle,
+        layers=patterns,
+        embed=embed,
+        limit=limit,
+        image_size=image_size,
+        channels=channels,
+        k=k,
+        figures=figures,
+        map_method=map_method,
+    )
+    console = Console()
+    console.print(metrics_table(m, out))
+    table = Table(title="weight layers", header_style="bold")
+    for col in ("layer", "erank", "sigma max", "sigma min", "||G - I||^2", "feature erank"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for name, st in m["layers"].items():
+        feat = m["features"].get(name, {}).get("erank")
+        table.add_row(
+            name,
+            f"{st['erank']:.2f}",
+            f"{st['sigma_max']:.3g}",
+            f"{st['sigma_min']:.3g}",
+            f"{st['orth_dev']:.3g}",
+            "-" if feat is None else f"{feat:.2f}",
+        )
+    console.print(table)
+    page = ""
+    if figures:  # the one-page report of this folder (`dimcollapse report A B ...` compares several)
+        from dimcollapse.report.compare import build_comparison
+
+        page = f"; report: {build_comparison([out], out / 'report')}"
+    console.print(
+        f"{m['model']['kind']} model, {m['n']} inputs from {m['data']}: metrics.json in {out}{page}"
+    )
 
 
 def register(app: typer.Typer) -> None:

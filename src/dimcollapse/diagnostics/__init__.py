@@ -9,6 +9,7 @@ from dimcollapse.diagnostics.alpha_req import AlphaReQ, alpha_req
 from dimcollapse.diagnostics.features import feature_spectra
 from dimcollapse.diagnostics.knn import knn_distances
 from dimcollapse.diagnostics.lid import lid_from_distances, lid_mle, lid_mom, lid_summary
+from dimcollapse.diagnostics.lidar import lidar
 from dimcollapse.diagnostics.rank import (
     collapsed_dimensions,
     effective_rank,
@@ -18,9 +19,11 @@ from dimcollapse.diagnostics.rank import (
 )
 from dimcollapse.diagnostics.spectrum import CovarianceAccumulator, covariance_matrix, covariance_spectrum
 from dimcollapse.diagnostics.summary import summarize
+from dimcollapse.diagnostics.threshold import COLLAPSE_THRESHOLD
 from dimcollapse.diagnostics.weights import weight_spectra
 
 __all__ = [
+    "COLLAPSE_THRESHOLD",
     "Alignment",
     "AlphaReQ",
     "CovarianceAccumulator",
@@ -37,6 +40,7 @@ __all__ = [
     "lid_mle",
     "lid_mom",
     "lid_summary",
+    "lidar",
     "rankme",
     "rankme_from_singular_values",
     "summarize",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dimcollapse.diagnostics._validate import ArrayLike, spectrum_array
+from dimcollapse.diagnostics.threshold import COLLAPSE_THRESHOLD
 from dimcollapse.errors import ConfigError
 
 
@@ -20,7 +21,10 @@ class AlphaReQ:
 
 
 def alpha_req(
-    eig: ArrayLike, ranks: tuple[int, int] | None = None, rel_floor: float = 1e-6, weighted: bool = False
+    eig: ArrayLike,
+    ranks: tuple[int, int] | None = None,
+    rel_floor: float = COLLAPSE_THRESHOLD,
+    weighted: bool = False,
 ) -> AlphaReQ:
     """Least-squares fit log lambda_k = c - alpha log k over ranks k (1-based, inclusive); R^2 of the fit.
 

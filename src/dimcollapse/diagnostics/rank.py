@@ -15,6 +15,7 @@ from dimcollapse.diagnostics._validate import (
     spectrum_array,
 )
 from dimcollapse.diagnostics.spectrum import _accumulate, gram_spectrum, spectrum_of
+from dimcollapse.diagnostics.threshold import COLLAPSE_THRESHOLD
 from dimcollapse.errors import ConfigError
 
 
@@ -62,7 +63,7 @@ def rankme_from_singular_values(sigma: ArrayLike, eps: float = 1e-7) -> float:
     return _entropy_exp(s / total + eps)
 
 
-def collapsed_dimensions(eig: ArrayLike, rel_floor: float = 1e-6) -> int:
+def collapsed_dimensions(eig: ArrayLike, rel_floor: float = COLLAPSE_THRESHOLD) -> int:
     """Number of eigenvalues lambda_k < rel_floor * lambda_max (SPEC 1.1 collapsed dimensions)."""
     if not rel_floor >= 0:
         raise ConfigError(f"rel_floor must be >= 0, got {rel_floor!r}.")

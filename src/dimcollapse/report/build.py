@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from dimcollapse.diagnostics import catalogue
 from dimcollapse.errors import InputError
 from dimcollapse.report import plots, study_figures
 from dimcollapse.report.claims import evaluate_claims
@@ -30,12 +31,12 @@ TABLE_METRICS = (
     ("knn_k20_top1", "kNN k=20"),
     ("knn_k200_top1", "kNN k=200"),
     ("linear_top1", "linear probe"),
-    ("erank_r", "erank r"),
-    ("rankme_r", "RankMe r"),
-    ("lid_mle_gmean_r", "LID r"),
-    ("collapsed_dims_r", "collapsed dims r"),
+    *[
+        (f"{k}_r", f"{catalogue.spec(k).header} r")
+        for k in ("erank", "rankme", "lid_mle_gmean", "collapsed_dims")
+    ],
     ("d_r", "dim r"),
-    ("erank_z", "erank z"),
+    ("erank_z", f"{catalogue.spec('erank').header} z"),
     ("weight_erank_mean", "weight erank/size"),
     ("train_time_s", "train s"),
 )

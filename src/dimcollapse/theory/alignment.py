@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dimcollapse.diagnostics.threshold import COLLAPSE_THRESHOLD
 from dimcollapse.errors import ConfigError
 from dimcollapse.theory.chain import orthogonal, train_chain, training_dtype
 from dimcollapse.theory.data import gaussian_data
@@ -34,7 +35,7 @@ class AlignmentConfig:
     record_every: int = 100
     grow_factor: float = 3.0  # "grew several-fold"
     align_threshold: float = 0.95
-    rel_floor: float = 1e-6
+    rel_floor: float = COLLAPSE_THRESHOLD
     dtype: str = "float32"
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dimcollapse.diagnostics.threshold import COLLAPSE_THRESHOLD
 from dimcollapse.errors import ConfigError
 from dimcollapse.theory.chain import default_init, train_chain, training_dtype
 from dimcollapse.theory.data import gaussian_data
@@ -38,7 +39,7 @@ class DepthConfig:
     dim: int = 16
     batch: int = 128
     record_every: int = 250
-    rel_floor: float = 1e-6
+    rel_floor: float = COLLAPSE_THRESHOLD
     dtype: str = "float32"
 
 

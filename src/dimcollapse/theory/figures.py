@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from dimcollapse.diagnostics.threshold import COLLAPSE_THRESHOLD, THRESHOLD_TEXT
 from dimcollapse.utils.atomic import atomic_write_bytes
 from dimcollapse.utils.figures import figure_bytes
 
@@ -123,7 +124,7 @@ def alignment_figures(res: dict[str, Any], out: Path) -> list[str]:
             c=plt.cm.viridis(j / max(1, len(idx) - 1)),
             label=f"step {steps[t]}",
         )
-    ax[2].axhline(1e-6, ls=":", c="gray")
+    ax[2].axhline(COLLAPSE_THRESHOLD, ls=":", c="gray")
     ax[2].set_title("embedding covariance spectrum / largest")
     ax[2].set_xlabel("rank")
     ax[2].legend(fontsize=7)
@@ -143,7 +144,7 @@ def depth_figures(res: dict[str, Any], out: Path) -> list[str]:
             ev = np.asarray(res["spectra"][nl][i])
             ev = ev / max(ev[0], TINY)
             ax[j].semilogy(np.arange(1, len(ev) + 1), np.maximum(ev, 1e-18), "o-", ms=3, label=f"L = {depth}")
-        ax[j].axhline(1e-6, ls=":", c="gray")
+        ax[j].axhline(COLLAPSE_THRESHOLD, ls=":", c="gray")
         ax[j].set_title(f"{nl}: final embedding spectrum")
         ax[j].set_xlabel("rank")
         ax[j].legend(fontsize=8)
@@ -152,7 +153,7 @@ def depth_figures(res: dict[str, Any], out: Path) -> list[str]:
         ax[-1].plot(depths, res["collapsed"][nl], "o-", label=f"{nl}, end", c=f"C{nls.index(nl)}")
         ax[-1].plot(depths, res["collapsed_initial"][nl], "x--", label=f"{nl}, init", c=f"C{nls.index(nl)}")
     ax[-1].set_xlabel("number of layers L")
-    ax[-1].set_ylabel("collapsed dimensions (< 1e-6 of largest)")
+    ax[-1].set_ylabel(f"collapsed dimensions (< {THRESHOLD_TEXT} of largest)")
     ax[-1].set_xticks(depths)
     ax[-1].legend()
     fig.suptitle(f"DC fig. 11: depth and nonlinearity ({loss} loss)")

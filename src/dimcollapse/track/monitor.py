@@ -1,0 +1,184 @@
+"""``CollapseMonitor``: a Lightning callback that tracks collapse in ANY LightningModule.
+
+    monitor = CollapseMonitor(probe_images, embed=lambda m, x: m.backbone(x), every_n_steps=50)
+    trainer = L.Trainer(callbacks=[monitor])
+
+After the first optimizer step and every ``every_n_steps`` steps, process 0 embeds the fixed probe
+(eval mode, no gradient) and records the catalogue metrics of every embed output, the covariance
+spectra, the weight-layer statistics (``layers``: names / patterns, default every Linear / Conv /
+attention projection), and LiDAR when ``augment`` is given (``recorder.py`` lists the record keys).
+Scalars go to every logger of the Trainer as ``monitor/<key>``; spectra also as TensorBoard
+histograms. The history is written to ``out_path`` (default ``<trainer.default_root_dir>/monitor.json``)
+at the end of training or on an exception, and kept in checkpoints. With ``stop_on_collapse=True``,
+training stops (like ``EarlyStopping``) after ``patience`` collapse warnings in a row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from dimcollapse.track.probe import Embed
+from dimcollapse.track.recorder import DEFAULT_METRICS, Annotate, Augment, CollapseRecorder, scalar_items
+
+
+class CollapseMonitor(L.Callback):
+    """Collapse metrics of a fixed probe every n optimizer steps (see the module docstring)."""
+
+    def __init__(
+        self,
+        probe: Any,
+        embed: Embed | None = None,
+        layers: Sequence[str] | None = None,
+        every_n_steps: int = 50,
+        metrics: Sequence[str] = DEFAULT_METRICS,
+        lid_k: int = 20,
+        warn_fraction: float = 0.5,
+        watch: str | None = None,
+        stop_on_collapse: bool = False,
+        patience: int = 1,
+        weight_spectra: bool = True,
+        augment: Augment | None = None,
+        n_views: int = 4,
+        out_path: str | Path | None = None,
+        weights_of: Callable[[nn.Module], nn.Module] | None = None,
+        annotate: Annotate | None = None,
+        log_spectra: bool = True,
+    ) -> None:
+        """``probe``: tensor or DataLoader; ``embed(module, x)`` -> tensor or dict (default module(x)).
+
+        Other arguments: see ``recorder.CollapseRecorder``; ``log_spectra`` adds TensorBoard histograms.
+        """
+        super().__init__()
+        if int(every_n_steps) < 1:
+            from dimcollapse.errors import ConfigError
+
+            raise ConfigError(f"every_n_steps must be >= 1, got {every_n_steps}.")
+        self.every = int(every_n_steps)
+        self.recorder = CollapseRecorder(
+            probe,
+            embed,
+            layers,
+            metrics,
+            lid_k,
+            warn_fraction,
+            watch,
+            stop_on_collapse,
+            patience,
+            weight_spectra,
+            augment,
+            n_views,
+            out_path,
+            annotate,
+            weights_of,
+        )
+        self.log_spectra = bool(log_spectra)
+        self._last_step = -1
+
+    # -- what run code reads ------------------------------------------------------------------------
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Every record so far."""
+        return self.recorder.history
+
+    @property
+    def warnings(self) -> int:
+        """Number of collapse warnings."""
+        return self.recorder.warnings
+
+    @property
+    def time_s(self) -> float:
+        """Seconds spent measuring."""
+        return self.recorder.time_s
+
+    @property
+    def out_path(self) -> Path | None:
+        """Where monitor.json goes."""
+        return self.recorder.out_path
+
+    def measure(self, module: nn.Module, step: int) -> dict[str, Any]:
+        """One record of the probe's metrics for ``module`` now (not kept in the history)."""
+        return self.recorder.measure(module, step)
+
+    def summary(self) -> dict[str, Any]:
+        """The monitor.json content."""
+        return self.recorder.summary(self.every)
+
+    def write(self) -> None:
+        """Write monitor.json (atomically)."""
+        self.recorder.write(self.every)
+
+    # -- hooks --------------------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Default out_path: <default_root_dir>/monitor.json."""
+        if self.recorder.out_path is None:
+            self.recorder.out_path = Path(trainer.default_root_dir) / "monitor.json"
+
+    def _epoch(self, trainer: L.Trainer, step: int) -> float | None:
+        per_epoch = trainer.num_training_batches
+        if not isinstance(per_epoch, (int, float)) or not math.isfinite(per_epoch) or per_epoch <= 0:
+            return None
+        return step / max(1, int(per_epoch) // max(1, trainer.accumulate_grad_batches))
+
+    def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        if not trainer.is_global_zero:  # one process measures (eval-mode forward, no collectives)
+            return
+        rec = self.recorder.record(pl_module, step, self._epoch(trainer, step))
+        if rec is not None:
+            self._log(trainer, rec, step)
+
+    def _log(self, trainer: L.Trainer, rec: dict[str, Any], step: int) -> None:
+        if trainer.logger is None:
+            return
+        scalars = scalar_items(rec)
+        for lg in trainer.loggers:
+            lg.log_metrics(scalars, step=step)
+            add_histogram = getattr(getattr(lg, "experiment", None), "add_histogram", None)
+            if self.log_spectra and callable(add_histogram):
+                for key, value in rec.items():
+                    if key.startswith("spectrum_"):
+                        add_histogram(f"monitor/{key}", torch.tensor(value).clamp_min(0), step)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        """Measure after the first step and every n steps (global_step counts finished optimizer steps)."""
+        step = int(trainer.global_step)
+        if step == self._last_step or (step != 1 and step % self.every != 0):
+            return
+        self._last_step = step
+        self._measure(trainer, pl_module, step)
+        if self.recorder.stop_on_collapse:  # every process takes process 0's decision
+            stop = bool(trainer.strategy.broadcast(self.recorder.should_stop, src=0))
+            if stop:
+                trainer.should_stop = True
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Measure the final state (if the last step was not measured) and write the history."""
+        if trainer.is_global_zero:
+            self._measure(trainer, pl_module, int(trainer.global_step))
+            self.write()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """Keep what was measured when training fails."""
+        if trainer.is_global_zero:
+            self.write()
+
+    def state_dict(self) -> dict[str, Any]:
+        """History and counters (saved in checkpoints, so a resumed run continues the history)."""
+        return self.recorder.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the history from a checkpoint."""
+        self.recorder.load_state_dict(state_dict)
+
+
+__all__ = ["CollapseMonitor"]

@@ -1,0 +1,227 @@
+"""The records shared by ``CollapseMonitor`` (Lightning) and ``Tracker`` (plain loops).
+
+One record per measurement: ``step`` (and ``epoch`` when known), for every embed output o and every
+monitored catalogue metric m the value ``<m>_<o>`` (short names: ``lid`` for ``lid_mle_gmean``; the
+k-NN metrics (LID) only for the first output, they cost the most), the
+covariance spectrum ``spectrum_<o>``, LiDAR ``lidar_<o>`` when an ``augment`` function is given,
+per-layer weight statistics ``layers`` and ``warning``. A warning is raised when the watched value
+(default ``erank`` of the first output) falls below ``warn_fraction`` x its best so far; after
+``patience`` warnings in a row the recorder asks to stop (when ``stop_on_collapse``).
+``summary()`` is what ``monitor.json`` holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dimcollapse.diagnostics.catalogue import BY_KEY, evaluate
+from dimcollapse.diagnostics.lidar import lidar
+from dimcollapse.diagnostics.summary import embedding_context
+from dimcollapse.errors import ConfigError, DivergedError
+from dimcollapse.track.layers import layer_view
+from dimcollapse.track.probe import Embed, Probe
+from dimcollapse.utils.atomic import atomic_write_json
+
+log = logging.getLogger("dimcollapse.monitor")
+
+DEFAULT_METRICS = ("erank", "rankme", "lid_mle_gmean")
+SHORT = {"lid_mle_gmean": "lid"}
+Annotate = Callable[[nn.Module, dict[str, Any]], None]
+Augment = Callable[[Any], Any]
+
+
+class CollapseRecorder:
+    """Measures a fixed probe with ``embed`` and keeps the history (see the module docstring)."""
+
+    def __init__(
+        self,
+        probe: Any,
+        embed: Embed | None = None,
+        layers: Sequence[str] | None = None,
+        metrics: Sequence[str] = DEFAULT_METRICS,
+        lid_k: int = 20,
+        warn_fraction: float = 0.5,
+        watch: str | None = None,
+        stop_on_collapse: bool = False,
+        patience: int = 1,
+        weight_spectra: bool = True,
+        augment: Augment | None = None,
+        n_views: int = 4,
+        out_path: str | Path | None = None,
+        annotate: Annotate | None = None,
+        weights_of: Callable[[nn.Module], nn.Module] | None = None,
+    ) -> None:
+        """See the module docstring; ``metrics`` are catalogue keys, ``layers`` names or patterns.
+
+        ``weights_of(module)`` is the sub-module whose layers are read (default: the module itself);
+        ``annotate(module, record)`` may add fields to each record.
+        """
+        unknown = [m for m in metrics if m not in BY_KEY]
+        if unknown:
+            raise ConfigError(f"unknown metric(s) {unknown}; catalogue keys: {', '.join(BY_KEY)}.")
+        if not 0.0 <= warn_fraction <= 1.0 or patience < 1:
+            raise ConfigError(
+                f"warn_fraction must be in [0, 1] and patience >= 1, got {warn_fraction}, {patience}."
+            )
+        self.probe = Probe(probe, embed)
+        self.layers, self.metrics, self.lid_k = layers, tuple(metrics), int(lid_k)
+        self.warn_fraction, self.watch = float(warn_fraction), watch
+        self.stop_on_collapse, self.patience = bool(stop_on_collapse), int(patience)
+        self.weight_spectra, self.augment, self.n_views = bool(weight_spectra), augment, int(n_views)
+        self.out_path = Path(out_path) if out_path is not None else None
+        self.annotate, self.weights_of = annotate, weights_of
+        self.history: list[dict[str, Any]] = []
+        self.best = -math.inf
+        self.warnings, self.streak, self.time_s = 0, 0, 0.0
+        self.stopped_at: int | None = None
+
+    def _embedding_metrics(self, name: str, z: Tensor, rec: dict[str, Any], with_lid: bool) -> None:
+        k = min(self.lid_k, z.shape[0] - 2)
+        wants_lid = with_lid and k >= 2 and any(m.startswith("lid_") for m in self.metrics)
+        ctx = embedding_context(z, k if wants_lid else None, lid_max_points=None)
+        keys = [m for m in self.metrics if m != "lidar" and (wants_lid or not m.startswith("lid_"))]
+        values = evaluate(ctx, keys)
+        for m in keys:
+            rec[f"{SHORT.get(m, m)}_{name}"] = values.get(m, float("nan"))
+        rec[f"spectrum_{name}"] = ctx.eig.tolist()
+
+    def _lidar(self, module: nn.Module, rec: dict[str, Any]) -> None:
+        assert self.augment is not None
+        views: dict[str, list[Tensor]] = {}
+        for _ in range(self.n_views):
+            for name, z in self.probe.outputs(module, self.augment).items():
+                views.setdefault(name, []).append(z)
+        for name, vs in views.items():
+            rec[f"lidar_{name}"] = lidar(torch.stack(vs, dim=1))
+
+    @torch.no_grad()
+    def measure(self, module: nn.Module, step: int, epoch: float | None = None) -> dict[str, Any]:
+        """One record of the probe's metrics (module in eval mode, no gradient), not yet kept."""
+        rec: dict[str, Any] = {"step": int(step)}
+        if epoch is not None:
+            rec["epoch"] = float(epoch)
+        for i, (name, z) in enumerate(self.probe.outputs(module).items()):
+            if not bool(torch.isfinite(z).all()):
+                raise DivergedError(
+                    f"the monitor's probe embeddings ('{name}') hold NaN/Inf at step {step}: training "
+                    "diverged; training stopped.",
+                    step,
+                    "the probe embeddings",
+                )
+            self._embedding_metrics(name, z, rec, with_lid=i == 0)  # k-NN LID: first output only
+        if self.augment is not None:
+            self._lidar(module, rec)
+        if self.weight_spectra:
+            root = module if self.weights_of is None else self.weights_of(module)
+            rec["layers"] = layer_view(root, self.layers)
+        if self.annotate is not None:
+            self.annotate(module, rec)
+        return rec
+
+    def watched(self, rec: dict[str, Any]) -> str:
+        """The record key the collapse warning watches (default erank of the first output)."""
+        if self.watch is None:
+            first = next(k for k in rec if k.startswith("spectrum_"))[len("spectrum_") :]
+            self.watch = f"{SHORT.get(self.metrics[0], self.metrics[0])}_{first}"
+        if self.watch not in rec:
+            keys = [k for k, v in rec.items() if isinstance(v, float)]
+            raise ConfigError(f"watch='{self.watch}' is not a measured value; choose one of {keys}.")
+        return self.watch
+
+    def record(self, module: nn.Module, step: int, epoch: float | None = None) -> dict[str, Any] | None:
+        """Measure, update best / warnings / stop decision and keep the record (once per step)."""
+        if self.history and self.history[-1]["step"] == step:
+            return None
+        t0 = time.perf_counter()
+        rec = self.measure(module, step, epoch)
+        key = self.watched(rec)
+        value = float(rec[key])
+        self.best = max(self.best, value) if math.isfinite(value) else self.best
+        rec["warning"] = bool(value < self.warn_fraction * self.best or not math.isfinite(value))
+        if rec["warning"]:
+            self.warnings += 1
+            self.streak += 1
+            log.warning(
+                "collapse warning at step %d: %s = %.3g is below %.2f x its best %.3g",
+                step,
+                key,
+                value,
+                self.warn_fraction,
+                self.best,
+            )
+            if self.stop_on_collapse and self.streak >= self.patience and self.stopped_at is None:
+                self.stopped_at = int(step)
+        else:
+            self.streak = 0
+        self.history.append(rec)
+        self.time_s += time.perf_counter() - t0
+        return rec
+
+    @property
+    def should_stop(self) -> bool:
+        """True once ``stop_on_collapse`` and ``patience`` warnings in a row were recorded."""
+        return self.stopped_at is not None
+
+    def summary(self, every: int) -> dict[str, Any]:
+        """What monitor.json holds: settings, best watched value, warnings, time and the history."""
+        watch = self.watch or "erank"
+        return {
+            "every_n_steps": int(every),
+            "probe_size": self.probe.size,
+            "warn_fraction": self.warn_fraction,
+            "watch": watch,
+            f"best_{watch}": self.best if math.isfinite(self.best) else 0.0,
+            "warnings": self.warnings,
+            "stopped_at": self.stopped_at,
+            "time_s": self.time_s,
+            "history": self.history,
+        }
+
+    def write(self, every: int) -> None:
+        """Write monitor.json atomically when an output path is set."""
+        if self.out_path is not None:
+            atomic_write_json(self.out_path, self.summary(every))
+
+    def state_dict(self) -> dict[str, Any]:
+        """History and counters (for checkpoints)."""
+        return {
+            "history": self.history,
+            "best": self.best,
+            "warnings": self.warnings,
+            "streak": self.streak,
+            "time_s": self.time_s,
+            "watch": self.watch,
+            "stopped_at": self.stopped_at,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore history and counters (older checkpoints stored ``best_erank``)."""
+        self.history = list(state.get("history", []))
+        self.best = float(state.get("best", state.get("best_erank", -math.inf)))
+        self.warnings, self.streak = int(state.get("warnings", 0)), int(state.get("streak", 0))
+        self.time_s = float(state.get("time_s", 0.0))
+        self.watch = state.get("watch", self.watch)
+        self.stopped_at = state.get("stopped_at")
+
+
+def scalar_items(rec: dict[str, Any]) -> dict[str, float]:
+    """The record's numbers for a logger: ``monitor/<key>`` and ``monitor/layer_erank/<layer>``."""
+    out = {
+        f"monitor/{k}": float(v)
+        for k, v in rec.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch")
+    }
+    for name, stats in rec.get("layers", {}).items():
+        out[f"monitor/layer_erank/{name}"] = float(stats["erank"])
+    return out
+
+
+__all__ = ["DEFAULT_METRICS", "CollapseRecorder", "scalar_items"]

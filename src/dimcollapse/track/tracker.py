@@ -1,0 +1,114 @@
+"""``Tracker``: the collapse monitor for a plain PyTorch training loop (no Lightning needed).
+
+    tracker = Tracker(model, probe, embed=lambda m, x: m(x), every=50, out_path="runs/mine/monitor.json")
+    for step in range(1, steps + 1):
+        ...  # forward, backward, optimizer.step()
+        tracker.step(step)           # measures at step 1 and every `every` steps
+    tracker.close()                  # measures the last step if needed and writes monitor.json
+
+Records and monitor.json are the ones ``CollapseMonitor`` writes (``recorder.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from dimcollapse.errors import ConfigError
+from dimcollapse.track.probe import Embed
+from dimcollapse.track.recorder import DEFAULT_METRICS, Augment, CollapseRecorder
+
+
+class Tracker:
+    """Every ``every`` steps, the collapse record of ``model`` on the fixed ``probe``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        probe: Any,
+        embed: Embed | None = None,
+        every: int = 50,
+        layers: Sequence[str] | None = None,
+        metrics: Sequence[str] = DEFAULT_METRICS,
+        lid_k: int = 20,
+        warn_fraction: float = 0.5,
+        watch: str | None = None,
+        stop_on_collapse: bool = False,
+        patience: int = 1,
+        weight_spectra: bool = True,
+        augment: Augment | None = None,
+        n_views: int = 4,
+        out_path: str | Path | None = None,
+        steps_per_epoch: int | None = None,
+        log: Callable[[dict[str, float], int], None] | None = None,
+    ) -> None:
+        """``log(scalars, step)`` receives each record's numbers (e.g. a TensorBoard writer's adder)."""
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"Tracker needs the model (an nn.Module) first, got {type(model).__name__}.")
+        if int(every) < 1:
+            raise ConfigError(f"every must be >= 1 step, got {every}.")
+        self.model, self.every = model, int(every)
+        self.steps_per_epoch, self.log = steps_per_epoch, log
+        self.recorder = CollapseRecorder(
+            probe,
+            embed,
+            layers,
+            metrics,
+            lid_k,
+            warn_fraction,
+            watch,
+            stop_on_collapse,
+            patience,
+            weight_spectra,
+            augment,
+            n_views,
+            out_path,
+        )
+        self._last = 0
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Every record so far."""
+        return self.recorder.history
+
+    @property
+    def should_stop(self) -> bool:
+        """True once collapse persisted for ``patience`` records (with ``stop_on_collapse``)."""
+        return self.recorder.should_stop
+
+    def measure_now(self, step: int) -> dict[str, Any] | None:
+        """Record step ``step`` regardless of ``every`` (None if that step is already recorded)."""
+        epoch = None if not self.steps_per_epoch else step / self.steps_per_epoch
+        rec = self.recorder.record(self.model, int(step), epoch)
+        if rec is not None and self.log is not None:
+            from dimcollapse.track.recorder import scalar_items
+
+            self.log(scalar_items(rec), int(step))
+        return rec
+
+    def step(self, step: int) -> dict[str, Any] | None:
+        """Call after optimizer step ``step`` (1-based): measures at step 1 and every ``every`` steps."""
+        self._last = max(self._last, int(step))
+        if step != 1 and step % self.every != 0:
+            return None
+        return self.measure_now(step)
+
+    def write(self) -> None:
+        """Write monitor.json (atomically) when ``out_path`` is set."""
+        self.recorder.write(self.every)
+
+    def close(self) -> None:
+        """Measure the last step seen (if not yet) and write monitor.json."""
+        if self._last:
+            self.measure_now(self._last)
+        self.write()
+
+    def summary(self) -> dict[str, Any]:
+        """The monitor.json content."""
+        return self.recorder.summary(self.every)
+
+
+__all__ = ["Tracker"]
