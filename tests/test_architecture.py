@@ -42,7 +42,7 @@ LAYERS: dict[str, set[str]] = {
     "cli": BOTTOM
     | COMPONENTS
     | {"diagnostics", "track", "training", "study", "report", "theory", "analysis"},
-    "__init__": {"errors"},
+    "__init__": {"errors", "track"},  # the package root re-exports the ways in (lazily)
     "__main__": {"cli"},
 }
 

@@ -213,7 +213,7 @@ def _read_torch(p: Path, key: str | None) -> np.ndarray:
 
 def _refuse_model_file(p: Path, obj: Any) -> None:
     """A state_dict or Lightning checkpoint is a model, not embeddings: say how to analyse it."""
-    from dimcollapse.track.loading import looks_like_lightning, looks_like_state_dict
+    from dimcollapse.analysis.model_loading import looks_like_lightning, looks_like_state_dict
 
     if looks_like_lightning(obj) or looks_like_state_dict(obj):
         what = "a Lightning checkpoint" if looks_like_lightning(obj) else "a model state_dict"

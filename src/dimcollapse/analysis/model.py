@@ -23,11 +23,11 @@ import torch
 from torch import Tensor, nn
 
 from dimcollapse.analysis.inputs import Inputs, load_inputs
+from dimcollapse.analysis.model_loading import load_model
 from dimcollapse.diagnostics import alignment_matrix, effective_rank, feature_spectra
 from dimcollapse.diagnostics.weights import singular_values
 from dimcollapse.errors import ConfigError
 from dimcollapse.track.layers import layer_stats, select_layers
-from dimcollapse.track.loading import load_model
 from dimcollapse.track.probe import named_outputs
 from dimcollapse.utils.atomic import atomic_save, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 

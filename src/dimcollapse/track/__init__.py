@@ -3,7 +3,7 @@
 - :class:`~dimcollapse.track.metrics.CollapseMetrics`: torchmetrics Metric (update / compute / reset, DDP);
 - :class:`~dimcollapse.track.monitor.CollapseMonitor`: Lightning callback for any LightningModule;
 - :class:`~dimcollapse.track.tracker.Tracker`: the same records for a plain training loop;
-- :mod:`~dimcollapse.track.loading`: models from Lightning checkpoints, state_dicts, TorchScript.
+- :mod:`~dimcollapse.analysis.model_loading`: models from Lightning checkpoints, state_dicts, TorchScript.
 """
 
 from __future__ import annotations

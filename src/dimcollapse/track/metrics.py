@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
@@ -37,6 +36,7 @@ from dimcollapse.diagnostics.lid import lid_mle, lid_mom
 from dimcollapse.diagnostics.lidar import DELTA, EPS, lidar_eigenvalues
 from dimcollapse.diagnostics.spectrum import spectrum_of
 from dimcollapse.errors import ConfigError, InputError
+from dimcollapse.utils.distributed import rank
 
 
 def batch_moments(z: Tensor) -> Tensor:
@@ -77,10 +77,6 @@ def unpack_moments(m: Tensor) -> tuple[int, np.ndarray, np.ndarray]:
     """(n, mean, M2) as Python int and float64 numpy arrays."""
     m = merge_moments(m).detach().cpu()
     return round(float(m[0, 0])), m[1].numpy(), m[2:].numpy()
-
-
-def _rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 class CollapseMetrics(Metric):
@@ -182,7 +178,7 @@ class CollapseMetrics(Metric):
 
     def _reservoir_add(self, z: Tensor) -> None:
         if self._gen is None:
-            self._gen = torch.Generator().manual_seed(self.seed * 7919 + _rank())
+            self._gen = torch.Generator().manual_seed(self.seed * 7919 + rank())
         cap, t0 = self.reservoir_size, int(self.seen)
         buf = self.reservoir[0] if self.reservoir else z[:0]
         fill = max(0, min(z.shape[0], cap - buf.shape[0]))
