@@ -169,9 +169,9 @@ class CovarianceAccumulator:
     def _update_block(self, t: torch.Tensor) -> bool:
         """Add one block; False (nothing added) when it holds NaN/Inf (seen in its Gram trace or sums)."""
         x, m, seg = self._load(t), int(t.shape[0]), self._seg
-        if self.center and seg.shift is None:
-            seg.shift = x.sum(0) / m
         if self.center:
+            if seg.shift is None:
+                seg.shift = x.sum(0) / m
             x.sub_(seg.shift)
         gram, sums = self._gram(m)
         trace = float(gram.diagonal().sum())
