@@ -19,7 +19,7 @@ from typing import Literal, overload
 import torch
 
 from dimcollapse.diagnostics._validate import ArrayLike, check_positive_int, matrix
-from dimcollapse.diagnostics.knn_backends import BackendLike, KnnBackend, resolve_backend
+from dimcollapse.diagnostics.knn_backends import BackendLike, resolve_backend
 from dimcollapse.errors import InputError
 
 _GATHER_ELEMS = 2**24  # cap on block * k * D elements of the exact recomputation
@@ -111,8 +111,10 @@ def knn_core(
     return exact_distances(q, q if r is None else r, idx)
 
 
-def exact_distances(q: torch.Tensor, r: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """||q_i - r_idx[i,j]|| recomputed from the difference vectors (differentiable), sorted ascending per row."""
+def exact_distances(
+    q: torch.Tensor, r: torch.Tensor, idx: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """||q_i - r_idx[i,j]|| from the difference vectors (differentiable), sorted ascending per row."""
     k, d = idx.shape[1], q.shape[1]
     rows = max(1, _GATHER_ELEMS // max(1, k * d))
     dists, idxs = [], []
@@ -203,7 +205,7 @@ class _Candidates:
 
     def _cut(self) -> torch.Tensor:
         """Reduce to the k best per row (ties in any order), tighten tau; returns their indices (m, k)."""
-        rows, vals, idx = (torch.cat(p) for p in zip(*self.parts))
+        rows, vals, idx = (torch.cat(p) for p in zip(*self.parts, strict=True))
         by_val = torch.argsort(vals, stable=True)
         perm = by_val[torch.argsort(rows[by_val], stable=True)]  # grouped by row, ascending within a row
         counts = torch.bincount(rows, minlength=self.m)
@@ -220,3 +222,21 @@ class _Candidates:
     def best(self) -> torch.Tensor:
         """Indices (m, k) of the k best candidates of every row."""
         return self._cut()
+
+
+def sample_exact_distances(
+    z: torch.Tensor, rows: torch.Tensor, k: int, block_size: int = 2048
+) -> torch.Tensor:
+    """Exact sorted distances (len(rows), k) from z[rows] to their k nearest other rows of z (not self)."""
+    idx = exact_neighbours(z[rows], z, k + 1, block_size)
+    dist, idx = exact_distances(z[rows], z, idx)
+    own = idx == rows[:, None]
+    own[~own.any(1), -1] = True  # self not among them (duplicates at distance 0): drop the farthest
+    own &= torch.cumsum(own.int(), 1) == 1
+    return dist[~own].view(len(rows), k)
+
+
+def neighbour_recall(found: torch.Tensor, exact: torch.Tensor, rtol: float = 1e-6) -> float:
+    """Recall@k = mean over queries of |{found r_j <= exact r_k}| / k (tie-proof: compares distances)."""
+    bound = exact[:, -1:] * (1.0 + rtol)
+    return float((found <= bound).double().mean())

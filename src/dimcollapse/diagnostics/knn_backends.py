@@ -17,7 +17,7 @@ import importlib
 import math
 from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ class KnnBackend:
         return self.name in APPROXIMATE
 
 
-BackendLike = Union[str, KnnBackend]
+BackendLike = str | KnnBackend
 
 
 def resolve_backend(backend: BackendLike, **options: Any) -> KnnBackend:
@@ -59,7 +59,8 @@ def resolve_backend(backend: BackendLike, **options: Any) -> KnnBackend:
         try:
             spec = replace(spec, **options)
         except TypeError as e:
-            raise ConfigError(f"unknown k-NN backend option: {e}. Valid: {list(KnnBackend.__annotations__)}.")
+            valid = list(KnnBackend.__annotations__)
+            raise ConfigError(f"unknown k-NN backend option: {e}. Valid: {valid}.") from None
     if spec.name.startswith("faiss"):
         load_faiss()
     return spec
@@ -71,7 +72,7 @@ def load_faiss() -> ModuleType:
         return importlib.import_module("faiss")
     except ImportError:
         raise ConfigError(
-            "the faiss k-NN backends need faiss: pip install 'dimcollapse[faiss]' (or pip install faiss-cpu), "
+            "the faiss k-NN backends need faiss: pip install 'dimcollapse[faiss]' (or faiss-cpu), "
             "or use backend='exact'."
         ) from None
 
