@@ -125,3 +125,19 @@ def test_exact_engine_reports_no_sample() -> None:
     est = lid_estimate(z, k=6, method="mom")
     assert est.recall is None and est.sample == 0
     np.testing.assert_allclose(est.lids, lid_mom(z, k=6), rtol=1e-12)
+
+
+def test_knn_accuracy_and_ldreg_accept_the_faiss_engine() -> None:
+    from dimcollapse.regularizers.ldreg import LDReg
+    from dimcollapse.training.evaluation import knn_accuracies
+
+    g = torch.Generator().manual_seed(0)
+    train_x, test_x = torch.randn(400, 12, generator=g), torch.randn(90, 12, generator=g)
+    train_y, test_y = torch.randint(0, 5, (400,), generator=g), torch.randint(0, 5, (90,), generator=g)
+    exact = knn_accuracies(train_x, train_y, test_x, test_y, ks=(5, 20))
+    flat = knn_accuracies(train_x, train_y, test_x, test_y, ks=(5, 20), backend="faiss-flat")
+    assert flat == exact
+    feats = [torch.randn(64, 10, generator=g, requires_grad=True) for _ in range(2)]
+    a = LDReg(weight=0.1, k=8)(feats)
+    b = LDReg(weight=0.1, k=8, knn_backend="faiss-flat")(feats)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
