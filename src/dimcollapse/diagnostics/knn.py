@@ -168,6 +168,8 @@ def _block_neighbours(
             _mask_self(tile, self_offset, c0)
         if cand is None:
             vals, idx = torch.topk(tile, k, dim=1, largest=False, sorted=False)
+            if width == n_ref:  # one tile holds the whole reference set: nothing to merge
+                return idx
             cand = _Candidates(vals, idx)
         else:
             cand.add_below_bound(tile, c0)
