@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c "import sys; assert sys.version_info >= (3, 10), 'Python >= 3.10 required'"
 	@# torch first, pinned: an unpinned torch would pull GBs of CUDA packages.
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[dev,umap]"
+	$(PIP) install -e ".[dev,umap,faiss]"
 	@$(MAKE) --no-print-directory system-deps
 	@touch $(STAMP)
 
@@ -41,8 +41,11 @@ demo: setup
 	$(PYTHON) -m dimcollapse demo
 
 bench: setup
-	$(PIP) install -q -e ".[bench]" || echo "warning: scikit-dimension not installable; its comparison is skipped"
-	$(PYTHON) benchmarks/run_all.py
+	$(PIP) install -q -e ".[bench]" || echo "warning: scikit-dimension/faiss not installable; their comparisons are skipped"
+	@# lightly only for its NTXentLoss in the training comparison; --no-deps: it would pull torchvision
+	$(PIP) install -q --no-deps lightly || echo "warning: lightly not installable; its comparison is skipped"
+	$(PYTHON) benchmarks/run_all.py $(BENCH_ARGS)
+	$(PYTHON) benchmarks/tables.py
 
 lint: setup
 	$(PYTHON) -m ruff check src tests benchmarks

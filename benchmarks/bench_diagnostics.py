@@ -1,25 +1,25 @@
-"""Benchmark of dimcollapse.diagnostics against the baselines named in issue 2.
+"""Diagnostics benchmarks: our covariance spectrum and LID against what an expert would write (issue 15).
 
-1. covariance_spectrum of N=50,000 x D (512, 2048) float32 vs numpy.linalg.svd of the centred float32
-   matrix (compute_uv=False, the fastest numpy form). Accuracy against the float64 SVD of the same
-   centred data, over eigenvalues above 1e-10 of the largest.
-2. lid_mle (k=20) of N=20,000 x D=64 vs scikit-dimension's ``skdim.id.MLE`` (pointwise
-   ``dimension_pw_``). skdim's pointwise MLE is (k-1) / sum_{j<k} ln(r_k / r_j); ours (SPEC 1.7) has k in
-   the numerator, so ours * (k-1)/k is compared with skdim's values.
-3. covariance_spectrum of 1,000,000 x 256 streamed from a generator of blocks, in a subprocess whose
-   peak resident memory (VmHWM of /proc/self/status) is reported.
+Every comparison runs in its own process, all contenders interleaved round by round with the same thread
+count; each ratio is taken within a round (min / median / max over rounds).
 
-Prints a markdown table and writes benchmarks/results/diagnostics.json (atomically).
-Usage: python benchmarks/bench_diagnostics.py [--repeats 3] [--baseline-repeats-large 1] [--threads 1]
-       [--with-vectors] [--skip 512 2048 lid stream]   (partial runs merge into the JSON)
+- spectrum: ``covariance_spectrum`` vs ``np.linalg.eigvalsh(np.cov(Z.T))``, ``np.linalg.svd`` (float32,
+  centred, no U/V), ``torch.linalg.svdvals``, scikit-learn ``PCA(svd_solver="covariance_eigh")``; the floor
+  is the bare float64 Gram product (BLAS syrk) of the same data, already converted and centred. Accuracy:
+  max relative error over eigenvalues above 1e-10 of the largest, against the float64 SVD.
+- stream: covariance_spectrum of 1,000,000 x 256 from a generator of blocks; extra peak memory of the call.
+- lid: lid_mle (k=20) exact vs scikit-dimension, sklearn NearestNeighbors (+ our MLE formula), faiss
+  IndexFlatL2, and approximate faiss HNSW / IVF (recall and LID error measured on an exact sample).
+- lid_1m: LID of 1,000,000 x 128 with faiss IVF (target < 60 s, geometric-mean LID within 1% of exact).
+
+python benchmarks/bench_diagnostics.py [--quick] [--rounds 5] [--only spectrum_512 lid ...]
+Writes benchmarks/results/diagnostics.json (results/quick/ with --quick).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import subprocess
 import sys
 import time
@@ -29,198 +29,266 @@ from typing import Any
 
 import numpy as np
 
-from dimcollapse.diagnostics import covariance_spectrum, lid_mle
-from dimcollapse.utils.atomic import atomic_write_json
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import fmt_ratio, host, interleaved, load_cases, ratio_stats, save
 
-RESULTS = Path(__file__).resolve().parent / "results" / "diagnostics.json"
+K = 20
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any, list[float]]:
-    """Median wall time of ``repeats`` calls, the last result and all times."""
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out, times
+def set_threads(n: int) -> None:
+    """The same BLAS / OpenMP / torch / faiss thread count for every contender."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n)
+    torch.set_num_threads(n)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+    except ImportError:
+        pass
 
 
 def planted(n: int, d: int, seed: int = 0) -> np.ndarray:
-    """float32 rows with a power-law spectrum lambda_k ~ k^-2 on 3/4 of the dims, a collapsed last 1/4."""
+    """float32 rows, spectrum lambda_k ~ k^-2 on 3/4 of the dims, a collapsed last quarter, offset 0.5."""
     rng = np.random.default_rng(seed)
     lam = np.arange(1, d + 1, dtype=np.float64) ** -2.0
     lam[3 * d // 4 :] = 0.0
     q, _ = np.linalg.qr(rng.standard_normal((d, d)))
-    x = rng.standard_normal((n, d)) * np.sqrt(lam)
-    return (x @ q.T + 0.5).astype(np.float32)
+    return ((rng.standard_normal((n, d)) * np.sqrt(lam)) @ q.T + 0.5).astype(np.float32)
 
 
-def bench_spectrum(d: int, repeats: int, base_repeats: int, with_vectors: bool = False) -> dict[str, Any]:
-    z = planted(50_000, d)
-    t_ours, ours, t_all = timed(lambda: covariance_spectrum(z), repeats)
-    zc = z - z.mean(0, dtype=np.float64).astype(np.float32)
-    t_svd, s32, t_svd_all = timed(lambda: np.linalg.svd(zc, compute_uv=False), base_repeats)
-    t_uv = None
-    if with_vectors:  # the common call that also returns U (N x D) and V, as in papers' scripts
-        t_uv = timed(lambda: np.linalg.svd(zc, full_matrices=False)[1], 1)[0]
+def manifold(n: int, d: int, seed: int = 1) -> np.ndarray:
+    """n points of a curved 16-dim manifold mapped linearly into R^d, plus 1% noise (float32)."""
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(-1, 1, size=(n, 16))
+    f = np.concatenate([t, np.sin(3 * t), t**2, np.cos(2 * t)], axis=1)
+    w = rng.standard_normal((64, d)) / 8
+    return (f @ w + 0.01 * rng.standard_normal((n, d))).astype(np.float32)
+
+
+def spectrum_case(n: int, d: int, threads: int, rounds: int) -> dict[str, Any]:
+    """Interleaved spectrum contenders on planted data; ratios to ours and to the syrk floor."""
+    import torch
+    from sklearn.decomposition import PCA
+
+    from dimcollapse.diagnostics import covariance_spectrum
+
+    z = planted(n, d)
     z64 = z.astype(np.float64)
     z64 -= z64.mean(0)
-    # floor of any float64-accumulating method: the bare Gram product (BLAS syrk) of the centred data
-    t_floor = timed(lambda: z64.T @ z64, base_repeats)[0]
-    t_ref = time.perf_counter()
-    s64 = np.linalg.svd(z64, compute_uv=False)
-    t_ref = time.perf_counter() - t_ref
-    ref = s64**2 / len(z)
-    keep = ref > 1e-10 * ref[0]
-    rel = np.abs(ours[: ref.size][keep] - ref[keep]) / ref[keep]
-    rel32 = np.abs((s32.astype(np.float64) ** 2 / len(z))[keep] - ref[keep]) / ref[keep]
-    return {
-        "case": f"spectrum 50,000 x {d} float32",
-        "ours_s": t_ours,
-        "ours_all_s": t_all,
-        "baseline": "numpy.linalg.svd(centred float32, compute_uv=False)",
-        "baseline_s": t_svd,
-        "baseline_all_s": t_svd_all,
-        "svd_float64_s": t_ref,
-        "svd_with_vectors_s": t_uv,
-        "speedup_vs_svd_with_vectors": None if t_uv is None else t_uv / t_ours,
-        "speedup": t_svd / t_ours,
-        "speedup_vs_float64_svd": t_ref / t_ours,
-        "syrk_float64_floor_s": t_floor,
-        "max_speedup_at_floor": t_svd / t_floor,
-        "n_eigs_compared": int(keep.sum()),
-        "max_rel_diff": float(rel.max()),
-        "float32_svd_max_rel_diff": float(rel32.max()),
+    zc = z - z.mean(0, dtype=np.float64).astype(np.float32)
+    ztc = torch.from_numpy(zc)
+    jobs: dict[str, Callable[[], Any]] = {
+        "floor_syrk_float64": lambda: z64.T @ z64,
+        "ours": lambda: covariance_spectrum(z),
+        "np_cov_eigvalsh": lambda: np.linalg.eigvalsh(np.cov(z.T))[::-1],
+        "numpy_svd_f32": lambda: np.linalg.svd(zc, compute_uv=False) ** 2 / n,
+        "torch_svdvals_f32": lambda: (torch.linalg.svdvals(ztc) ** 2 / n).numpy(),
+        "sklearn_pca_cov_eigh": lambda: PCA(svd_solver="covariance_eigh").fit(z).explained_variance_,
     }
-
-
-def bench_lid(repeats: int) -> dict[str, Any]:
-    import skdim
-    import torch
-
-    k = 20
-    rng = np.random.default_rng(1)
-    # 20,000 points of a 16-dim curved manifold plus small noise, in R^64 (embedding-like data)
-    t = rng.uniform(-1, 1, size=(20_000, 16))
-    feats = np.concatenate([t, np.sin(3 * t), t**2, np.cos(2 * t)], axis=1)
-    z = (feats @ rng.standard_normal((64, 64)) / 8 + 0.01 * rng.standard_normal((20_000, 64))).astype(
-        np.float32
-    )
-    t_ours, ours, t_all = timed(lambda: lid_mle(z, k=k), repeats)
-    t_sk, sk, t_sk_all = timed(lambda: skdim.id.MLE().fit(z, n_neighbors=k).dimension_pw_, repeats)
-    zt = torch.from_numpy(z)
-    sq = (zt * zt).sum(1)
-
-    def distance_products() -> None:  # floor of exact brute force: the N x N distance GEMMs alone
-        for start in range(0, len(zt), 2048):
-            torch.addmm(sq[None, :], zt[start : start + 2048], zt.T, beta=1.0, alpha=-2.0)
-
-    t_floor = timed(distance_products, repeats)[0]
-    ours_sk = np.asarray(ours) * (k - 1) / k
-    rel = np.abs(ours_sk - sk) / np.abs(sk)
+    clock = time.process_time if threads == 1 else time.perf_counter
+    times = interleaved(jobs, rounds, clock)
+    ref = np.linalg.svd(z64, compute_uv=False) ** 2 / n
+    keep = ref > 1e-10 * ref[0]
+    accuracy = {}
+    for name, fn in jobs.items():
+        if name == "floor_syrk_float64":
+            continue
+        got = np.asarray(fn(), dtype=np.float64)
+        if name == "sklearn_pca_cov_eigh" or name == "np_cov_eigvalsh":
+            got = got * (n - 1) / n  # both divide by N - 1
+        accuracy[name] = float(np.max(np.abs(got[: ref.size][keep] - ref[keep]) / ref[keep]))
     return {
-        "case": "LID MLE k=20, 20,000 x 64 float32",
-        "ours_s": t_ours,
-        "ours_all_s": t_all,
-        "baseline": f"skdim.id.MLE().fit(n_neighbors=20) (scikit-dimension {skdim.__version__})",
-        "baseline_s": t_sk,
-        "baseline_all_s": t_sk_all,
-        "speedup": t_sk / t_ours,
-        "distance_gemm_floor_s": t_floor,
-        "max_speedup_at_floor": t_sk / t_floor,
-        "median_rel_diff": float(np.median(rel)),
-        "max_rel_diff": float(rel.max()),
-        "ours_gmean": float(np.exp(np.mean(np.log(np.asarray(ours))))),
+        "case": f"spectrum {n:,} x {d} float32, {threads} thread(s)",
+        "clock": "process CPU time" if threads == 1 else "wall",
+        "seconds_median": {k: float(np.median(v)) for k, v in times.items()},
+        "ours_over_floor": ratio_stats(times["ours"], times["floor_syrk_float64"]),
+        "other_over_ours": {k: ratio_stats(v, times["ours"]) for k, v in times.items() if k not in ("ours",)},
+        "max_rel_error": accuracy,
+        "n_eigs_compared": int(keep.sum()),
     }
 
 
 _STREAM_CHILD = """
-import resource, sys, time, json
+import json, sys, time
 import numpy as np
+sys.path.insert(0, {bench!r})
+from bench_diagnostics import set_threads
+set_threads(1)
 from dimcollapse.diagnostics import covariance_spectrum
-n, d, b = 1_000_000, 256, 20_000
-scales = np.linspace(2.0, 0.01, d)
+n, d, b = {n}, {d}, 20_000
+scales = np.linspace(2.0, 0.01, d).astype(np.float32)
 def blocks():
     rng = np.random.default_rng(0)
     for _ in range(n // b):
-        yield (rng.standard_normal((b, d), dtype=np.float32) * scales.astype(np.float32))
+        yield rng.standard_normal((b, d), dtype=np.float32) * scales + 3.0
+def status(key):
+    return [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key)][0] / 2**20
+covariance_spectrum(np.ones((10, d)))  # imports and BLAS warm-up before the baseline
+before = status("VmRSS:")
 t = time.perf_counter()
 eig = covariance_spectrum(blocks())
 t = time.perf_counter() - t
-rel = float(np.max(np.abs(eig - np.sort(scales**2)[::-1]) / np.sort(scales**2)[::-1]))
-# VmHWM: this process image's own peak RSS. (ru_maxrss survives execve, so in a child of a big parent it
-# would report the parent's size at fork time.)
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
-peak = (int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 2**20
-print(json.dumps({"seconds": t, "peak_gib": peak, "max_rel_dev_from_planted": rel}))
+planted = np.sort(scales.astype(np.float64) ** 2)[::-1]
+print(json.dumps({{"seconds": t, "peak_extra_gib": status("VmHWM:") - before,
+                  "max_rel_dev_from_planted": float(np.max(np.abs(eig - planted) / planted))}}))
 """
 
 
-def bench_stream() -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", _STREAM_CHILD], capture_output=True, text=True, check=True)
+def stream_case(n: int, d: int) -> dict[str, Any]:
+    """Streamed spectrum in a fresh process; extra peak RSS over the process's size before the call."""
+    code = _STREAM_CHILD.format(bench=str(Path(__file__).resolve().parent), n=n, d=d)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    res.update({"case": "spectrum 1,000,000 x 256 float32 streamed (20k-row batches)", "limit_gib": 3.0})
+    res["case"] = f"spectrum {n:,} x {d} float32 streamed in 20k-row blocks"
     return res
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--baseline-repeats-large", type=int, default=1, help="numpy SVD repeats at D=2048")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["512", "2048", "lid", "stream"])
-    ap.add_argument("--with-vectors", action="store_true", help="also time svd(full_matrices=False)")
-    ap.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP/torch threads for ours and baselines")
-    args = ap.parse_args()
-    # The same thread count for every contender. On a shared, oversubscribed machine multi-threaded
-    # OpenBLAS is erratic (a 512 x 512 eigh took 7-10 s with 2 threads vs 0.15 s with 1).
+def _sklearn_lid(z: np.ndarray) -> np.ndarray:
     import torch
-    from threadpoolctl import threadpool_limits
+    from sklearn.neighbors import NearestNeighbors
 
-    threadpool_limits(args.threads)
-    torch.set_num_threads(args.threads)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
-    rows: list[dict[str, Any]] = []
-    jobs: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("512", lambda: bench_spectrum(512, args.repeats, args.repeats, args.with_vectors)),
-        ("2048", lambda: bench_spectrum(2048, args.repeats, args.baseline_repeats_large, args.with_vectors)),
-        ("lid", lambda: bench_lid(args.repeats)),
-        ("stream", bench_stream),
-    ]
-    for name, job in jobs:
-        if name in args.skip:
+    from dimcollapse.diagnostics import lid_from_distances
+
+    dist, _ = NearestNeighbors(n_neighbors=K + 1).fit(z).kneighbors(z)
+    return lid_from_distances(torch.from_numpy(dist[:, 1:])).numpy()
+
+
+def lid_case(n: int, d: int, threads: int, rounds: int) -> dict[str, Any]:
+    """Interleaved LID contenders; approximate engines also report recall and LID error."""
+    from dimcollapse.diagnostics import KnnBackend, lid_estimate, lid_mle
+
+    z = manifold(n, d)
+    jobs: dict[str, Callable[[], Any]] = {"ours_exact": lambda: lid_mle(z, k=K)}
+    try:
+        import skdim
+
+        jobs["skdim_mle"] = lambda: skdim.id.MLE().fit(z, n_neighbors=K).dimension_pw_ * K / (K - 1)
+    except ImportError:
+        pass
+    jobs["sklearn_nn"] = lambda: _sklearn_lid(z)
+    approx: dict[str, KnnBackend] = {}
+    try:
+        import faiss  # noqa: F401
+
+        jobs["faiss_flat"] = lambda: lid_mle(z, k=K, backend="faiss-flat")
+        approx = {"faiss_hnsw": KnnBackend("faiss-hnsw"), "faiss_ivf": KnnBackend("faiss-ivf", nprobe=16)}
+        for name, spec in approx.items():
+            jobs[name] = lambda spec=spec: lid_mle(z, k=K, backend=spec)
+    except ImportError:
+        pass
+    times = interleaved(jobs, rounds)
+    exact = np.asarray(jobs["ours_exact"]())
+    agreement = {}
+    for name, fn in jobs.items():
+        if name not in approx and name != "ours_exact":
+            got = np.asarray(fn())
+            agreement[name] = float(np.median(np.abs(got - exact) / exact))
+    quality = {}
+    for name, spec in approx.items():
+        est = lid_estimate(z, k=K, backend=spec, sample=min(1000, n))
+        quality[name] = {
+            "recall": est.recall,
+            "gmean_rel_error": est.gmean_rel_error,
+            "median_rel_error": est.median_rel_error,
+            "sample": est.sample,
+        }
+    return {
+        "case": f"LID MLE k={K}, {n:,} x {d} float32, {threads} thread(s)",
+        "seconds_median": {k: float(np.median(v)) for k, v in times.items()},
+        "other_over_ours": {k: ratio_stats(v, times["ours_exact"]) for k, v in times.items()},
+        "median_rel_diff_vs_ours": agreement,
+        "approximate_quality": quality,
+    }
+
+
+def lid_1m_case(n: int, d: int, sample: int) -> dict[str, Any]:
+    """One timed LID of n x d with faiss IVF; recall and gmean LID error against an exact sample."""
+    from dimcollapse.diagnostics import KnnBackend, lid_estimate
+
+    z = manifold(n, d, seed=2)
+    spec = KnnBackend("faiss-ivf", nprobe=8)
+    t = time.perf_counter()
+    est = lid_estimate(z, k=K, backend=spec, sample=1)  # timed: the estimate alone
+    seconds = time.perf_counter() - t
+    check = lid_estimate(z, k=K, backend=spec, sample=sample)  # the quality report (exact sample)
+    return {
+        "case": f"LID MLE k={K}, {n:,} x {d} float32, faiss IVF (nprobe 8), 2 threads",
+        "seconds": seconds,
+        "gmean": float(np.exp(np.mean(np.log(est.lids[est.lids > 0])))),
+        "recall": check.recall,
+        "gmean_rel_error": check.gmean_rel_error,
+        "median_rel_error": check.median_rel_error,
+        "sample": check.sample,
+    }
+
+
+def cases(quick: bool, rounds: int) -> dict[str, Callable[[], dict[str, Any]]]:
+    """Name -> one comparison (each runs in its own process)."""
+    if quick:
+        return {
+            "spectrum_512": lambda: spectrum_case(3000, 64, 1, 2),
+            "spectrum_256": lambda: spectrum_case(4000, 32, 2, 2),
+            "stream": lambda: stream_case(100_000, 64),
+            "lid": lambda: lid_case(2000, 16, 2, 2),
+        }
+    return {
+        "spectrum_512": lambda: spectrum_case(50_000, 512, 1, rounds),
+        "spectrum_256": lambda: spectrum_case(200_000, 256, 2, rounds),
+        "stream": lambda: stream_case(1_000_000, 256),
+        "lid": lambda: lid_case(20_000, 64, 2, rounds),
+        "lid_1m": lambda: lid_1m_case(1_000_000, 128, 500),
+    }
+
+
+def report(rows: dict[str, dict[str, Any]]) -> None:
+    """Print every ratio with min/median/max."""
+    for name, r in rows.items():
+        print(f"\n### {name}: {r['case']}")
+        if "ours_over_floor" in r:
+            print(f"ours / floor (float64 syrk): {fmt_ratio(r['ours_over_floor'])}")
+        for other, s in r.get("other_over_ours", {}).items():
+            err = r.get("max_rel_error", {}).get(other)
+            extra = f"   max rel error {err:.1e}" if err is not None else ""
+            print(f"{other} / ours: {fmt_ratio(s)}{extra}")
+        for other, q in r.get("approximate_quality", {}).items():
+            print(f"{other}: recall {q['recall']:.4f}, gmean LID error {q['gmean_rel_error']:.2%}")
+        for key in ("seconds", "peak_extra_gib", "recall", "gmean_rel_error"):
+            if key in r:
+                print(f"{key}: {r[key]}")
+
+
+def main() -> None:
+    """Run each comparison in a child process (or one with --case) and collect the results."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script runs")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case here
+    a = ap.parse_args()
+    table = cases(a.quick, a.rounds)
+    if a.case:
+        threads = 1 if a.case == "spectrum_512" else 2
+        set_threads(threads)
+        print(json.dumps(table[a.case]()))
+        return
+    rows: dict[str, dict[str, Any]] = {}
+    for name in a.only or list(table):
+        cmd = [sys.executable, __file__, "--case", name, "--rounds", str(a.rounds)]
+        out = subprocess.run([*cmd, *(["--quick"] if a.quick else [])], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"{name} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
-        rows.append(job())
-        print(f"[{name}] {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
-    print("| case | ours (s) | baseline (s) | speedup | accuracy |")
-    print("| --- | ---: | ---: | ---: | --- |")
-    for r in rows:
-        if "peak_gib" in r:
-            print(
-                f"| {r['case']} | {r['seconds']:.1f} | - | - | peak RSS {r['peak_gib']:.2f} GiB (limit 3) |"
-            )
-        elif "median_rel_diff" in r:
-            print(
-                f"| {r['case']} | {r['ours_s']:.2f} | {r['baseline_s']:.2f} | {r['speedup']:.1f}x | "
-                f"median rel diff {r['median_rel_diff']:.1e} vs skdim |"
-            )
-        else:
-            print(
-                f"| {r['case']} | {r['ours_s']:.2f} | {r['baseline_s']:.2f} | {r['speedup']:.1f}x | "
-                f"max rel diff {r['max_rel_diff']:.1e} over {r['n_eigs_compared']} eigenvalues |"
-            )
-    # merge with rows of earlier partial runs (e.g. --skip 2048 then --skip 512 lid stream)
-    previous: list[dict[str, Any]] = []
-    if RESULTS.exists():
-        try:
-            previous = json.loads(RESULTS.read_text()).get("rows", [])
-        except (OSError, ValueError):
-            previous = []
-    cases = {r["case"] for r in rows}
-    merged = [r for r in previous if r.get("case") not in cases] + rows
-    meta = {"benchmark": "diagnostics", "repeats": args.repeats, "threads": args.threads, "rows": merged}
-    atomic_write_json(RESULTS, meta)
-    print(f"\nwrote {RESULTS}")
+        rows[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    report(rows)
+    previous = load_cases("diagnostics", a.quick)  # partial runs (--only) keep the other cases
+    merged = {**previous, **{k: {**v, "host": host()} for k, v in rows.items()}}
+    path = save("diagnostics", {"benchmark": "diagnostics", "cases": merged}, a.quick)
+    print(f"\nwrote {path}")
+    if len(rows) < len(a.only or table):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

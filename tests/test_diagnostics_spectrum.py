@@ -103,3 +103,51 @@ def test_bad_shapes_raise(bad: np.ndarray) -> None:
 def test_batches_with_different_widths_raise() -> None:
     with pytest.raises(InputError, match="columns"):
         covariance_spectrum([np.zeros((4, 3)), np.zeros((4, 5))])
+
+
+def _np_cov_spectrum(z: np.ndarray) -> np.ndarray:
+    """The two lines an expert writes: float64 np.cov (1/N) and LAPACK eigvalsh, descending."""
+    return np.linalg.eigvalsh(np.cov(np.asarray(z, dtype=np.float64).T, bias=True))[::-1]
+
+
+@pytest.mark.parametrize("mean", [0.0, 1e3, 1e6])
+def test_equals_np_cov_eigvalsh_with_large_means_down_to_1e_10(mean: float) -> None:
+    eig = np.geomspace(1.0, 1e-10, 24)
+    z = _planted(3000, eig, seed=7) + mean
+    got = covariance_spectrum(z, block_size=700)  # several blocks, one shift
+    ref = _np_cov_spectrum(z)
+    # both carry an absolute error of a few ulps of lambda_max; relative to lambda_i that is ~1e-16 / lambda_i
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-15 * (1.0 + mean / 1e3) ** 2)
+    big = eig > 1e-6
+    np.testing.assert_allclose(got[big], eig[big], rtol=1e-9)
+
+
+def test_drifting_stream_restarts_the_shift_and_stays_exact() -> None:
+    rng = np.random.default_rng(8)
+    scales = np.linspace(2.0, 0.01, 16)
+    # block means jump by 1e4 (far beyond the spread): each jump opens a new shift, merged exactly
+    blocks = [rng.standard_normal((400, 16)) * scales + 1e4 * i for i in (0, 3, -2, 7)]
+    z = np.concatenate(blocks)
+    ref = np.cov(z.T, bias=True)
+    tol = 1e-13 * np.abs(ref).max()  # the drift itself is variance: errors scale with the largest entry
+    np.testing.assert_allclose(covariance_matrix(iter(blocks)), ref, rtol=0, atol=tol)
+    np.testing.assert_allclose(covariance_matrix(z, block_size=128), ref, rtol=0, atol=tol)
+    within = [covariance_matrix(b) for b in blocks]  # each block alone: only its own spread
+    np.testing.assert_allclose(within[1], np.cov(blocks[1].T, bias=True), rtol=1e-12, atol=1e-14)
+
+
+def test_streamed_float32_batches_equal_np_cov_of_the_whole() -> None:
+    rng = np.random.default_rng(9)
+    z = (rng.standard_normal((5000, 40)) * np.geomspace(3, 1e-3, 40) + 50.0).astype(np.float32)
+    ref = _np_cov_spectrum(z)
+    gen = (torch.from_numpy(z[i : i + 999]) for i in range(0, len(z), 999))
+    np.testing.assert_allclose(covariance_spectrum(gen), ref, rtol=1e-10)
+    np.testing.assert_allclose(covariance_spectrum(z), ref, rtol=1e-10)
+
+
+def test_uncentred_gram_and_overflow_message() -> None:
+    rng = np.random.default_rng(10)
+    z = rng.standard_normal((900, 7)) + 3.0
+    np.testing.assert_allclose(covariance_matrix(z, center=False, block_size=256), z.T @ z / 900, rtol=1e-12)
+    with pytest.raises(InputError, match="overflow"):
+        covariance_spectrum(np.full((4, 3), 1e200) * np.arange(1, 5)[:, None])

@@ -8,7 +8,15 @@ from dimcollapse.diagnostics.alignment import Alignment, alignment_matrix
 from dimcollapse.diagnostics.alpha_req import AlphaReQ, alpha_req
 from dimcollapse.diagnostics.features import feature_spectra
 from dimcollapse.diagnostics.knn import knn_distances
-from dimcollapse.diagnostics.lid import lid_from_distances, lid_mle, lid_mom, lid_summary
+from dimcollapse.diagnostics.knn_backends import KnnBackend
+from dimcollapse.diagnostics.lid import (
+    LidEstimate,
+    lid_estimate,
+    lid_from_distances,
+    lid_mle,
+    lid_mom,
+    lid_summary,
+)
 from dimcollapse.diagnostics.lidar import lidar
 from dimcollapse.diagnostics.rank import (
     collapsed_dimensions,
@@ -27,6 +35,8 @@ __all__ = [
     "Alignment",
     "AlphaReQ",
     "CovarianceAccumulator",
+    "KnnBackend",
+    "LidEstimate",
     "alignment_matrix",
     "alpha_req",
     "collapsed_dimensions",
@@ -36,6 +46,7 @@ __all__ = [
     "explained_variance_dims",
     "feature_spectra",
     "knn_distances",
+    "lid_estimate",
     "lid_from_distances",
     "lid_mle",
     "lid_mom",

@@ -18,13 +18,15 @@ The torch functions keep gradients, so regularizers (LDReg, MinLID) can reuse th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, overload
 
 import numpy as np
 import torch
 
-from dimcollapse.diagnostics._validate import ArrayLike
-from dimcollapse.diagnostics.knn import knn_distances
+from dimcollapse.diagnostics._validate import ArrayLike, matrix
+from dimcollapse.diagnostics.knn import knn_distances, neighbour_recall, sample_exact_distances
+from dimcollapse.diagnostics.knn_backends import BackendLike, resolve_backend
 from dimcollapse.errors import ConfigError, InputError
 
 Method = Literal["mle", "mom"]
@@ -53,10 +55,21 @@ def lid_from_distances(dists: torch.Tensor, method: Method = "mle", rel_eps: flo
     return torch.where(rk_raw <= eps, torch.zeros_like(lid), lid)
 
 
-def _lid(Z: ArrayLike, k: int, reference: ArrayLike | None, method: Method, block_size: int) -> torch.Tensor:
+def _check_k(k: int) -> None:
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 2:
         raise ConfigError(f"k must be at least 2 for an LID estimate, got {k}.")
-    d = knn_distances(Z, reference, k=k, block_size=block_size)
+
+
+def _lid(
+    Z: ArrayLike,
+    k: int,
+    reference: ArrayLike | None,
+    method: Method,
+    block_size: int,
+    backend: BackendLike = "exact",
+) -> torch.Tensor:
+    _check_k(k)
+    d = knn_distances(Z, reference, k=k, block_size=block_size, backend=backend)
     return lid_from_distances(d, method)
 
 
@@ -66,44 +79,69 @@ def _out(z: ArrayLike, lid: torch.Tensor) -> np.ndarray | torch.Tensor:
 
 @overload
 def lid_mle(
-    Z: torch.Tensor, k: int = ..., reference: ArrayLike | None = ..., block_size: int = ...
+    Z: torch.Tensor,
+    k: int = ...,
+    reference: ArrayLike | None = ...,
+    block_size: int = ...,
+    backend: BackendLike = ...,
 ) -> torch.Tensor: ...
 
 
 @overload
 def lid_mle(
-    Z: np.ndarray, k: int = ..., reference: ArrayLike | None = ..., block_size: int = ...
+    Z: np.ndarray,
+    k: int = ...,
+    reference: ArrayLike | None = ...,
+    block_size: int = ...,
+    backend: BackendLike = ...,
 ) -> np.ndarray: ...
 
 
 def lid_mle(
-    Z: ArrayLike, k: int = 20, reference: ArrayLike | None = None, block_size: int = 2048
+    Z: ArrayLike,
+    k: int = 20,
+    reference: ArrayLike | None = None,
+    block_size: int = 2048,
+    backend: BackendLike = "exact",
 ) -> np.ndarray | torch.Tensor:
     """Levina-Bickel MLE LID per row: -((1/k) sum_j ln(r_j / r_k))^-1 over k nearest neighbours (SPEC 1.7).
 
     Neighbours come from ``reference`` (default: Z itself, the point excluded). A tensor input returns a
-    tensor (differentiable); an array input returns a float64 numpy array.
+    tensor (differentiable); an array input returns a float64 numpy array. ``backend`` picks the k-NN
+    engine (``knn_backends``); ``lid_estimate`` also reports an approximate engine's recall and LID error.
     """
-    return _out(Z, _lid(Z, k, reference, "mle", block_size))
+    return _out(Z, _lid(Z, k, reference, "mle", block_size, backend))
 
 
 @overload
 def lid_mom(
-    Z: torch.Tensor, k: int = ..., reference: ArrayLike | None = ..., block_size: int = ...
+    Z: torch.Tensor,
+    k: int = ...,
+    reference: ArrayLike | None = ...,
+    block_size: int = ...,
+    backend: BackendLike = ...,
 ) -> torch.Tensor: ...
 
 
 @overload
 def lid_mom(
-    Z: np.ndarray, k: int = ..., reference: ArrayLike | None = ..., block_size: int = ...
+    Z: np.ndarray,
+    k: int = ...,
+    reference: ArrayLike | None = ...,
+    block_size: int = ...,
+    backend: BackendLike = ...,
 ) -> np.ndarray: ...
 
 
 def lid_mom(
-    Z: ArrayLike, k: int = 20, reference: ArrayLike | None = None, block_size: int = 2048
+    Z: ArrayLike,
+    k: int = 20,
+    reference: ArrayLike | None = None,
+    block_size: int = 2048,
+    backend: BackendLike = "exact",
 ) -> np.ndarray | torch.Tensor:
     """Method-of-moments LID per row: m / (r_k - m), m = (1/k) sum_j r_j (Amsaleg et al. 2015; SPEC 1.7)."""
-    return _out(Z, _lid(Z, k, reference, "mom", block_size))
+    return _out(Z, _lid(Z, k, reference, "mom", block_size, backend))
 
 
 def lid_summary(
@@ -130,3 +168,47 @@ def lid_summary(
     for q in quantiles:
         out[f"q{round(q * 100):02d}"] = float(np.quantile(a, q))
     return out
+
+
+@dataclass(frozen=True)
+class LidEstimate:
+    """Pointwise LIDs with the k-NN engine's measured quality on an exact sample (approximate engines)."""
+
+    lids: np.ndarray
+    backend: str
+    recall: float | None  # recall@k of the engine's neighbours on the sample (None: exact engine)
+    gmean_rel_error: float | None  # |gmean LID (engine) / gmean LID (exact) - 1| on the sample
+    median_rel_error: float | None  # median over the sample of |LID (engine) / LID (exact) - 1|
+    sample: int
+
+
+def lid_estimate(
+    Z: ArrayLike,
+    k: int = 20,
+    method: Method = "mle",
+    backend: BackendLike = "exact",
+    sample: int = 1000,
+    seed: int = 0,
+    block_size: int = 2048,
+) -> LidEstimate:
+    """LID of every row of Z (MLE or MoM, SPEC 1.7) and, for approximate engines, their recall and LID error
+    against exact neighbours of ``sample`` random rows (exact search of those rows against all of Z)."""
+    _check_k(k)
+    spec = resolve_backend(backend)
+    z = matrix(Z, "Z").detach()
+    dist = knn_distances(z, None, k=k, block_size=block_size, backend=spec)
+    lids = lid_from_distances(dist, method)
+    out = lids.cpu().numpy().astype(np.float64)
+    if not spec.approximate:
+        return LidEstimate(out, spec.name, None, None, None, 0)
+    m = min(sample, z.shape[0])
+    rows = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(z.shape[0], m, replace=False)))
+    rows = rows.to(z.device)
+    exact = sample_exact_distances(z, rows, k, block_size)
+    lid_exact = lid_from_distances(exact, method).cpu().numpy().astype(np.float64)
+    lid_found = out[rows.cpu().numpy()]
+    pos = (lid_exact > 0) & (lid_found > 0)
+    gmean_err = float(np.exp(np.mean(np.log(lid_found[pos])) - np.mean(np.log(lid_exact[pos]))) - 1.0)
+    med = float(np.median(np.abs(lid_found[pos] / lid_exact[pos] - 1.0)))
+    recall = neighbour_recall(dist[rows].detach(), exact)
+    return LidEstimate(out, spec.name, recall, abs(gmean_err), med, m)

@@ -1,10 +1,13 @@
 """Covariance spectrum of embeddings (SPEC 1.1, DC paper eq. 1), streamed over row blocks in float64.
 
-C = (1/N) sum_i (z_i - mean z)(z_i - mean z)^T. Rows are consumed in blocks; each block's centred
-cross-product is merged with the running total by the exact pairwise update of Chan, Golub & LeVeque
-(1979), so the mean is never subtracted from a huge uncentred sum (no cancellation), memory stays
-O(block * D + D^2) and the result equals the one-shot covariance. On CPU the block product uses
-numpy's ``A.T @ A`` (a BLAS syrk: half the work of a general product); CUDA tensors stay on their device.
+C = (1/N) sum_i (z_i - mean z)(z_i - mean z)^T. Rows are consumed in blocks, each converted once into
+a reused float64 buffer minus a shift (the mean of the first block), so memory stays O(block * D + D^2)
+whatever N. One Gram product per block (numpy's ``A.T @ A``, a BLAS syrk: half the work of a general
+product; a torch float64 GEMM on CUDA, where tensors stay on their device) gives both the shifted
+cross-product and, through a column of ones in the buffer, the column sums. The mean correction is
+therefore small (the shift is within the data's spread of the mean) and cancels no digits; a block whose
+mean drifts farther than its spread starts a new shift, and the parts are merged exactly (Chan, Golub &
+LeVeque 1979). The cost is the float64 Gram product plus one conversion pass and the D x D eigensolve.
 
 Accuracy: forming C squares the condition number, so an eigenvalue lambda_i carries an absolute error of
 a few float64 ulps of lambda_max, i.e. a relative error of about 1e-16 * lambda_max / lambda_i (1e-6 at
@@ -13,6 +16,7 @@ lambda_i = 1e-10 lambda_max). An SVD of the centred data avoids the squaring but
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -29,32 +33,71 @@ from dimcollapse.diagnostics._validate import (
 from dimcollapse.errors import InputError
 from dimcollapse.utils.memory import check_allocation
 
-_BLOCK_BYTES = 64 * 2**20  # float64 bytes per block when block_size is not given
+_BLOCK_BYTES = 16 * 2**20  # float64 bytes of one converted block when block_size is not given
+_TORCH_EIGH_DIM = 1536  # spectrum_of: numpy's eigvalsh below, torch's from here
+_MIN_BLOCK_ROWS = 2048  # fewer rows per BLAS call lose efficiency and the D x D add per block starts to show
 
 
 def default_block_rows(d: int) -> int:
-    """Rows per block so that one float64 block takes about 64 MB."""
-    return max(256, _BLOCK_BYTES // (8 * max(d, 1)))
+    """Rows per block: at least 2,048, and enough that one float64 block takes about 16 MB."""
+    return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (8 * max(d, 1)))
+
+
+class _Segment:
+    """Sums over consecutive blocks that share one shift s: rows n, G = sum (x-s)(x-s)^T, S = sum (x-s)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.shift: torch.Tensor | None = None
+        self.gram: torch.Tensor | None = None
+        self.sums: torch.Tensor | None = None
+
+    def add(self, gram: torch.Tensor, sums: torch.Tensor | None, rows: int) -> None:
+        """Add one block's Gram product and column sums (copied on first use: ``gram`` may be a buffer)."""
+        if self.gram is None:
+            self.gram = gram.clone()
+            self.sums = None if sums is None else sums.clone()
+        else:
+            self.gram += gram
+            if sums is not None and self.sums is not None:
+                self.sums += sums
+        self.n += rows
 
 
 class CovarianceAccumulator:
-    """Running float64 mean and (centred or raw) cross-product of rows fed block by block."""
+    """Running float64 (centred or raw) cross-product of rows fed block by block.
+
+    Each block is converted once into a reused float64 buffer minus a shift s (the mean of the segment's
+    first block); its Gram product (x - s)^T (x - s) (a BLAS syrk on CPU, a float64 GEMM on CUDA) is added to
+    the segment's sum and the column sums give the mean correction. A block whose mean lies farther from s
+    than its own spread (a drifting stream) closes the segment and opens a new one centred on itself;
+    segments merge exactly (Chan, Golub & LeVeque 1979), so no uncentred sum of large values is differenced.
+    """
 
     def __init__(self, center: bool = True, l2_normalize: bool = False, name: str = "Z") -> None:
         """Start empty; ``center`` subtracts the mean, ``l2_normalize`` scales each row to unit norm first."""
         self.center = center
         self.l2_normalize = l2_normalize
         self.name = name
-        self.n = 0
         self.bad_rows = 0
         self.total_rows = 0
-        self._mean: np.ndarray | torch.Tensor | None = None
-        self._m2: np.ndarray | torch.Tensor | None = None
+        self._n = 0  # rows in closed segments
+        self._mean: torch.Tensor | None = None
+        self._m2: torch.Tensor | None = None
+        self._dim: int | None = None
+        self._seg = _Segment()
+        self._buf: torch.Tensor | None = None
+        self._gram_out: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        """Number of rows accumulated so far."""
+        return self._n + self._seg.n
 
     @property
     def dim(self) -> int | None:
         """Number of columns seen so far (None before the first block)."""
-        return None if self._m2 is None else int(self._m2.shape[0])
+        return self._dim
 
     def update(self, block: ArrayLike, block_size: int | None = None) -> None:
         """Add the rows of ``block`` (2-D array/tensor); rows with NaN/Inf are counted, not used."""
@@ -69,56 +112,111 @@ class CovarianceAccumulator:
             )
         if t.shape[0] == 0:
             return
+        self._dim = int(t.shape[1])
         self.total_rows += int(t.shape[0])
-        bad = count_nonfinite_rows(t)
-        if bad:
-            self.bad_rows += bad
+        if self.bad_rows:  # an error will be raised at the end: only count, skip the work
+            self.bad_rows += count_nonfinite_rows(t)
             return
-        if self.bad_rows:
-            return  # an error will be raised at the end; skip the work
         rows = block_size or default_block_rows(t.shape[1])
         for start in range(0, t.shape[0], rows):
-            self._update_block(t[start : start + rows])
+            if not self._update_block(t[start : start + rows]):
+                self._reject(t[start:])
+                return
 
-    def _update_block(self, t: torch.Tensor) -> None:
-        x: np.ndarray | torch.Tensor
-        if t.device.type == "cpu" and not self.l2_normalize:
-            # one float64 pass for the mean, one fused convert-and-centre pass (no float64 copy first)
-            raw = t.numpy()
-            mb = raw.mean(0, dtype=np.float64)
-            x = np.subtract(raw, mb, dtype=np.float64) if self.center else raw.astype(np.float64)
+    def _reject(self, rest: torch.Tensor) -> None:
+        """Count the NaN/Inf rows of ``rest`` (a block's Gram product was not finite)."""
+        bad = count_nonfinite_rows(rest)
+        if not bad:
+            raise InputError(
+                f"{self.name}: values are so large that their squares overflow float64 "
+                f"(max |z| = {float(rest.abs().max()):.3g}). Rescale the data, e.g. Z / Z.abs().max()."
+            )
+        self.bad_rows += bad
+
+    def _load(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` converted into the first D columns of the reused float64 buffer (l2-normalised if asked).
+
+        The buffer's last column holds ones, so the one Gram product of the buffer also yields the column
+        sums (its last row) without a separate pass over the block.
+        """
+        m, d = t.shape
+        buf = self._buf
+        if buf is None or buf.shape[0] < m or buf.device != t.device:
+            if buf is None:  # the D x D Gram product comes next: refuse an impossible size first
+                what = f"the {d} x {d} covariance of {self.name}"
+                check_allocation(8 * (d + 1) * (d + 1), what, "Reduce the number of columns")
+            buf = self._buf = torch.empty((m, d + 1), dtype=torch.float64, device=t.device)
+            buf[:, d] = 1.0
+        x = buf[:m, :d]
+        x.copy_(t)
+        if self.l2_normalize:
+            x.div_(torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-300))
+        return x
+
+    def _gram(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x^T x, column sums of x) of the first m buffer rows, from one float64 Gram product of [x, 1]:
+        numpy's syrk into a reused buffer on CPU, torch's GEMM on other devices."""
+        assert self._buf is not None
+        xe = self._buf[:m]
+        d = xe.shape[1] - 1
+        if xe.device.type != "cpu":
+            g = xe.T @ xe
         else:
-            if t.device.type == "cpu":
-                x = t.numpy().astype(np.float64, copy=True)
-            else:
-                x = t.to(torch.float64, copy=True)
-            if self.l2_normalize:
-                if isinstance(x, np.ndarray):
-                    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
-                else:
-                    x /= torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-300)
-            mb = x.mean(0)
-            if self.center:
-                x -= mb
-        nb = x.shape[0]
-        if self._m2 is None:
-            d = int(x.shape[1])
-            what = f"the {d} x {d} covariance of {self.name}"
-            check_allocation(8 * d * d, what, "Reduce the number of columns")
-        m2b = x.T @ x
-        if self._m2 is None:
-            self.n, self._mean, self._m2 = nb, mb, m2b
-            return
-        assert self._mean is not None
-        n_new = self.n + nb
+            if self._gram_out is None:
+                self._gram_out = np.empty((d + 1, d + 1))
+            xn = xe.numpy()
+            with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are reported by the caller
+                np.matmul(xn.T, xn, out=self._gram_out)  # A.T @ A, shared memory: numpy calls BLAS syrk
+            g = torch.from_numpy(self._gram_out)
+        return g[:d, :d], g[d, :d]
+
+    def _update_block(self, t: torch.Tensor) -> bool:
+        """Add one block; False (nothing added) when it holds NaN/Inf (seen in its Gram trace or sums)."""
+        x, m, seg = self._load(t), int(t.shape[0]), self._seg
         if self.center:
-            delta = mb - self._mean
-            outer = np.outer(delta, delta) if isinstance(delta, np.ndarray) else torch.outer(delta, delta)
-            self._m2 += m2b + outer * (self.n * nb / n_new)
+            if seg.shift is None:
+                seg.shift = x.sum(0) / m
+            x.sub_(seg.shift)
+        gram, sums = self._gram(m)
+        trace = float(gram.diagonal().sum())
+        if not (math.isfinite(trace) and math.isfinite(float(sums.sum()))):
+            return False
+        if not self.center:
+            seg.add(gram, None, m)
+            return True
+        offset = sums / m  # block mean minus the shift
+        # the correction m * offset offset^T cancels digits once the offset exceeds the block's own spread
+        if seg.n and 2.0 * m * float(offset @ offset) > trace:
+            assert seg.shift is not None
+            shift = seg.shift + offset
+            self._close_segment()
+            seg = self._seg
+            seg.shift = shift
+            x.sub_(offset)
+            gram, sums = self._gram(m)
+        seg.add(gram, sums, m)
+        return True
+
+    def _close_segment(self) -> None:
+        """Fold the open segment into the merged (n, mean, centred cross-product) state."""
+        seg = self._seg
+        if seg.gram is None:
+            return
+        if not self.center or seg.sums is None or seg.shift is None:
+            m2, mean = seg.gram, None
         else:
-            self._m2 += m2b
-        self._mean = self._mean + (mb - self._mean) * (nb / n_new)
-        self.n = n_new
+            mean = seg.shift + seg.sums / seg.n
+            m2 = seg.gram - torch.outer(seg.sums, seg.sums) / seg.n
+        if self._m2 is None:
+            self._m2, self._mean = m2, mean
+        else:
+            self._m2 += m2
+            if mean is not None and self._mean is not None:
+                delta = mean - self._mean
+                self._m2 += torch.outer(delta, delta) * (self._n * seg.n / (self._n + seg.n))
+                self._mean = self._mean + delta * (seg.n / (self._n + seg.n))
+        self._n += seg.n
+        self._seg = _Segment()
 
     def finish_checks(self) -> None:
         """Raise InputError for NaN/Inf rows or fewer than 2 rows in total."""
@@ -127,15 +225,15 @@ class CovarianceAccumulator:
                 f"{self.name} has {self.bad_rows} of {self.total_rows} rows containing NaN or Inf. "
                 "Drop or repair those rows (e.g. keep Z[np.isfinite(Z).all(1)])."
             )
-        if self.n < 2 or self._m2 is None:
+        if self.n < 2:
             raise InputError(f"{self.name} has {self.n} row(s); at least 2 are needed for a covariance.")
 
     def covariance(self) -> np.ndarray:
         """(1/N) times the accumulated cross-product, as a float64 numpy D x D matrix."""
         self.finish_checks()
+        self._close_segment()
         assert self._m2 is not None
-        m2 = self._m2 if isinstance(self._m2, np.ndarray) else self._m2.cpu().numpy()
-        c = m2 / self.n
+        c = self._m2.cpu().numpy() / self._n
         return (c + c.T) / 2.0
 
 
@@ -147,7 +245,8 @@ def _accumulate(
     acc = CovarianceAccumulator(center=center, l2_normalize=l2_normalize)
     if is_matrix_like(Z):
         t = as_tensor(Z)
-        check_matrix(t)
+        if t.ndim != 2 or t.shape[0] < 2 or t.shape[1] < 1:
+            check_matrix(t)  # raises the shared message; NaN/Inf rows are found by the accumulator
         acc.update(t, block_size)
     else:
         for batch in Z:
@@ -219,7 +318,10 @@ def gram_spectrum(
 def spectrum_of(c: np.ndarray) -> np.ndarray:
     """Eigenvalues of a symmetric matrix, descending (float64; round-off negatives kept as they are).
 
-    torch's LAPACK eigensolver is used: about 2x faster than numpy's at D = 2048 on the benchmark CPU.
+    LAPACK's eigensolver through numpy below D = 1,536 (1.4-1.9x faster than torch's at D = 512-1,024 on
+    the benchmark CPU), through torch above (about 1.2x faster at D = 2,048).
     """
-    t = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float64))
-    return torch.linalg.eigvalsh(t).numpy()[::-1].copy()
+    a = np.ascontiguousarray(c, dtype=np.float64)
+    if a.shape[0] < _TORCH_EIGH_DIM:
+        return np.linalg.eigvalsh(a)[::-1].copy()
+    return torch.linalg.eigvalsh(torch.from_numpy(a)).numpy()[::-1].copy()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import torch
 
 from dimcollapse.diagnostics.knn import knn_distances
+from dimcollapse.diagnostics.knn_backends import BackendLike, resolve_backend
 from dimcollapse.diagnostics.lid import lid_from_distances
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
@@ -22,11 +23,13 @@ ESTIMATORS = ("mom", "mle")
 FORMS = ("l1", "l2")
 
 
-def knn_excluding_self(queries: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
+def knn_excluding_self(
+    queries: torch.Tensor, reference: torch.Tensor, k: int, backend: BackendLike = "exact"
+) -> torch.Tensor:
     """Ascending distances (grad through the queries) from each query to its k nearest reference rows,
     the reference holding each query's own detached copy: the k + 1 nearest minus the first (the self
     match at distance 0; if a duplicate is dropped instead, the remaining distances are the same)."""
-    dist = knn_distances(queries, reference, k=k + 1)
+    dist = knn_distances(queries, reference, k=k + 1, backend=backend)
     assert isinstance(dist, torch.Tensor)
     return dist[:, 1:]
 
@@ -51,9 +54,11 @@ class LDReg(Regularizer):
         k: int | None = None,
         estimator: str = "mom",
         form: str = "l1",
+        knn_backend: str = "exact",
         **schedule: Unpack[ScheduleOptions],
     ) -> None:
         super().__init__(weight, **schedule)
+        self.knn_backend = resolve_backend(knn_backend)  # the engine that finds the reference neighbours
         if estimator not in ESTIMATORS:
             raise ConfigError(
                 f"unknown LID estimator '{estimator}'. Valid estimators: {', '.join(ESTIMATORS)}."
@@ -95,7 +100,7 @@ class LDReg(Regularizer):
         size = world_size()
         ref = gather_detached(local_ref)
         k = self.neighbours(ref.shape[0])
-        dist = knn_excluding_self(queries, ref, k)
+        dist = knn_excluding_self(queries, ref, k, self.knn_backend)
         lid = lid_from_distances(dist, method=self.estimator)  # type: ignore[arg-type]
         log_lid = torch.log(lid.clamp_min(1e-12))
         power = log_lid if self.form == "l1" else log_lid.pow(2)

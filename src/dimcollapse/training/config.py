@@ -23,7 +23,7 @@ from omegaconf import errors as oc_errors
 from dimcollapse.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "lars", "adamw")
-PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "auto")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 VIEW_RECIPES = ("simclr", "byol", "none")
 

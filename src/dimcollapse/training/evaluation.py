@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dimcollapse.diagnostics.knn import knn_core
+from dimcollapse.diagnostics.knn_backends import BackendLike, resolve_backend
 from dimcollapse.errors import InputError
 
 
@@ -47,16 +49,25 @@ def knn_scores_multi(
     num_classes: int,
     temperature: float = 0.07,
     block_size: int = 1024,
+    backend: BackendLike = "exact",
 ) -> dict[int, Tensor]:
-    """``knn_predict_scores`` for several k at once: one similarity pass, top-max(k), then prefixes."""
+    """``knn_predict_scores`` for several k at once: one similarity pass, top-max(k), then prefixes.
+
+    ``backend`` other than "exact" finds the neighbours with that k-NN engine (diagnostics.knn_backends)
+    on the unit vectors, where the smallest distances are the largest cosine similarities."""
     _check_features("kNN train", train_x, train_y)
     k_max = min(max(int(k) for k in ks), train_x.shape[0])
     bank = F.normalize(train_x.float(), dim=1)
     labels = train_y.long()
+    spec = resolve_backend(backend)
     out: dict[int, list[Tensor]] = {int(k): [] for k in ks}
     for start in range(0, test_x.shape[0], block_size):
         q = F.normalize(test_x[start : start + block_size].float(), dim=1)
-        top_sim, top_idx = (q @ bank.T).topk(k_max, dim=1)  # sorted: the first k are the k nearest
+        if spec.name == "exact":
+            top_sim, top_idx = (q @ bank.T).topk(k_max, dim=1)  # sorted: the first k are the k nearest
+        else:
+            dist, top_idx = knn_core(q, bank, k_max, block_size, spec)
+            top_sim = 1.0 - dist * dist / 2.0  # |a - b|^2 = 2 - 2 cos for unit vectors
         weights = (top_sim / temperature).exp()
         top_labels = labels[top_idx]
         for k in out:
@@ -85,11 +96,12 @@ def knn_accuracies(
     ks: tuple[int, ...] | list[int] = (20, 200),
     temperature: float = 0.07,
     num_classes: int | None = None,
+    backend: BackendLike = "exact",
 ) -> dict[int, tuple[float, float]]:
     """{k: (top-1, top-5)} of the weighted kNN for several k with one similarity pass."""
     _check_features("kNN test", test_x, test_y)
     c = int(num_classes or int(max(train_y.max(), test_y.max())) + 1)
-    scores = knn_scores_multi(train_x, train_y, test_x, ks, c, temperature)
+    scores = knn_scores_multi(train_x, train_y, test_x, ks, c, temperature, backend=backend)
     out = {}
     for k, s in scores.items():
         acc = topk_accuracy(s, test_y.long())
@@ -105,11 +117,12 @@ def knn_accuracy(
     k: int = 200,
     temperature: float = 0.07,
     num_classes: int | None = None,
+    backend: BackendLike = "exact",
 ) -> tuple[float, float]:
     """Weighted kNN (cosine, votes exp(sim/T)) top-1 and top-5 accuracy of ``test`` against ``train``."""
     _check_features("kNN test", test_x, test_y)
     c = int(num_classes or int(max(train_y.max(), test_y.max())) + 1)
-    scores = knn_predict_scores(train_x, train_y, test_x, k, c, temperature)
+    scores = knn_scores_multi(train_x, train_y, test_x, (k,), c, temperature, backend=backend)[int(k)]
     acc = topk_accuracy(scores, test_y.long())
     return acc[1], acc[5]
 

@@ -42,6 +42,7 @@ from dimcollapse.training.config import RunConfig, from_dict, to_dict, to_yaml
 from dimcollapse.training.datamodule import SSLDataModule, planned_world_size
 from dimcollapse.training.evaluate_run import evaluate_module
 from dimcollapse.training.module import SSLModule
+from dimcollapse.training.precision import choose_precision
 from dimcollapse.training.preflight import check_eval_sizes, check_machine, clean_stale_temp_files
 from dimcollapse.training.resume import resume_config, stored_config
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
@@ -116,7 +117,7 @@ def build_trainer(
         accelerator=t.accelerator,
         devices=t.devices,
         strategy=t.strategy,
-        precision=t.precision,  # type: ignore[arg-type]
+        precision=choose_precision(t.precision, t.accelerator),  # type: ignore[arg-type]
         sync_batchnorm=t.sync_batchnorm and t.accelerator != "cpu",  # on CPU: GlobalBatchNorm (module.py)
         max_epochs=max_epochs,
         max_steps=total_steps,

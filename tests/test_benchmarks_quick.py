@@ -1,0 +1,38 @@
+"""The benchmark scripts run: quick mode of the diagnostics comparison, and the README table writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_diagnostics_benchmark_quick_mode_runs_and_tables_render(tmp_path: Path) -> None:
+    env = {**os.environ, "DIMCOLLAPSE_BENCH_RESULTS": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_diagnostics.py"), "--quick"]
+    out = subprocess.run([*cmd, "--only", "spectrum_512", "lid"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads((tmp_path / "quick" / "diagnostics.json").read_text())
+    spec = data["cases"]["spectrum_512"]
+    # ours, np.cov + eigvalsh and the float64 floor agree to float64 precision; the float32 SVD does not
+    assert spec["max_rel_error"]["ours"] < 1e-9 and spec["max_rel_error"]["np_cov_eigvalsh"] < 1e-9
+    assert spec["max_rel_error"]["numpy_svd_f32"] > spec["max_rel_error"]["ours"]
+    assert {"min", "median", "max"} <= set(spec["ours_over_floor"])
+    lid = data["cases"]["lid"]
+    assert lid["median_rel_diff_vs_ours"]["sklearn_nn"] < 1e-4
+    assert isinstance(data["host"]["flags"], list) and data["host"]["load_avg_1_5_15"]
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- tables:begin -->\nold\n<!-- tables:end -->\ntail\n")
+    tables = [sys.executable, str(ROOT / "benchmarks" / "tables.py"), "--results", str(tmp_path / "quick")]
+    subprocess.run([*tables, "--readme", str(readme)], env=env, check=True, capture_output=True)
+    text = readme.read_text()
+    assert "old" not in text and "np_cov_eigvalsh" in text and "sklearn_nn" in text
+    assert text.endswith("tail\n")
