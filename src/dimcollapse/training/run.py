@@ -36,6 +36,7 @@ from dimcollapse.training.config import RunConfig, from_dict, to_dict, to_yaml
 from dimcollapse.training.datamodule import SSLDataModule, planned_world_size
 from dimcollapse.training.evaluate_run import evaluate_module
 from dimcollapse.training.module import SSLModule
+from dimcollapse.training.run_record import training_record
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.seeding import seed_everything
 
@@ -237,8 +238,9 @@ def train(
     metrics = evaluate_module(module, dm, cfg)
     metrics.update(
         {
-            "steps": steps,
-            "epochs": steps / max(1, dm.info.steps_per_epoch),
+            **training_record(
+                trainer, steps, module.total_steps, dm.info.steps_per_epoch, cfg.optim.max_time_minutes
+            ),
             "train_time_s": train_s,
             "fit_time_s": fit_s,
             "images_per_s": (steps - start_step) * cfg.data.batch_size * world / session_s,
