@@ -104,7 +104,7 @@ def run_study(
                 raise
             console.print(f"[bold red]run {spec.run_id} failed:[/] {e}")
             result.failed[spec.run_id] = str(e)
-            result.rows.append(_row(spec, cfg, f"failed: {e}", None))
+            result.rows.append({**_row(spec, cfg, f"failed: {e}", None), "stop_reason": _failure(e)})
             write_results(out, result.rows)
             continue
         durations.append(time.perf_counter() - t0)
@@ -118,6 +118,14 @@ def run_study(
         f"{_fmt(time.perf_counter() - t_study)}; results in {out / 'results.csv'}"
     )
     return result
+
+
+def _failure(error: Exception) -> str:
+    """The stop reason recorded for a run that raised ``error``."""
+    from dimcollapse.training.module import NonFiniteLossError
+    from dimcollapse.training.run_record import NON_FINITE
+
+    return NON_FINITE if isinstance(error, NonFiniteLossError) else "failed"
 
 
 def _fmt(seconds: float) -> str:
