@@ -41,9 +41,8 @@ def test_random_alignment_band_covers_independent_draws() -> None:
 def test_random_weights_score_inside_the_random_band() -> None:
     """alignment_matrix of two independent Gaussian layers (Haar singular vectors) is at the random level."""
     rng = np.random.default_rng(5)
-    scores = [
-        alignment_matrix(rng.standard_normal((48, 30)), rng.standard_normal((20, 48))).mean_diag for _ in range(30)
-    ]
+    pairs = [(rng.standard_normal((48, 30)), rng.standard_normal((20, 48))) for _ in range(30)]
+    scores = [alignment_matrix(w1, w2).mean_diag for w1, w2 in pairs]
     ref = random_alignment(48, 30, 20, draws=200)
     assert abs(np.mean(scores) - ref.mean) < 0.02
 

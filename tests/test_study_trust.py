@@ -1,4 +1,4 @@
-"""Studies compare like with like: no hidden time cap, equal-length demo runs, theory switch, recorded stops."""
+"""Studies compare like with like: no hidden time cap, equal-length demo runs, theory switch, stop reasons."""
 
 from __future__ import annotations
 

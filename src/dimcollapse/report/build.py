@@ -84,9 +84,8 @@ def _with_artifacts(rows: list[dict[str, Any]], dirs: Mapping[str, Path]) -> lis
         if d is None:
             continue
         extra = read_json(d / "artifacts.json")
-        if extra is None or extra.get("artifacts_version", 1) < ARTIFACTS_VERSION:
-            extra = compute_artifacts(d)
-        elif not (d / "artifacts.npz").is_file():
+        current = extra is not None and extra.get("artifacts_version", 1) >= ARTIFACTS_VERSION
+        if extra is None or not current or not (d / "artifacts.npz").is_file():
             extra = compute_artifacts(d)
         r.update({k: v for k, v in extra.items() if k not in r})
     return rows
