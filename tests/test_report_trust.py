@@ -85,3 +85,16 @@ def test_rank_limited_layers_are_marked(tiny_study: TinyStudy, tiny_report: Path
     for r in weights.values():
         assert int(r["max rank"]) < int(r["width"]) and "not collapse" in r["note"]
     assert "rank-limited by construction" in tiny_report.read_text(encoding="utf-8")
+
+
+def test_accuracy_table_shows_knn_gain_over_baselines(tiny_study: TinyStudy, tiny_report: Path) -> None:
+    base = {b["variant"]: b for b in json.loads((tiny_study.folder / "baselines.json").read_text())["rows"]}
+    table = {r["variant"]: r for r in table_dicts(parse_page(tiny_report).tables["accuracy"])}
+    for rid in RUN_IDS:
+        knn = float(_metrics(tiny_study, rid)["knn_k200_top1"])  # type: ignore[arg-type]
+        for col, name in (
+            ("kNN k=200 vs raw pixels", "raw pixels"),
+            ("kNN k=200 vs random init", "random init"),
+        ):
+            assert table[rid][col] == f"{100 * (knn - base[name]['knn_k200_top1']):+.1f}"
+    assert table["raw pixels"]["kNN k=200 vs raw pixels"] == ""

@@ -42,6 +42,11 @@ TABLE_METRICS = (
 )
 T = TypeVar("T")
 ACCURACY_KEYS = {"knn_k20_top1", "knn_k200_top1", "linear_top1"}
+# kNN k=200 of each variant against the baselines (points): does self-supervision add anything?
+GAIN_COLUMNS = (
+    ("knn_gain_raw", "kNN k=200 vs raw pixels", "raw pixels"),
+    ("knn_gain_random", "kNN k=200 vs random init", "random init"),
+)
 # what each run trained, shown for every variant and run (a comparison of unequal runs must be visible)
 LENGTH_COLUMNS = (("steps", "steps"), ("epochs", "epochs"), ("stop_reason", "stopped"))
 RUN_COLUMNS = (
@@ -126,8 +131,26 @@ def summary_table(
         for key, _ in TABLE_METRICS:
             vals = [float(r[key]) for r in rs if isinstance(r.get(key), (int, float))]
             row[key] = _fmt(vals, key)
+        row.update(_gains(rs, baselines))
         out.append(row)
     return out
+
+
+def _gains(rs: Sequence[Mapping[str, Any]], baselines: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Mean kNN k=200 of a variant minus each baseline's, in points ('' for the baselines themselves)."""
+    out = {key: "" for key, _, _ in GAIN_COLUMNS}
+    vals = [float(r["knn_k200_top1"]) for r in rs if _number(r.get("knn_k200_top1"))]
+    if not vals or any(r.get("status") == "baseline" for r in rs):
+        return out
+    for key, _, base in GAIN_COLUMNS:
+        ref = [b["knn_k200_top1"] for b in baselines if b.get("variant") == base]
+        if ref and _number(ref[0]):
+            out[key] = f"{100 * (mean(vals) - float(ref[0])):+.1f}"
+    return out
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _distinct(values: Iterable[Any]) -> str:
@@ -208,7 +231,7 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
     claim_sections, claims = _claims_sections(root, rows)
     sections.extend(claim_sections)
     table = summary_table(rows, baselines)
-    metrics = (*LENGTH_COLUMNS, *TABLE_METRICS)
+    metrics = (*LENGTH_COLUMNS, *TABLE_METRICS[:2], *[(k, h) for k, h, _ in GAIN_COLUMNS], *TABLE_METRICS[2:])
     cols = ["variant", "method", "projector", "regularizers", "seeds", *[k for k, _ in metrics]]
     heads = ["variant", "method", "projector", "regularizers", "seeds", *[h for _, h in metrics]]
     sections.append(
@@ -218,7 +241,8 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
                 "Accuracies on the test split in %, mean ± std over seeds. erank = effective rank of the "
                 "covariance spectrum; collapsed dims: eigenvalues below 1e-6 of the largest. steps / "
                 "epochs: what each variant trained (values separated by / when its runs differ); "
-                "stopped: completed, or why training stopped early."
+                "stopped: completed, or why training stopped early. vs raw pixels / random init: kNN k=200 "
+                "minus that baseline's, in points (same data, split and kNN settings)."
             ],
             [
                 Table(
