@@ -31,9 +31,15 @@ def test_runs_table_shows_steps_epochs_and_stop_reason(tiny_study: TinyStudy, ti
     assert all(accuracy[rid]["steps"] == str(_metrics(tiny_study, rid)["steps"]) for rid in RUN_IDS)
 
 
-def test_monitor_warnings_listed_per_run(tiny_study: TinyStudy, tmp_path: Path) -> None:
-    """A run whose monitor warned gets its warnings in the runs table; the others say 'none'."""
+def test_monitor_warnings_and_deferred_claims_in_the_report(tiny_study: TinyStudy, tmp_path: Path) -> None:
+    """A run whose monitor warned gets its warnings in the runs table (the others say 'none'); a claim
+    the study lists under longer_training is shown with its command and measured result, no verdict."""
     study = copy_study(tiny_study, tmp_path / "s")
+    spec = (study / "study.yaml").read_text()
+    (study / "study.yaml").write_text(
+        spec + "longer_training:\n  - {claim: DC-noproj-collapse, command: 'dimcollapse train long.yaml', "
+        "measured: 'erank 53.7 vs 24.5 at 2,311 steps'}\n"
+    )
     mon_path = study / "runs" / "simclr_so" / "monitor.json"
     mon = json.loads(mon_path.read_text())
     history = [
@@ -46,6 +52,11 @@ def test_monitor_warnings_listed_per_run(tiny_study: TinyStudy, tmp_path: Path) 
     page = build_report(study, map_method="pca")
     runs = {r["run"]: r for r in table_dicts(parse_page(page).tables["runs"])}
     assert runs["simclr_so"]["monitor warnings"] == "step 3: erank r 4 < 0.5 × best 12"
+    longer = table_dicts(parse_page(page).tables["claims-longer"])
+    assert [r["measured"] for r in longer] == ["erank 53.7 vs 24.5 at 2,311 steps"]
+    assert longer[0]["command"] == "dimcollapse train long.yaml"
+    computed = table_dicts(parse_page(page).tables["claims"])
+    assert longer[0]["claim"] not in {c["claim"] for c in computed}
     for rid in ("simclr_mlp", "simclr_none"):
         flagged = [h for h in json.loads((study / "runs" / rid / "monitor.json").read_text())["history"]]
         if not any(h.get("warning") for h in flagged):
