@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dimcollapse.report.claims import decide
+from dimcollapse.report.seed_spread import seed_spread
 from study_helpers import IMAGE_PIXELS, RUN_IDS, TinyStudy, flat, run_cli
 
 pytest_plugins = ["conftest_study"]
@@ -148,8 +149,9 @@ def test_claims_table_verdicts_follow_the_results(tiny_study: TinyStudy, tiny_re
     results = json.loads((tiny_study.folder / "results.json").read_text())
     sel = {r["run_id"]: r for r in results}
     assert sel["simclr_none"]["projector"] == "none" and sel["simclr_mlp"]["projector"] == "mlp"
-    verdict, _ = decide([sel["simclr_none"]["erank_r"]], [sel["simclr_mlp"]["erank_r"]], "less", 0.1)
-    assert row["verdict"] == verdict
+    a_b = [sel["simclr_none"]["erank_r"]], [sel["simclr_mlp"]["erank_r"]]
+    verdict, _ = decide(*a_b, "less", 0.1, spread=seed_spread("erank_r"))
+    assert row["verdict"] == verdict and row["seeds"] == "single seed"
     so = [c for c in claims if c["claim"].startswith("SO raises the effective rank of r")]
     assert len(so) == 1 and _close(_lead(so[0]["a"]), _metrics(tiny_study, "simclr_so")["erank_r"])
 

@@ -27,7 +27,7 @@ def demo(
     study_file: Path = typer.Option(None, "--study", help="Study YAML (default: configs/studies/demo.yaml)."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides applied to every run."),
 ) -> None:
-    """Run the default study (9 SSL variants on Fashion-MNIST), the toy theory, and write the report."""
+    """Run the default study (5 SSL variants of equal length on Fashion-MNIST), the toy theory, the report."""
     from rich.console import Console
     from rich.markup import escape
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
-from dimcollapse.study.grid import Study
+from dimcollapse.study.grid import Study, theory_options
 from dimcollapse.study.runner import StudyRun, resolve_configs, run_study
 
 
@@ -25,13 +24,13 @@ def run_pipeline(
     console = console or Console(stderr=True)
     out = Path(out_dir)
     plan = resolve_configs(study, overrides)
-    theory: dict[str, Any] | None = study.options.get("theory")
-    if theory:
+    theory = theory_options(study.options.get("theory"))
+    if theory is not None:
         from dimcollapse.theory.summary import run_all
 
         if not (out / "theory" / "results.json").is_file():
             console.rule("[bold]toy theory[/]: dimcollapse simulate all")
-            run_all(out / "theory", **{k: v for k, v in theory.items() if k != "enabled"})
+            run_all(out / "theory", **theory)
     if baselines and study.options.get("baselines", True) and plan:
         from dimcollapse.study.baselines import compute_baselines
 

@@ -70,3 +70,38 @@ def alignment_matrix(W1: ArrayLike, W2: ArrayLike, rel_gap: float = 1e-6) -> Ali
         mean_diag_distinct=float(diag[distinct].mean()) if n_distinct else float("nan"),
         n_distinct=n_distinct,
     )
+
+
+@dataclass(frozen=True)
+class RandomAlignment:
+    """Mean |diag A| of random orthonormal bases: mean and the ``low``-``high`` (5-95%) band over draws."""
+
+    mean: float
+    low: float
+    high: float
+    draws: int
+
+
+def random_alignment(n: int, r1: int, r2: int, draws: int = 64, seed: int = 0) -> RandomAlignment:
+    """Reference for ``alignment_matrix``: mean |diag V2^T U1| with U1 (n x r1), V2 (n x r2) drawn as
+    Haar-random orthonormal bases (QR of Gaussian matrices); E|diag| ~ sqrt(2 / (pi n)) for large n."""
+    if min(n, r1, r2, draws) < 1 or max(r1, r2) > n:
+        raise InputError(
+            f"random_alignment needs 1 <= r1, r2 <= n and draws >= 1, got n={n}, r1={r1}, r2={r2}, "
+            f"draws={draws}; r1 and r2 are the ranks of the two layers, n the width they share."
+        )
+    rng = np.random.default_rng(seed)
+    m = min(r1, r2)
+    scores = np.empty(draws)
+    for i in range(draws):
+        u1 = _haar_basis(rng, n, r1)
+        v2 = _haar_basis(rng, n, r2)
+        scores[i] = np.abs(np.einsum("ij,ij->j", v2[:, :m], u1[:, :m])).mean()
+    low, high = np.percentile(scores, [5, 95])
+    return RandomAlignment(float(scores.mean()), float(low), float(high), int(draws))
+
+
+def _haar_basis(rng: np.random.Generator, n: int, r: int) -> np.ndarray:
+    """n x r matrix with orthonormal columns, uniformly (Haar) distributed: QR with sign-fixed R."""
+    q, rr = np.linalg.qr(rng.standard_normal((n, r)))
+    return q * np.where(np.diag(rr) < 0, -1.0, 1.0)

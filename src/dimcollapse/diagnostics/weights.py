@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dimcollapse.errors import InputError
+
 WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (
     nn.Linear,
     nn.Conv1d,
@@ -67,3 +69,18 @@ def named_weight_matrices(module: nn.Module) -> dict[str, torch.Tensor]:
 def weight_spectra(module: nn.Module) -> dict[str, np.ndarray]:
     """Singular values (float64, descending) of each Linear, Conv (C_out x rest), attention weight."""
     return {name: singular_values(w) for name, w in named_weight_matrices(module).items()}
+
+
+def rank_bound(shape: tuple[int, ...] | list[int]) -> tuple[int, int]:
+    """(bound, width) of a weight of shape (out, in, *kernel): rank <= min(out, in * prod(kernel)).
+
+    The layer is rank-limited by construction when bound < width = out (e.g. a 3x3 conv on 1 channel:
+    rank <= 9 of 16 outputs); a low rank of its weight or its output is then not collapse.
+    """
+    if len(shape) < 2 or min(shape) < 1:
+        raise InputError(
+            f"rank_bound needs a weight shape (out, in, *kernel) of positive sizes, not {shape}."
+        )
+    width = int(shape[0])
+    fan_in = int(np.prod([int(s) for s in shape[1:]]))
+    return min(width, fan_in), width

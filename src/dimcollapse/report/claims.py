@@ -2,9 +2,17 @@
 
 A result row is a flat dict with at least ``objective``, ``projector``, ``regularizers`` (names
 joined by "+", "" for none), ``seed`` and metric columns (``erank_r``, ``knn_k200_top1``, ...).
-A claim compares a metric between two groups of rows chosen by those fields. With >= 2 seeds on
-both sides the verdict uses the seed spread: the difference of means must exceed ``z`` standard
-errors (Welch); with one seed per side a relative margin decides and the verdict says so.
+A claim compares a metric between two groups of rows chosen by those fields.
+
+1. Like with like: when the runs of the two groups differ in what they trained (steps, planned steps,
+   batch size, dataset, image size) or in how they were evaluated (``COMPARE_KEYS``), the verdict is
+   "not comparable" and says which setting differs.
+2. With >= 2 seeds on both sides the difference of means must exceed ``z`` Welch standard errors.
+3. With one seed on a side the verdict is labelled "single seed" and the difference must exceed ``z``
+   standard errors computed from the seed-to-seed spread the project measured for that metric
+   (report/seed_spread.py); a metric without a measured spread gives "inconclusive".
+4. Claims a study lists under ``longer_training`` (too short to test them) get "needs longer training"
+   with the command and measured result of the longer study, and no verdict from these runs.
 """
 
 from __future__ import annotations
@@ -15,8 +23,18 @@ from dataclasses import dataclass
 from statistics import mean, stdev
 from typing import Any, Literal
 
+from dimcollapse.report.seed_spread import SOURCE, seed_spread
+
 Relation = Literal["greater", "less", "close"]
-Verdict = Literal["holds", "does not hold", "inconclusive", "not covered"]
+Verdict = Literal[
+    "holds", "does not hold", "inconclusive", "not covered", "not comparable", "needs longer training"
+]
+
+# settings that must be equal in every run of both groups (a key no row records is not checked)
+TRAINING_KEYS = ("steps", "planned_steps", "batch_size", "dataset", "image_size")
+EVAL_KEYS = ("eval_dataset", "eval_train_size", "eval_test_size", "eval_knn_temperature")
+COMPARE_KEYS = TRAINING_KEYS + EVAL_KEYS
+LINEAR_KEYS = ("eval_linear_probe_epochs",)  # checked too when the metric is a linear-probe accuracy
 
 
 @dataclass(frozen=True)
@@ -30,7 +48,7 @@ class Claim:
     a: Mapping[str, str]
     b: Mapping[str, str]
     relation: Relation = "greater"
-    tolerance: float = 0.1  # "close": |a - b| <= tolerance * |b|; single seed: relative margin
+    tolerance: float = 0.1  # "close": |a - b| <= tolerance * |b| (part of the claim, not a margin)
 
 
 @dataclass
@@ -42,6 +60,14 @@ class ClaimResult:
     a_values: list[float]
     b_values: list[float]
     detail: str
+
+    @property
+    def seeds(self) -> str:
+        """'single seed' when a group has one run, else 'n_a + n_b seeds' ('' when a group is empty)."""
+        na, nb = len(self.a_values), len(self.b_values)
+        if not na or not nb:
+            return ""
+        return "single seed" if min(na, nb) < 2 else f"{na} + {nb} seeds"
 
     def as_dict(self) -> dict[str, Any]:
         """Flat JSON-able view."""
@@ -58,6 +84,7 @@ class ClaimResult:
             "b_mean": _mean(self.b_values),
             "b_std": _std(self.b_values),
             "b_n": len(self.b_values),
+            "seeds": self.seeds,
             "verdict": self.verdict,
             "detail": self.detail,
         }
@@ -81,61 +108,123 @@ def _matches(row: Mapping[str, Any], sel: Mapping[str, str]) -> bool:
     return all(str(row.get(k, "")) == v for k, v in sel.items())
 
 
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def _rows(rows: Iterable[Mapping[str, Any]], sel: Mapping[str, str], metric: str) -> list[Mapping[str, Any]]:
+    """The rows of group ``sel`` that have a finite value of ``metric``."""
+    return [r for r in rows if _matches(r, sel) and _finite(r.get(metric))]
+
+
 def _values(rows: Iterable[Mapping[str, Any]], sel: Mapping[str, str], metric: str) -> list[float]:
-    out = []
-    for r in rows:
-        if _matches(r, sel):
-            v = r.get(metric)
-            if isinstance(v, (int, float)) and math.isfinite(float(v)):
-                out.append(float(v))
-    return out
+    return [float(r[metric]) for r in _rows(rows, sel, metric)]
+
+
+def _setting(v: Any) -> str:
+    if v is None or v == "":
+        return "not recorded"
+    return f"{float(v):g}" if _finite(v) else str(v)
+
+
+def comparability(
+    a_rows: Sequence[Mapping[str, Any]], b_rows: Sequence[Mapping[str, Any]], metric: str = ""
+) -> str | None:
+    """Why runs ``a_rows`` and ``b_rows`` do not compare (the settings that differ), or None if they do.
+
+    Each key of ``COMPARE_KEYS`` (+ ``LINEAR_KEYS`` for a linear-probe metric) must have one value over all
+    runs of both groups; a key that no run records is skipped, one recorded by some runs only differs.
+    """
+    keys = COMPARE_KEYS + (LINEAR_KEYS if metric.startswith("linear") else ())
+    reasons = []
+    for key in keys:
+        values = [r.get(key) for r in (*a_rows, *b_rows)]
+        if all(v is None or v == "" for v in values):
+            continue
+        if len({_setting(v) for v in values}) > 1:
+            side_a = ", ".join(sorted({_setting(r.get(key)) for r in a_rows}))
+            side_b = ", ".join(sorted({_setting(r.get(key)) for r in b_rows}))
+            reasons.append(f"{key} differs (a: {side_a}; b: {side_b})")
+    return "; ".join(reasons) or None
 
 
 def decide(
-    a: list[float], b: list[float], relation: Relation, tolerance: float = 0.1, z: float = 2.0
+    a: list[float],
+    b: list[float],
+    relation: Relation,
+    tolerance: float = 0.1,
+    z: float = 2.0,
+    spread: float | None = None,
 ) -> tuple[Verdict, str]:
-    """Verdict for ``a relation b`` from the samples; see the module docstring for the rule."""
+    """Verdict for ``a relation b`` from the samples (see the module docstring).
+
+    ``spread`` is the measured seed-to-seed standard deviation of the metric, used when a side has a single
+    run: s.e. = spread * sqrt(1/n_a + 1/n_b).
+    """
     if not a or not b:
         return "not covered", "the study has no runs for one of the two groups"
     ma, mb = mean(a), mean(b)
     diff = ma - mb
-    scale = max(abs(mb), 1e-12)
     if len(a) >= 2 and len(b) >= 2:
         se = math.sqrt(stdev(a) ** 2 / len(a) + stdev(b) ** 2 / len(b))
         basis = f"diff {diff:+.4g}, Welch s.e. {se:.3g} over {len(a)}+{len(b)} seeds"
-        if relation == "close":
-            if abs(diff) <= tolerance * scale:
-                return "holds", basis + f"; |diff| <= {tolerance:.0%} of b"
-            if abs(diff) - z * se > tolerance * scale:
-                return "does not hold", basis + f"; |diff| beyond {tolerance:.0%} of b by > {z} s.e."
-            return "inconclusive", basis
-        sign = 1.0 if relation == "greater" else -1.0
-        if sign * diff > z * se and se >= 0:
-            return ("holds" if sign * diff > 0 else "inconclusive"), basis + f" (> {z} s.e.)"
-        if sign * diff < -z * se:
-            return "does not hold", basis + f" (opposite by > {z} s.e.)"
-        return "inconclusive", basis + f" (within {z} s.e.: seed spread too large)"
-    basis = f"diff {diff:+.4g} ({diff / scale:+.1%} of b), single seed: no spread estimate"
+    elif spread is None:
+        return "inconclusive", (
+            f"single seed: diff {diff:+.4g}, and no measured seed-to-seed spread for this metric to "
+            "judge it by; run >= 2 seeds per group (grid: {trainer.seed: [0, 1, 2]})"
+        )
+    else:
+        se = spread * math.sqrt(1 / len(a) + 1 / len(b))
+        basis = (
+            f"single seed: diff {diff:+.4g}, s.e. {se:.3g} from the measured seed spread "
+            f"{spread:.3g} ({SOURCE})"
+        )
+    return _verdict(diff, se, mb, relation, tolerance, z, basis)
+
+
+def _verdict(
+    diff: float, se: float, mb: float, relation: Relation, tolerance: float, z: float, basis: str
+) -> tuple[Verdict, str]:
     if relation == "close":
-        return ("holds" if abs(diff) <= tolerance * scale else "does not hold"), basis
+        bound = tolerance * max(abs(mb), 1e-12)
+        if abs(diff) <= bound:
+            return "holds", basis + f"; |diff| <= {tolerance:.0%} of b"
+        if abs(diff) - z * se > bound:
+            return "does not hold", basis + f"; |diff| beyond {tolerance:.0%} of b by > {z:g} s.e."
+        return "inconclusive", basis + f"; |diff| beyond {tolerance:.0%} of b by < {z:g} s.e."
     sign = 1.0 if relation == "greater" else -1.0
-    rel = sign * diff / scale
-    if rel > tolerance / 2:
-        return "holds", basis
-    if rel < -tolerance / 2:
-        return "does not hold", basis
-    return "inconclusive", basis + f"; within +/-{tolerance / 2:.0%}"
+    if sign * diff > z * se:
+        return "holds", basis + f" (> {z:g} s.e.)"
+    if sign * diff < -z * se:
+        return "does not hold", basis + f" (opposite by > {z:g} s.e.)"
+    return "inconclusive", basis + f" (within {z:g} s.e.: seed spread too large)"
 
 
 def evaluate_claims(
-    rows: Sequence[Mapping[str, Any]], claims: Iterable[Claim] | None = None
+    rows: Sequence[Mapping[str, Any]],
+    claims: Iterable[Claim] | None = None,
+    deferred: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[ClaimResult]:
-    """Evaluate ``claims`` (default: the papers' claims the rows can cover) on result rows."""
+    """Evaluate ``claims`` (default: the papers' claims the rows can cover) on result rows.
+
+    ``deferred`` maps claim ids the study is too short to test to ``{"command", "measured"}`` of the
+    longer study; those get the verdict "needs longer training" and no comparison of these rows.
+    """
     claims = list(claims) if claims is not None else paper_claims(rows)
     results = []
     for c in claims:
-        a, b = _values(rows, c.a, c.metric), _values(rows, c.b, c.metric)
-        verdict, detail = decide(a, b, c.relation, c.tolerance)
+        a_rows, b_rows = _rows(rows, c.a, c.metric), _rows(rows, c.b, c.metric)
+        a = [float(r[c.metric]) for r in a_rows]
+        b = [float(r[c.metric]) for r in b_rows]
+        later = (deferred or {}).get(c.claim_id)
+        why = comparability(a_rows, b_rows, c.metric) if a and b else None
+        if later is not None:
+            verdict: Verdict = "needs longer training"
+            detail = f"longer study: {later.get('measured', '?')}; run: {later.get('command', '?')}"
+        elif why is not None:
+            verdict, detail = "not comparable", f"the groups' runs differ: {why}"
+        else:
+            verdict, detail = decide(a, b, c.relation, c.tolerance, spread=seed_spread(c.metric))
         results.append(ClaimResult(c, verdict, a, b, detail))
     return results
 

@@ -21,6 +21,7 @@ th{background:#f3f4f6}td.l,th.l{text-align:left}
 tr:nth-child(even) td{background:#fafafa}
 .verdict-holds{color:#0a7d26;font-weight:600}.verdict-does-not-hold{color:#b3261e;font-weight:600}
 .verdict-inconclusive{color:#9a6700;font-weight:600}.verdict-not-covered{color:#777}
+.verdict-not-comparable{color:#6a3d9a;font-weight:600}.verdict-needs-longer-training{color:#555}
 .table-wrap{overflow-x:auto;max-width:100%}
 figure{display:inline-block;margin:.4rem;vertical-align:top;max-width:100%}
 figure img{max-width:100%;border:1px solid #eee}

@@ -10,7 +10,13 @@ kernel over space, i.e. their action on spatially constant inputs), ``r_sample``
 
 - ``weight_erank_mean``: mean over backbone layers of erank(sigma^2) / min(out, in) (scale-free),
 - ``tail_eig_r``: mean of log10(lambda_k / lambda_1) over the smallest quarter of r's spectrum,
-- ``alignment_mean_diag``: mean |diag A|.
+- ``alignment_mean_diag``: mean |diag A|; ``alignment_random_mean`` / ``_low`` / ``_high``: the same score of
+  random orthonormal bases of the same sizes (mean and 5-95% band over 64 draws), the level of "no alignment",
+- ``artifacts_version``: the layout's version (older artifacts are recomputed by the report).
+
+``rank_limit/weight/<layer>`` and ``rank_limit/feature/<block>`` hold (bound, width) for layers whose rank is
+bounded by construction below their width (e.g. the first conv of a 1-channel image: rank <= 9 of 16), and
+for the blocks whose output is such a layer's output (itself or after a BatchNorm).
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ import torch
 from torch import Tensor, nn
 
 from dimcollapse import diagnostics as dg
+from dimcollapse.diagnostics.alignment import random_alignment
+from dimcollapse.diagnostics.weights import rank_bound
 from dimcollapse.errors import InputError
 from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_json
 
 FINAL, LAST = "final.ckpt", "last.ckpt"
+ARTIFACTS_VERSION = 2
 
 
 def find_checkpoint(run_dir: Path) -> Path:
@@ -88,6 +97,40 @@ def tail_eigenvalues(spectrum: np.ndarray, fraction: float = 0.25) -> float:
     return float(np.mean(np.log10(np.maximum(s[-n:] / s[0], 1e-12))))
 
 
+def rank_limits(backbone: nn.Module) -> dict[str, tuple[int, int]]:
+    """(bound, width) of every rank-limited weight layer (``weight/backbone.<name>``) and of the top-level
+    blocks that output such a layer's result unchanged up to a per-channel affine map (``feature/<name>``)."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, m in backbone.weight_layers():  # type: ignore[operator]
+        w = getattr(m, "weight", None)
+        if isinstance(w, Tensor) and w.ndim >= 2:
+            bound, width = rank_bound(tuple(w.shape))
+            if bound < width:
+                out[f"weight/backbone.{name}"] = (bound, width)
+    carried: tuple[int, int] | None = None
+    for name, child in backbone.named_children():
+        if f"weight/backbone.{name}" in out:
+            carried = out[f"weight/backbone.{name}"]
+        elif not isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d, nn.Identity)):
+            carried = None
+        if carried is not None:
+            out[f"feature/{name}"] = carried
+    return out
+
+
+def _alignment(w1: Tensor, w2: Tensor) -> tuple[np.ndarray, dict[str, float]]:
+    """|A| of two consecutive layers and its scores next to random orthonormal bases of the same sizes."""
+    m1, m2 = _as_linear_map(w1), _as_linear_map(w2)
+    al = dg.alignment_matrix(m1, m2)
+    rand = random_alignment(int(m1.shape[0]), min(m1.shape), min(m2.shape))
+    return np.abs(np.asarray(al.matrix)), {
+        "alignment_mean_diag": float(al.mean_diag),
+        "alignment_random_mean": rand.mean,
+        "alignment_random_low": rand.low,
+        "alignment_random_high": rand.high,
+    }
+
+
 @torch.no_grad()
 def compute_artifacts(run_dir: str | Path, max_points: int = 2000, seed: int = 0) -> dict[str, float]:
     """Write ``artifacts.npz`` / ``artifacts.json`` for a finished run; return the scalar metrics."""
@@ -122,17 +165,19 @@ def compute_artifacts(run_dir: str | Path, max_points: int = 2000, seed: int = 0
     for name, s in fspec.items():
         arrays[f"feature/{name}"] = s
     mats = [(f"backbone.{n}", m.weight.detach()) for n, m in backbone.weight_layers()]  # type: ignore[operator]
+    for key, limit in rank_limits(backbone).items():
+        arrays[f"rank_limit/{key}"] = np.array(limit, dtype=np.int64)
     metrics = {
         "weight_erank_mean": _weight_erank_mean(wspec),
         "tail_eig_r": tail_eigenvalues(arrays["spectrum_r"]),
+        "artifacts_version": ARTIFACTS_VERSION,
     }
     pair = last_composable_pair(mats)
     if pair is not None:
         w = dict(mats)
-        al = dg.alignment_matrix(_as_linear_map(w[pair[0]]), _as_linear_map(w[pair[1]]))
-        arrays["alignment"] = np.abs(np.asarray(al.matrix))
+        arrays["alignment"], scores = _alignment(w[pair[0]], w[pair[1]])
         arrays["alignment_layers"] = np.array(list(pair))
-        metrics["alignment_mean_diag"] = float(al.mean_diag)
+        metrics.update(scores)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
     atomic_write_bytes(run / "artifacts.npz", buf.getvalue())

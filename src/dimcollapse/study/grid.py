@@ -23,7 +23,18 @@ import yaml
 
 from dimcollapse.errors import ConfigError, InputError
 
-_VALID_TOP = ("name", "base", "set", "runs", "grid", "description", "baselines", "theory")
+_VALID_TOP = (
+    "name",
+    "base",
+    "set",
+    "runs",
+    "grid",
+    "description",
+    "baselines",
+    "theory",
+    "longer_training",
+)
+_DEFERRED_KEYS = ("claim", "command", "measured")
 _SAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
 
 
@@ -124,6 +135,35 @@ def expand(
     return specs
 
 
+def theory_options(option: Any) -> dict[str, Any] | None:
+    """Keyword arguments for ``simulate all`` from a study's ``theory`` entry, or None when it is off.
+
+    ``true`` or ``{enabled: true, ...}`` runs it; absent, ``false`` or ``{enabled: false, ...}`` does not.
+    """
+    if option is None or isinstance(option, bool):
+        return {} if option else None
+    if not isinstance(option, dict) or not isinstance(option.get("enabled", True), bool):
+        raise ConfigError(
+            f"study key 'theory' must be true, false or a mapping like {{enabled: true}}, got {option!r}."
+        )
+    if not option.get("enabled", True):
+        return None
+    return {k: v for k, v in option.items() if k != "enabled"}
+
+
+def longer_training(entries: Any) -> list[dict[str, str]]:
+    """Validate ``longer_training``: claims (by id) that the study's runs are too short to test, each with
+    the ``command`` of the longer study and its ``measured`` result; the report lists them, no verdict."""
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and set(e) == set(_DEFERRED_KEYS) for e in entries
+    ):
+        raise ConfigError(
+            "study key 'longer_training' must be a list of mappings with exactly the keys "
+            f"{', '.join(_DEFERRED_KEYS)} (a claim id, the command of the longer study, its measured result)."
+        )
+    return [{k: " ".join(str(e[k]).split()) for k in _DEFERRED_KEYS} for e in entries]
+
+
 def load_study(path: str | Path) -> Study:
     """Parse and validate a study YAML file."""
     p = Path(path)
@@ -156,5 +196,8 @@ def load_study(path: str | Path) -> Study:
     if not base.is_file():
         raise InputError(f"study '{p}': base config '{base}' does not exist. Fix the 'base' path.")
     specs = expand(runs, raw.get("grid") or {}, raw.get("set") or {}, p.parent)
-    options = {k: raw[k] for k in ("baselines", "theory") if k in raw}
+    options = {k: raw[k] for k in ("baselines", "theory", "longer_training") if k in raw}
+    theory_options(options.get("theory"))  # a malformed entry fails here, before anything trains
+    if "longer_training" in options:
+        options["longer_training"] = longer_training(options["longer_training"])
     return Study(str(raw.get("name", p.stem)), base, specs, p, str(raw.get("description", "")), options)

@@ -12,18 +12,34 @@ from typing import Any
 from dimcollapse.errors import InputError
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text
 
-ID_COLUMNS = ("run_id", "variant", "status", "objective", "projector", "regularizers", "seed")
+ID_COLUMNS = (
+    "run_id",
+    "variant",
+    "status",
+    "objective",
+    "projector",
+    "regularizers",
+    "seed",
+    "steps",
+    "epochs",
+    "planned_steps",
+    "stop_reason",
+)
 
 
 def describe_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields a claim selects on, read from a run's config dict."""
+    """The fields a claim selects on and the data settings it checks, read from a run's config dict."""
     regs = sorted(str(r.get("name")) for r in cfg.get("regularizers") or [])
+    data = cfg.get("data") or {}
     return {
         "objective": cfg.get("objective", {}).get("name"),
         "projector": cfg.get("model", {}).get("projector"),
         "backbone": cfg.get("model", {}).get("backbone"),
         "regularizers": "+".join(regs),
         "seed": cfg.get("trainer", {}).get("seed"),
+        "dataset": data.get("name"),
+        "batch_size": data.get("batch_size"),
+        "image_size": (data.get("views") or {}).get("image_size"),
     }
 
 

@@ -139,7 +139,7 @@ def _run_locked(
             reason = reason if isinstance(e, DimCollapseError) else f"{type(e).__name__}: {reason}"
             console.print(f"[bold red]run {escape(spec.run_id)} failed:[/] {escape(reason)}")
             result.failed[spec.run_id] = reason
-            result.rows.append(_row(spec, cfg, f"failed: {reason}", None))
+            result.rows.append({**_row(spec, cfg, f"failed: {reason}", None), "stop_reason": _failure(e)})
             write_results(out, result.rows)
             continue
         durations.append(time.perf_counter() - t0)
@@ -153,6 +153,14 @@ def _run_locked(
         f"{_fmt(time.perf_counter() - t_study)}; results in {escape(str(out / 'results.csv'))}"
     )
     return result
+
+
+def _failure(error: Exception) -> str:
+    """The stop reason recorded for a run that raised ``error``."""
+    from dimcollapse.training.module import NonFiniteLossError
+    from dimcollapse.training.run_record import NON_FINITE
+
+    return NON_FINITE if isinstance(error, NonFiniteLossError) else "failed"
 
 
 def _fmt(seconds: float) -> str:

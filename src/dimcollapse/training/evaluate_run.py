@@ -71,6 +71,9 @@ def evaluate_module(module: Any, dm: SSLDataModule, cfg: RunConfig) -> dict[str,
     metrics.update(_diagnostics("z", zte, k=cfg.eval.lid_k))
     metrics["eval_train_size"] = int(rtr_l.shape[0])
     metrics["eval_test_size"] = int(rte.shape[0])
+    metrics["eval_dataset"] = str(cfg.data.name)  # with the sizes: what a claim checks before comparing
+    metrics["eval_knn_temperature"] = float(cfg.eval.temperature)
+    metrics["eval_linear_probe_epochs"] = int(cfg.eval.linear_probe_epochs) if cfg.eval.linear_probe else 0
     metrics["eval_time_s"] = time.perf_counter() - t0
     return metrics
 
@@ -107,7 +110,7 @@ def evaluate_checkpoint(
         )
     metrics = evaluate_module(module, dm, cfg)
     metrics["checkpoint"] = str(path)
-    metrics["step"] = int(ckpt.get("global_step", 0))
+    metrics["step"] = metrics["steps"] = int(ckpt.get("global_step", 0))
     target = Path(out_dir) if out_dir is not None else path.parent
     atomic_write_json(target / "metrics.json", metrics)
     return metrics

@@ -45,6 +45,7 @@ from dimcollapse.training.module import SSLModule
 from dimcollapse.training.precision import choose_precision
 from dimcollapse.training.preflight import check_eval_sizes, check_machine, clean_stale_temp_files
 from dimcollapse.training.resume import resume_config, stored_config
+from dimcollapse.training.run_record import training_record
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.seeding import seed_everything
 
@@ -350,8 +351,9 @@ def train(
     metrics = evaluate_module(module, dm, cfg)
     metrics.update(
         {
-            "steps": steps,
-            "epochs": steps / max(1, dm.info.steps_per_epoch),
+            **training_record(
+                trainer, steps, module.total_steps, dm.info.steps_per_epoch, cfg.optim.max_time_minutes
+            ),
             "train_time_s": train_s,
             "fit_time_s": fit_s,
             "images_per_s": (steps - start_step) * cfg.data.batch_size * world / session_s,

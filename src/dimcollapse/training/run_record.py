@@ -1,0 +1,50 @@
+"""What a run actually trained, for metrics.json: planned and trained steps/epochs and why it stopped.
+
+Results of runs that stopped at different steps do not compare; the study table, the report and the
+claims read these keys (``steps``, ``epochs``, ``planned_steps``, ``stopped_early``, ``stop_reason``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+COMPLETED = "completed"
+TIME_CAP = "time cap"
+NON_FINITE = "non-finite loss"
+INTERRUPTED = "interrupted"
+STOPPED = "stopped early"
+
+
+def stop_reason(trainer: Any, steps: int, planned_steps: int) -> str:
+    """'completed' when ``steps >= planned_steps``; 'time cap' when Lightning's Timer ran out; else
+    'stopped early' (a callback or signal set ``trainer.should_stop``)."""
+    if steps >= planned_steps:
+        return COMPLETED
+    from lightning.pytorch.callbacks import Timer
+
+    for cb in getattr(trainer, "callbacks", []) or []:
+        if isinstance(cb, Timer):
+            remaining = cb.time_remaining()
+            if remaining is not None and remaining <= 0:
+                return TIME_CAP
+    status = str(getattr(getattr(trainer, "state", None), "status", "")).lower()
+    return INTERRUPTED if "interrupted" in status else STOPPED
+
+
+def training_record(
+    trainer: Any, steps: int, planned_steps: int, steps_per_epoch: int, max_time_minutes: float | None
+) -> dict[str, Any]:
+    """metrics.json keys: steps and epochs trained and planned, ``stopped_early`` and ``stop_reason``."""
+    reason = stop_reason(trainer, steps, planned_steps)
+    per_epoch = max(1, int(steps_per_epoch))
+    record: dict[str, Any] = {
+        "steps": int(steps),
+        "epochs": steps / per_epoch,
+        "planned_steps": int(planned_steps),
+        "planned_epochs": planned_steps / per_epoch,
+        "stopped_early": reason != COMPLETED,
+        "stop_reason": reason,
+    }
+    if reason == TIME_CAP:
+        record["stop_reason"] = f"{TIME_CAP} (optim.max_time_minutes={max_time_minutes:g})"
+    return record
