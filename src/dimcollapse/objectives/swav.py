@@ -19,14 +19,15 @@ from dimcollapse.registry import register
 
 @torch.no_grad()
 def sinkhorn(scores: Tensor, iterations: int = 3, epsilon: float = 0.05, extra: Tensor | None = None) -> Tensor:
-    """Codes Q [N, K]: Q = diag(u) exp(S / eps) diag(v), K rows of the transposed plan summing to 1/K, the
+    """Codes Q [N, K] for cosine scores S: Q = diag(u) exp(S / eps) diag(v), K rows of the transposed plan summing to 1/K, the
     N (+ queue) columns to 1/B, returned scaled so every row of Q sums to 1 (SwAV Algorithm / eq. 3).
 
     Under DDP the prototype sums run over the global batch; ``extra`` (queue scores, identical on every
     process) counts once in them and joins B, its codes are not returned.
     """
     cols = scores if extra is None else torch.cat([scores, extra.to(scores.dtype)])
-    q = torch.exp((cols - cols.max()) / epsilon).T  # [K, B_local (+ queue)]; the shift cancels below
+    # scores are cosines (<= 1): the fixed shift keeps exp <= 1 on every process and cancels below
+    q = torch.exp((cols - 1.0) / epsilon).T  # [K, B_local (+ queue)]
     n_local = scores.shape[0]
     owned = torch.ones(q.shape[1], dtype=q.dtype, device=q.device)
     if extra is not None and rank() != 0:
