@@ -71,7 +71,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         sd = f" +- {stdev(values):{fmt}}" if len(values) > 1 else ""
         return f"{mean(values):{fmt}}{sd}"
 
-    lines = ["| method | reg | n | diverged | kNN k=200 | erank(r) | s/step |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | reg | n | diverged | kNN k=200 | erank(r) | s/step |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for method in METHODS:
         for reg in ("none", "so"):
             sel = [r for r in rows if r["method"] == method and r["regularizer"] == reg]

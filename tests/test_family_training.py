@@ -67,8 +67,15 @@ def _fit(method: str, reg: str, steps: int = 2) -> tuple[SSLModule, dict[str, to
     dm.setup()
     module = SSLModule(to_dict(cfg), dm.info.__dict__)
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
-    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, use_distributed_sampler=False, limit_val_batches=0)  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, datamodule=dm)
     return module, before
 

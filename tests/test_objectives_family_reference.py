@@ -80,7 +80,9 @@ def test_nnbyol_matches_loops() -> None:
     n1, n2 = _nearest(_unit(t1), bank), _nearest(_unit(t2), bank)
     terms = [2 - 2 * float(_unit(p1[i]) @ _unit(n2[i])) + 2 - 2 * float(_unit(p2[i]) @ _unit(n1[i]))
              for i in range(len(z1))]  # fmt: skip
-    assert float(loss(_t(z1), _t(z2), _t(t1), _t(t2)).detach()) == pytest.approx(np.mean(terms) / 2, rel=1e-10)
+    assert float(loss(_t(z1), _t(z2), _t(t1), _t(t2)).detach()) == pytest.approx(
+        np.mean(terms) / 2, rel=1e-10
+    )
     np.testing.assert_allclose(loss.support.rows.numpy()[:6], _unit(t1), rtol=1e-12)
 
 

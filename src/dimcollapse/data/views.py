@@ -51,7 +51,8 @@ class ViewAugment(nn.Module):
     dict {"name": recipe, "n_views": n, <ViewParams field>: value, "views": [{...}, ...]} overriding any
     parameter for all views / per view. Multi-crop (SwAV, DINO): "local_crops": m adds m local views of
     side "local_size" (default ~ 3/7 of image_size) cropped with scale "local_crop_scale" (default
-    (0.05, 0.4)) after the n_views global ones; forward returns [global..., local...]. `params` is a further override dict. `seed` gives the module its own
+    (0.05, 0.4)) after the n_views global ones; forward returns [global..., local...].
+    `params` is a further override dict. `seed` gives the module its own
     generator (same seed -> same views); without it the global torch RNG is used.
     """
 
@@ -77,7 +78,9 @@ class ViewAugment(nn.Module):
             overrides.pop("n_views", None)
         else:
             name = str(recipe)
-        local = {k: overrides.pop(k) for k in ("local_crops", "local_size", "local_crop_scale") if k in overrides}
+        local: dict[str, Any] = {
+            k: overrides.pop(k) for k in ("local_crops", "local_size", "local_crop_scale") if k in overrides
+        }
         if name not in RECIPES:
             raise ConfigError(f"unknown view recipe '{name}'. Valid recipes: {', '.join(RECIPES)}.")
         overrides.update(params or {})
@@ -92,7 +95,9 @@ class ViewAugment(nn.Module):
         self.n_views = int(n_views) if n_views is not None else max(2, len(self.view_params))
         if self.n_views < 1:
             raise ConfigError(f"n_views must be >= 1, got {self.n_views}.")
-        self.n_local, self.local_size, self.local_params = local_views(self.view_params, self.image_size, local)
+        self.n_local, self.local_size, self.local_params = local_views(
+            self.view_params, self.image_size, local
+        )
         if dataset is not None and mean is None and std is None and dataset in DATASET_STATS:
             mean, std = DATASET_STATS[dataset]
         self.mean_t: Tensor = _stats(mean, self.channels, 0.5, "mean")
@@ -205,7 +210,8 @@ class ViewAugment(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"recipe={self.recipe!r}, image_size={self.image_size}, channels={self.channels}, "
-            f"n_views={self.n_views}" + (f", local_crops={self.n_local}@{self.local_size}" if self.n_local else "")
+            f"n_views={self.n_views}"
+            + (f", local_crops={self.n_local}@{self.local_size}" if self.n_local else "")
         )
 
 

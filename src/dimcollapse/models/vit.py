@@ -13,7 +13,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn import functional as F
 
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.models.base import Backbone
@@ -142,7 +141,6 @@ class VisionTransformer(Backbone):
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         h = self.norm(self.blocks(torch.cat([cls, tokens], dim=1) + self.positions(side // self.patch_size)))
         return h[:, 0] if self.pool == "cls" else h[:, 1:].mean(dim=1)
-
 
     def positions(self, grid: int) -> torch.Tensor:
         """Position embeddings for a grid x grid patch view: bicubic resize of the learned patch grid (DINO's

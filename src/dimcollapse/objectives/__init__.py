@@ -1,7 +1,8 @@
 """SSL objectives as nn.Modules, registered under "objective" (SPEC section 2).
 
 ``build("objective", name, **kw)`` returns a module called as ``loss(z1, z2)`` (BYOL:
-``loss(z1, z2, t1, t2)``; multi-view objectives also ``forward_views(zs, ts)``); each fills ``last_stats`` on forward. DDP conventions: ``distributed.py``.
+``loss(z1, z2, t1, t2)``; multi-view objectives also ``forward_views(zs, ts)``); each fills
+``last_stats`` on forward. DDP conventions: ``distributed.py``; EMA targets: ``momentum.py``.
 """
 
 from dimcollapse.objectives.barlow_twins import BarlowTwins
@@ -42,19 +43,19 @@ __all__ = [
     "DirectCLR",
     "EMACopy",
     "FeatureQueue",
+    "GlobalBatchNorm1d",
+    "GlobalBatchNorm2d",
     "MoCoV2Plus",
     "MoCoV3",
     "MomentumSchedule",
-    "ReSSL",
-    "SwAV",
-    "VIbCReg",
-    "GlobalBatchNorm1d",
-    "GlobalBatchNorm2d",
     "NTXent",
     "Objective",
     "Predictor",
+    "ReSSL",
     "SimSiam",
+    "SwAV",
     "VICReg",
+    "VIbCReg",
     "convert_to_global_batchnorm",
     "cosine_momentum",
     "ema_update",

@@ -36,7 +36,7 @@ class Prototypes(nn.Module):
 
 
 def teacher_temperature(epoch: float, warmup_temp: float, temp: float, warmup_epochs: int) -> float:
-    """tau_t(e) = warmup + (temp - warmup) e / (W - 1) for the integer epoch e < W (DINO's linspace), else temp."""
+    """tau_t(e) = warmup + (temp - warmup) e / (W - 1) for the integer epoch e < W (DINO), else temp."""
     e = int(epoch)
     if e >= warmup_epochs:
         return temp
@@ -128,4 +128,6 @@ class DINO(Objective):
         """c <- m c + (1 - m) (mean of the teacher logits over the global batch and the global views)."""
         batch_sum = all_reduce_sum(torch.stack([t.sum(0) for t in t_logits]).sum(0))
         mean = batch_sum / (n_total * len(t_logits))
-        self.center.mul_(self.center_momentum).add_(mean.to(self.center.dtype), alpha=1 - self.center_momentum)
+        self.center.mul_(self.center_momentum).add_(
+            mean.to(self.center.dtype), alpha=1 - self.center_momentum
+        )

@@ -10,8 +10,8 @@ from torch import Tensor
 
 from dimcollapse.objectives.base import Objective, check_positive, normalize_rows
 from dimcollapse.objectives.distributed import all_gather_with_grad, local_share
-from dimcollapse.objectives.momentum import MomentumSchedule
 from dimcollapse.objectives.mocov2 import require_targets
+from dimcollapse.objectives.momentum import MomentumSchedule
 from dimcollapse.objectives.predictor import Predictor
 from dimcollapse.registry import register
 

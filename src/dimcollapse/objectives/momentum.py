@@ -47,7 +47,7 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
 
 
 class MomentumSchedule:
-    """m(p) = cosine_momentum(p, base, final), checked 0 <= base <= final <= 1 (``owner`` names the method)."""
+    """m(p) = cosine_momentum(p, base, final), checked 0 <= base <= final <= 1 (``owner``: the method)."""
 
     def __init__(self, owner: str, base: float = 0.99, final: float = 1.0) -> None:
         if not (0.0 <= base <= final <= 1.0):

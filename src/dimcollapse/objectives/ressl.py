@@ -13,8 +13,8 @@ from torch import Tensor
 from dimcollapse.errors import InputError
 from dimcollapse.objectives.base import Objective, check_positive, normalize_rows
 from dimcollapse.objectives.distributed import global_batch_size, local_share
-from dimcollapse.objectives.momentum import MomentumSchedule
 from dimcollapse.objectives.mocov2 import require_targets
+from dimcollapse.objectives.momentum import MomentumSchedule
 from dimcollapse.objectives.queue import FeatureQueue
 from dimcollapse.registry import register
 

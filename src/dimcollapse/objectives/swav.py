@@ -3,7 +3,7 @@ optionally with a queue of earlier global-crop embeddings that joins the Sinkhor
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +18,12 @@ from dimcollapse.registry import register
 
 
 @torch.no_grad()
-def sinkhorn(scores: Tensor, iterations: int = 3, epsilon: float = 0.05, extra: Tensor | None = None) -> Tensor:
-    """Codes Q [N, K] for cosine scores S: Q = diag(u) exp(S / eps) diag(v), K rows of the transposed plan summing to 1/K, the
-    N (+ queue) columns to 1/B, returned scaled so every row of Q sums to 1 (SwAV Algorithm / eq. 3).
+def sinkhorn(
+    scores: Tensor, iterations: int = 3, epsilon: float = 0.05, extra: Tensor | None = None
+) -> Tensor:
+    """Codes Q [N, K] for cosine scores S: Q = diag(u) exp(S / eps) diag(v), the K prototype rows of the
+    transposed plan summing to 1/K, its N (+ queue) columns to 1/B; returned scaled so every row of Q sums
+    to 1 (SwAV eq. 3 and its Sinkhorn-Knopp algorithm).
 
     Under DDP the prototype sums run over the global batch; ``extra`` (queue scores, identical on every
     process) counts once in them and joins B, its codes are not returned.
@@ -74,18 +77,23 @@ class SwAV(Objective):
         self.n_global = int(n_global)
         self.queues = nn.ModuleList(
             [FeatureQueue(int(queue_size), dim, init="empty") for _ in range(self.n_global)]
-            if queue_size else []
+            if queue_size
+            else []
         )
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         """Two views: forward_views([z1, z2])."""
         return self.forward_views([z1, z2])
 
+    def _queue(self, a: int) -> FeatureQueue:
+        """The queue of global crop a."""
+        return cast(FeatureQueue, self.queues[a])
+
     def _codes(self, a: int, scores: Tensor) -> Tensor:
         """Sinkhorn codes of global crop a, with its queue's scores once the queue is full."""
         extra = None
-        if self.queues and self.queues[a].is_full():
-            extra = self.prototypes(self.queues[a].values().to(scores.dtype), frozen=True)
+        if self.queues and self._queue(a).is_full():
+            extra = self.prototypes(self._queue(a).values().to(scores.dtype), frozen=True)
         return sinkhorn(scores.detach(), self.iterations, self.epsilon, extra)
 
     def forward_views(self, zs: list[Tensor], ts: list[Tensor] | None = None) -> Tensor:
@@ -107,6 +115,6 @@ class SwAV(Objective):
         loss = local_share(total, n_g * n_total)
         if self.training and self.queues and self.epoch >= self.queue_start_epoch:
             for a in range(n_g):
-                self.queues[a].push(normalize_rows(zs[a]).detach())
+                self._queue(a).push(normalize_rows(zs[a]).detach())
         self.last_stats = {"loss": float(loss.detach())}
         return loss

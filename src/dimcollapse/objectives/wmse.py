@@ -73,7 +73,11 @@ class WMSE(Objective):
             inverse = torch.argsort(perm.flatten()).to(zs[0].device)
             white = [torch.cat([whiten(z[idx.to(z.device)], self.eps) for idx in perm])[inverse] for z in zs]
             for a, b in pairs:
-                total = total + 2 - 2 * (F.normalize(white[a], dim=1) * F.normalize(white[b], dim=1)).sum(1).mean()
+                total = (
+                    total
+                    + 2
+                    - 2 * (F.normalize(white[a], dim=1) * F.normalize(white[b], dim=1)).sum(1).mean()
+                )
         loss = total / (self.w_iter * len(pairs))
         self.last_stats = {"loss": float(loss.detach())}
         return loss

@@ -55,5 +55,9 @@ class KoLeo(Regularizer):
             raise InputError("koleo needs at least one batch of >= 2 representations (a nearest neighbour).")
         raw = torch.stack([koleo_term(r, self.eps) for r in features]).mean()
         coef = self.coefficient()
-        self.last_stats = {"raw": float(raw.detach()), "value": coef * float(raw.detach()), "coefficient": coef}
+        self.last_stats = {
+            "raw": float(raw.detach()),
+            "value": coef * float(raw.detach()),
+            "coefficient": coef,
+        }
         return raw * coef

@@ -26,8 +26,10 @@ def trapezoid_knots(knots: int, t_max: float) -> tuple[torch.Tensor, torch.Tenso
     return t, w * torch.exp(-t.square() / 2)
 
 
-def epps_pulley(x: torch.Tensor, directions: torch.Tensor, knots: int = 17, t_max: float = 3.0) -> torch.Tensor:
-    """mean_m N int w(t) |phi_m(t) - e^{-t^2/2}|^2 dt, phi_m(t) = (1/N) sum_i exp(i t x_i . a_m) (global N)."""
+def epps_pulley(
+    x: torch.Tensor, directions: torch.Tensor, knots: int = 17, t_max: float = 3.0
+) -> torch.Tensor:
+    """mean_m N int w(t) |phi_m(t) - e^{-t^2/2}|^2 dt, phi_m(t) = (1/N) sum_i exp(i t x_i . a_m)."""
     t, w = (v.to(dtype=x.dtype, device=x.device) for v in trapezoid_knots(knots, t_max))
     n_total = global_batch_size(x.shape[0], x.device)
     xt = (x @ directions).unsqueeze(-1) * t  # [N, M, T]
@@ -85,5 +87,9 @@ class SIGReg(Regularizer):
             terms.append(epps_pulley(x, a, self.knots, self.t_max))
         raw = torch.stack(terms).mean()
         coef = self.coefficient()
-        self.last_stats = {"raw": float(raw.detach()), "value": coef * float(raw.detach()), "coefficient": coef}
+        self.last_stats = {
+            "raw": float(raw.detach()),
+            "value": coef * float(raw.detach()),
+            "coefficient": coef,
+        }
         return raw * coef

@@ -110,7 +110,8 @@ class SSLModule(L.LightningModule):
         A multi-view objective (DINO, SwAV, W-MSE) is called once with every view (global ones first)."""
         objective: Any = self.model.objective
         if objective.multi_view:
-            return objective.forward_views(zs, ts)  # type: ignore[no-any-return]
+            loss: Tensor = objective.forward_views(zs, ts)
+            return loss
         losses = []
         for i, j in itertools.combinations(range(len(zs)), 2):
             if ts is not None:
