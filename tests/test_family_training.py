@@ -100,3 +100,14 @@ def test_method_trains_with_an_orthogonality_regularizer(method: str, reg: str) 
     if method == "dino":  # the teacher's prototypes follow by the same EMA
         assert not torch.equal(before["objective.teacher_prototypes.module.weight"],
                                after["objective.teacher_prototypes.module.weight"])  # fmt: skip
+
+
+def test_multicrop_with_a_pairwise_momentum_objective_is_a_config_error() -> None:
+    """BYOL-like objectives compare view pairs with target embeddings, which exist for global views only."""
+    from dimcollapse.errors import ConfigError
+
+    cfg = load_config(None, [*TINY, "objective.name=byol", "objective.kwargs={hidden_dim: 16}", MULTICROP])
+    dm = SSLDataModule(cfg)
+    dm.setup()
+    with pytest.raises(ConfigError, match="local_crops"):
+        SSLModule(to_dict(cfg), dm.info.__dict__)
