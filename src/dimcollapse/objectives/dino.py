@@ -29,8 +29,11 @@ class Prototypes(nn.Module):
         nn.init.trunc_normal_(self.weight, std=0.02)
 
     def forward(self, z: Tensor, frozen: bool = False) -> Tensor:
-        """Cosine of each row of z with each prototype; ``frozen`` detaches the prototypes."""
-        w = self.weight.detach() if frozen else self.weight
+        """Cosine of each row of z with each prototype; ``frozen``: the prototypes get a zero gradient.
+
+        Frozen prototypes stay in the graph (0 * weight) so DDP without find_unused_parameters still sees a
+        gradient for them; weight decay then only rescales rows, which the normalisation ignores."""
+        w = self.weight.detach() + 0.0 * self.weight if frozen else self.weight
         a = normalize_rows(z)
         return a @ F.normalize(w, dim=1).to(a.dtype).T
 
