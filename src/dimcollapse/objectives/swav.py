@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dimcollapse.errors import ConfigError, InputError
-from dimcollapse.objectives.base import Objective, check_positive, normalize_rows
+from dimcollapse.objectives.base import Objective, check_positive, full_precision, normalize_rows
 from dimcollapse.objectives.dino import Prototypes
 from dimcollapse.objectives.distributed import all_reduce_sum, global_batch_size, local_share, rank
 from dimcollapse.objectives.queue import FeatureQueue
@@ -28,6 +28,12 @@ def sinkhorn(
     Under DDP the prototype sums run over the global batch; ``extra`` (queue scores, identical on every
     process) counts once in them and joins B, its codes are not returned.
     """
+    with torch.autocast(scores.device.type, enabled=False):  # in >= float32 under mixed precision
+        return _sinkhorn(full_precision(scores), iterations, epsilon, extra)
+
+
+def _sinkhorn(scores: Tensor, iterations: int, epsilon: float, extra: Tensor | None) -> Tensor:
+    """sinkhorn() without the precision guard."""
     cols = scores if extra is None else torch.cat([scores, extra.to(scores.dtype)])
     # scores are cosines (<= 1): the fixed shift keeps exp <= 1 on every process and cancels below
     q = torch.exp((cols - 1.0) / epsilon).T  # [K, B_local (+ queue)]

@@ -18,12 +18,14 @@ from dimcollapse.registry import register
 
 def whiten(x: Tensor, eps: float = 0.0) -> Tensor:
     """(x - mean) L^{-T}, L L^T = (1 - eps) Cov + eps I the Cholesky factor, Cov = xc^T xc / (m - 1)."""
-    xc = x - x.mean(dim=0)
-    cov = xc.T @ xc / (x.shape[0] - 1)
-    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-    chol = torch.linalg.cholesky((1 - eps) * cov + eps * eye)
-    inv = torch.linalg.solve_triangular(chol, eye, upper=False)  # L^{-1}
-    return xc @ inv.T
+    with torch.autocast(x.device.type, enabled=False):  # covariance and Cholesky in >= float32
+        x = full_precision(x)
+        xc = x - x.mean(dim=0)
+        cov = xc.T @ xc / (x.shape[0] - 1)
+        eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+        chol = torch.linalg.cholesky((1 - eps) * cov + eps * eye)
+        inv = torch.linalg.solve_triangular(chol, eye, upper=False)  # L^{-1}
+        return xc @ inv.T
 
 
 @register("objective", "wmse")
