@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml Makefile
 	@# torch first, pinned: an unpinned torch would pull GBs of CUDA packages.
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
 	$(PIP) install -e ".[dev,umap,faiss]"
+	@# lightly's losses are the tests' oracles (tests/test_objectives_lightly.py); --no-deps: no torch/torchvision
+	$(PIP) install --no-deps "lightly==1.6.0"
 	@$(MAKE) --no-print-directory system-deps
 	@touch $(STAMP)
 

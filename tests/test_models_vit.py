@@ -108,3 +108,18 @@ def test_bad_configuration_and_input() -> None:
         net(torch.randn(1, 3, 16, 16))
     with pytest.raises(InputError, match="in_channels"):
         net(torch.randn(1, 1, 8, 8))
+
+
+def test_smaller_multicrop_views_use_interpolated_positions() -> None:
+    """Local crops (DINO): a smaller view gets the learned position grid resized bicubically."""
+    net = build("backbone", "vit_tiny", image_size=16, patch_size=4, depth=1).eval()
+    x = torch.randn(2, 3, 8, 8)
+    pos = net.positions(2)
+    assert pos.shape == (1, 1 + 4, net.out_dim)
+    torch.testing.assert_close(pos[:, 0], net.pos_embed[:, 0])
+    grid = net.pos_embed[:, 1:].reshape(1, 4, 4, -1).permute(0, 3, 1, 2)
+    expected = torch.nn.functional.interpolate(grid, size=(2, 2), mode="bicubic").flatten(2).transpose(1, 2)
+    torch.testing.assert_close(pos[:, 1:], expected)
+    assert net(x).shape == (2, net.out_dim) and net.positions(4) is net.pos_embed
+    with pytest.raises(InputError, match="multiples of patch_size"):
+        net(torch.randn(1, 3, 6, 6))

@@ -55,11 +55,16 @@ class PoisonWeights(L.Callback):
                 pl_module.model.backbone.conv1.weight[0, 0, 0, 0] = float("nan")
 
 
+MULTICROP = ["data.views.overrides={local_crops: 2, local_size: 4}"]
 RESUME_CASES = {
     "simclr": ["objective.name=simclr"],
     "byol": ["objective.name=byol", "objective.kwargs={hidden_dim: 16}", "data.views.recipe=byol"],
     # SRIP keeps power-iteration vectors between steps: they must come back with the checkpoint
     "simclr_srip": ["objective.name=simclr", "regularizers=[{name: srip, kwargs: {weight: 0.5}}]"],
+    # queues of momentum keys (FeatureQueue, also SwAV's / NNCLR's / ReSSL's), DINO's centre and teacher
+    # prototypes: buffers in the checkpoint
+    "mocov2plus": ["objective.name=mocov2plus", "objective.kwargs={queue_size: 40}"],
+    "dino_multicrop": ["objective.name=dino", "objective.kwargs={n_prototypes: 16}", *MULTICROP],
 }
 
 

@@ -49,7 +49,10 @@ class ViewAugment(nn.Module):
 
     `recipe`: "simclr", "byol" (asymmetric: view i uses the recipe's view i mod 2), "none" (identity), or a
     dict {"name": recipe, "n_views": n, <ViewParams field>: value, "views": [{...}, ...]} overriding any
-    parameter for all views / per view. `params` is a further override dict. `seed` gives the module its own
+    parameter for all views / per view. Multi-crop (SwAV, DINO): "local_crops": m adds m local views of
+    side "local_size" (default ~ 3/7 of image_size) cropped with scale "local_crop_scale" (default
+    (0.05, 0.4)) after the n_views global ones; forward returns [global..., local...].
+    `params` is a further override dict. `seed` gives the module its own
     generator (same seed -> same views); without it the global torch RNG is used.
     """
 
@@ -75,6 +78,9 @@ class ViewAugment(nn.Module):
             overrides.pop("n_views", None)
         else:
             name = str(recipe)
+        local: dict[str, Any] = {
+            k: overrides.pop(k) for k in ("local_crops", "local_size", "local_crop_scale") if k in overrides
+        }
         if name not in RECIPES:
             raise ConfigError(f"unknown view recipe '{name}'. Valid recipes: {', '.join(RECIPES)}.")
         overrides.update(params or {})
@@ -89,6 +95,9 @@ class ViewAugment(nn.Module):
         self.n_views = int(n_views) if n_views is not None else max(2, len(self.view_params))
         if self.n_views < 1:
             raise ConfigError(f"n_views must be >= 1, got {self.n_views}.")
+        self.n_local, self.local_size, self.local_params = local_views(
+            self.view_params, self.image_size, local
+        )
         if dataset is not None and mean is None and std is None and dataset in DATASET_STATS:
             mean, std = DATASET_STATS[dataset]
         self.mean_t: Tensor = _stats(mean, self.channels, 0.5, "mean")
@@ -141,10 +150,10 @@ class ViewAugment(nn.Module):
             xf = F.interpolate(xf, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
         return self._normalise(xf.clamp(0.0, 1.0))
 
-    def view(self, xf: Tensor, scale: float, p: ViewParams) -> Tensor:
-        """One random view of the float batch xf (values x / scale in [0, 1]) with parameters p."""
+    def view(self, xf: Tensor, scale: float, p: ViewParams, size: int | None = None) -> Tensor:
+        """One random view of the float batch xf (values x / scale in [0, 1]) with parameters p, side size."""
         n, _, h, w = xf.shape
-        size, gen = self.image_size, self.generator
+        size, gen = size or self.image_size, self.generator
         if p.crop:
             boxes = ops.sample_crop_boxes(n, h, w, p.crop_scale, p.crop_ratio, gen)
             theta = ops.crop_theta(boxes, h, w, ops.bernoulli(n, p.hflip_p, gen))
@@ -185,9 +194,12 @@ class ViewAugment(nn.Module):
         if self.recipe == "none" and not self._has_random_ops():
             base = self.eval_transform(x)
             return [base.clone() for _ in range(self.n_views)]
-        return [
+        views = [
             self.view(xf, scale, self.view_params[i % len(self.view_params)]) for i in range(self.n_views)
         ]
+        for i in range(self.n_local):
+            views.append(self.view(xf, scale, self.local_params[i % len(self.local_params)], self.local_size))
+        return views
 
     def _has_random_ops(self) -> bool:
         return any(
@@ -199,7 +211,26 @@ class ViewAugment(nn.Module):
         return (
             f"recipe={self.recipe!r}, image_size={self.image_size}, channels={self.channels}, "
             f"n_views={self.n_views}"
+            + (f", local_crops={self.n_local}@{self.local_size}" if self.n_local else "")
         )
+
+
+def local_views(
+    params: list[ViewParams], image_size: int, options: Mapping[str, Any]
+) -> tuple[int, int, list[ViewParams]]:
+    """(m local crops, their side, their parameters = the global views' with crop_scale local_crop_scale)."""
+    m = options.get("local_crops", 0)
+    if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+        raise ConfigError(f"view option local_crops must be an integer >= 0, got {m!r}.")
+    size = options.get("local_size", max(2, round(image_size * 3 / 7)))
+    if isinstance(size, bool) or not isinstance(size, int) or not 2 <= size <= image_size:
+        raise ConfigError(
+            f"view option local_size must be an integer in [2, image_size = {image_size}], got {size!r} "
+            "(SwAV / DINO: 96 of 224 px)."
+        )
+    crop_scale = options.get("local_crop_scale", (0.05, 0.4))
+    local = apply_overrides(params, {"crop_scale": crop_scale, "crop": True}) if m else []
+    return m, int(size), local
 
 
 def eval_transform(

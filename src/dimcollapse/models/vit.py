@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.nn import functional as F
 
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.models.base import Backbone
@@ -130,15 +130,27 @@ class VisionTransformer(Backbone):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """r = LN(blocks([cls; patches] + pos))[:, 0] (or the patch-token mean), shape [N, out_dim]."""
         self.check_input(x)
-        if x.shape[-2:] != (self.image_size, self.image_size):
+        side = x.shape[-1]
+        if x.shape[-2] != side or side > self.image_size or side % self.patch_size:
             raise InputError(
                 f"ViT built for {self.image_size}x{self.image_size} images got {tuple(x.shape[-2:])}; "
-                "pass image_size= matching the data."
+                "pass image_size= matching the data (smaller square multi-crop views, multiples of "
+                f"patch_size = {self.patch_size}, are also accepted)."
             )
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
-        h = self.norm(self.blocks(torch.cat([cls, tokens], dim=1) + self.pos_embed))
+        h = self.norm(self.blocks(torch.cat([cls, tokens], dim=1) + self.positions(side // self.patch_size)))
         return h[:, 0] if self.pool == "cls" else h[:, 1:].mean(dim=1)
+
+    def positions(self, grid: int) -> torch.Tensor:
+        """Position embeddings for a grid x grid patch view: bicubic resize of the learned patch grid (DINO's
+        interpolation for local crops); the built size returns them unchanged."""
+        full = self.image_size // self.patch_size
+        if grid == full:
+            return self.pos_embed
+        patch = self.pos_embed[:, 1:].reshape(1, full, full, -1).permute(0, 3, 1, 2)
+        patch = F.interpolate(patch, size=(grid, grid), mode="bicubic", align_corners=False)
+        return torch.cat([self.pos_embed[:, :1], patch.flatten(2).transpose(1, 2)], dim=1)
 
 
 def _vit(

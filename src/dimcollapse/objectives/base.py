@@ -16,11 +16,31 @@ class Objective(nn.Module):
 
     uses_momentum_target: ClassVar[bool] = False
     needs_dim: ClassVar[bool] = False
+    multi_view: ClassVar[bool] = False  # True: called once per step as forward_views(zs, ts), all views
     name: ClassVar[str] = "objective"
 
     def __init__(self) -> None:
         super().__init__()
         self.last_stats: dict[str, float] = {}
+        self.epoch = 0.0
+
+    def set_progress(self, epoch: float) -> None:
+        """Record the (fractional) epoch, for objectives with epoch schedules (DINO, SwAV)."""
+        self.epoch = float(epoch)
+
+    def momentum(self, progress: float) -> float:
+        """EMA coefficient m(p) of a momentum-target objective (its ``schedule``, momentum.py)."""
+        schedule = getattr(self, "schedule", None)
+        if schedule is None:
+            raise ConfigError(f"{self.name}: this objective has no momentum target.")
+        return float(schedule(progress))
+
+    def update_target(self, momentum: float) -> None:
+        """EMA step of the objective's own teacher parts (none by default; DINO: its prototypes)."""
+
+    def forward_views(self, zs: list[Tensor], ts: list[Tensor] | None = None) -> Tensor:
+        """All views at once (multi_view objectives): global views first, ``ts`` the targets of those."""
+        raise ConfigError(f"{self.name}: takes two views at a time, not forward_views.")
 
     def check_pair(self, z1: Tensor, z2: Tensor, min_rows: int = 1) -> None:
         """Raise InputError unless z1, z2 are 2-D, of equal shape, with at least ``min_rows`` rows."""

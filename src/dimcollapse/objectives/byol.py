@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 from torch import Tensor
 
-from dimcollapse.errors import ConfigError, InputError
+from dimcollapse.errors import InputError
 from dimcollapse.objectives.base import Objective, normalize_rows
+from dimcollapse.objectives.momentum import MomentumSchedule, cosine_momentum, ema_update
 from dimcollapse.objectives.predictor import Predictor
 from dimcollapse.registry import register
 from dimcollapse.utils.distributed import global_batch_size, local_share
 
-
-def cosine_momentum(progress: float, base: float = 0.99, final: float = 1.0) -> float:
-    """tau(p) = final - (final - base) (cos(pi p) + 1) / 2, p in [0, 1] clipped (BYOL section 3.2)."""
-    if not math.isfinite(progress):
-        raise ConfigError(f"momentum: progress must be a finite number in [0, 1], got {progress!r}.")
-    p = min(max(float(progress), 0.0), 1.0)
-    return final - (final - base) * (math.cos(math.pi * p) + 1.0) / 2.0
+__all__ = ["BYOL", "cosine_momentum", "ema_update"]  # the schedule and EMA live in momentum.py
 
 
 @register("objective", "byol")
@@ -39,18 +33,10 @@ class BYOL(Objective):
         sync_bn: bool = True,
     ) -> None:
         super().__init__()
-        if not (0.0 <= base_momentum <= final_momentum <= 1.0):
-            raise ConfigError(
-                "byol: momentum must satisfy 0 <= base_momentum <= final_momentum <= 1, got "
-                f"base_momentum={base_momentum!r}, final_momentum={final_momentum!r}."
-            )
         self.predictor = Predictor(dim, hidden_dim, sync_bn=sync_bn)
-        self.base_momentum = float(base_momentum)
-        self.final_momentum = float(final_momentum)
-
-    def momentum(self, progress: float) -> float:
-        """EMA coefficient at progress p in [0, 1]: 1 - (1 - base)(cos(pi p) + 1)/2, cosine 0.99 -> 1."""
-        return cosine_momentum(progress, self.base_momentum, self.final_momentum)
+        self.schedule = MomentumSchedule("byol", base_momentum, final_momentum)
+        self.base_momentum = self.schedule.base
+        self.final_momentum = self.schedule.final
 
     def forward(self, z1: Tensor, z2: Tensor, t1: Tensor | None = None, t2: Tensor | None = None) -> Tensor:
         """L = (1/2N) sum_i [(2 - 2 cos(q(z1_i), t2_i)) + (2 - 2 cos(q(z2_i), t1_i))], sg t; in [0, 4]."""

@@ -6,7 +6,6 @@ frozen copy of backbone + projector (``momentum_target``) updated by EMA after e
 
 from __future__ import annotations
 
-import copy
 import inspect
 from typing import Any
 
@@ -14,9 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from dimcollapse.errors import ConfigError
+from dimcollapse.objectives.momentum import ema_update, frozen_copy
 from dimcollapse.registry import build, get
 from dimcollapse.training.config import ModelConfig, ObjectiveConfig
-from dimcollapse.utils.ema import ema_update
 
 
 def _accepts(factory: Any, key: str) -> bool:
@@ -38,12 +37,9 @@ class SSLModel(nn.Module):
         self.objective = objective
         self.momentum_target: nn.ModuleDict | None = None
         if getattr(objective, "uses_momentum_target", False):
-            target = nn.ModuleDict(
-                {"backbone": copy.deepcopy(backbone), "projector": copy.deepcopy(projector)}
+            self.momentum_target = nn.ModuleDict(
+                {"backbone": frozen_copy(backbone), "projector": frozen_copy(projector)}
             )
-            for p in target.parameters():
-                p.requires_grad_(False)
-            self.momentum_target = target
 
     @classmethod
     def from_config(
@@ -97,11 +93,17 @@ class SSLModel(nn.Module):
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        """theta_t <- m theta_t + (1 - m) theta_online (parameters); buffers copied (BYOL section 3.1)."""
+        """theta_t <- m theta_t + (1 - m) theta_online (parameters); buffers copied (BYOL section 3.1).
+
+        The objective's own teacher parts (DINO's prototypes) take the same step (objective.update_target).
+        """
         if self.momentum_target is None:
             return
         for name in ("backbone", "projector"):
             ema_update(self.momentum_target[name], getattr(self, name), momentum)
+        update = getattr(self.objective, "update_target", None)
+        if update is not None:
+            update(momentum)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer updates (online backbone, projector, objective/predictor)."""

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from dimcollapse.data.views import ViewAugment
-from dimcollapse.errors import DivergedError
+from dimcollapse.errors import ConfigError, DivergedError
 from dimcollapse.registry import build
 from dimcollapse.training.config import RunConfig, from_dict
 from dimcollapse.training.datamodule import DataInfo
@@ -67,6 +67,12 @@ class SSLModule(L.LightningModule):
             n_views=cfg.data.views.n_views,
             dataset=cfg.data.name,
         )
+        objective: Any = self.model.objective
+        if self.views.n_local and self.model.uses_momentum_target and not objective.multi_view:
+            raise ConfigError(
+                f"objective {cfg.objective.name} compares view pairs with a momentum target, which sees the "
+                "global views only: drop data.views.overrides.local_crops (multi-crop is for dino, swav)."
+            )
         self.regularizers = nn.ModuleList(
             [build("regularizer", r.name, **r.kwargs) for r in cfg.regularizers]
         )
@@ -99,7 +105,13 @@ class SSLModule(L.LightningModule):
         return self.model.encode(self.views.eval_transform(x_uint8))
 
     def _ssl_loss(self, zs: list[Tensor], ts: list[Tensor] | None) -> Tensor:
-        """Objective averaged over every pair of views (i < j); BYOL-like losses also get the targets."""
+        """Objective averaged over every pair of views (i < j); BYOL-like losses also get the targets.
+
+        A multi-view objective (DINO, SwAV, W-MSE) is called once with every view (global ones first)."""
+        objective: Any = self.model.objective
+        if objective.multi_view:
+            loss: Tensor = objective.forward_views(zs, ts)
+            return loss
         losses = []
         for i, j in itertools.combinations(range(len(zs)), 2):
             if ts is not None:
@@ -114,16 +126,15 @@ class SSLModule(L.LightningModule):
         step = int(self.global_step)
         torch.manual_seed(step_seed(self.cfg.trainer.seed, step, self.global_rank))
         views = self.views(x)
-        n_views = len(views)
-        r_all, z_all = self.model.encode(torch.cat(views))
-        rs, zs = list(r_all.chunk(n_views)), list(z_all.chunk(n_views))
+        rs, zs = self._encode_views(views, self.model.encode)
         tr: list[Tensor] | None = None
         tz: list[Tensor] | None = None
-        if self.model.uses_momentum_target:
-            tr_all, tz_all = self.model.encode_target(torch.cat(views))
-            tr, tz = list(tr_all.chunk(n_views)), list(tz_all.chunk(n_views))
-        ssl = self._ssl_loss(zs, tz)
+        if self.model.uses_momentum_target:  # the target sees the global views only
+            tr, tz = self._encode_views(views[: self.views.n_views], self.model.encode_target)
         epoch = step / max(1, self.info.steps_per_epoch)
+        objective: Any = self.model.objective
+        objective.set_progress(epoch)
+        ssl = self._ssl_loss(zs, tz)
         terms: list[Tensor] = []
         reg: Any
         for reg in self.regularizers:
@@ -138,6 +149,18 @@ class SSLModule(L.LightningModule):
         self._log_terms(total, ssl, terms)
         self.last_r, self.last_y = rs[0].detach(), y
         return total
+
+    @staticmethod
+    def _encode_views(views: list[Tensor], encode: Any) -> tuple[list[Tensor], list[Tensor]]:
+        """(r, z) per view; views of one size go through the network in one batch (multi-crop: 2 sizes)."""
+        r_out: list[Tensor | None] = [None] * len(views)
+        z_out: list[Tensor | None] = [None] * len(views)
+        for shape in dict.fromkeys(tuple(v.shape) for v in views):
+            idx = [i for i, v in enumerate(views) if tuple(v.shape) == shape]
+            r_all, z_all = encode(torch.cat([views[i] for i in idx]))
+            for i, r, z in zip(idx, r_all.chunk(len(idx)), z_all.chunk(len(idx)), strict=True):
+                r_out[i], z_out[i] = r, z
+        return [r for r in r_out if r is not None], [z for z in z_out if z is not None]
 
     def _log_terms(self, total: Tensor, ssl: Tensor, terms: list[Tensor]) -> None:
         """Log L, L_ssl, each term and its share term / L, the regularizers' and objective's stats, the lr."""

@@ -1,0 +1,115 @@
+"""The OR-paper family on Fashion-MNIST (CPU): every method's fmnist recipe trained for the same number of
+steps, with and without SO, for the given seeds; kNN top-1 (k = 200), effective rank of r and training
+seconds per step from each run's metrics.json. A run whose loss becomes non-finite is recorded as diverged.
+
+    nice -n 10 python benchmarks/family_fmnist.py --out /tmp/family --steps 300 --seeds 0 1 2
+    python benchmarks/family_fmnist.py --out /tmp/family --summarize      # table of finished runs
+
+Results (JSON) go to benchmarks/results/family_fmnist.json; the markdown table is printed. Runs already
+finished in --out are reused, so an interrupted sweep continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from statistics import mean, stdev
+from typing import Any
+
+from dimcollapse.errors import InputError
+from dimcollapse.training.config import load_config
+from dimcollapse.training.run import train
+from dimcollapse.utils.atomic import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = ROOT / "benchmarks" / "results" / "family_fmnist.json"
+METHODS = ("simclr_mlp", "byol", "simsiam", "barlow_twins", "vicreg", "mocov2plus", "mocov3", "nnclr",
+           "nnbyol", "dino", "swav", "ressl", "vibcreg", "wmse", "dcl")  # fmt: skip
+SO = "regularizers=[{name: so, kwargs: {weight: 1.0e-4}}]"  # issue 5's calibrated fmnist coefficient
+
+
+def overrides(steps: int, seed: int) -> list[str]:
+    """Equal step budget (cosine schedule over it), cheap final evaluation, no monitor, one thread."""
+    return [f"optim.max_steps={steps}", "optim.warmup_epochs=0.1", "optim.max_time_minutes=30",
+            f"trainer.seed={seed}", "trainer.num_threads=1", "trainer.progress_bar=false",
+            "trainer.tensorboard=false", f"trainer.checkpoint_every={steps}", "monitor.enabled=false",
+            "eval.linear_probe=false", "eval.online_probe=false", "eval.max_train=10000",
+            "eval.max_test=5000", "eval.knn_k=[200]"]  # fmt: skip
+
+
+def run_one(out: Path, method: str, reg: str, steps: int, seed: int) -> dict[str, Any]:
+    """Train one cell (or read its finished metrics); returns the row."""
+    folder = out / f"{method}_{reg}_s{seed}"
+    row: dict[str, Any] = {"method": method, "regularizer": reg, "seed": seed}
+    if (folder / "metrics.json").is_file():
+        m = json.loads((folder / "metrics.json").read_text())
+    elif (folder / "diverged.json").is_file():
+        return {**row, **json.loads((folder / "diverged.json").read_text())}
+    else:
+        extra = [SO] if reg == "so" else []
+        cfg = load_config(ROOT / "configs" / "fmnist" / f"{method}.yaml", [*overrides(steps, seed), *extra])
+        t0 = time.perf_counter()
+        try:
+            m = train(cfg, folder)
+        except InputError as e:  # NonFiniteLossError: the method diverged
+            info = {"diverged": True, "error": str(e).splitlines()[0][:300]}
+            atomic_write_json(folder / "diverged.json", info)
+            return {**row, **info}
+        m["wall_s"] = time.perf_counter() - t0
+    return {**row, "diverged": False, "steps": m["steps"], "knn_k200_top1": m["knn_k200_top1"],
+            "erank_r": m["erank_r"], "s_per_step": m["train_time_s"] / max(1, m["steps"])}  # fmt: skip
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per method and regularizer, mean +- std (n seeds) of kNN, erank(r), s/step."""
+
+    def cell(values: list[float], fmt: str) -> str:
+        if not values:
+            return "-"
+        sd = f" +- {stdev(values):{fmt}}" if len(values) > 1 else ""
+        return f"{mean(values):{fmt}}{sd}"
+
+    lines = [
+        "| method | reg | n | diverged | kNN k=200 | erank(r) | s/step |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method in METHODS:
+        for reg in ("none", "so"):
+            sel = [r for r in rows if r["method"] == method and r["regularizer"] == reg]
+            if not sel:
+                continue
+            ok = [r for r in sel if not r["diverged"]]
+            lines.append(
+                f"| {method} | {reg} | {len(sel)} | {len(sel) - len(ok)} | "
+                f"{cell([100 * r['knn_k200_top1'] for r in ok], '.1f')} | "
+                f"{cell([r['erank_r'] for r in ok], '.1f')} | {cell([r['s_per_step'] for r in ok], '.2f')} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--regs", nargs="+", default=["none", "so"])
+    parser.add_argument("--summarize", action="store_true", help="only tabulate the finished runs")
+    args = parser.parse_args()
+    rows = []
+    for seed in args.seeds:
+        for method in args.methods:
+            for reg in args.regs:
+                done = (args.out / f"{method}_{reg}_s{seed}" / "metrics.json").is_file()
+                if args.summarize and not done:
+                    continue
+                rows.append(run_one(args.out, method, reg, args.steps, seed))
+                print(json.dumps(rows[-1]), flush=True)
+    atomic_write_json(RESULT, {"steps": args.steps, "machine": "2 shared CPU cores", "rows": rows})
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
