@@ -10,7 +10,7 @@ import pytest
 
 from dimcollapse.errors import ConfigError
 from dimcollapse.report.claims import paper_claims
-from dimcollapse.study import pipeline
+from dimcollapse.cli import pipeline
 from dimcollapse.study.grid import load_study, theory_options
 from dimcollapse.study.results import describe_config
 from dimcollapse.study.runner import StudyRun, resolve_configs, run_study

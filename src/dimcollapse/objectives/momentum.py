@@ -31,7 +31,6 @@ def cosine_momentum(progress: float, base: float = 0.99, final: float = 1.0) -> 
     return final - (final - base) * (math.cos(math.pi * p) + 1.0) / 2.0
 
 
-@torch.no_grad()
 class MomentumSchedule:
     """m(p) = cosine_momentum(p, base, final), checked 0 <= base <= final <= 1 (``owner``: the method)."""
 
