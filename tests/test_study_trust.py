@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from dimcollapse.cli import pipeline
 from dimcollapse.errors import ConfigError
 from dimcollapse.report.claims import paper_claims
-from dimcollapse.cli import pipeline
 from dimcollapse.study.grid import load_study, theory_options
 from dimcollapse.study.results import describe_config
 from dimcollapse.study.runner import StudyRun, resolve_configs, run_study

@@ -8,12 +8,11 @@ from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
-import torch.distributed as dist
 
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
-from dimcollapse.utils.distributed import all_reduce_sum, global_batch_size, is_distributed
+from dimcollapse.utils.distributed import all_reduce_sum, broadcast_from_rank0, global_batch_size
 
 
 def trapezoid_knots(knots: int, t_max: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,9 +40,7 @@ def epps_pulley(
 
 def random_directions(dim: int, m: int, like: torch.Tensor) -> torch.Tensor:
     """M unit columns [dim, M] from the global torch RNG (rank 0's under DDP, so all processes agree)."""
-    a = torch.randn(dim, m, dtype=like.dtype).to(like.device)
-    if is_distributed():
-        dist.broadcast(a, src=0)
+    a = broadcast_from_rank0(torch.randn(dim, m, dtype=like.dtype).to(like.device))
     return a / a.norm(dim=0, keepdim=True)
 
 

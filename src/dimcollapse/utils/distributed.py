@@ -116,6 +116,13 @@ class _AllGather(torch.autograd.Function):
         return total[ctx.start : ctx.stop], None
 
 
+def broadcast_from_rank0(x: Tensor) -> Tensor:
+    """x of process 0 on every process (in place; unchanged when not distributed)."""
+    if is_distributed():
+        dist.broadcast(x, src=0)
+    return x
+
+
 def all_reduce_sum(x: Tensor) -> Tensor:
     """sum_k x_k over processes, differentiable (backward is the adjoint all-reduce); identity if W = 1."""
     if not is_distributed():
