@@ -86,3 +86,18 @@ def test_lid_mle_and_mom_are_the_per_point_formulas() -> None:
     mom = r.mean(1) / (r[:, -1] - r.mean(1))
     np.testing.assert_allclose(np.asarray(dg.lid_mle(z, k=k)), mle, rtol=1e-8)
     np.testing.assert_allclose(np.asarray(dg.lid_mom(z, k=k)), mom, rtol=1e-8)
+
+
+def test_every_defined_catalogue_metric_is_in_the_docs_table_and_in_info() -> None:
+    from pathlib import Path
+
+    from dimcollapse.cli.info import metric_table
+    from dimcollapse.diagnostics.catalogue import METRICS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    defined = [m for m in METRICS if m.definition]
+    assert {"erank", "rankme", "alpha", "lid_mle_gmean", "lid_mom_gmean", "lidar"} <= {m.key for m in defined}
+    for spec in defined:
+        assert f"`{spec.key}`" in doc, f"docs/metrics.md has no row for {spec.key}"
+    rows = metric_table().columns[0]._cells
+    assert [m.key for m in METRICS] == rows

@@ -26,6 +26,20 @@ def info() -> None:
     for kind in KINDS:
         table.add_row(f"{kind}s", ", ".join(names(kind)) or "-")
     console.print(table)
+    console.print(metric_table())
+
+
+def metric_table() -> Table:
+    """Every catalogue metric: key, label, centred or not, and the definition it equals (docs/metrics.md)."""
+    from dimcollapse.diagnostics.catalogue import METRICS
+
+    table = Table(title="metrics (docs/metrics.md)")
+    for col in ("key", "metric", "centred", "definition"):
+        table.add_column(col, overflow="fold")
+    centred = {True: "yes", False: "no", None: "n/a"}
+    for spec in METRICS:
+        table.add_row(spec.key, spec.label, centred[spec.centred], spec.definition or "-")
+    return table
 
 
 def register(app: typer.Typer) -> None:

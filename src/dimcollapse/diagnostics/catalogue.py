@@ -129,7 +129,9 @@ METRICS: list[MetricSpec] = [
         "effective rank",
         "{:.2f}",
         True,
-        definition="Roy & Vetterli 2007 on the covariance spectrum",
+        definition=(
+            "Roy & Vetterli 2007 on the covariance spectrum; reptrix's RankMe = effective_rank(eig, eps=1e-7)"
+        ),
         headline=True,
         short="erank",
     ),
@@ -140,7 +142,10 @@ METRICS: list[MetricSpec] = [
         "{:.2f}",
         True,
         centred=False,
-        definition="Garrido et al. 2023, singular values of the raw Z, eps=1e-7",
+        definition=(
+            "Garrido et al. 2023, singular values of the raw Z, eps=1e-7; "
+            "stable-pretraining's RankMe: eps=1e-5"
+        ),
         headline=True,
     ),
     MetricSpec(
@@ -149,7 +154,10 @@ METRICS: list[MetricSpec] = [
         "alpha-ReQ",
         "{:.3f}",
         None,
-        definition="Agrawal et al. 2022: lambda_k ~ k^-alpha, least squares in log-log",
+        definition=(
+            "Agrawal et al. 2022: lambda_k ~ k^-alpha, least squares in log-log; "
+            "reptrix: ranks 6-100, 1/k weights"
+        ),
         headline=True,
     ),
     MetricSpec("alpha_r2", lambda c: c.alpha_fit.r2, "alpha-ReQ fit R^2", "{:.3f}", None),
