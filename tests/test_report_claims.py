@@ -132,3 +132,19 @@ def test_regularizer_claims_per_objective() -> None:
     res = evaluate_claims(rows)
     minlid = [r for r in res if r.claim.claim_id.startswith("minlid-erank_r")]
     assert len(minlid) == 1 and minlid[0].verdict == "holds"
+
+
+def test_runs_of_one_regularizer_at_several_coefficients_are_not_pooled_as_seeds() -> None:
+    """The OR study runs SO at 1e-5, 1e-6 and 1e-7: three methods, not three seeds of one."""
+    from dimcollapse.study.results import describe_config
+
+    def cfg(weight: float, seed: int) -> dict[str, Any]:
+        reg = [{"name": "so", "kwargs": {"weight": weight}}]
+        return {"objective": {"name": "simclr"}, "regularizers": reg, "trainer": {"seed": seed}}
+
+    rows = [{**describe_config(cfg(w, 0)), "erank_r": 10.0} for w in (1e-5, 1e-6, 1e-7)]
+    assert rows[0]["regularizer_weights"] == "so=1e-05" and rows[0]["regularizers"] == "so"
+    base = [{**describe_config({"objective": {"name": "simclr"}, "trainer": {"seed": 0}}), "erank_r": 9.0}]
+    why = comparability(rows, base, "erank_r")
+    assert why is not None and "group a mixes regularizer_weights" in why
+    assert comparability(rows[:1], base, "erank_r") is None  # one coefficient against none: comparable

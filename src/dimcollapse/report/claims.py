@@ -6,7 +6,8 @@ A claim compares a metric between two groups of rows chosen by those fields.
 
 1. Like with like: when the runs of the two groups differ in what they trained (steps, planned steps,
    batch size, dataset, image size) or in how they were evaluated (``COMPARE_KEYS``), the verdict is
-   "not comparable" and says which setting differs.
+   "not comparable" and says which setting differs; so is a group that mixes runs of different
+   regularizer coefficients (``GROUP_KEYS``), which are different methods, not seeds.
 2. With >= 2 seeds on both sides the difference of means must exceed ``z`` Welch standard errors.
 3. With one seed on a side the verdict is labelled "single seed" and the difference must exceed ``z``
    standard errors computed from the seed-to-seed spread the project measured for that metric
@@ -35,6 +36,9 @@ TRAINING_KEYS = ("steps", "planned_steps", "batch_size", "dataset", "image_size"
 EVAL_KEYS = ("eval_dataset", "eval_train_size", "eval_test_size", "eval_knn_temperature")
 COMPARE_KEYS = TRAINING_KEYS + EVAL_KEYS
 LINEAR_KEYS = ("eval_linear_probe_epochs",)  # checked too when the metric is a linear-probe accuracy
+# settings that must be equal within each group (they differ between groups by design): runs of one
+# regularizer at several coefficients are different methods, never seeds to pool
+GROUP_KEYS = ("regularizer_weights",)
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,11 @@ def comparability(
             side_a = ", ".join(sorted({_setting(r.get(key)) for r in a_rows}))
             side_b = ", ".join(sorted({_setting(r.get(key)) for r in b_rows}))
             reasons.append(f"{key} differs (a: {side_a}; b: {side_b})")
+    for key in GROUP_KEYS:
+        for side, rows in (("a", a_rows), ("b", b_rows)):
+            values = {_setting(r.get(key)) for r in rows if r.get(key) not in (None, "")}
+            if len(values) > 1:
+                reasons.append(f"group {side} mixes {key} {', '.join(sorted(values))} (select one)")
     return "; ".join(reasons) or None
 
 

@@ -30,12 +30,17 @@ ID_COLUMNS = (
 def describe_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The fields a claim selects on and the data settings it checks, read from a run's config dict."""
     regs = sorted(str(r.get("name")) for r in cfg.get("regularizers") or [])
+    weights = sorted(
+        f"{r.get('name')}={(r.get('kwargs') or {}).get('weight', 'default')}"
+        for r in cfg.get("regularizers") or []
+    )
     data = cfg.get("data") or {}
     return {
         "objective": cfg.get("objective", {}).get("name"),
         "projector": cfg.get("model", {}).get("projector"),
         "backbone": cfg.get("model", {}).get("backbone"),
         "regularizers": "+".join(regs),
+        "regularizer_weights": "+".join(weights),
         "seed": cfg.get("trainer", {}).get("seed"),
         "dataset": data.get("name"),
         "batch_size": data.get("batch_size"),
