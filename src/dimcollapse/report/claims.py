@@ -151,9 +151,9 @@ def comparability(
             reasons.append(f"{key} differs (a: {side_a}; b: {side_b})")
     for key in GROUP_KEYS:
         for side, rows in (("a", a_rows), ("b", b_rows)):
-            values = {_setting(r.get(key)) for r in rows if r.get(key) not in (None, "")}
-            if len(values) > 1:
-                reasons.append(f"group {side} mixes {key} {', '.join(sorted(values))} (select one)")
+            mixed = {_setting(r.get(key)) for r in rows if r.get(key) not in (None, "")}
+            if len(mixed) > 1:
+                reasons.append(f"group {side} mixes {key} {', '.join(sorted(mixed))} (select one)")
     return "; ".join(reasons) or None
 
 

@@ -259,31 +259,22 @@ def _diverged(e: DivergedError, cfg: RunConfig, ckpt: FiniteModelCheckpoint, out
     return DivergedError(f"{head}; training stopped.{first} {keep} {fix}", e.step, e.what)
 
 
-def train(
-    config: RunConfig,
-    out_dir: str | os.PathLike[str],
-    resume: bool = False,
-    extra_callbacks: list[L.Callback] | None = None,
-    override_lr: float | None = None,
-) -> dict[str, Any]:
-    """Train ``config`` into ``out_dir`` (continuing its last.ckpt when ``resume``); return the metrics.
+@dataclass
+class _Watchers:
+    """The callbacks of one run that ``train`` reads back after fitting."""
 
-    Everything is validated first (config, machine, data, model, checkpoint); nothing is written into
-    ``out_dir`` before. A resumed run uses the checkpoint's config (``override_lr`` changes its lr).
-    """
-    out = Path(out_dir)
-    prep = prepare(config, out, resume, override_lr)
-    cfg, dm, module = prep.cfg, prep.dm, prep.module
-    out = ensure_writable_dir(out)
-    clean_stale_temp_files(out)
-    ckpt_dir = out / "checkpoints"
-    last = ckpt_dir / LAST
-    atomic_write_text(out / "config.yaml", to_yaml(cfg))
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(int(cfg.trainer.num_threads))
-
+    callbacks: list[L.Callback]
+    checkpointer: FiniteModelCheckpoint
     monitor: CollapseMonitor | None = None
+    probe: OnlineProbe | None = None
+
+
+def _callbacks(prep: Prepared, out: Path, extra: list[L.Callback] | None) -> _Watchers:
+    """Monitor, online probe, checkpoints (finite only, final, on signals), lr override, progress bar."""
+    cfg, dm, module = prep.cfg, prep.dm, prep.module
+    ckpt_dir = out / "checkpoints"
     callbacks: list[L.Callback] = []
+    monitor: CollapseMonitor | None = None
     if cfg.monitor.enabled and dm.probe_index.numel() >= 4:
         monitor = CollapseMonitor(
             dm.probe_batch()[0],
@@ -307,16 +298,21 @@ def train(
         save_on_train_epoch_end=False,
         enable_version_counter=False,
     )
-    callbacks.append(checkpointer)
-    callbacks.append(SaveFinal([ckpt_dir / FINAL, last]))
-    callbacks.append(GracefulStop(last, out))
+    callbacks += [
+        checkpointer,
+        SaveFinal([ckpt_dir / FINAL, ckpt_dir / LAST]),
+        GracefulStop(ckpt_dir / LAST, out),
+    ]
     if prep.lr_change is not None:
         callbacks.append(LrOverride(prep.lr_change["from"], prep.lr_change["to"]))
     if cfg.trainer.progress_bar:
         callbacks.append(_progress_bar())
-    callbacks.extend(extra_callbacks or [])
-    trainer = build_trainer(cfg, out, module.total_steps, callbacks, steps_per_epoch=dm.info.steps_per_epoch)
-    start_step = 0
+    callbacks.extend(extra or [])
+    return _Watchers(callbacks, checkpointer, monitor, probe)
+
+
+def _fit(trainer: L.Trainer, prep: Prepared, watch: _Watchers, out: Path, resume: bool) -> float:
+    """trainer.fit (resuming from last.ckpt when asked); a divergence becomes one message with the fix."""
     handlers = {s: signal.getsignal(s) for s in GRACEFUL_SIGNALS}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -324,19 +320,58 @@ def train(
             "ignore", message=".*resuming from a checkpoint that ended before the epoch.*"
         )
         t0 = time.perf_counter()
-        time_before = 0.0
-        if prep.previous is not None:
-            start_step = int(prep.previous.get("global_step", 0))
-            time_before = float(prep.previous.get("dimcollapse_train_time_s", 0.0))
+        last = out / "checkpoints" / LAST
         try:
-            trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
+            trainer.fit(prep.module, datamodule=prep.dm, ckpt_path=str(last) if resume else None)
         except DivergedError as e:
-            raise _diverged(e, cfg, checkpointer, out) from None
+            raise _diverged(e, prep.cfg, watch.checkpointer, out) from None
         finally:
             _restore_signals(handlers)
-        fit_s = time.perf_counter() - t0
+        return time.perf_counter() - t0
+
+
+def train(
+    config: RunConfig,
+    out_dir: str | os.PathLike[str],
+    resume: bool = False,
+    extra_callbacks: list[L.Callback] | None = None,
+    override_lr: float | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` into ``out_dir`` (continuing its last.ckpt when ``resume``); return the metrics.
+
+    Everything is validated first (config, machine, data, model, checkpoint); nothing is written into
+    ``out_dir`` before. A resumed run uses the checkpoint's config (``override_lr`` changes its lr).
+    """
+    out = Path(out_dir)
+    prep = prepare(config, out, resume, override_lr)
+    cfg, dm, module = prep.cfg, prep.dm, prep.module
+    out = ensure_writable_dir(out)
+    clean_stale_temp_files(out)
+    atomic_write_text(out / "config.yaml", to_yaml(cfg))
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(int(cfg.trainer.num_threads))
+    watch = _callbacks(prep, out, extra_callbacks)
+    trainer = build_trainer(
+        cfg, out, module.total_steps, watch.callbacks, steps_per_epoch=dm.info.steps_per_epoch
+    )
+    fit_s = _fit(trainer, prep, watch, out, resume)
     if not trainer.is_global_zero:
         return {}
+    metrics = _final_metrics(trainer, prep, watch, out, resume, fit_s)
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _final_metrics(
+    trainer: L.Trainer, prep: Prepared, watch: _Watchers, out: Path, resume: bool, fit_s: float
+) -> dict[str, Any]:
+    """Evaluation of the final model plus what was trained, how long, and the monitor's summary."""
+    cfg, dm, module, monitor = prep.cfg, prep.dm, prep.module, watch.monitor
+    ckpt_dir = out / "checkpoints"
+    start_step, time_before = 0, 0.0
+    if prep.previous is not None:
+        start_step = int(prep.previous.get("global_step", 0))
+        time_before = float(prep.previous.get("dimcollapse_train_time_s", 0.0))
     if not (ckpt_dir / FINAL).is_file():  # resumed at the last step: fit had nothing left to train
         trainer.save_checkpoint(str(ckpt_dir / FINAL), weights_only=False)
     final = load_checkpoint(ckpt_dir / FINAL)
@@ -347,7 +382,6 @@ def train(
             monitor.load_state_dict(final["callbacks"][monitor.state_key])
     train_s = float(final.get("dimcollapse_train_time_s", module.train_time_s))
     session_s = max(train_s - time_before, 1e-9)
-    world = planned_world_size(cfg)
     metrics = evaluate_module(module, dm, cfg)
     metrics.update(
         {
@@ -356,7 +390,7 @@ def train(
             ),
             "train_time_s": train_s,
             "fit_time_s": fit_s,
-            "images_per_s": (steps - start_step) * cfg.data.batch_size * world / session_s,
+            "images_per_s": (steps - start_step) * cfg.data.batch_size * planned_world_size(cfg) / session_s,
             "seed": cfg.trainer.seed,
             "versions": versions(),
             "git_commit": git_commit(),
@@ -370,9 +404,9 @@ def train(
         metrics["monitor_fraction"] = monitor.time_s / max(train_s, 1e-9)
         metrics["monitor_warnings"] = monitor.warnings
         monitor.write()
+    probe = watch.probe
     if probe is not None and module.last_r is not None and module.last_y is not None:
         metrics["online_probe_last_batch_top1"] = probe.accuracy(module.last_r, module.last_y)
-    atomic_write_json(out / "metrics.json", metrics)
     return metrics
 
 
