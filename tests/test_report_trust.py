@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from dimcollapse.report.build import build_report, monitor_warnings
+from dimcollapse.report.build import build_report
+from dimcollapse.report.sections import monitor_warnings
 from study_helpers import RUN_IDS, TinyStudy, copy_study
 from test_report_build import parse_page, table_dicts
 
