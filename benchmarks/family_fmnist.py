@@ -5,20 +5,23 @@ seconds per step from each run's metrics.json. A run whose loss becomes non-fini
     nice -n 10 python benchmarks/family_fmnist.py --out /tmp/family --steps 300 --seeds 0 1 2
     python benchmarks/family_fmnist.py --out /tmp/family --summarize      # table of finished runs
 
-Results (JSON) go to benchmarks/results/family_fmnist.json; the markdown table is printed. Runs already
-finished in --out are reused, so an interrupted sweep continues where it stopped.
+Training processes may run side by side on disjoint --methods; --summarize writes
+benchmarks/results/family_fmnist.json; the markdown table (with the computed SO verdicts) is printed.
+Runs already finished in --out are reused, so an interrupted sweep continues where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
 from dimcollapse.errors import InputError
+from dimcollapse.report.claims import decide
 from dimcollapse.training.config import load_config
 from dimcollapse.training.run import train
 from dimcollapse.utils.atomic import atomic_write_json
@@ -31,8 +34,8 @@ SO = "regularizers=[{name: so, kwargs: {weight: 1.0e-4}}]"  # issue 5's calibrat
 
 
 def overrides(steps: int, seed: int) -> list[str]:
-    """Equal step budget (cosine schedule over it), cheap final evaluation, no monitor, one thread."""
-    return [f"optim.max_steps={steps}", "optim.warmup_epochs=0.1", "optim.max_time_minutes=30",
+    """Equal step budget (cosine schedule, no time cap), cheap final evaluation, no monitor, one thread."""
+    return [f"optim.max_steps={steps}", "optim.warmup_epochs=0.1", "optim.max_time_minutes=null",
             f"trainer.seed={seed}", "trainer.num_threads=1", "trainer.progress_bar=false",
             "trainer.tensorboard=false", f"trainer.checkpoint_every={steps}", "monitor.enabled=false",
             "eval.linear_probe=false", "eval.online_probe=false", "eval.max_train=10000",
@@ -62,8 +65,18 @@ def run_one(out: Path, method: str, reg: str, steps: int, seed: int) -> dict[str
             "erank_r": m["erank_r"], "s_per_step": m["train_time_s"] / max(1, m["steps"])}  # fmt: skip
 
 
+def verdict(rows: list[dict[str, Any]], method: str, metric: str) -> str:
+    """Computed verdict of "SO raises <metric>" for one method: Welch test over the seeds (2 s.e.)."""
+    vals = {
+        reg: [r[metric] for r in rows if (r["method"], r["regularizer"], r["diverged"]) == (method, reg, 0)]
+        for reg in ("so", "none")
+    }
+    v, _ = decide(vals["so"], vals["none"], "greater")
+    return v if len(vals["so"]) >= 2 and len(vals["none"]) >= 2 else f"{v} (single seed)"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: per method and regularizer, mean +- std (n seeds) of kNN, erank(r), s/step."""
+    """Markdown: per method and regularizer, mean +- std (n seeds) of kNN, erank(r), s/step; SO verdicts."""
 
     def cell(values: list[float], fmt: str) -> str:
         if not values:
@@ -72,8 +85,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         return f"{mean(values):{fmt}}{sd}"
 
     lines = [
-        "| method | reg | n | diverged | kNN k=200 | erank(r) | s/step |",
-        "|---|---|---|---|---|---|---|",
+        "| method | reg | n | diverged | kNN k=200 (%) | erank(r) | s/step | SO raises kNN "
+        "| SO raises erank(r) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method in METHODS:
         for reg in ("none", "so"):
@@ -81,10 +95,16 @@ def table(rows: list[dict[str, Any]]) -> str:
             if not sel:
                 continue
             ok = [r for r in sel if not r["diverged"]]
+            verdicts = (
+                f"{verdict(rows, method, 'knn_k200_top1')} | {verdict(rows, method, 'erank_r')}"
+                if reg == "so"
+                else " | "
+            )
             lines.append(
                 f"| {method} | {reg} | {len(sel)} | {len(sel) - len(ok)} | "
                 f"{cell([100 * r['knn_k200_top1'] for r in ok], '.1f')} | "
-                f"{cell([r['erank_r'] for r in ok], '.1f')} | {cell([r['s_per_step'] for r in ok], '.2f')} |"
+                f"{cell([r['erank_r'] for r in ok], '.1f')} | {cell([r['s_per_step'] for r in ok], '.2f')} | "
+                f"{verdicts} |"
             )
     return "\n".join(lines)
 
@@ -99,15 +119,18 @@ def main() -> None:
     parser.add_argument("--summarize", action="store_true", help="only tabulate the finished runs")
     args = parser.parse_args()
     rows = []
-    for seed in args.seeds:
-        for method in args.methods:
+    for method in args.methods:  # method-major: each method's seeds finish together
+        for seed in args.seeds:
             for reg in args.regs:
                 done = (args.out / f"{method}_{reg}_s{seed}" / "metrics.json").is_file()
                 if args.summarize and not done:
                     continue
                 rows.append(run_one(args.out, method, reg, args.steps, seed))
                 print(json.dumps(rows[-1]), flush=True)
-    atomic_write_json(RESULT, {"steps": args.steps, "machine": "2 shared CPU cores", "rows": rows})
+    if args.summarize:  # training processes may run side by side; only the summary writes the result file
+        load = os.getloadavg()[0]
+        machine = f"{os.cpu_count()} CPU cores, 1 thread per run; load average at summary {load:.1f}"
+        atomic_write_json(RESULT, {"steps": args.steps, "machine": machine, "rows": rows})
     print(table(rows))
 
 
