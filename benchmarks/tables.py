@@ -1,4 +1,5 @@
-"""Write the issue-15 tables of benchmarks/README.md from benchmarks/results/{diagnostics,step}.json.
+"""Write the benchmark tables of benchmarks/README.md from benchmarks/results/*.json (diagnostics, step,
+family_step).
 
 python benchmarks/tables.py [--results DIR] [--readme benchmarks/README.md] [--print]
 The tables replace the text between the markers <!-- tables:begin --> and <!-- tables:end -->.
@@ -107,6 +108,31 @@ def step_table(step: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def family_step_table(fam: dict[str, Any]) -> list[str]:
+    """Per method: what its step holds, median seconds, engine step / bare forward+backward."""
+    if not fam:
+        return []
+    cases = fam.get("cases", {})
+    batch = sorted({c["batch"] for c in cases.values()})
+    load = ", ".join(f"{v:.1f}" for v in fam.get("load_avg_at_start", []))
+    out = [
+        f"**Engine step / bare forward+backward** of the same backbone + projector on the same batch, per "
+        f"fmnist recipe (batch {'/'.join(map(str, batch))} per view, {fam['threads']} thread(s), "
+        f"{fam['rounds']} interleaved rounds, one process, {fam.get('clock', 'wall')} time; load at start "
+        f"{load}; {_host(fam.get('host'))})",
+        "",
+        "| recipe | objective | views | momentum enc. | queue rows | bare s | engine s | engine / bare |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for method, c in cases.items():
+        sec = c["seconds_median"]
+        out.append(
+            f"| {method} | {c['objective']} | {c['views']} | {'yes' if c['momentum_encoder'] else 'no'} | "
+            f"{c['queue_rows']} | {sec['bare']:.3f} | {sec['engine']:.3f} | {_r(c['engine_over_bare'])} |"
+        )
+    return [*out, ""]
+
+
 def render(results: Path) -> str:
     """All tables as markdown."""
 
@@ -117,6 +143,9 @@ def render(results: Path) -> str:
     cases = load("diagnostics").get("cases", {})
     lines = ["### Spectrum", "", *spectrum_table(cases), "### LID", "", *lid_table(cases)]
     lines += ["### Training step", "", *step_table(load("step"))]
+    family = family_step_table(load("family_step"))
+    if family:
+        lines += ["### Method family: step cost", "", *family]
     return "\n".join(lines)
 
 

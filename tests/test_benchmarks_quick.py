@@ -36,3 +36,25 @@ def test_diagnostics_benchmark_quick_mode_runs_and_tables_render(tmp_path: Path)
     text = readme.read_text()
     assert "old" not in text and "np_cov_eigvalsh" in text and "sklearn_nn" in text
     assert text.endswith("tail\n")
+
+
+@pytest.mark.slow
+def test_family_step_benchmark_quick_mode_runs_and_tables_render(tmp_path: Path) -> None:
+    env = {**os.environ, "DIMCOLLAPSE_BENCH_RESULTS": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_family_step.py"), "--quick"]
+    out = subprocess.run([*cmd, "--methods", "mocov2plus", "dino"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads((tmp_path / "quick" / "family_step.json").read_text())
+    assert set(data["cases"]) == {"mocov2plus", "dino"} and data["load_avg_at_start"]
+    moco, dino = data["cases"]["mocov2plus"], data["cases"]["dino"]
+    assert moco["momentum_encoder"] and moco["queue_rows"] == 2 * 4096 and moco["batch"] == 128
+    assert "local" in dino["views"] and "local" not in moco["views"]
+    for case in (moco, dino):  # a whole step costs more than the bare forward + backward it contains
+        assert case["seconds_median"]["engine"] > 0 and case["engine_over_bare"]["median"] > 1
+    assert "| mocov2plus | mocov2plus |" in out.stdout
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- tables:begin -->\nold\n<!-- tables:end -->\n")
+    tables = [sys.executable, str(ROOT / "benchmarks" / "tables.py"), "--results", str(tmp_path / "quick")]
+    subprocess.run([*tables, "--readme", str(readme)], env=env, check=True, capture_output=True)
+    assert "Method family: step cost" in readme.read_text() and "| dino | dino |" in readme.read_text()

@@ -43,6 +43,7 @@ PROJECTOR_KW: dict[str, dict[str, Any]] = {
     "random_subvector": {"d0": 4},
     "fixed_lowrank": {"d0": 4},
     "fixed_lowrank_diagonal": {"d0": 4},
+    "vibcreg": {"hidden_dim": 8, "out_dim": 6, "groups": 2},
 }
 PROJECTOR_DEFAULT: dict[str, Any] = {}
 DIM = 8

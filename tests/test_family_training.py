@@ -41,7 +41,7 @@ FAMILY: dict[str, list[str]] = {
     "dino": ["objective.kwargs={n_prototypes: 20, warmup_teacher_temp_epochs: 2}", MULTICROP],
     "swav": ["objective.kwargs={n_prototypes: 10, queue_size: 32}", MULTICROP],
     "ressl": ["objective.kwargs={queue_size: 32}", "data.views.overrides={views: [{}, {jitter_p: 0.0}]}"],
-    "vibcreg": [],
+    "vibcreg": ["model.projector=vibcreg", "model.projector_kwargs={hidden_dim: 16, out_dim: 8, groups: 2}"],
     "wmse": ["objective.kwargs={w_size: 16}"],
     "dcl": [],
     "directclr": ["objective.kwargs={d0: 4}"],
@@ -58,6 +58,7 @@ def test_the_family_has_the_or_papers_thirteen_methods() -> None:
     or_paper = {"simclr", "byol", "simsiam", "barlow_twins", "vicreg", "mocov2plus", "mocov3", "nnclr",
                 "nnbyol", "dino", "swav", "ressl", "vibcreg", "wmse"}  # fmt: skip
     assert or_paper <= set(names("objective")) and or_paper <= set(FAMILY)
+    assert set(FAMILY) == set(names("objective"))  # every registered objective is trained with SO and SRIP
 
 
 def _fit(method: str, reg: str, steps: int = 2) -> tuple[SSLModule, dict[str, torch.Tensor]]:

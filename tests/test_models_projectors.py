@@ -26,6 +26,7 @@ VARIANTS = [
     ("fixed_lowrank_diagonal", {"d0": 6}, 6, False),
     ("random_subvector", {"d0": 6}, D, False),
     ("constant_subvector", {"d0": 6, "k": "one"}, D, False),
+    ("vibcreg", {"hidden_dim": 32, "out_dim": 16, "groups": 4}, 16, True),  # MLP + IterNorm (VIbCReg)
 ]
 
 

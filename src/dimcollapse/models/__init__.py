@@ -8,6 +8,7 @@ Importing this package registers every component:
 
 from dimcollapse.models import mlp, resnet, small_resnet, vit
 from dimcollapse.models.base import Backbone, init_weights
+from dimcollapse.models.iternorm import IterNorm
 from dimcollapse.models.mlp import MLPBackbone
 from dimcollapse.models.projectors import (
     ConstantSubvectorProjector,
@@ -19,6 +20,7 @@ from dimcollapse.models.projectors import (
     MLPProjector,
     OrthogonalProjector,
     RandomSubvectorProjector,
+    VIbCRegProjector,
 )
 from dimcollapse.models.resnet import ResNet, resnet18, resnet34, resnet50
 from dimcollapse.models.small_resnet import small_resnet as build_small_resnet
@@ -31,12 +33,14 @@ __all__ = [
     "FixedLowRankDiagonalProjector",
     "FixedLowRankProjector",
     "IdentityProjector",
+    "IterNorm",
     "LinearProjector",
     "MLPBackbone",
     "MLPProjector",
     "OrthogonalProjector",
     "RandomSubvectorProjector",
     "ResNet",
+    "VIbCRegProjector",
     "VisionTransformer",
     "build_small_resnet",
     "init_weights",

@@ -9,6 +9,7 @@ from dimcollapse.models.projectors.trainable import (
     LinearProjector,
     MLPProjector,
 )
+from dimcollapse.models.projectors.vibcreg import VIbCRegProjector
 
 __all__ = [
     "ConstantSubvectorProjector",
@@ -20,4 +21,5 @@ __all__ = [
     "MLPProjector",
     "OrthogonalProjector",
     "RandomSubvectorProjector",
+    "VIbCRegProjector",
 ]
