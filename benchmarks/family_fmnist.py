@@ -2,8 +2,8 @@
 steps, with and without SO, for the given seeds; kNN top-1 (k = 200), effective rank of r and training
 seconds per step from each run's metrics.json. A run whose loss becomes non-finite is recorded as diverged.
 
-    nice -n 10 python benchmarks/family_fmnist.py --out /tmp/family --steps 300 --seeds 0 1 2
-    python benchmarks/family_fmnist.py --out /tmp/family --summarize      # table of finished runs
+    python benchmarks/family_fmnist.py --out /tmp/family --steps 50 --batch 128 --seeds 0 1 2
+    python benchmarks/family_fmnist.py --out /tmp/family --steps 50 --batch 128 --summarize  # the table
 
 Training processes may run side by side on disjoint --methods; --summarize writes
 benchmarks/results/family_fmnist.json; the markdown table (with the computed SO verdicts) is printed.
@@ -33,16 +33,17 @@ METHODS = ("simclr_mlp", "byol", "simsiam", "barlow_twins", "vicreg", "mocov2plu
 SO = "regularizers=[{name: so, kwargs: {weight: 1.0e-4}}]"  # issue 5's calibrated fmnist coefficient
 
 
-def overrides(steps: int, seed: int) -> list[str]:
+def overrides(steps: int, seed: int, batch: int) -> list[str]:
     """Equal step budget (cosine schedule, no time cap), cheap final evaluation, no monitor, one thread."""
-    return [f"optim.max_steps={steps}", "optim.warmup_epochs=0.1", "optim.max_time_minutes=null",
+    return [f"optim.max_steps={steps}", f"data.batch_size={batch}", "optim.warmup_epochs=0.02",
+            "optim.max_time_minutes=null",
             f"trainer.seed={seed}", "trainer.num_threads=1", "trainer.progress_bar=false",
             "trainer.tensorboard=false", f"trainer.checkpoint_every={steps}", "monitor.enabled=false",
-            "eval.linear_probe=false", "eval.online_probe=false", "eval.max_train=10000",
-            "eval.max_test=5000", "eval.knn_k=[200]"]  # fmt: skip
+            "eval.linear_probe=false", "eval.online_probe=false", "eval.max_train=5000",
+            "eval.max_test=2000", "eval.knn_k=[200]"]  # fmt: skip
 
 
-def run_one(out: Path, method: str, reg: str, steps: int, seed: int) -> dict[str, Any]:
+def run_one(out: Path, method: str, reg: str, steps: int, seed: int, batch: int) -> dict[str, Any]:
     """Train one cell (or read its finished metrics); returns the row."""
     folder = out / f"{method}_{reg}_s{seed}"
     row: dict[str, Any] = {"method": method, "regularizer": reg, "seed": seed}
@@ -52,7 +53,9 @@ def run_one(out: Path, method: str, reg: str, steps: int, seed: int) -> dict[str
         return {**row, **json.loads((folder / "diverged.json").read_text())}
     else:
         extra = [SO] if reg == "so" else []
-        cfg = load_config(ROOT / "configs" / "fmnist" / f"{method}.yaml", [*overrides(steps, seed), *extra])
+        cfg = load_config(
+            ROOT / "configs" / "fmnist" / f"{method}.yaml", [*overrides(steps, seed, batch), *extra]
+        )
         t0 = time.perf_counter()
         try:
             m = train(cfg, folder)
@@ -113,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=256, help="data.batch_size of every run (recipes: 256)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--regs", nargs="+", default=["none", "so"])
@@ -125,12 +129,14 @@ def main() -> None:
                 done = (args.out / f"{method}_{reg}_s{seed}" / "metrics.json").is_file()
                 if args.summarize and not done:
                     continue
-                rows.append(run_one(args.out, method, reg, args.steps, seed))
+                rows.append(run_one(args.out, method, reg, args.steps, seed, args.batch))
                 print(json.dumps(rows[-1]), flush=True)
     if args.summarize:  # training processes may run side by side; only the summary writes the result file
         load = os.getloadavg()[0]
         machine = f"{os.cpu_count()} CPU cores, 1 thread per run; load average at summary {load:.1f}"
-        atomic_write_json(RESULT, {"steps": args.steps, "machine": machine, "rows": rows})
+        atomic_write_json(
+            RESULT, {"steps": args.steps, "batch_size": args.batch, "machine": machine, "rows": rows}
+        )
     print(table(rows))
 
 
