@@ -53,23 +53,13 @@ def find_checkpoint(run_dir: Path) -> Path:
 
 def load_run_module(run_dir: Path) -> tuple[Any, Any]:
     """(SSLModule with the final weights, its SSLDataModule set up for evaluation)."""
-    from dimcollapse.training.checkpoint import load_checkpoint, load_model_state
-    from dimcollapse.training.config import from_dict
+    from dimcollapse.training.checkpoint import load_run
     from dimcollapse.training.datamodule import SSLDataModule
-    from dimcollapse.training.module import SSLModule
 
-    path = find_checkpoint(run_dir)
-    hp = load_checkpoint(path).get("hyper_parameters") or {}
-    if "config" not in hp or "data_info" not in hp:
-        raise InputError(
-            f"checkpoint '{path}' holds no dimcollapse config; it was not written by dimcollapse."
-        )
-    module = SSLModule(hp["config"], hp["data_info"])
-    load_model_state(module, path)
-    module.eval()
-    dm = SSLDataModule(from_dict(hp["config"]))
+    run = load_run(find_checkpoint(run_dir))
+    dm = SSLDataModule(run.config)
     dm.setup("eval")
-    return module, dm
+    return run.module, dm
 
 
 def _as_linear_map(w: Tensor) -> Tensor:
