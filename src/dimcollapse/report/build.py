@@ -9,7 +9,6 @@ the encoder collapse happens (per-layer weight and feature spectra), alignment o
 from __future__ import annotations
 
 import html
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -278,8 +277,3 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
 def _load_npz(p: Path) -> dict[str, np.ndarray]:
     with np.load(p, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
-
-
-def read_report(path: str | Path) -> dict[str, Any]:
-    """The machine-readable side of a report (claims, table, figure names)."""
-    return dict(json.loads((Path(path) / "report.json").read_text()))

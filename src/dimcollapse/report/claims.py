@@ -127,10 +127,6 @@ def _rows(rows: Iterable[Mapping[str, Any]], sel: Mapping[str, str], metric: str
     return [r for r in rows if _matches(r, sel) and _finite(r.get(metric))]
 
 
-def _values(rows: Iterable[Mapping[str, Any]], sel: Mapping[str, str], metric: str) -> list[float]:
-    return [float(r[metric]) for r in _rows(rows, sel, metric)]
-
-
 def _setting(v: Any) -> str:
     if v is None or v == "":
         return "not recorded"

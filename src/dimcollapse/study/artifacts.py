@@ -173,12 +173,3 @@ def compute_artifacts(run_dir: str | Path, max_points: int = 2000, seed: int = 0
     atomic_write_bytes(run / "artifacts.npz", buf.getvalue())
     atomic_write_json(run / "artifacts.json", metrics)
     return metrics
-
-
-def load_artifacts(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of ``artifacts.npz`` (computed first when missing)."""
-    p = Path(run_dir) / "artifacts.npz"
-    if not p.is_file():
-        compute_artifacts(run_dir)
-    with np.load(p, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
