@@ -53,10 +53,4 @@ class KoLeo(Regularizer):
         if not features or any(r.shape[0] < 2 for r in features):
             raise InputError("koleo needs at least one batch of >= 2 representations (a nearest neighbour).")
         raw = torch.stack([koleo_term(r, self.eps) for r in features]).mean()
-        coef = self.coefficient()
-        self.last_stats = {
-            "raw": float(raw.detach()),
-            "value": coef * float(raw.detach()),
-            "coefficient": coef,
-        }
-        return raw * coef
+        return self.weighted(raw)

@@ -82,10 +82,4 @@ class SIGReg(Regularizer):
             a = random_directions(x.shape[1], self.num_directions, x)
             terms.append(epps_pulley(x, a, self.knots, self.t_max))
         raw = torch.stack(terms).mean()
-        coef = self.coefficient()
-        self.last_stats = {
-            "raw": float(raw.detach()),
-            "value": coef * float(raw.detach()),
-            "coefficient": coef,
-        }
-        return raw * coef
+        return self.weighted(raw)
