@@ -198,7 +198,7 @@ METRICS: list[MetricSpec] = [
         f"collapsed dims (< {THRESHOLD_TEXT} max)",
         "{:d}",
         False,
-        definition="count of lambda_k < 1e-6 lambda_max",
+        definition=f"count of lambda_k < {THRESHOLD_TEXT} lambda_max",
         headline=True,
         short="collapsed dims",
         abbrev="dead",

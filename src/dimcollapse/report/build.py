@@ -197,8 +197,8 @@ def _theory_sections(inp: ReportInputs) -> list[Section]:
 
 ACCURACY_TEXT = (
     "Accuracies on the test split in %, mean ± std over seeds. erank = effective rank of the "
-    "covariance spectrum; collapsed dims: eigenvalues below 1e-6 of the largest. steps / "
-    "epochs: what each variant trained (values separated by / when its runs differ); "
+    f"covariance spectrum; collapsed dims: eigenvalues below {catalogue.THRESHOLD_TEXT} of the largest. "
+    "steps / epochs: what each variant trained (values separated by / when its runs differ); "
     "stopped: completed, or why training stopped early. vs raw pixels / random init: kNN k=200 "
     "minus that baseline's, in points (same data, split and kNN settings)."
 )
