@@ -253,3 +253,54 @@ def test_only_utils_distributed_asks_torch_distributed_for_the_world() -> None:
         if module_name(path) != owner and re.search(r"\btorch\.distributed\.\w+\(", path.read_text())
     ]
     assert not by_import and not by_attribute, (by_import, by_attribute)
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(text: str, file: str, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """'file:line name (n lines)' of every function or method in ``text`` longer than ``limit`` lines
+    (from its ``def`` line to its last line; nested functions count in their parent and on their own)."""
+    out = []
+    for node in ast.walk(ast.parse(text, filename=file)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = int(node.end_lineno or node.lineno) - node.lineno + 1
+            if n > limit:
+                out.append(f"{file}:{node.lineno} {node.name} ({n} lines)")
+    return out
+
+
+def test_no_function_in_src_is_longer_than_80_lines() -> None:
+    found = [
+        hit
+        for path in sorted(SRC.rglob("*.py"))
+        for hit in long_functions(path.read_text(), str(path.relative_to(ROOT)))
+    ]
+    assert not found, "split these functions (at most 80 lines each):\n" + "\n".join(found)
+
+
+def test_the_length_check_counts_def_to_last_line() -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(79))
+    assert long_functions(f"def f():\n{body}\n", "x.py") == []  # def + 79 lines = 80
+    method = "\n".join(f"        x{i} = {i}" for i in range(80))
+    assert long_functions(f"class A:\n    def g(self):\n{method}\n", "x.py") == ["x.py:2 g (81 lines)"]
+
+
+def test_the_how_to_add_recipes_name_files_and_names_that_exist() -> None:
+    """Every `path.py` / `path.py:Name` the five recipes of docs/architecture.md name exists (paths without
+    a placeholder such as <name>; relative to src/dimcollapse unless they start with tests/ or docs/)."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    start = doc.index("## How to add")
+    section = doc[start : doc.index("\n## ", start + 3)]
+    for kind in ("An objective", "A projector", "A regularizer", "A dataset", "A metric"):
+        assert f"**{kind}.**" in section, f"no recipe for {kind.lower()}"
+    refs = re.findall(r"`([a-z_/]+\.(?:py|md))(?::(\w+))?", section)
+    assert len(refs) >= 15, refs
+    for path, name in refs:
+        base = ROOT if path.startswith(("tests/", "docs/")) else SRC
+        file = base / path
+        assert file.is_file(), f"docs/architecture.md names {path}, which does not exist"
+        if name:
+            assert re.search(rf"^\s*(?:class|def) {name}\b|^{name}\b", file.read_text(), flags=re.M), (
+                f"{path} has no {name}"
+            )

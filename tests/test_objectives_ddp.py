@@ -1,6 +1,6 @@
 """Every objective under a 2-process gloo group equals one process on the whole batch (loss and gradients).
 
-Convention checked (objectives/distributed.py): with W processes, process k holding rows of the global
+Convention checked (utils/distributed.py): with W processes, process k holding rows of the global
 batch, L the single-process loss on the whole batch and L_k what process k returns,
     mean_k L_k = L                      (so the average of the logged losses is the loss),
     grad of z_k on process k = W * dL/dz_k   (so DDP's averaging of parameter gradients gives dL/dtheta),

@@ -2,7 +2,7 @@
 consecutive calls (so the second call reads the queues / centre that the first one wrote): the mean of
 the per-process losses is the loss, each process's input gradient is W times the single-process one, the
 parameter gradients average to the single-process ones, and every buffer (queues of gathered keys, DINO's
-centre) is the single process's on every process. Convention: objectives/distributed.py."""
+centre) is the single process's on every process. Convention: utils/distributed.py."""
 
 from __future__ import annotations
 

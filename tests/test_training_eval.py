@@ -182,3 +182,46 @@ def test_eval_cap_takes_a_random_subset_not_the_first_rows() -> None:
     assert len(set((kept // 100).tolist())) == 10  # the first 200 rows would hold only 2 classes
     assert torch.equal(_random_rows(rows, 200, seed=5), kept)  # seeded
     assert torch.equal(_random_rows(rows, None, seed=5), rows)
+
+
+class _Encoder(nn.Module):
+    """A stand-in for SSLModule: encode_eval(x) -> (r, z) with r = flattened images, z = 2 r."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.model = nn.Module()
+        self.model.objective = nn.Module()  # no d0: no sub-vector accuracies
+
+    def encode_eval(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r = x.flatten(1).float() * self.scale
+        return r, 2 * r
+
+
+def test_evaluate_module_needs_no_config_and_no_datamodule() -> None:
+    """The evaluation stage takes batches and settings only; its kNN equals the brute-force reference."""
+    from dimcollapse.diagnostics import effective_rank
+    from dimcollapse.training.evaluate_run import EvalData, EvalSettings, evaluate_module
+
+    rng = np.random.default_rng(3)
+    centres = rng.integers(0, 255, size=(3, 1, 4, 4))
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = rng.integers(0, 3, n)
+        x = np.clip(centres[y] + rng.integers(-20, 21, size=(n, 1, 4, 4)), 0, 255).astype(np.uint8)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    (xtr, ytr), (xte, yte) = split(60), split(30)
+    data = EvalData([(xtr[:32], ytr[:32]), (xtr[32:], ytr[32:])], [(xte, yte)], num_classes=3)
+    settings = EvalSettings((5,), 0.07, False, 0, 0.0, 5, "blobs")
+    module = _Encoder().train()
+    m = evaluate_module(module, data, settings)
+    assert module.training  # the caller's mode is restored
+    scores = brute_force_knn(
+        xtr.flatten(1).double().numpy(), ytr.numpy(), xte.flatten(1).double().numpy(), 5, 3, 0.07
+    )
+    assert m["knn_k5_top1"] == pytest.approx(float(np.mean(scores.argmax(1) == yte.numpy())))
+    eig = np.linalg.eigvalsh(np.cov(xte.flatten(1).double().numpy().T, bias=True))[::-1]
+    assert m["erank_r"] == pytest.approx(effective_rank(eig), rel=1e-6)
+    assert "linear_top1" not in m and m["eval_linear_probe_epochs"] == 0
+    assert (m["eval_train_size"], m["eval_test_size"], m["eval_dataset"]) == (60, 30, "blobs")

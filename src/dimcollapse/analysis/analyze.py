@@ -26,6 +26,7 @@ from dimcollapse.analysis.loading import (
     load_embeddings,
     load_labels,
 )
+from dimcollapse.diagnostics import catalogue
 from dimcollapse.diagnostics.catalogue import COLLAPSE_THRESHOLD, evaluate
 from dimcollapse.diagnostics.summary import embedding_context
 from dimcollapse.errors import ConfigError, InputError
@@ -91,8 +92,9 @@ def compute_metrics(z: np.ndarray, opts: Options) -> tuple[dict[str, Any], dict[
         "lid_mom": ctx.lid_mom_stats,
         "spectrum": ctx.eig.tolist(),
     }
-    for key in ("collapsed_dims", "dims_90", "dims_99"):
-        metrics[key] = int(metrics[key])
+    for m in catalogue.METRICS:  # counts as whole numbers
+        if m.integer and m.key in metrics:
+            metrics[m.key] = int(metrics[m.key])
     arrays = {"eig": ctx.eig, "cov": ctx.cov, "lid_mle": ctx.lid_mle, "z": z}
     return metrics, arrays
 
@@ -126,7 +128,7 @@ def render_figures(
 
 
 def _render(figs: dict[str, Callable[[], Any]]) -> dict[str, bytes]:
-    from dimcollapse.report.plots import figure_bytes
+    from dimcollapse.utils.figures import figure_bytes
 
     out: dict[str, bytes] = {}
     for stem, make in figs.items():

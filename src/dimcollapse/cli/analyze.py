@@ -11,24 +11,23 @@ from rich.table import Table
 
 from dimcollapse.diagnostics import catalogue
 
-# (metrics key, label, format) in the order the table shows them: n, d, then the catalogue's embedding metrics
-ROWS: list[tuple[str, str, str]] = [
-    ("n", "rows N", "{:d}"),
-    ("d", "dimensions D", "{:d}"),
-    *[(m.key, m.label, m.fmt) for m in catalogue.METRICS if m.needs == frozenset({catalogue.EMBEDDINGS})],
-]
-SHORT = {
-    "collapsed_dims": "dead",
-    "dims_90": "d90%",
-    "dims_99": "d99%",
-    "lid_mle_gmean": "LID",
-    "rankme": "RankMe",
-}
-COMPARE_COLUMNS: list[tuple[str, str]] = [
-    ("n", "N"),
-    ("d", "D"),
-    *[(k, SHORT.get(k, k)) for k in catalogue.headline_keys() if k != "lidar"],
-]
+SIZE_ROWS = (("n", "rows N", "{:d}"), ("d", "dimensions D", "{:d}"))
+SIZE_COLUMNS = (("n", "N"), ("d", "D"))
+
+
+def _embedding_only(m: catalogue.MetricSpec) -> bool:
+    return m.needs == frozenset({catalogue.EMBEDDINGS})
+
+
+def metric_rows() -> list[tuple[str, str, str]]:
+    """(metrics key, label, format) in table order: n, d, then the catalogue's embedding metrics."""
+    return [*SIZE_ROWS, *[(m.key, m.label, m.fmt) for m in catalogue.METRICS if _embedding_only(m)]]
+
+
+def compare_columns() -> list[tuple[str, str]]:
+    """(metrics key, column header) of the comparison table: N, D and the catalogue's headline metrics."""
+    heads = [(m.key, m.column) for m in catalogue.METRICS if m.headline and _embedding_only(m)]
+    return [*SIZE_COLUMNS, *heads]
 
 
 def fmt(metrics: dict[str, Any], key: str) -> str:
@@ -38,7 +37,7 @@ def fmt(metrics: dict[str, Any], key: str) -> str:
         return "-"
     if key in catalogue.BY_KEY:
         return catalogue.fmt(key, value)
-    spec = next((f for k, label, f in ROWS if k == key), "{}")
+    spec = next((f for k, label, f in SIZE_ROWS if k == key), "{}")
     try:
         return spec.format(value)
     except (ValueError, TypeError):
@@ -51,7 +50,7 @@ def metrics_table(m: dict[str, Any], out: Path | None) -> Table:
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, label, _ in ROWS:
+    for key, label, _ in metric_rows():
         if key.startswith("lid_"):
             label = f"{label}, k={m.get('lid_k')}"
         table.add_row(label, fmt(m, key))
@@ -76,10 +75,11 @@ def compare_table(results: list[dict[str, Any]]) -> Table:
     table.add_column(
         "run", no_wrap=True, min_width=min(max((len(m["name"]) for m in results), default=3), 30)
     )
-    for _, label in COMPARE_COLUMNS:
+    columns = compare_columns()
+    for _, label in columns:
         table.add_column(label, justify="right")
     for m in results:
-        table.add_row(m["name"], *(fmt(m, key) for key, _ in COMPARE_COLUMNS))
+        table.add_row(m["name"], *(fmt(m, key) for key, _ in columns))
     return table
 
 

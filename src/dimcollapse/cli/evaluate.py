@@ -15,12 +15,14 @@ def evaluate(
     ),
 ) -> None:
     """Weighted kNN (k = eval.knn_k), linear probe and full diagnostics of r and z; writes metrics.json."""
+    from dimcollapse.diagnostics import catalogue
     from dimcollapse.training.evaluate_run import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(checkpoint, out)
     console = Console()
+    shown = ("knn_", "linear_", *(f"{m.key}_" for m in catalogue.METRICS if m.run))  # accuracies, run metrics
     for key, value in metrics.items():
-        if key.startswith(("knn_", "linear_", "erank_", "rankme_")):
+        if key.startswith(shown):
             console.print(f"{key:>18}: {value:.4f}")
     console.print(f"wrote {(out or checkpoint.parent) / 'metrics.json'}", markup=False, highlight=False)
 

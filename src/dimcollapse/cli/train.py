@@ -7,18 +7,16 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-KEYS = (
-    "knn_k200_top1",
-    "knn_k20_top1",
-    "linear_top1",
-    "knn_k200_top1_d0",
-    "linear_top1_d0",
-    "erank_r",
-    "rankme_r",
-    "erank_z",
-    "train_time_s",
-    "images_per_s",
-)
+ACCURACY_KEYS = ("knn_k200_top1", "knn_k20_top1", "linear_top1", "knn_k200_top1_d0", "linear_top1_d0")
+SPEED_KEYS = ("train_time_s", "images_per_s")
+
+
+def summary_keys() -> list[str]:
+    """What ``train`` prints: accuracies, the catalogue's per-run metrics of r then z, training speed."""
+    from dimcollapse.diagnostics import catalogue
+
+    shown = [key for output in ("r", "z") for key, _ in catalogue.run_columns(output)]
+    return [*ACCURACY_KEYS, *shown, *SPEED_KEYS]
 
 
 def train(
@@ -46,7 +44,7 @@ def train(
     out_dir = out if out is not None else Path("runs") / config.stem
     metrics = run_train(cfg, out_dir, resume=resume, override_lr=override_lr)
     console = Console()
-    for key in KEYS:
+    for key in summary_keys():
         if key in metrics:
             value = metrics[key]
             console.print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")

@@ -3,7 +3,11 @@
 A metric is a :class:`MetricSpec` whose ``fn`` reads a :class:`Context` (the spectra and LID values of
 one embedding, computed once and shared by every metric). ``summarize``, ``analyze``, the stateful
 ``CollapseMetrics``, the collapse monitor / tracker and the CLI tables all evaluate this list, so a new
-metric is one spec in ``METRICS`` plus one function.
+metric is one spec in ``METRICS`` plus one function. Where a metric is shown is part of its spec:
+``headline`` (comparison tables), ``run`` (the outputs, r / z, whose value is a column of the study report
+and a line of ``dimcollapse train``), ``curve`` (drawn against the training step in the report) and
+``monitor`` (recorded by the collapse monitor by default). Every reader asks this module at call time
+(``METRICS``, ``spec``, the functions below), never copies the list at import.
 
 ``COLLAPSE_THRESHOLD`` is the relative floor below which an eigenvalue counts as collapsed (lambda_k <
 1e-6 lambda_max) and is excluded from the alpha-ReQ fit.
@@ -81,18 +85,38 @@ class MetricSpec:
     definition: str = ""
     headline: bool = False
     short: str = ""  # column header in compact tables (the label when empty)
+    abbrev: str = ""  # terminal column header (``analyze`` comparison; the header when empty)
+    run: tuple[str, ...] = ()  # outputs ("r", "z") shown per training run (report table, `train` summary)
+    curve: bool = False  # drawn against the training step in the report (from the monitor's history)
+    monitor: bool = False  # recorded by the collapse monitor / tracker by default
+    record: str = ""  # the name in monitor records, ``<record>_<output>`` (the key when empty)
 
     @property
     def header(self) -> str:
         """Short column header (``short`` or the label)."""
         return self.short or self.label
 
+    @property
+    def column(self) -> str:
+        """Terminal column header (``abbrev`` or the header)."""
+        return self.abbrev or self.header
+
+    @property
+    def record_name(self) -> str:
+        """Name of the metric in monitor records (``record`` or the key)."""
+        return self.record or self.key
+
+    @property
+    def integer(self) -> bool:
+        """True for counts (formatted as whole numbers)."""
+        return "d}" in self.fmt
+
     def format(self, value: object) -> str:
         """The value as text ('-' when missing or NaN)."""
         if value is None or (isinstance(value, float) and value != value):
             return "-"
         try:
-            return self.fmt.format(int(value) if "d}" in self.fmt else value)  # type: ignore[call-overload]
+            return self.fmt.format(int(value) if self.integer else value)  # type: ignore[call-overload]
         except (TypeError, ValueError):
             return str(value)
 
@@ -134,6 +158,9 @@ METRICS: list[MetricSpec] = [
         ),
         headline=True,
         short="erank",
+        run=("r", "z"),
+        curve=True,
+        monitor=True,
     ),
     MetricSpec(
         "rankme",
@@ -147,6 +174,9 @@ METRICS: list[MetricSpec] = [
             "stable-pretraining's RankMe: eps=1e-5"
         ),
         headline=True,
+        run=("r",),
+        curve=True,
+        monitor=True,
     ),
     MetricSpec(
         "alpha",
@@ -159,6 +189,7 @@ METRICS: list[MetricSpec] = [
             "reptrix: ranks 6-100, 1/k weights"
         ),
         headline=True,
+        abbrev="alpha",
     ),
     MetricSpec("alpha_r2", lambda c: c.alpha_fit.r2, "alpha-ReQ fit R^2", "{:.3f}", None),
     MetricSpec(
@@ -167,9 +198,12 @@ METRICS: list[MetricSpec] = [
         f"collapsed dims (< {THRESHOLD_TEXT} max)",
         "{:d}",
         False,
-        definition="count of lambda_k < 1e-6 lambda_max",
+        definition=f"count of lambda_k < {THRESHOLD_TEXT} lambda_max",
         headline=True,
         short="collapsed dims",
+        abbrev="dead",
+        run=("r",),
+        curve=True,
     ),
     MetricSpec(
         "dims_90",
@@ -178,6 +212,7 @@ METRICS: list[MetricSpec] = [
         "{:d}",
         True,
         headline=True,
+        abbrev="d90%",
     ),
     MetricSpec(
         "dims_99",
@@ -186,6 +221,7 @@ METRICS: list[MetricSpec] = [
         "{:d}",
         True,
         headline=True,
+        abbrev="d99%",
     ),
     MetricSpec("eig_max", lambda c: float(c.eig[0]), "largest eigenvalue", "{:.4g}"),
     MetricSpec("eig_min", lambda c: float(c.eig[-1]), "smallest eigenvalue", "{:.4g}"),
@@ -201,6 +237,10 @@ METRICS: list[MetricSpec] = [
         definition="Levina & Bickel 2004 (k neighbours, mean of log ratios over k)",
         headline=True,
         short="LID",
+        run=("r",),
+        curve=True,
+        monitor=True,
+        record="lid",
     ),
     MetricSpec(
         "lid_mle_median", _lid("mle", "median"), "LID MLE (median)", "{:.2f}", True, needs=_LID, centred=None
@@ -268,6 +308,21 @@ def headline_keys() -> list[str]:
     return [m.key for m in METRICS if m.headline]
 
 
+def run_columns(output: str) -> list[tuple[str, MetricSpec]]:
+    """(result key ``<key>_<output>``, spec) of the metrics shown per training run for ``output`` (r, z)."""
+    return [(f"{m.key}_{output}", m) for m in METRICS if output in m.run]
+
+
+def monitored_keys() -> tuple[str, ...]:
+    """Keys the collapse monitor / tracker record when not told otherwise."""
+    return tuple(m.key for m in METRICS if m.monitor)
+
+
+def curve_specs() -> list[MetricSpec]:
+    """The metrics drawn against the training step in the report."""
+    return [m for m in METRICS if m.curve]
+
+
 __all__ = [
     "BY_KEY",
     "COLLAPSE_THRESHOLD",
@@ -275,9 +330,12 @@ __all__ = [
     "THRESHOLD_TEXT",
     "Context",
     "MetricSpec",
+    "curve_specs",
     "evaluate",
     "fmt",
     "headline_keys",
     "label",
+    "monitored_keys",
+    "run_columns",
     "spec",
 ]

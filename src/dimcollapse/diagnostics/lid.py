@@ -19,7 +19,7 @@ The torch functions keep gradients, so regularizers (LDReg, MinLID) can reuse th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -73,37 +73,21 @@ def _lid(
     return lid_from_distances(d, method)
 
 
-def _out(z: ArrayLike, lid: torch.Tensor) -> np.ndarray | torch.Tensor:
+# a tensor in gives a tensor out (differentiable), an array in gives a float64 numpy array out
+LidArray = TypeVar("LidArray", torch.Tensor, np.ndarray)
+
+
+def _out(z: LidArray, lid: torch.Tensor) -> LidArray:
     return lid if isinstance(z, torch.Tensor) else lid.detach().cpu().numpy().astype(np.float64)
 
 
-@overload
 def lid_mle(
-    Z: torch.Tensor,
-    k: int = ...,
-    reference: ArrayLike | None = ...,
-    block_size: int = ...,
-    backend: BackendLike = ...,
-) -> torch.Tensor: ...
-
-
-@overload
-def lid_mle(
-    Z: np.ndarray,
-    k: int = ...,
-    reference: ArrayLike | None = ...,
-    block_size: int = ...,
-    backend: BackendLike = ...,
-) -> np.ndarray: ...
-
-
-def lid_mle(
-    Z: ArrayLike,
+    Z: LidArray,
     k: int = 20,
     reference: ArrayLike | None = None,
     block_size: int = 2048,
     backend: BackendLike = "exact",
-) -> np.ndarray | torch.Tensor:
+) -> LidArray:
     """Levina-Bickel MLE LID per row: -((1/k) sum_j ln(r_j / r_k))^-1 over k nearest neighbours (SPEC 1.7).
 
     Neighbours come from ``reference`` (default: Z itself, the point excluded). A tensor input returns a
@@ -113,33 +97,13 @@ def lid_mle(
     return _out(Z, _lid(Z, k, reference, "mle", block_size, backend))
 
 
-@overload
 def lid_mom(
-    Z: torch.Tensor,
-    k: int = ...,
-    reference: ArrayLike | None = ...,
-    block_size: int = ...,
-    backend: BackendLike = ...,
-) -> torch.Tensor: ...
-
-
-@overload
-def lid_mom(
-    Z: np.ndarray,
-    k: int = ...,
-    reference: ArrayLike | None = ...,
-    block_size: int = ...,
-    backend: BackendLike = ...,
-) -> np.ndarray: ...
-
-
-def lid_mom(
-    Z: ArrayLike,
+    Z: LidArray,
     k: int = 20,
     reference: ArrayLike | None = None,
     block_size: int = 2048,
     backend: BackendLike = "exact",
-) -> np.ndarray | torch.Tensor:
+) -> LidArray:
     """Method-of-moments LID per row: m / (r_k - m), m = (1/k) sum_j r_j (Amsaleg et al. 2015; SPEC 1.7)."""
     return _out(Z, _lid(Z, k, reference, "mom", block_size, backend))
 

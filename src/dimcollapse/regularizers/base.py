@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
-from torch import nn
+from torch import Tensor, nn
 
 from dimcollapse.regularizers.schedule import SCHEDULE_OPTIONS, CoefficientSchedule
 
@@ -51,6 +51,13 @@ class Regularizer(nn.Module):
     def coefficient(self) -> float:
         """The current coefficient c(epoch) (already includes warm-up and decay)."""
         return self.schedule(self.epoch)
+
+    def weighted(self, raw: Tensor, **stats: float) -> Tensor:
+        """c(epoch) * raw; ``last_stats`` records raw, value = c * raw, the extra ``stats`` and c."""
+        coef = self.coefficient()
+        value = float(raw.detach())
+        self.last_stats = {"raw": value, "value": coef * value, **stats, "coefficient": coef}
+        return raw * coef
 
     def extra_repr(self) -> str:
         return f"coefficient={self.coefficient():.3g}, epoch={self.epoch:g}"

@@ -3,8 +3,7 @@ Kozachenko-Leonenko differential-entropy estimator, which spreads the l2-normali
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +11,10 @@ import torch.nn.functional as F
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
+from dimcollapse.regularizers.schedule import ScheduleOptions
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 
 def koleo_term(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -36,13 +39,9 @@ class KoLeo(Regularizer):
         self,
         weight: float = 0.1,
         eps: float = 1e-8,
-        schedule: str = "constant",
-        milestones: Sequence[float] = (),
-        multipliers: Sequence[float] = (),
-        warmup_epochs: float = 0.0,
-        off_epoch: float | None = None,
+        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(weight, schedule, milestones, multipliers, warmup_epochs, off_epoch)
+        super().__init__(weight, **schedule)
         if not eps > 0:
             raise ConfigError(f"koleo eps must be > 0, got {eps!r}.")
         self.eps = float(eps)
@@ -54,10 +53,4 @@ class KoLeo(Regularizer):
         if not features or any(r.shape[0] < 2 for r in features):
             raise InputError("koleo needs at least one batch of >= 2 representations (a nearest neighbour).")
         raw = torch.stack([koleo_term(r, self.eps) for r in features]).mean()
-        coef = self.coefficient()
-        self.last_stats = {
-            "raw": float(raw.detach()),
-            "value": coef * float(raw.detach()),
-            "coefficient": coef,
-        }
-        return raw * coef
+        return self.weighted(raw)

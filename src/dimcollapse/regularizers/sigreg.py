@@ -4,15 +4,18 @@ statistic, a weighted L2 distance between its empirical characteristic function 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
+from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.utils.distributed import all_reduce_sum, broadcast_from_rank0, global_batch_size
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 
 def trapezoid_knots(knots: int, t_max: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,13 +60,9 @@ class SIGReg(Regularizer):
         num_directions: int = 1024,
         knots: int = 17,
         t_max: float = 3.0,
-        schedule: str = "constant",
-        milestones: Sequence[float] = (),
-        multipliers: Sequence[float] = (),
-        warmup_epochs: float = 0.0,
-        off_epoch: float | None = None,
+        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(weight, schedule, milestones, multipliers, warmup_epochs, off_epoch)
+        super().__init__(weight, **schedule)
         if int(num_directions) < 1 or int(knots) < 2 or not t_max > 0:
             raise ConfigError(
                 f"sigreg needs num_directions >= 1, knots >= 2, t_max > 0, got {num_directions}, {knots}, "
@@ -83,10 +82,4 @@ class SIGReg(Regularizer):
             a = random_directions(x.shape[1], self.num_directions, x)
             terms.append(epps_pulley(x, a, self.knots, self.t_max))
         raw = torch.stack(terms).mean()
-        coef = self.coefficient()
-        self.last_stats = {
-            "raw": float(raw.detach()),
-            "value": coef * float(raw.detach()),
-            "coefficient": coef,
-        }
-        return raw * coef
+        return self.weighted(raw)

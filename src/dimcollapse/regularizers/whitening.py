@@ -66,12 +66,4 @@ class FeatureWhitening(Regularizer):
         var = torch.stack([variance_term(r.flatten(1), self.target_std) for r in features]).mean()
         cov = torch.stack([covariance_term(r.flatten(1)) for r in features]).mean()
         raw = self.variance_weight * var + self.covariance_weight * cov
-        coef = self.coefficient()
-        self.last_stats = {
-            "raw": float(raw.detach()),
-            "value": coef * float(raw.detach()),
-            "variance": float(var.detach()),
-            "covariance": float(cov.detach()),
-            "coefficient": coef,
-        }
-        return raw * coef
+        return self.weighted(raw, variance=float(var.detach()), covariance=float(cov.detach()))

@@ -9,47 +9,50 @@ the encoder collapse happens (per-layer weight and feature spectra), alignment o
 from __future__ import annotations
 
 import html
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from statistics import mean, stdev
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.errors import InputError
-from dimcollapse.report import plots, study_figures
+from dimcollapse.report.claims import evaluate_claims
+from dimcollapse.report.figure_sections import (
+    alignment_sections,
+    layer_sections,
+    map_sections,
+    spectra_sections,
+    training_sections,
+)
 from dimcollapse.report.html import Figure, Section, Table, render_page
 from dimcollapse.report.sections import (
     ACCURACY_KEYS,
-    _alignment_section,
-    _claims_sections,
-    _fig,
-    _prefixed,
-    _rank_limit_tables,
-    _rank_limits,
-    _runs_section,
+    ReportInputs,
+    SectionBuilder,
+    claims_sections,
+    deferred_claims,
+    runs_sections,
 )
 from dimcollapse.study.results import load_results, read_json
-from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir
+from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
 
-TABLE_METRICS = (
+ACCURACY_COLUMNS = (
     ("knn_k20_top1", "kNN k=20"),
     ("knn_k200_top1", "kNN k=200"),
     ("linear_top1", "linear probe"),
-    *[
-        (f"{k}_r", f"{catalogue.spec(k).header} r")
-        for k in ("erank", "rankme", "lid_mle_gmean", "collapsed_dims")
-    ],
-    ("d_r", "dim r"),
-    ("erank_z", f"{catalogue.spec('erank').header} z"),
-    ("weight_erank_mean", "weight erank/size"),
-    ("train_time_s", "train s"),
 )
-T = TypeVar("T")
+OTHER_COLUMNS = (("weight_erank_mean", "weight erank/size"), ("train_time_s", "train s"))
+
+
+def table_metrics() -> list[tuple[str, str]]:
+    """(result key, header) of the summary table's metric columns: accuracies, the catalogue's per-run
+    metrics of r (``run`` field), the width of r, those of z, weight erank and training time."""
+    per_output = {o: [(k, f"{m.header} {o}") for k, m in catalogue.run_columns(o)] for o in ("r", "z")}
+    return [*ACCURACY_COLUMNS, *per_output["r"], ("d_r", "dim r"), *per_output["z"], *OTHER_COLUMNS]
+
 
 # kNN k=200 of each variant against the baselines (points): does self-supervision add anything?
 GAIN_COLUMNS = (
@@ -126,7 +129,7 @@ def summary_table(
         }
         for key, _ in LENGTH_COLUMNS:
             row[key] = _distinct(r.get(key) for r in rs)
-        for key, _ in TABLE_METRICS:
+        for key, _ in table_metrics():
             vals = [float(r[key]) for r in rs if isinstance(r.get(key), (int, float))]
             row[key] = _fmt(vals, key)
         row.update(_gains(rs, baselines))
@@ -161,10 +164,12 @@ def _distinct(values: Iterable[Any]) -> str:
     return " / ".join(seen)
 
 
-def _theory_section(root: Path) -> Section | None:
+def _theory_sections(inp: ReportInputs) -> list[Section]:
+    """The toy-theory claims and figures when the folder holds ``theory/results.json``."""
+    root = inp.root
     summary = read_json(root / "theory" / "results.json")
     if summary is None:
-        return None
+        return []
     rows = [
         {
             "experiment": c["experiment"],
@@ -180,20 +185,67 @@ def _theory_section(root: Path) -> Section | None:
             p = root / "theory" / name
             if p.suffix == ".png" and p.is_file():
                 figs.append(Figure(p.read_bytes(), f"{run['experiment']} ({run['loss']} loss): {p.stem}"))
-    return Section(
-        "Toy theory (DirectCLR sections 4-5)",
-        ["Linear toy models of the two causes of collapse; each verdict is computed by the simulation."],
-        [
-            Table(
-                rows,
-                ["experiment", "claim", "measured", "verdict"],
-                left=["experiment", "claim", "measured"],
-                table_id="theory-claims",
-            )
-        ],
-        figs,
-        "theory",
+    table = Table(
+        rows,
+        ["experiment", "claim", "measured", "verdict"],
+        left=["experiment", "claim", "measured"],
+        table_id="theory-claims",
     )
+    text = "Linear toy models of the two causes of collapse; each verdict is computed by the simulation."
+    return [Section("Toy theory (DirectCLR sections 4-5)", [text], [table], figs, "theory")]
+
+
+ACCURACY_TEXT = (
+    "Accuracies on the test split in %, mean ± std over seeds. erank = effective rank of the "
+    f"covariance spectrum; collapsed dims: eigenvalues below {catalogue.THRESHOLD_TEXT} of the largest. "
+    "steps / epochs: what each variant trained (values separated by / when its runs differ); "
+    "stopped: completed, or why training stopped early. vs raw pixels / random init: kNN k=200 "
+    "minus that baseline's, in points (same data, split and kNN settings)."
+)
+
+
+def _accuracy_sections(inp: ReportInputs) -> list[Section]:
+    """The summary table (mean ± std over seeds, baselines first) and the failed runs."""
+    columns = table_metrics()
+    metrics = (*LENGTH_COLUMNS, *columns[:2], *[(k, h) for k, h, _ in GAIN_COLUMNS], *columns[2:])
+    cols = ["variant", "method", "projector", "regularizers", "seeds", *[k for k, _ in metrics]]
+    heads = ["variant", "method", "projector", "regularizers", "seeds", *[h for _, h in metrics]]
+    left = ["variant", "method", "projector", "regularizers"]
+    table = Table(inp.table, cols, heads, left=left, table_id="accuracy")
+    section = Section("Accuracy and collapse", [ACCURACY_TEXT], [table], section_id="section-accuracy")
+    failed = [r for r in inp.rows if str(r.get("status", "")).startswith("failed")]
+    if failed:
+        section.paragraphs.append(
+            "Failed runs: " + "; ".join(html.escape(f"{r['run_id']} ({r['status']})") for r in failed)
+        )
+    return [section]
+
+
+# the page, top to bottom
+SECTIONS: tuple[SectionBuilder, ...] = (
+    claims_sections,
+    _accuracy_sections,
+    runs_sections,
+    spectra_sections,
+    training_sections,
+    layer_sections,
+    alignment_sections,
+    map_sections,
+    _theory_sections,
+)
+
+
+def _inputs(root: Path, rows: list[dict[str, Any]], figdir: Path, map_method: str) -> ReportInputs:
+    """Run folders, artifacts (computed when missing), baselines, claims and the summary table."""
+    dirs = _run_dirs(root, rows)
+    rows = _with_artifacts(rows, dirs)
+    baselines = (read_json(root / "baselines.json") or {}).get("rows", [])
+    reps = _first_seed_per_variant(rows, dirs)
+    arts = {v: _load_npz(d / "artifacts.npz") for v, d in reps.items()}
+    deferred = deferred_claims(root)
+    claims = [c.as_dict() for c in evaluate_claims(rows, deferred=deferred)]
+    table = summary_table(rows, baselines)
+    return ReportInputs(root, rows, dirs, reps, arts, baselines, figdir, map_method, claims, deferred, table)
 
 
 def build_report(path: str | Path, out: str | Path | None = None, map_method: str = "auto") -> Path:
@@ -210,175 +262,18 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
             "Run `dimcollapse study` or `dimcollapse train` first."
         )
     out_dir = ensure_writable_dir(out if out is not None else root / "report")
-    figdir = ensure_writable_dir(out_dir / "figures")
-    dirs = _run_dirs(root, rows)
-    rows = _with_artifacts(rows, dirs)
-    baselines = (read_json(root / "baselines.json") or {}).get("rows", [])
-    reps = _first_seed_per_variant(rows, dirs)
-    arts = {v: _load_npz(d / "artifacts.npz") for v, d in reps.items()}
-    written: list[str] = []
-    sections: list[Section] = []
-
-    claim_sections, claims = _claims_sections(root, rows)
-    sections.extend(claim_sections)
-    table = summary_table(rows, baselines)
-    metrics = (*LENGTH_COLUMNS, *TABLE_METRICS[:2], *[(k, h) for k, h, _ in GAIN_COLUMNS], *TABLE_METRICS[2:])
-    cols = ["variant", "method", "projector", "regularizers", "seeds", *[k for k, _ in metrics]]
-    heads = ["variant", "method", "projector", "regularizers", "seeds", *[h for _, h in metrics]]
-    sections.append(
-        Section(
-            "Accuracy and collapse",
-            [
-                "Accuracies on the test split in %, mean ± std over seeds. erank = effective rank of the "
-                "covariance spectrum; collapsed dims: eigenvalues below 1e-6 of the largest. steps / "
-                "epochs: what each variant trained (values separated by / when its runs differ); "
-                "stopped: completed, or why training stopped early. vs raw pixels / random init: kNN k=200 "
-                "minus that baseline's, in points (same data, split and kNN settings)."
-            ],
-            [
-                Table(
-                    table,
-                    cols,
-                    heads,
-                    left=["variant", "method", "projector", "regularizers"],
-                    table_id="accuracy",
-                )
-            ],
-            section_id="section-accuracy",
-        )
-    )
-    failed = [r for r in rows if str(r.get("status", "")).startswith("failed")]
-    if failed:
-        sections[-1].paragraphs.append(
-            "Failed runs: " + "; ".join(html.escape(f"{r['run_id']} ({r['status']})") for r in failed)
-        )
-    sections.append(_runs_section(rows, dirs))
-
-    figs = []
-    for key, what in (("r", "representations"), ("z", "embeddings")) if arts else ():
-        spectra = {v: a[f"spectrum_{key}"] for v, a in arts.items()}
-        figs.append(
-            _fig(
-                partial(plots.plot_log_spectrum, spectra, f"Spectrum of {what} {key}", relative=True),
-                f"Covariance spectrum of {key} (test images), divided by its largest eigenvalue.",
-                f"spectrum_{key}",
-                figdir,
-                written,
-            )
-        )
-    sections.append(Section("Spectra", [], [], figs, "spectra"))
-
-    histories = {v: (read_json(d / "monitor.json") or {}).get("history", []) for v, d in reps.items()}
-    histories = {v: h for v, h in histories.items() if h}
-    if histories:
-        sections.append(
-            Section(
-                "Collapse during training",
-                [],
-                [],
-                [
-                    _fig(
-                        lambda: study_figures.training_curves(histories),
-                        "Collapse monitor on a fixed held-out probe batch.",
-                        "training_curves",
-                        figdir,
-                        written,
-                    )
-                ],
-                "training",
-            )
-        )
-
-    weights = {v: _prefixed(a, "weight/") for v, a in arts.items()}
-    weights = {v: {k: s for k, s in w.items() if k.startswith("backbone.")} for v, w in weights.items()}
-    feats = {v: _prefixed(a, "feature/") for v, a in arts.items()}
-    limits = _rank_limits(arts)
-    wlim, flim = _prefixed(limits, "weight/"), _prefixed(limits, "feature/")
-    layer_figs = []
-    if any(weights.values()):
-        layer_figs.append(
-            _fig(
-                lambda: study_figures.layer_erank_profile(weights, "weight", wlim),
-                "Effective rank of each encoder weight matrix (sigma^2), by depth.",
-                "weight_erank_profile",
-                figdir,
-                written,
-            )
-        )
-        layer_figs.append(
-            _fig(
-                lambda: study_figures.layer_spectra_panels(weights, "weight", wlim),
-                "Singular values of every encoder weight, per run.",
-                "weight_spectra",
-                figdir,
-                written,
-            )
-        )
-    if any(feats.values()):
-        layer_figs.append(
-            _fig(
-                lambda: study_figures.layer_erank_profile(feats, "feature", flim),
-                "Effective rank of the features after each encoder block, by depth.",
-                "feature_erank_profile",
-                figdir,
-                written,
-            )
-        )
-        layer_figs.append(
-            _fig(
-                lambda: study_figures.layer_spectra_panels(feats, "feature", flim),
-                "Spectra of hidden features (spatially mean-pooled) after each block.",
-                "feature_spectra",
-                figdir,
-                written,
-            )
-        )
-    sections.append(
-        Section("Where in the encoder collapse happens", [], _rank_limit_tables(limits), layer_figs, "layers")
-    )
-    if limits:
-        sections[-1].paragraphs.append(
-            "Starred, shaded layers are <b>rank-limited by construction</b>: their weight has fewer inputs "
-            "per output (in × kernel) than outputs, so its rank, and that of its output, cannot reach the "
-            "layer's width (e.g. a 3×3 conv on a 1-channel image: rank ≤ 9). A low effective rank there "
-            "is set by the shape, not collapse."
-        )
-
-    align_section = _alignment_section(rows, reps, arts, figdir, written)
-    if align_section is not None:
-        sections.append(align_section)
-
-    maps = [
-        _fig(
-            partial(plots.plot_embedding_map, a["r_sample"], a["labels_sample"], map_method, title=v),
-            f"2-D map of r for {v}, coloured by label.",
-            f"map_{i}",
-            figdir,
-            written,
-        )
-        for i, (v, a) in enumerate(arts.items())
-    ]
-    sections.append(Section("Representations in 2-D", [], [], maps, "maps"))
-    theory = _theory_section(root)
-    if theory is not None:
-        sections.append(theory)
-
+    inp = _inputs(root, rows, ensure_writable_dir(out_dir / "figures"), map_method)
+    sections = [section for make in SECTIONS for section in make(inp)]
+    n_done = sum(1 for r in inp.rows if r.get("status") == "done")
     title = f"dimcollapse report: {root.resolve().name}"
-    n_done = sum(1 for r in rows if r.get("status") == "done")
     page = render_page(title, f"{n_done} finished run(s) in {root}", sections)
     index = out_dir / "index.html"
     atomic_write_text(index, page)
-    from dimcollapse.utils.atomic import atomic_write_json
-
-    atomic_write_json(out_dir / "report.json", {"claims": claims, "table": table, "figures": written})
+    report = {"claims": inp.claims, "table": inp.table, "figures": inp.written}
+    atomic_write_json(out_dir / "report.json", report)
     return index
 
 
 def _load_npz(p: Path) -> dict[str, np.ndarray]:
     with np.load(p, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
-
-
-def read_report(path: str | Path) -> dict[str, Any]:
-    """The machine-readable side of a report (claims, table, figure names)."""
-    return dict(json.loads((Path(path) / "report.json").read_text()))

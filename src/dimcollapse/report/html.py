@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from dimcollapse.utils.figures import figure_bytes
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
@@ -64,13 +65,8 @@ class Section:
 
 
 def figure_png(fig: Any, dpi: int = 110) -> bytes:
-    """Render a matplotlib Figure to PNG bytes and close it."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    """The report's PNG of a matplotlib Figure (bbox-tight, closed after): ``utils.figures.figure_bytes``."""
+    return figure_bytes(fig, "png", dpi, tight=True, close=True)
 
 
 def _cell(v: Any) -> str:

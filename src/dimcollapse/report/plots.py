@@ -7,7 +7,6 @@ atomically.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dimcollapse.utils.atomic import atomic_write_bytes
+from dimcollapse.utils.figures import figure_bytes
 
 ArrayLike = Any
 Series = Mapping[str, ArrayLike] | ArrayLike
@@ -35,16 +35,6 @@ def _np(x: ArrayLike) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 120) -> bytes:
-    """Render ``fig`` as ``fmt`` (png, svg, pdf) bytes, without a creation date (reproducible files)."""
-    import matplotlib
-
-    buf = io.BytesIO()
-    with matplotlib.rc_context({"svg.hashsalt": "dimcollapse"}):  # fixed SVG element ids
-        fig.savefig(buf, format=fmt, dpi=dpi, metadata=_metadata(fmt))
-    return buf.getvalue()
-
-
 def save_figure(
     fig: Figure,
     path_without_ext: str | os.PathLike[str],
@@ -59,15 +49,6 @@ def save_figure(
         atomic_write_bytes(target, figure_bytes(fig, fmt, dpi))
         written.append(target)
     return written
-
-
-def _metadata(fmt: str) -> dict[str, Any] | None:
-    # Drop the creation date so identical figures give identical files.
-    if fmt == "svg":
-        return {"Date": None}
-    if fmt == "pdf":
-        return {"CreationDate": None}
-    return None
 
 
 def _new_figure(width: float = 6.0, height: float = 4.0) -> tuple[Figure, Any]:

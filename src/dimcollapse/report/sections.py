@@ -1,16 +1,20 @@
-"""Report sections: claims, runs, rank-limited layers and layer alignment (used by build.py)."""
+"""Report inputs and the table sections: claims and runs (the figure sections: figure_sections.py).
+
+A section builder is a function ``ReportInputs -> list[Section]``; ``build.py:SECTIONS`` lists them in page
+order. ``ReportInputs`` holds what they read (result rows, run folders, one run's artifacts per variant,
+the computed claims and summary table) and writes figures through ``ReportInputs.figure``.
+"""
 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from dimcollapse.report import study_figures
-from dimcollapse.report.claims import evaluate_claims
 from dimcollapse.report.html import Figure, Section, Table, figure_png
 from dimcollapse.report.seed_spread import SOURCE
 from dimcollapse.study.results import read_json
@@ -30,6 +34,31 @@ RUN_COLUMNS = (
     ("train_time_s", "train s"),
     ("monitor_warnings", "monitor warnings"),
 )
+
+
+@dataclass
+class ReportInputs:
+    """What the section builders read; ``written`` collects the figure files in the order written."""
+
+    root: Path
+    rows: list[dict[str, Any]]
+    dirs: dict[str, Path]  # run id -> run folder (finished runs)
+    reps: dict[str, Path]  # variant -> the folder of its first seed (figures show one run per variant)
+    arts: dict[str, dict[str, np.ndarray]]  # variant -> artifacts.npz of that run
+    baselines: list[dict[str, Any]]
+    figdir: Path
+    map_method: str = "auto"
+    claims: list[dict[str, Any]] = field(default_factory=list)
+    deferred: dict[str, dict[str, str]] = field(default_factory=dict)
+    table: list[dict[str, Any]] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+
+    def figure(self, make: Callable[[], Any], caption: str, fig_id: str) -> Figure:
+        """Draw ``make()``, write it to ``figures/<fig_id>.png`` and return it for the page."""
+        return _fig(make, caption, fig_id, self.figdir, self.written)
+
+
+SectionBuilder = Callable[[ReportInputs], list[Section]]
 
 
 def _fig(make: Callable[[], Any], caption: str, fig_id: str, figdir: Path, written: list[str]) -> Figure:
@@ -65,12 +94,9 @@ def deferred_claims(root: Path) -> dict[str, dict[str, str]]:
     return {e["claim"]: e for e in longer_training(entries)} if entries else {}
 
 
-def _claims_sections(
-    root: Path, rows: Sequence[Mapping[str, Any]]
-) -> tuple[list[Section], list[dict[str, Any]]]:
+def claims_sections(inp: ReportInputs) -> list[Section]:
     """The computed claims (verdicts) and the claims the study lists as needing longer training."""
-    deferred = deferred_claims(root)
-    claims = [c.as_dict() for c in evaluate_claims(rows, deferred=deferred)]
+    claims, deferred = inp.claims, inp.deferred
     computed = [_claim_cells(c) for c in claims if c["verdict"] != "needs longer training"]
     later = [c for c in claims if c["verdict"] == "needs longer training"]
     cols = ["paper", "claim", "metric", "a", "a_val", "b", "b_val", "seeds", "verdict", "detail"]
@@ -105,7 +131,7 @@ def _claims_sections(
                 section_id="section-claims-longer",
             )
         )
-    return out, claims
+    return out
 
 
 def monitor_warnings(run_dir: Path) -> list[str]:
@@ -121,10 +147,11 @@ def monitor_warnings(run_dir: Path) -> list[str]:
     return out
 
 
-def _runs_section(rows: Sequence[Mapping[str, Any]], dirs: Mapping[str, Path]) -> Section:
+def runs_sections(inp: ReportInputs) -> list[Section]:
     """One row per run: what it trained (steps, epochs, why it stopped) and its collapse-monitor warnings."""
-    table = []
-    for r in rows:
+    table: list[dict[str, Any]] = []
+    dirs = inp.dirs
+    for r in inp.rows:
         cells: dict[str, Any] = {k: r.get(k) for k, _ in RUN_COLUMNS}
         d = dirs.get(str(r["run_id"]))
         warnings = monitor_warnings(d) if d is not None else []
@@ -132,7 +159,7 @@ def _runs_section(rows: Sequence[Mapping[str, Any]], dirs: Mapping[str, Path]) -
         if str(r.get("status", "")).startswith("failed"):
             cells["stop_reason"] = r.get("stop_reason") or "failed"
         table.append(cells)
-    return Section(
+    runs = Section(
         "Runs",
         [
             "Every run: the steps and epochs it trained (planned: the schedule's length), whether it "
@@ -150,96 +177,7 @@ def _runs_section(rows: Sequence[Mapping[str, Any]], dirs: Mapping[str, Path]) -
         ],
         section_id="section-runs",
     )
-
-
-def _rank_limits(arts: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, tuple[int, int]]:
-    """'weight/<layer>' / 'feature/<block>' -> (bound, width) over all runs' artifacts."""
-    out: dict[str, tuple[int, int]] = {}
-    for a in arts.values():
-        for key, v in _prefixed(a, "rank_limit/").items():
-            out[key] = (int(v[0]), int(v[1]))
-    return out
-
-
-def _rank_limit_tables(limits: Mapping[str, tuple[int, int]]) -> list[Table]:
-    rows = [
-        {
-            "what": key.split("/", 1)[0],
-            "layer": key.split("/", 1)[1],
-            "bound": bound,
-            "width": width,
-            "note": f"rank <= {bound} of {width} by construction; not collapse",
-        }
-        for key, (bound, width) in limits.items()
-    ]
-    if not rows:
-        return []
-    return [
-        Table(
-            rows,
-            ["what", "layer", "bound", "width", "note"],
-            ["weight / feature", "layer", "max rank", "width", "note"],
-            left=["what", "layer", "note"],
-            table_id="rank-limited",
-        )
-    ]
-
-
-def _alignment_section(
-    rows: Sequence[Mapping[str, Any]],
-    reps: Mapping[str, Path],
-    arts: Mapping[str, Mapping[str, np.ndarray]],
-    figdir: Path,
-    written: list[str],
-) -> Section | None:
-    """Heat maps of |A| and each run's mean |diag A| against random orthonormal bases of the same sizes."""
-    align = {
-        v: (a["alignment"], [str(x) for x in a.get("alignment_layers", [])])
-        for v, a in arts.items()
-        if "alignment" in a
-    }
-    if not align:
-        return None
-    random: dict[str, tuple[float, float, float]] = {}
-    scores: dict[str, tuple[float, float, float, float]] = {}
-    for v in align:
-        j = read_json(reps[v] / "artifacts.json") or {}
-        keys = ("alignment_random_mean", "alignment_random_low", "alignment_random_high")
-        if all(isinstance(j.get(k), (int, float)) for k in keys):
-            random[v] = (float(j[keys[0]]), float(j[keys[1]]), float(j[keys[2]]))
-            scores[v] = (float(j.get("alignment_mean_diag", float("nan"))), *random[v])
-    figs = [
-        _fig(
-            lambda: study_figures.alignment_panels(align, random),
-            "Alignment heat maps (first 64 directions shown; the score uses all).",
-            "alignment",
-            figdir,
-            written,
-        )
-    ]
-    text = ["|A| = |V2^T U1| (DirectCLR theorem 2): a bright diagonal means the layers have aligned."]
-    if scores:
-        figs.insert(
-            0,
-            _fig(
-                lambda: study_figures.alignment_vs_random(scores),
-                "Mean |diag A| per run (red) and the same score for random orthonormal bases of the same "
-                "sizes (grey band: 5-95% of 64 draws). Inside the band: no more aligned than chance.",
-                "alignment_vs_random",
-                figdir,
-                written,
-            ),
-        )
-        inside = [v for v, (val, _, lo, hi) in scores.items() if lo <= val <= hi]
-        refs = [f"{html.escape(v)} {m:.2f} (5-95% {lo:.2f}-{hi:.2f})" for v, (m, lo, hi) in random.items()]
-        text.append(
-            "Random reference: random orthonormal bases of the same sizes score " + "; ".join(refs) + "."
-        )
-        if inside:
-            text[-1] += (
-                f" Within the random band (no alignment beyond chance): {html.escape(', '.join(inside))}."
-            )
-    return Section("Alignment of the last two layers", text, [], figs, "alignment")
+    return [runs]
 
 
 def _claim_cells(c: Mapping[str, Any]) -> dict[str, Any]:
@@ -257,5 +195,6 @@ def _claim_cells(c: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _prefixed(arrays: Mapping[str, T], prefix: str) -> dict[str, T]:
+def prefixed(arrays: Mapping[str, T], prefix: str) -> dict[str, T]:
+    """The entries whose key starts with ``prefix``, keyed by the rest of the key."""
     return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}

@@ -15,13 +15,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from dimcollapse import diagnostics as dg
-
-CURVES = (
-    ("erank_r", "effective rank of r"),
-    ("rankme_r", "RankMe of r"),
-    ("lid_r", "LID of r (geometric mean)"),
-    ("collapsed_r", "collapsed dimensions of r (< 1e-6 of largest)"),
-)
+from dimcollapse.diagnostics import catalogue
 
 
 def _grid(n: int, width: float = 3.6, height: float = 3.0, cols: int = 3) -> tuple[Figure, list[Any]]:
@@ -32,30 +26,40 @@ def _grid(n: int, width: float = 3.6, height: float = 3.0, cols: int = 3) -> tup
     return fig, axes
 
 
-def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figure:
-    """erank, RankMe, LID and collapsed-dimension count of r against training step, one line per run."""
-    fig, axes = _grid(len(CURVES), 4.2, 3.2, cols=2)
-    for ax, (key, title) in zip(axes, CURVES, strict=True):
+def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], output: str = "r") -> Figure:
+    """Each catalogue metric with ``curve=True`` (erank, RankMe, collapsed dims, LID) of ``output``
+    against training step, one line per run (monitor records, see ``curve_value``)."""
+    specs = catalogue.curve_specs()
+    fig, axes = _grid(len(specs), 4.2, 3.2, cols=2)
+    for ax, m in zip(axes, specs, strict=True):
         for label, hist in histories.items():
             steps = [h["step"] for h in hist]
-            if key == "collapsed_r":
-                vals = [_collapsed(h.get("spectrum_r")) for h in hist]
-            else:
-                vals = [float(h.get(key, np.nan)) for h in hist]
+            vals = [curve_value(h, m, output) for h in hist]
             ax.plot(steps, vals, label=label, linewidth=1.4, marker="o", markersize=3)
-        if key == "collapsed_r":  # a count: integer ticks from 0, not a symmetric band around 0
+        if m.integer:  # a count: integer ticks from 0, not a symmetric band around 0
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             top = max(1.0, ax.get_ylim()[1])
             ax.set_ylim(-0.05 * top, top)
-        ax.set_title(title, fontsize="medium")
+        ax.set_title(f"{m.label} of {output}", fontsize="medium")
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize="x-small")
     return fig
 
 
-def _collapsed(spectrum: Sequence[float] | None) -> float:
-    return float(dg.collapsed_dimensions(np.asarray(spectrum))) if spectrum else float("nan")
+def curve_value(record: Mapping[str, Any], m: catalogue.MetricSpec, output: str = "r") -> float:
+    """The value of metric ``m`` on ``output`` in one monitor record: the recorded ``<record_name>_<o>``,
+    else computed from the recorded spectrum ``spectrum_<o>`` when the spectrum is all it needs (e.g.
+    collapsed dims), else NaN."""
+    value = record.get(f"{m.record_name}_{output}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    spectrum = record.get(f"spectrum_{output}")
+    if spectrum:
+        computed = m.fn(catalogue.Context(eig=np.asarray(spectrum, dtype=np.float64)))
+        if computed is not None:
+            return float(computed)
+    return float("nan")
 
 
 def _depth_lines(ax: Any, spectra: Mapping[str, np.ndarray], normalise: bool, log: bool) -> None:

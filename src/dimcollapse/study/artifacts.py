@@ -53,23 +53,13 @@ def find_checkpoint(run_dir: Path) -> Path:
 
 def load_run_module(run_dir: Path) -> tuple[Any, Any]:
     """(SSLModule with the final weights, its SSLDataModule set up for evaluation)."""
-    from dimcollapse.training.checkpoint import load_checkpoint, load_model_state
-    from dimcollapse.training.config import from_dict
+    from dimcollapse.training.checkpoint import load_run
     from dimcollapse.training.datamodule import SSLDataModule
-    from dimcollapse.training.module import SSLModule
 
-    path = find_checkpoint(run_dir)
-    hp = load_checkpoint(path).get("hyper_parameters") or {}
-    if "config" not in hp or "data_info" not in hp:
-        raise InputError(
-            f"checkpoint '{path}' holds no dimcollapse config; it was not written by dimcollapse."
-        )
-    module = SSLModule(hp["config"], hp["data_info"])
-    load_model_state(module, path)
-    module.eval()
-    dm = SSLDataModule(from_dict(hp["config"]))
+    run = load_run(find_checkpoint(run_dir))
+    dm = SSLDataModule(run.config)
     dm.setup("eval")
-    return module, dm
+    return run.module, dm
 
 
 def _as_linear_map(w: Tensor) -> Tensor:
@@ -183,12 +173,3 @@ def compute_artifacts(run_dir: str | Path, max_points: int = 2000, seed: int = 0
     atomic_write_bytes(run / "artifacts.npz", buf.getvalue())
     atomic_write_json(run / "artifacts.json", metrics)
     return metrics
-
-
-def load_artifacts(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of ``artifacts.npz`` (computed first when missing)."""
-    p = Path(run_dir) / "artifacts.npz"
-    if not p.is_file():
-        compute_artifacts(run_dir)
-    with np.load(p, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}

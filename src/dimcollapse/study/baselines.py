@@ -6,7 +6,7 @@ They answer "how much did self-supervision add?" on the same data, split and kNN
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -16,17 +16,18 @@ from dimcollapse.study.results import read_json
 from dimcollapse.training.config import RunConfig, to_dict
 from dimcollapse.utils.atomic import atomic_write_json
 
+if TYPE_CHECKING:
+    from dimcollapse.training.evaluate_run import EvalSettings
+
 
 def _knn_row(
-    name: str, cfg: RunConfig, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, c: int
+    name: str, s: EvalSettings, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, c: int
 ) -> dict[str, Any]:
     from dimcollapse.training.evaluation import knn_accuracy
 
     row: dict[str, Any] = {"run_id": name, "variant": name, "status": "baseline", "objective": name}
-    for k in cfg.eval.knn_k:
-        top1, top5 = knn_accuracy(
-            xtr, ytr, xte, yte, k=int(k), temperature=cfg.eval.temperature, num_classes=c
-        )
+    for k in s.knn_k:
+        top1, top5 = knn_accuracy(xtr, ytr, xte, yte, k=int(k), temperature=s.temperature, num_classes=c)
         row[f"knn_k{int(k)}_top1"], row[f"knn_k{int(k)}_top5"] = top1, top5
     spec = dg.covariance_spectrum(xte)
     row["erank_r"] = dg.effective_rank(spec)
@@ -44,6 +45,7 @@ def compute_baselines(cfg: RunConfig, out_dir: str | Path | None = None) -> list
         if cached is not None and isinstance(cached.get("rows"), list):
             return list(cached["rows"])
     from dimcollapse.training.datamodule import SSLDataModule
+    from dimcollapse.training.evaluate_run import EvalSettings
     from dimcollapse.training.module import SSLModule
 
     torch.manual_seed(cfg.trainer.seed)
@@ -52,10 +54,9 @@ def compute_baselines(cfg: RunConfig, out_dir: str | Path | None = None) -> list
     (xtr, ytr), (xte, yte) = dm.eval_sets()
     keep = ytr >= 0
     xtr, ytr = xtr[keep], ytr[keep]
-    c = dm.info.num_classes
-    rows = [
-        _knn_row("raw pixels", cfg, xtr.flatten(1).float() / 255, ytr, xte.flatten(1).float() / 255, yte, c)
-    ]
+    c, settings = dm.info.num_classes, EvalSettings.from_config(cfg)
+    pixels_tr, pixels_te = xtr.flatten(1).float() / 255, xte.flatten(1).float() / 255
+    rows = [_knn_row("raw pixels", settings, pixels_tr, ytr, pixels_te, yte, c)]
     module = SSLModule(to_dict(cfg), dm.info.__dict__).eval()
 
     def encode(x: Tensor) -> Tensor:
@@ -64,7 +65,7 @@ def compute_baselines(cfg: RunConfig, out_dir: str | Path | None = None) -> list
         return torch.cat([module.encode_eval(x[i : i + bs])[0].float() for i in range(0, len(x), bs)])
 
     rtr, rte = encode(xtr), encode(xte)
-    rows.append(_knn_row("random init", cfg, rtr, ytr, rte, yte, c))
+    rows.append(_knn_row("random init", settings, rtr, ytr, rte, yte, c))
     rows[-1]["backbone"] = cfg.model.backbone
     if cache is not None:
         atomic_write_json(cache, {"rows": rows})

@@ -16,16 +16,18 @@ training stops (like ``EarlyStopping``) after ``patience`` collapse warnings in 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 from torch import nn
 
 from dimcollapse.track.probe import Embed
-from dimcollapse.track.recorder import DEFAULT_METRICS, Annotate, Augment, CollapseRecorder, scalar_items
+from dimcollapse.track.recorder import CollapseRecorder, RecorderOptions, scalar_items
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 
 class CollapseMonitor(L.Callback):
@@ -35,25 +37,15 @@ class CollapseMonitor(L.Callback):
         self,
         probe: Any,
         embed: Embed | None = None,
-        layers: Sequence[str] | None = None,
         every_n_steps: int = 50,
-        metrics: Sequence[str] = DEFAULT_METRICS,
-        lid_k: int = 20,
-        warn_fraction: float = 0.5,
-        watch: str | None = None,
-        stop_on_collapse: bool = False,
-        patience: int = 1,
-        weight_spectra: bool = True,
-        augment: Augment | None = None,
-        n_views: int = 4,
-        out_path: str | Path | None = None,
-        weights_of: Callable[[nn.Module], nn.Module] | None = None,
-        annotate: Annotate | None = None,
         log_spectra: bool = True,
+        **options: Unpack[RecorderOptions],
     ) -> None:
         """``probe``: tensor or DataLoader; ``embed(module, x)`` -> tensor or dict (default module(x)).
 
-        Other arguments: see ``recorder.CollapseRecorder``; ``log_spectra`` adds TensorBoard histograms.
+        ``options``: ``recorder.RecorderOptions`` (layers, metrics, lid_k, warn_fraction, watch,
+        stop_on_collapse, patience, weight_spectra, augment, n_views, out_path, annotate, weights_of);
+        ``log_spectra`` adds TensorBoard histograms.
         """
         super().__init__()
         if int(every_n_steps) < 1:
@@ -61,23 +53,7 @@ class CollapseMonitor(L.Callback):
 
             raise ConfigError(f"every_n_steps must be >= 1, got {every_n_steps}.")
         self.every = int(every_n_steps)
-        self.recorder = CollapseRecorder(
-            probe,
-            embed,
-            layers,
-            metrics,
-            lid_k,
-            warn_fraction,
-            watch,
-            stop_on_collapse,
-            patience,
-            weight_spectra,
-            augment,
-            n_views,
-            out_path,
-            annotate,
-            weights_of,
-        )
+        self.recorder = CollapseRecorder(probe, embed, **options)
         self.log_spectra = bool(log_spectra)
         self._last_step = -1
 

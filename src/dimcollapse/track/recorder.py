@@ -1,7 +1,8 @@
 """The records shared by ``CollapseMonitor`` (Lightning) and ``Tracker`` (plain loops).
 
 One record per measurement: ``step`` (and ``epoch`` when known), for every embed output o and every
-monitored catalogue metric m the value ``<m>_<o>`` (short names: ``lid`` for ``lid_mle_gmean``; the
+monitored catalogue metric m the value ``<m>_<o>`` (m by its spec's ``record_name``: ``lid`` for
+``lid_mle_gmean``; default metrics: the catalogue's ``monitored_keys()``; the
 k-NN metrics (LID) only for the first output, they cost the most), the
 covariance spectrum ``spectrum_<o>``, LiDAR ``lidar_<o>`` when an ``augment`` function is given,
 per-layer weight statistics ``layers`` and ``warning``. A warning is raised when the watched value
@@ -17,12 +18,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor, nn
 
-from dimcollapse.diagnostics.catalogue import BY_KEY, evaluate
+from dimcollapse.diagnostics import catalogue
+from dimcollapse.diagnostics.catalogue import evaluate
 from dimcollapse.diagnostics.lidar import lidar
 from dimcollapse.diagnostics.summary import embedding_context
 from dimcollapse.errors import ConfigError, DivergedError
@@ -32,10 +34,32 @@ from dimcollapse.utils.atomic import atomic_write_json
 
 log = logging.getLogger("dimcollapse.monitor")
 
-DEFAULT_METRICS = ("erank", "rankme", "lid_mle_gmean")
-SHORT = {"lid_mle_gmean": "lid"}
 Annotate = Callable[[nn.Module, dict[str, Any]], None]
 Augment = Callable[[Any], Any]
+
+
+class RecorderOptions(TypedDict, total=False):
+    """The recorder's keyword options (see ``CollapseRecorder``), declared once: ``CollapseMonitor`` and
+    ``Tracker`` take them as ``**options: Unpack[RecorderOptions]`` and pass them on."""
+
+    layers: Sequence[str] | None
+    metrics: Sequence[str] | None
+    lid_k: int
+    warn_fraction: float
+    watch: str | None
+    stop_on_collapse: bool
+    patience: int
+    weight_spectra: bool
+    augment: Augment | None
+    n_views: int
+    out_path: str | Path | None
+    annotate: Annotate | None
+    weights_of: Callable[[nn.Module], nn.Module] | None
+
+
+def record_key(metric: str, output: str) -> str:
+    """The record key of catalogue metric ``metric`` on embed output ``output`` (``lid_r``, ``erank_z``)."""
+    return f"{catalogue.spec(metric).record_name}_{output}"
 
 
 class CollapseRecorder:
@@ -45,8 +69,9 @@ class CollapseRecorder:
         self,
         probe: Any,
         embed: Embed | None = None,
+        *,
         layers: Sequence[str] | None = None,
-        metrics: Sequence[str] = DEFAULT_METRICS,
+        metrics: Sequence[str] | None = None,
         lid_k: int = 20,
         warn_fraction: float = 0.5,
         watch: str | None = None,
@@ -59,14 +84,16 @@ class CollapseRecorder:
         annotate: Annotate | None = None,
         weights_of: Callable[[nn.Module], nn.Module] | None = None,
     ) -> None:
-        """See the module docstring; ``metrics`` are catalogue keys, ``layers`` names or patterns.
+        """See the module docstring; ``metrics`` are catalogue keys (default: ``monitored_keys()``),
+        ``layers`` names or patterns.
 
         ``weights_of(module)`` is the sub-module whose layers are read (default: the module itself);
         ``annotate(module, record)`` may add fields to each record.
         """
-        unknown = [m for m in metrics if m not in BY_KEY]
+        metrics = catalogue.monitored_keys() if metrics is None else tuple(metrics)
+        unknown = [m for m in metrics if m not in catalogue.BY_KEY]
         if unknown:
-            raise ConfigError(f"unknown metric(s) {unknown}; catalogue keys: {', '.join(BY_KEY)}.")
+            raise ConfigError(f"unknown metric(s) {unknown}; catalogue keys: {', '.join(catalogue.BY_KEY)}.")
         if not 0.0 <= warn_fraction <= 1.0 or patience < 1:
             raise ConfigError(
                 f"warn_fraction must be in [0, 1] and patience >= 1, got {warn_fraction}, {patience}."
@@ -90,7 +117,7 @@ class CollapseRecorder:
         keys = [m for m in self.metrics if m != "lidar" and (wants_lid or not m.startswith("lid_"))]
         values = evaluate(ctx, keys)
         for m in keys:
-            rec[f"{SHORT.get(m, m)}_{name}"] = values.get(m, float("nan"))
+            rec[record_key(m, name)] = values.get(m, float("nan"))
         rec[f"spectrum_{name}"] = ctx.eig.tolist()
 
     def _lidar(self, module: nn.Module, rec: dict[str, Any]) -> None:
@@ -130,7 +157,7 @@ class CollapseRecorder:
         """The record key the collapse warning watches (default erank of the first output)."""
         if self.watch is None:
             first = next(k for k in rec if k.startswith("spectrum_"))[len("spectrum_") :]
-            self.watch = f"{SHORT.get(self.metrics[0], self.metrics[0])}_{first}"
+            self.watch = record_key(self.metrics[0], first)
         if self.watch not in rec:
             keys = [k for k, v in rec.items() if isinstance(v, float)]
             raise ConfigError(f"watch='{self.watch}' is not a measured value; choose one of {keys}.")
@@ -224,4 +251,4 @@ def scalar_items(rec: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-__all__ = ["DEFAULT_METRICS", "CollapseRecorder", "scalar_items"]
+__all__ = ["CollapseRecorder", "RecorderOptions", "record_key", "scalar_items"]

@@ -11,15 +11,17 @@ Records and monitor.json are the ones ``CollapseMonitor`` writes (``recorder.py`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from dimcollapse.errors import ConfigError
 from dimcollapse.track.probe import Embed
-from dimcollapse.track.recorder import DEFAULT_METRICS, Augment, CollapseRecorder
+from dimcollapse.track.recorder import CollapseRecorder, RecorderOptions
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 
 class Tracker:
@@ -31,42 +33,19 @@ class Tracker:
         probe: Any,
         embed: Embed | None = None,
         every: int = 50,
-        layers: Sequence[str] | None = None,
-        metrics: Sequence[str] = DEFAULT_METRICS,
-        lid_k: int = 20,
-        warn_fraction: float = 0.5,
-        watch: str | None = None,
-        stop_on_collapse: bool = False,
-        patience: int = 1,
-        weight_spectra: bool = True,
-        augment: Augment | None = None,
-        n_views: int = 4,
-        out_path: str | Path | None = None,
         steps_per_epoch: int | None = None,
         log: Callable[[dict[str, float], int], None] | None = None,
+        **options: Unpack[RecorderOptions],
     ) -> None:
-        """``log(scalars, step)`` receives each record's numbers (e.g. a TensorBoard writer's adder)."""
+        """``log(scalars, step)`` receives each record's numbers (e.g. a TensorBoard writer's adder);
+        ``options``: ``recorder.RecorderOptions`` (layers, metrics, lid_k, warn_fraction, ..., out_path)."""
         if not isinstance(model, nn.Module):
             raise ConfigError(f"Tracker needs the model (an nn.Module) first, got {type(model).__name__}.")
         if int(every) < 1:
             raise ConfigError(f"every must be >= 1 step, got {every}.")
         self.model, self.every = model, int(every)
         self.steps_per_epoch, self.log = steps_per_epoch, log
-        self.recorder = CollapseRecorder(
-            probe,
-            embed,
-            layers,
-            metrics,
-            lid_k,
-            warn_fraction,
-            watch,
-            stop_on_collapse,
-            patience,
-            weight_spectra,
-            augment,
-            n_views,
-            out_path,
-        )
+        self.recorder = CollapseRecorder(probe, embed, **options)
         self._last = 0
 
     @property

@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes (temp file + rename) via Lightning's CheckpointIO, safe loading, key checks."""
+"""Checkpoints: atomic writes (temp file + rename) via Lightning's CheckpointIO, safe loading, key checks,
+and ``load_run``: the one way back from a checkpoint to the run's module and config."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 import os
 import pickle
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from dimcollapse.errors import ConfigError, DivergedError, InputError
+from dimcollapse.training.config import RunConfig
+from dimcollapse.training.resume import stored_config
 from dimcollapse.utils.atomic import atomic_save
 
 log = logging.getLogger("dimcollapse.checkpoint")
@@ -167,9 +171,30 @@ def check_compatible(expected: dict[str, Any], found: dict[str, Any], source: st
     )
 
 
-def load_model_state(module: torch.nn.Module, path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load the weights of checkpoint ``path`` into ``module`` after checking every key and shape."""
+@dataclass
+class LoadedRun:
+    """A dimcollapse run rebuilt from its checkpoint (``load_run``)."""
+
+    module: Any  # SSLModule with the checkpoint's weights, in eval mode
+    config: RunConfig
+    data_info: dict[str, Any]  # the data facts the run was trained on (DataInfo fields)
+    checkpoint: dict[str, Any]  # the raw checkpoint (global_step, callbacks, ...)
+
+
+def load_run(path: str | os.PathLike[str]) -> LoadedRun:
+    """The one loader of a dimcollapse training checkpoint: read it safely, rebuild the module from the
+    config stored in it, check every key and shape, load the weights (InputError / ConfigError otherwise)."""
+    from dimcollapse.training.module import SSLModule
+
     ckpt = load_checkpoint(path)
+    cfg = stored_config(ckpt, str(path))
+    hp = ckpt["hyper_parameters"]
+    module = SSLModule(hp["config"], hp["data_info"])
     check_compatible(module.state_dict(), ckpt["state_dict"], str(path))
     module.load_state_dict(ckpt["state_dict"])
-    return ckpt
+    return LoadedRun(module.eval(), cfg, dict(hp["data_info"]), ckpt)
+
+
+def data_info_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """'name old -> new' for every data fact (DataInfo field) that differs from the checkpoint's."""
+    return [f"{k} {saved[k]} -> {now[k]}" for k in now if k in saved and saved[k] != now[k]]

@@ -1,5 +1,8 @@
 """Evaluate a trained SSLModule: kNN (k from the config), linear probe, full diagnostics of r and z.
 
+Evaluation reads no config and no datamodule: ``EvalSettings`` (resolved once from the config) says how,
+``EvalData`` (the two splits' batches and the class count) says on what.
+
 For DirectCLR (an objective with ``d0``) the kNN and linear probe are also reported on r[:, :d0]
 (keys with the suffix ``_d0``). Used at the end of ``train`` and by ``dimcollapse eval CHECKPOINT``.
 """
@@ -8,6 +11,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +20,64 @@ import torch
 from torch import Tensor
 
 from dimcollapse import diagnostics as dg
-from dimcollapse.training.checkpoint import load_checkpoint, load_model_state
-from dimcollapse.training.config import RunConfig, from_dict
+from dimcollapse.errors import InputError
+from dimcollapse.training.checkpoint import data_info_changes, load_run
+from dimcollapse.training.config import RunConfig
 from dimcollapse.training.datamodule import SSLDataModule
 from dimcollapse.training.evaluation import extract_features, knn_accuracies, linear_probe
 from dimcollapse.utils.atomic import atomic_write_json
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """What evaluation needs from a run's config, resolved once (``from_config``)."""
+
+    knn_k: tuple[int, ...]
+    temperature: float
+    linear_probe: bool
+    linear_probe_epochs: int
+    linear_probe_weight_decay: float
+    lid_k: int
+    dataset: str  # recorded with the sizes: what a claim checks before comparing runs
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> EvalSettings:
+        """The evaluation settings of ``cfg`` (eval block + the dataset's name)."""
+        e = cfg.eval
+        return cls(
+            tuple(int(k) for k in e.knn_k),
+            float(e.temperature),
+            bool(e.linear_probe),
+            int(e.linear_probe_epochs),
+            float(e.linear_probe_weight_decay),
+            int(e.lid_k),
+            str(cfg.data.name),
+        )
+
+
+@dataclass
+class EvalData:
+    """The rows evaluation embeds: batches of (uint8 images, labels) of the train and test splits."""
+
+    train: Iterable[tuple[Tensor, Tensor]]
+    test: Iterable[tuple[Tensor, Tensor]]
+    num_classes: int
+
+    @classmethod
+    def from_datamodule(cls, dm: SSLDataModule) -> EvalData:
+        """The evaluation loaders of a set-up datamodule (rows capped by eval.max_train / max_test)."""
+        return cls(dm.eval_loader(train=True), dm.eval_loader(train=False), dm.info.num_classes)
+
+
 def _accuracies(
-    prefix: str, cfg: RunConfig, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, num_classes: int
+    prefix: str, s: EvalSettings, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, num_classes: int
 ) -> dict[str, float]:
     out: dict[str, float] = {}
-    ks = [int(k) for k in cfg.eval.knn_k]
-    for k, (top1, top5) in knn_accuracies(xtr, ytr, xte, yte, ks, cfg.eval.temperature, num_classes).items():
+    for k, (top1, top5) in knn_accuracies(xtr, ytr, xte, yte, s.knn_k, s.temperature, num_classes).items():
         out[f"knn_k{k}_top1{prefix}"], out[f"knn_k{k}_top5{prefix}"] = top1, top5
-    if cfg.eval.linear_probe:
+    if s.linear_probe:
         top1, top5 = linear_probe(
-            xtr, ytr, xte, yte, num_classes, cfg.eval.linear_probe_epochs, cfg.eval.linear_probe_weight_decay
+            xtr, ytr, xte, yte, num_classes, s.linear_probe_epochs, s.linear_probe_weight_decay
         )
         out[f"linear_top1{prefix}"], out[f"linear_top5{prefix}"] = top1, top5
     return out
@@ -43,8 +89,8 @@ def _diagnostics(name: str, z: Tensor, max_points: int = 5000, k: int = 20) -> d
 
 
 @torch.no_grad()
-def evaluate_module(module: Any, dm: SSLDataModule, cfg: RunConfig) -> dict[str, Any]:
-    """Metrics of ``module`` on the data of ``dm``: kNN/linear accuracies (fractions) and diagnostics."""
+def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> dict[str, Any]:
+    """Metrics of ``module`` on ``data``: kNN/linear accuracies (fractions) and diagnostics of r and z."""
     t0 = time.perf_counter()
     was_training = module.training
     module.eval()
@@ -54,26 +100,26 @@ def evaluate_module(module: Any, dm: SSLDataModule, cfg: RunConfig) -> dict[str,
         return module.encode_eval(x)
 
     try:
-        rtr, _, ytr = extract_features(encode, dm.eval_loader(train=True), device)
-        rte, zte, yte = extract_features(encode, dm.eval_loader(train=False), device)
+        rtr, _, ytr = extract_features(encode, data.train, device)
+        rte, zte, yte = extract_features(encode, data.test, device)
     finally:
         module.train(was_training)
     labelled = ytr >= 0
     rtr_l, ytr_l = rtr[labelled], ytr[labelled]
-    c = dm.info.num_classes
+    c, s = data.num_classes, settings
     metrics: dict[str, Any] = {}
-    metrics.update(_accuracies("", cfg, rtr_l, ytr_l, rte, yte, c))
+    metrics.update(_accuracies("", s, rtr_l, ytr_l, rte, yte, c))
     d0 = getattr(module.model.objective, "d0", None)
     if d0 is not None and int(d0) < rtr.shape[1]:
-        metrics.update(_accuracies("_d0", cfg, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
+        metrics.update(_accuracies("_d0", s, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
         metrics["d0"] = int(d0)
-    metrics.update(_diagnostics("r", rte, k=cfg.eval.lid_k))
-    metrics.update(_diagnostics("z", zte, k=cfg.eval.lid_k))
+    metrics.update(_diagnostics("r", rte, k=s.lid_k))
+    metrics.update(_diagnostics("z", zte, k=s.lid_k))
     metrics["eval_train_size"] = int(rtr_l.shape[0])
     metrics["eval_test_size"] = int(rte.shape[0])
-    metrics["eval_dataset"] = str(cfg.data.name)  # with the sizes: what a claim checks before comparing
-    metrics["eval_knn_temperature"] = float(cfg.eval.temperature)
-    metrics["eval_linear_probe_epochs"] = int(cfg.eval.linear_probe_epochs) if cfg.eval.linear_probe else 0
+    metrics["eval_dataset"] = s.dataset
+    metrics["eval_knn_temperature"] = s.temperature
+    metrics["eval_linear_probe_epochs"] = s.linear_probe_epochs if s.linear_probe else 0
     metrics["eval_time_s"] = time.perf_counter() - t0
     return metrics
 
@@ -83,34 +129,20 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Rebuild the model of ``checkpoint`` from its stored config, evaluate it and write metrics.json
     next to the checkpoint (or into ``out_dir``); returns the metrics."""
-    from dimcollapse.training.module import SSLModule
-
     path = Path(checkpoint)
-    ckpt = load_checkpoint(path)
-    hp = ckpt.get("hyper_parameters") or {}
-    if "config" not in hp or "data_info" not in hp:
-        from dimcollapse.errors import InputError
-
-        raise InputError(
-            f"checkpoint '{path}' holds no dimcollapse config; it was not written by dimcollapse train."
-        )
-    cfg = from_dict(hp["config"])
-    module = SSLModule(hp["config"], hp["data_info"])
-    load_model_state(module, path)
+    run = load_run(path)
+    cfg, module = run.config, run.module
     dm = SSLDataModule(cfg)
     dm.setup("eval")
-    saved, now = hp["data_info"], dm.info.__dict__
-    diff = [f"{k} {saved[k]} -> {now[k]}" for k in now if k in saved and saved[k] != now[k]]
+    diff = data_info_changes(run.data_info, dm.info.__dict__)
     if diff:
-        from dimcollapse.errors import InputError
-
         raise InputError(
             f"checkpoint '{path}' was trained on other data than '{cfg.data.name}' found now "
             f"({', '.join(diff)}); point $DIMCOLLAPSE_DATA / the data folder at the data of the run."
         )
-    metrics = evaluate_module(module, dm, cfg)
+    metrics = evaluate_module(module, EvalData.from_datamodule(dm), EvalSettings.from_config(cfg))
     metrics["checkpoint"] = str(path)
-    metrics["step"] = metrics["steps"] = int(ckpt.get("global_step", 0))
+    metrics["step"] = metrics["steps"] = int(run.checkpoint.get("global_step", 0))
     target = Path(out_dir) if out_dir is not None else path.parent
     atomic_write_json(target / "metrics.json", metrics)
     return metrics

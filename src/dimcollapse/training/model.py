@@ -105,10 +105,6 @@ class SSLModel(nn.Module):
         if update is not None:
             update(momentum)
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """Parameters the optimizer updates (online backbone, projector, objective/predictor)."""
-        return [p for p in self.parameters() if p.requires_grad]
-
     def online_modules(self) -> nn.ModuleDict:
         """The modules the optimizer trains, without the momentum target (for parameter groups)."""
         return nn.ModuleDict(

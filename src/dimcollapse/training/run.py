@@ -34,13 +34,14 @@ from dimcollapse.training.checkpoint import (
     AtomicCheckpointIO,
     FiniteModelCheckpoint,
     check_compatible,
+    data_info_changes,
     describe_bad,
     load_checkpoint,
     save_if_finite,
 )
-from dimcollapse.training.config import RunConfig, from_dict, to_dict, to_yaml
+from dimcollapse.training.config import RunConfig, to_dict, to_yaml
 from dimcollapse.training.datamodule import SSLDataModule, planned_world_size
-from dimcollapse.training.evaluate_run import evaluate_module
+from dimcollapse.training.evaluate_run import EvalData, EvalSettings, evaluate_module
 from dimcollapse.training.module import SSLModule
 from dimcollapse.training.precision import choose_precision
 from dimcollapse.training.preflight import check_eval_sizes, check_machine, clean_stale_temp_files
@@ -168,6 +169,7 @@ class Prepared:
     module: SSLModule
     previous: dict[str, Any] | None
     lr_change: dict[str, float] | None
+    evaluation: EvalSettings
 
 
 def _check_out(out: Path) -> None:
@@ -184,8 +186,7 @@ def _check_out(out: Path) -> None:
 def _check_data_info(previous: dict[str, Any], dm: SSLDataModule, source: str) -> None:
     """The resumed data has the shape of the data the checkpoint was trained on."""
     saved = (previous.get("hyper_parameters") or {}).get("data_info") or {}
-    now = dm.info.__dict__
-    diff = [f"{k} {saved[k]} -> {now[k]}" for k in now if k in saved and saved[k] != now[k]]
+    diff = data_info_changes(saved, dm.info.__dict__)
     if diff:
         raise ConfigError(
             f"checkpoint '{source}' was trained on other data than data.root gives now ({', '.join(diff)}); "
@@ -229,7 +230,7 @@ def prepare(config: RunConfig, out: Path, resume: bool, override_lr: float | Non
     if previous is not None:
         check_compatible(module.state_dict(), previous["state_dict"], str(last))
         _check_data_info(previous, dm, str(last))
-    return Prepared(cfg, dm, module, previous, lr_change)
+    return Prepared(cfg, dm, module, previous, lr_change, EvalSettings.from_config(cfg))
 
 
 def _diverged(e: DivergedError, cfg: RunConfig, ckpt: FiniteModelCheckpoint, out: Path) -> DivergedError:
@@ -382,7 +383,7 @@ def _final_metrics(
             monitor.load_state_dict(final["callbacks"][monitor.state_key])
     train_s = float(final.get("dimcollapse_train_time_s", module.train_time_s))
     session_s = max(train_s - time_before, 1e-9)
-    metrics = evaluate_module(module, dm, cfg)
+    metrics = evaluate_module(module, EvalData.from_datamodule(dm), prep.evaluation)
     metrics.update(
         {
             **training_record(
@@ -419,11 +420,3 @@ def _restore_signals(handlers: dict[Any, Any]) -> None:
     for s, h in handlers.items():
         if h is not None:
             signal.signal(s, h)
-
-
-def load_run_config(checkpoint: dict[str, Any]) -> RunConfig:
-    """The RunConfig stored in a checkpoint's hyper-parameters."""
-    hp = checkpoint.get("hyper_parameters") or {}
-    if "config" not in hp or "data_info" not in hp:
-        raise InputError("checkpoint holds no dimcollapse config; it was not written by dimcollapse train.")
-    return from_dict(hp["config"])

@@ -73,7 +73,10 @@ def _disk_error(e: OSError, target: Path) -> Exception:
 _TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True when process ``pid`` exists on this host (also when it belongs to another user)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -95,7 +98,7 @@ def remove_stale_temp_files(folder: str | os.PathLike[str], max_age_s: float = 3
     for p in d.glob(".*.tmp"):
         m = _TEMP.match(p.name)
         try:
-            stale = (not _alive(int(m.group(1)))) if m else time.time() - p.stat().st_mtime > max_age_s
+            stale = (not process_alive(int(m.group(1)))) if m else time.time() - p.stat().st_mtime > max_age_s
             if stale and p.is_file():
                 p.unlink()
                 removed.append(p)

@@ -167,13 +167,6 @@ def global_mean(x: Tensor, n_total: int) -> Tensor:
     return all_reduce_sum(x.sum(dim=0)) / n_total
 
 
-def global_variance(x: Tensor, n_total: int, unbiased: bool = False) -> Tensor:
-    """Per-column variance over the global batch (two-pass: mean, then squared deviations)."""
-    centred = x - global_mean(x, n_total)
-    denom = n_total - 1 if unbiased else n_total
-    return all_reduce_sum(centred.pow(2).sum(dim=0)) / denom
-
-
 def global_cross_moment(a: Tensor, b: Tensor, n_total: int, denom: int | None = None) -> Tensor:
     """(1/denom) sum over the global batch of a_i b_i^T (d_a x d_b); denom defaults to N."""
     return all_reduce_sum(a.T @ b) / (n_total if denom is None else denom)

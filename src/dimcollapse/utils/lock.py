@@ -21,20 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from dimcollapse.errors import InputError
+from dimcollapse.utils.atomic import process_alive
 
 log = logging.getLogger("dimcollapse.lock")
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_lock(path: Path) -> dict[str, Any] | None:
@@ -54,7 +43,7 @@ def is_stale(holder: dict[str, Any] | None) -> bool:
         pid = int(holder.get("pid", -1))
     except (TypeError, ValueError):
         return True
-    return holder.get("host") == socket.gethostname() and not _alive(pid)
+    return holder.get("host") == socket.gethostname() and not process_alive(pid)
 
 
 def acquire(path: Path, what: str) -> None:
