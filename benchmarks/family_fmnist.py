@@ -22,6 +22,7 @@ from typing import Any
 
 from dimcollapse.errors import InputError
 from dimcollapse.report.claims import decide
+from dimcollapse.study.baselines import compute_baselines
 from dimcollapse.training.config import load_config
 from dimcollapse.training.run import train
 from dimcollapse.utils.atomic import atomic_write_json
@@ -112,6 +113,26 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def baselines(steps: int, batch: int, seeds: list[int]) -> list[dict[str, Any]]:
+    """Raw-pixel and random-init kNN k=200 on the runs' evaluation split (what the table is read against)."""
+    rows = []
+    for seed in seeds:
+        cfg = load_config(ROOT / "configs" / "fmnist" / "simclr_mlp.yaml", overrides(steps, seed, batch))
+        for r in compute_baselines(cfg):
+            rows.append({"baseline": r["variant"], "seed": seed, "knn_k200_top1": r["knn_k200_top1"]})
+    return rows
+
+
+def baseline_line(rows: list[dict[str, Any]]) -> str:
+    """One line: each baseline's kNN k=200 as mean +- std over the seeds."""
+    parts = []
+    for name in dict.fromkeys(r["baseline"] for r in rows):
+        v = [100 * r["knn_k200_top1"] for r in rows if r["baseline"] == name]
+        sd = f" +- {stdev(v):.1f}" if len(v) > 1 else ""
+        parts.append(f"{name} {mean(v):.1f}{sd}%")
+    return "Baselines, kNN k=200 on the same split: " + "; ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -132,11 +153,11 @@ def main() -> None:
                 rows.append(run_one(args.out, method, reg, args.steps, seed, args.batch))
                 print(json.dumps(rows[-1]), flush=True)
     if args.summarize:  # training processes may run side by side; only the summary writes the result file
-        load = os.getloadavg()[0]
-        machine = f"{os.cpu_count()} CPU cores, 1 thread per run; load average at summary {load:.1f}"
-        atomic_write_json(
-            RESULT, {"steps": args.steps, "batch_size": args.batch, "machine": machine, "rows": rows}
-        )
+        base = baselines(args.steps, args.batch, args.seeds)
+        machine = f"{os.cpu_count()} CPU cores, 1 thread per run (s/step is wall time on a shared host)"
+        info = {"steps": args.steps, "batch_size": args.batch, "machine": machine, "baselines": base}
+        atomic_write_json(RESULT, {**info, "rows": rows})
+        print(baseline_line(base))
     print(table(rows))
 
 
