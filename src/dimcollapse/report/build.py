@@ -27,7 +27,7 @@ from dimcollapse.report.figure_sections import (
     spectra_sections,
     training_sections,
 )
-from dimcollapse.report.html import Figure, Section, Table, render_page
+from dimcollapse.utils.html import Figure, Section, Table, render_page
 from dimcollapse.report.sections import (
     ACCURACY_KEYS,
     ReportInputs,

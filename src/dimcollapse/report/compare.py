@@ -20,7 +20,7 @@ import numpy as np
 
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.errors import InputError
-from dimcollapse.report.html import Figure, Section, Table, figure_png, render_page
+from dimcollapse.utils.html import Figure, Section, Table, figure_png, render_page
 from dimcollapse.study.results import read_json
 from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 

@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 
 from dimcollapse.report import plots, study_figures
-from dimcollapse.report.html import Section, Table
+from dimcollapse.utils.html import Section, Table
 from dimcollapse.report.sections import ReportInputs, prefixed
 from dimcollapse.study.results import read_json
 
