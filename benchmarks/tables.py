@@ -81,13 +81,20 @@ def lid_table(cases: dict[str, Any]) -> list[str]:
             out.append(f"| {k} | {c['seconds_median'][k]:.2f} | {_r(s)} | {agree_s} | {recall} | {err} |")
         out.append("")
     m = cases.get("lid_1m")
-    if m:
+    if m and "sets" in m:
+        out += [f"**{m['case']}** ({_host(m.get('host'))}); target: {m['target']}", ""]
         out += [
-            f"**{m['case']}**: {m['seconds']:.1f} s (target < 60 s); recall {m['recall']:.4f} and "
-            f"geometric-mean LID error {m['gmean_rel_error']:.2%} (target < 1%) on {m['sample']} exact "
-            f"queries; {_host(m.get('host'))}.",
-            "",
+            "| data | seconds | gmean LID | standard error | 95% interval | intrinsic dim. |",
+            "| --- | ---: | ---: | ---: | --- | ---: |",
         ]
+        for name, v in m["sets"].items():
+            lo, hi = v["ci95"]
+            dim = v.get("intrinsic_dimension") or "-"
+            out.append(
+                f"| {name} | {v['seconds']:.1f} | {v['gmean']:.3f} | {v['rel_se']:.2%} | {lo:.3f}-{hi:.3f} "
+                f"| {dim} |"
+            )
+        out.append("")
     return out
 
 
