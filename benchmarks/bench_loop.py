@@ -1,7 +1,8 @@
 """The full Lightning loop as the demo runs it against the bare engine step (issue 15).
 
-Each round trains ``--steps`` steps with ``dimcollapse.training.run.train`` (Lightning, the collapse monitor,
-the online probe, checkpoints, CSV + TensorBoard logging, the demo's settings) and then times the same
+Each round fits ``--steps`` steps as ``dimcollapse.training.run.train`` does (Lightning, the collapse monitor,
+the online probe, checkpoints, CSV + TensorBoard logging, the progress bar, the demo's settings; not the
+final evaluation, which runs once after training) and then times the same
 number of engine steps outside Lightning (views + forward + loss + backward + optimizer step on one batch,
 ``bench_step.step_jobs``). The loop's time per step runs from the start of its second batch to the end of
 its last one (data loading, logging, callbacks and checkpoints between the batches included; set-up and
@@ -38,7 +39,9 @@ class StepClock(L.Callback):
         self.starts: list[float] = []
         self.end = 0.0
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, i: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, i: int
+    ) -> None:
         self.starts.append(time.perf_counter())
 
     def on_train_batch_end(
@@ -52,14 +55,22 @@ class StepClock(L.Callback):
 
 
 def loop_per_step(overrides: list[str], steps: int) -> float:
-    """Train ``steps`` steps into a temporary folder with the demo's callbacks; seconds per step."""
+    """Fit ``steps`` steps into a temporary folder exactly as ``training.run.train`` does (same callbacks,
+    trainer, loggers, checkpoints), without the final evaluation; seconds per step."""
     from dimcollapse.training.config import load_config
-    from dimcollapse.training.run import train
+    from dimcollapse.training.run import _callbacks, _fit, build_trainer, prepare
 
     cfg = load_config(RECIPE, [*overrides, f"optim.max_steps={steps}"])
     clock = StepClock()
-    with tempfile.TemporaryDirectory() as out:
-        train(cfg, out, extra_callbacks=[clock])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        prep = prepare(cfg, out, False)
+        watch = _callbacks(prep, out, [clock])
+        info = prep.dm.info
+        trainer = build_trainer(
+            prep.cfg, out, prep.module.total_steps, watch.callbacks, steps_per_epoch=info.steps_per_epoch
+        )
+        _fit(trainer, prep, watch, out, False)
     return clock.per_step()
 
 
@@ -88,7 +99,6 @@ def main() -> None:
         f"monitor.every_n_steps={every}",
         f"trainer.checkpoint_every={steps}",  # one checkpoint per run: more often than the demo's 250
         f"trainer.num_threads={a.threads}",
-        "trainer.progress_bar=false",
         *(["data.batch_size=32"] if a.quick else []),
     ]
     jobs, _ = step_jobs(RECIPE, overrides, None)

@@ -1,6 +1,6 @@
-"""Run the issue-15 comparisons (bench_diagnostics.py, bench_step.py), each in its own process, and report
-which failed. Other bench_*.py scripts (training accuracy runs, views, models, regularizers) take their own
-arguments and run with --only.
+"""Run the issue-15 comparisons (bench_diagnostics.py, bench_step.py, bench_loop.py), each in its own
+process, and report which failed. Other bench_*.py scripts (training accuracy runs, views, models,
+regularizers) take their own arguments and run with --only.
 
 python benchmarks/run_all.py [--quick] [--only NAME ...]   (NAME: the part after bench_, e.g. diagnostics)
 Each script prints its ratios and writes benchmarks/results/<name>.json.
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT = ("diagnostics", "step")  # the comparisons `make bench` prints
+DEFAULT = ("diagnostics", "step", "loop")  # the comparisons `make bench` prints
 
 
 def main() -> int:

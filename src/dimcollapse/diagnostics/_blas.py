@@ -41,9 +41,7 @@ def syrk_update(c: np.ndarray, x: np.ndarray) -> bool:
     False (c untouched) when numpy's BLAS is not reachable or the layouts do not fit."""
     fn = _dsyrk()
     m, d = x.shape
-    fits = (
-        c.dtype == np.float64 and x.dtype == np.float64 and c.flags.c_contiguous and c.shape == (d, d)
-    )
+    fits = c.dtype == np.float64 and x.dtype == np.float64 and c.flags.c_contiguous and c.shape == (d, d)
     if fn is None or not fits or x.strides[1] != 8 or x.strides[0] % 8 or m == 0:
         return False
     lda = max(d, x.strides[0] // 8)

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
+from dimcollapse.diagnostics._blas import _dsyrk, syrk_update
 from dimcollapse.diagnostics._validate import (
     ArrayLike,
     as_tensor,
@@ -31,7 +32,6 @@ from dimcollapse.diagnostics._validate import (
     count_nonfinite_rows,
     is_matrix_like,
 )
-from dimcollapse.diagnostics._blas import _dsyrk, syrk_update
 from dimcollapse.errors import InputError
 from dimcollapse.utils.memory import check_allocation
 
