@@ -10,7 +10,11 @@ count; each ratio is taken within a round (min / median / max over rounds).
 - stream: covariance_spectrum of 1,000,000 x 256 from a generator of blocks; extra peak memory of the call.
 - lid: lid_mle (k=20) exact vs scikit-dimension, sklearn NearestNeighbors (+ our MLE formula), faiss
   IndexFlatL2, and approximate faiss HNSW / IVF (recall and LID error measured on an exact sample).
-- lid_1m: LID of 1,000,000 x 128 with faiss IVF (target < 60 s, geometric-mean LID within 1% of exact).
+- knn_64 / knn_64_2t / knn_128: exact LID (search + MLE) with our tiled search vs faiss IndexFlatL2 at
+  20,000 x 64 (1 and 2 threads) and 100,000 x 128 (2 threads); values must agree.
+- lid_1m: geometric-mean LID of 1,000,000 x 128 from 5,000 random rows with exact neighbours among all
+  rows (``lid_sampled``; target < 60 s and within 1%, stated as the sampling standard error), on Gaussian
+  data of intrinsic dimension 16 and on an embedding-like set (clustered, anisotropic, unit norm).
 
 python benchmarks/bench_diagnostics.py [--quick] [--rounds 5] [--only spectrum_512 lid ...]
 Writes benchmarks/results/diagnostics.json (results/quick/ with --quick).
@@ -204,25 +208,78 @@ def lid_case(n: int, d: int, threads: int, rounds: int) -> dict[str, Any]:
     }
 
 
-def lid_1m_case(n: int, d: int, sample: int) -> dict[str, Any]:
-    """One timed LID of n x d with faiss IVF; recall and gmean LID error against an exact sample."""
-    from dimcollapse.diagnostics import KnnBackend, lid_estimate
+def knn_case(n: int, d: int, threads: int, rounds: int) -> dict[str, Any]:
+    """Exact LID (k-NN search + MLE) with our tiled search vs faiss IndexFlatL2, interleaved; same values."""
+    from dimcollapse.diagnostics import lid_mle
 
-    z = manifold(n, d, seed=2)
-    spec = KnnBackend("faiss-ivf", nprobe=8)
-    t = time.perf_counter()
-    est = lid_estimate(z, k=K, backend=spec, sample=1)  # timed: the estimate alone
-    seconds = time.perf_counter() - t
-    check = lid_estimate(z, k=K, backend=spec, sample=sample)  # the quality report (exact sample)
-    return {
-        "case": f"LID MLE k={K}, {n:,} x {d} float32, faiss IVF (nprobe 8), 2 threads",
-        "seconds": seconds,
-        "gmean": float(np.exp(np.mean(np.log(est.lids[est.lids > 0])))),
-        "recall": check.recall,
-        "gmean_rel_error": check.gmean_rel_error,
-        "median_rel_error": check.median_rel_error,
-        "sample": check.sample,
+    z = manifold(n, d)
+    jobs: dict[str, Callable[[], Any]] = {
+        "ours_exact": lambda: lid_mle(z, k=K),
+        "faiss_flat": lambda: lid_mle(z, k=K, backend="faiss-flat"),
     }
+    clock = time.process_time if threads == 1 else time.perf_counter
+    times = interleaved(jobs, rounds, clock)
+    diff = float(np.max(np.abs(jobs["ours_exact"]() - jobs["faiss_flat"]()) / jobs["faiss_flat"]()))
+    return {
+        "case": f"exact LID MLE k={K}, {n:,} x {d} float32, {threads} thread(s)",
+        "clock": "process CPU time" if threads == 1 else "wall",
+        "seconds_median": {k: float(np.median(v)) for k, v in times.items()},
+        "other_over_ours": {"faiss_flat": ratio_stats(times["faiss_flat"], times["ours_exact"])},
+        "max_rel_diff_vs_faiss": diff,
+    }
+
+
+def known_id(n: int, d: int, intrinsic: int = 16, seed: int = 2) -> np.ndarray:
+    """n standard Gaussian points of a random 16-dim subspace of R^d (float32): intrinsic dimension 16."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((d, intrinsic)))
+    out = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, 100_000):  # chunked: no n x d float64 temporary
+        out[s : s + 100_000] = rng.standard_normal((min(100_000, n - s), intrinsic)) @ basis.T
+    return out
+
+
+def embedding_like(n: int, d: int, clusters: int = 1000, seed: int = 3) -> np.ndarray:
+    """Unit-norm rows around ``clusters`` centres with a power-law (j^-1) within-cluster spectrum (float32),
+    the shape of SSL embeddings: clustered, anisotropic, on the sphere."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, d))
+    scale = 0.7 * np.arange(1, d + 1) ** -0.5  # standard deviations: variances ~ j^-1
+    rot, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    out = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, 100_000):
+        m = min(100_000, n - s)
+        x = centres[rng.integers(0, clusters, m)] + (rng.standard_normal((m, d)) * scale) @ rot.T
+        out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def lid_1m_case(n: int, d: int, sample: int) -> dict[str, Any]:
+    """Geometric-mean LID of n x d from ``sample`` random rows with exact neighbours among all n rows
+    (``lid_sampled``), timed, on data of known intrinsic dimension and on an embedding-like set."""
+    from dimcollapse.diagnostics import lid_sampled
+
+    out: dict[str, Any] = {
+        "case": f"LID MLE k={K} of {n:,} x {d} float32, exact k-NN of {sample:,} random rows, 2 threads",
+        "target": "< 60 s, gmean LID within 1% (stated as the sampling standard error and 95% interval)",
+        "sets": {},
+    }
+    for name, make in (("gaussian_16d", known_id), ("embedding_like", embedding_like)):
+        z = make(n, d)
+        t = time.perf_counter()
+        est = lid_sampled(z, k=K, sample=sample)
+        seconds = time.perf_counter() - t
+        out["sets"][name] = {
+            "seconds": seconds,
+            "gmean": est.gmean,
+            "rel_se": est.rel_se,
+            "ci95": list(est.ci95),
+            "sample": int(est.rows.size),
+            "n_zero": est.n_zero,
+            "intrinsic_dimension": 16 if name == "gaussian_16d" else None,
+        }
+        del z
+    return out
 
 
 def cases(quick: bool, rounds: int) -> dict[str, Callable[[], dict[str, Any]]]:
@@ -233,13 +290,18 @@ def cases(quick: bool, rounds: int) -> dict[str, Callable[[], dict[str, Any]]]:
             "spectrum_256": lambda: spectrum_case(4000, 32, 2, 2),
             "stream": lambda: stream_case(100_000, 64),
             "lid": lambda: lid_case(2000, 16, 2, 2),
+            "knn_64": lambda: knn_case(3000, 16, 1, 2),
+            "lid_1m": lambda: lid_1m_case(20_000, 16, 200),
         }
     return {
         "spectrum_512": lambda: spectrum_case(50_000, 512, 1, rounds),
         "spectrum_256": lambda: spectrum_case(200_000, 256, 2, rounds),
         "stream": lambda: stream_case(1_000_000, 256),
         "lid": lambda: lid_case(20_000, 64, 2, rounds),
-        "lid_1m": lambda: lid_1m_case(1_000_000, 128, 500),
+        "knn_64": lambda: knn_case(20_000, 64, 1, rounds),
+        "knn_64_2t": lambda: knn_case(20_000, 64, 2, rounds),
+        "knn_128": lambda: knn_case(100_000, 128, 2, rounds),
+        "lid_1m": lambda: lid_1m_case(1_000_000, 128, 5000),
     }
 
 
@@ -253,8 +315,16 @@ def report(rows: dict[str, dict[str, Any]]) -> None:
             err = r.get("max_rel_error", {}).get(other)
             extra = f"   max rel error {err:.1e}" if err is not None else ""
             print(f"{other} / ours: {fmt_ratio(s)}{extra}")
+        if "max_rel_diff_vs_faiss" in r:
+            print(f"max relative LID difference vs faiss flat: {r['max_rel_diff_vs_faiss']:.1e}")
         for other, q in r.get("approximate_quality", {}).items():
             print(f"{other}: recall {q['recall']:.4f}, gmean LID error {q['gmean_rel_error']:.2%}")
+        for set_name, v in r.get("sets", {}).items():
+            lo, hi = v["ci95"]
+            print(
+                f"{set_name}: {v['seconds']:.1f} s, gmean LID {v['gmean']:.3f} (standard error "
+                f"{v['rel_se']:.2%}, 95% interval {lo:.3f}-{hi:.3f}), sample {v['sample']:,}"
+            )
         for key in ("seconds", "peak_extra_gib", "recall", "gmean_rel_error"):
             if key in r:
                 print(f"{key}: {r[key]}")
@@ -270,7 +340,7 @@ def main() -> None:
     a = ap.parse_args()
     table = cases(a.quick, a.rounds)
     if a.case:
-        threads = 1 if a.case == "spectrum_512" else 2
+        threads = 1 if a.case in ("spectrum_512", "knn_64") else 2
         set_threads(threads)
         print(json.dumps(table[a.case]()))
         return

@@ -1,7 +1,7 @@
-"""Run the issue-15 comparisons (bench_diagnostics.py, bench_step.py) and the method family's step cost
-(bench_family_step.py, issue 14), each in its own process, and report
-which failed. Other bench_*.py scripts (training accuracy runs, views, models, regularizers) take their own
-arguments and run with --only.
+"""Run the issue-15 comparisons (bench_diagnostics.py, bench_step.py, bench_loop.py) and the method family's
+step cost (bench_family_step.py, issue 14), each in its own process, and report which failed. Other
+bench_*.py scripts (training accuracy runs, views, models, regularizers) take their own arguments and run
+with --only.
 
 python benchmarks/run_all.py [--quick] [--only NAME ...]   (NAME: the part after bench_, e.g. diagnostics)
 Each script prints its ratios and writes benchmarks/results/<name>.json.
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT = ("diagnostics", "step", "family_step")  # the comparisons `make bench` prints
+DEFAULT = ("diagnostics", "step", "loop", "family_step")  # the comparisons `make bench` prints
 
 
 def main() -> int:

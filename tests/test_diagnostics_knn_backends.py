@@ -21,11 +21,12 @@ def _brute(q: np.ndarray, r: np.ndarray, k: int, self_query: bool) -> np.ndarray
     return np.sort(full, axis=1)[:, :k]
 
 
-@pytest.mark.parametrize("tile", [5, 16, 64, 4096])
+@pytest.mark.parametrize(("tile", "group"), [(5, 16), (16, 2), (64, 16), (64, 4), (4096, 16)])
 def test_tiled_exact_equals_brute_force_with_ties_and_duplicates(
-    tile: int, monkeypatch: pytest.MonkeyPatch
+    tile: int, group: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(knn_module, "TILE_COLS", tile)
+    monkeypatch.setattr(knn_module, "_GROUP", group)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 4, size=(230, 3)).astype(np.float64)  # a lattice: many exact ties and duplicates
     x[:20] = x[20]  # 21 identical rows: each has 20 neighbours at distance 0
@@ -37,10 +38,12 @@ def test_tiled_exact_equals_brute_force_with_ties_and_duplicates(
     assert (d[:21, :].numpy() == 0).all()
 
 
-@pytest.mark.parametrize("tile", [7, 4096])
-def test_tiled_exact_reference_set_and_candidate_cuts(tile: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("tile", "group"), [(7, 16), (16, 2), (64, 4), (4096, 16)])
+def test_tiled_exact_reference_set_and_grouped_bound(
+    tile: int, group: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(knn_module, "TILE_COLS", tile)
-    monkeypatch.setattr(knn_module, "_KEEP_FACTOR", 1)  # cut at every tile: exercises the bound update
+    monkeypatch.setattr(knn_module, "_GROUP", group)  # 16 / 2, 64 / 4: the group-minimum path on small tiles
     rng = np.random.default_rng(1)
     q, r = rng.standard_normal((61, 6)), rng.standard_normal((500, 6))
     d = knn_distances(torch.from_numpy(q), torch.from_numpy(r), k=12, block_size=16)
@@ -50,14 +53,17 @@ def test_tiled_exact_reference_set_and_candidate_cuts(tile: int, monkeypatch: py
 def test_tiles_never_exceed_block_by_tile(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(knn_module, "TILE_COLS", 64)
     sizes: list[int] = []
-    real = torch.addmm
+    real = knn_module._scores
 
-    def spy(*a: object, **kw: object) -> torch.Tensor:
-        out = real(*a, **kw)  # type: ignore[arg-type]
+    def spy(out: torch.Tensor, q_aug: torch.Tensor, r_aug: torch.Tensor) -> None:
+        real(out, q_aug, r_aug)
         sizes.append(out.numel())
-        return out
+        # the tile holds |r|^2 - 2 q.r, the squared distance minus |q|^2
+        q, r = q_aug[:, :-1], -r_aug[:, :-1] / 2
+        expected = torch.cdist(q.double(), r.double()) ** 2 - (q.double() ** 2).sum(1, keepdim=True)
+        torch.testing.assert_close(out.double(), expected, atol=1e-4, rtol=1e-5)
 
-    monkeypatch.setattr(torch, "addmm", spy)
+    monkeypatch.setattr(knn_module, "_scores", spy)
     exact_neighbours(torch.randn(500, 4), None, 5, 50)
     assert sizes and max(sizes) <= 50 * 64
 

@@ -17,6 +17,7 @@ from dimcollapse.diagnostics.lid import (
     lid_mom,
     lid_summary,
 )
+from dimcollapse.diagnostics.lid_sampled import SampledLid, lid_sampled
 from dimcollapse.diagnostics.lidar import lidar
 from dimcollapse.diagnostics.rank import (
     collapsed_dimensions,
@@ -37,6 +38,7 @@ __all__ = [
     "CovarianceAccumulator",
     "KnnBackend",
     "LidEstimate",
+    "SampledLid",
     "alignment_matrix",
     "alpha_req",
     "collapsed_dimensions",
@@ -50,6 +52,7 @@ __all__ = [
     "lid_from_distances",
     "lid_mle",
     "lid_mom",
+    "lid_sampled",
     "lid_summary",
     "lidar",
     "rankme",

@@ -1,11 +1,14 @@
 """k-nearest-neighbour distances in torch, tiled: no N x N (or block x N) distance matrix is ever stored.
 
-Exact search (``backend="exact"``): per block of queries, the reference set is walked in tiles of
-``TILE_COLS`` rows; each tile's ranking scores |r|^2 - 2 q.r (the squared distance minus the row-constant
-|q|^2, one fused ``addmm``) are written into one reused tile buffer and neighbours are selected as the
-tiles are computed: the first tile's k best give every query a bound tau, and later tiles only keep
-the entries below tau (a compare and a ``nonzero``, much cheaper than a ``topk`` of the tile); when the
-candidates pile up they are cut to the k best, which tightens tau. Other backends (faiss, see
+Exact search (``backend="exact"``): queries in blocks of ``TILE_ROWS``, the reference set in tiles of
+``TILE_COLS`` rows (a 2 MB float32 tile that stays in cache); each tile's ranking scores |r|^2 - 2 q.r
+(the squared distance minus the row-constant |q|^2: one GEMM of [q, 1] with [-2 r, |r|^2], numpy's BLAS
+on CPU) go into one reused buffer and
+neighbours are selected as the tiles are computed: the first tile's k best give every query a bound tau
+(its current k-th best); a later tile is summarised by the minimum of each group of ``_GROUP`` columns,
+only groups below tau are tested entry by entry, and the few entries below tau are merged with the k
+best by one small ``topk``, which tightens tau. No full ``topk`` or ``nonzero`` of a tile after the first.
+Other backends (faiss, see
 ``knn_backends``) only choose the neighbours. Either way the k distances are then recomputed exactly as
 ||q - r|| from the difference vectors, so duplicates give exactly 0 and the result is differentiable in
 both Q and R. When R is None the set is queried against itself and each query's own row is excluded
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from typing import Literal, overload
 
+import numpy as np
 import torch
 
 from dimcollapse.diagnostics._validate import ArrayLike, check_positive_int, matrix
@@ -23,8 +27,9 @@ from dimcollapse.diagnostics.knn_backends import BackendLike, resolve_backend
 from dimcollapse.errors import InputError
 
 _GATHER_ELEMS = 2**24  # cap on block * k * D elements of the exact recomputation
-TILE_COLS = 4096  # reference rows per tile of the exact search
-_KEEP_FACTOR = 4  # cut the candidates to the k best per row once a block holds 4 k per row
+TILE_COLS = 2048  # reference rows per tile of the exact search
+TILE_ROWS = 256  # query rows per tile: a 256 x 2048 float32 tile (2 MB) stays in cache
+_GROUP = 16  # tile columns summarised by one minimum before entries are tested one by one
 
 
 @overload
@@ -132,21 +137,31 @@ def exact_neighbours(q: torch.Tensor, r: torch.Tensor | None, k: int, block_size
     """Indices (n_q, k) of the k rows of r with the smallest |r|^2 - 2 q.r, tile by tile (see module doc)."""
     self_query = r is None
     ref = q if r is None else r
-    r_sq = (ref * ref).sum(1)
+    ref_aug = torch.cat([-2.0 * ref, (ref * ref).sum(1, keepdim=True)], dim=1)  # rows [-2 r, |r|^2]
     cols = max(TILE_COLS, k + 1)
-    shape = (min(block_size, q.shape[0]), min(cols, ref.shape[0]))
+    rows = min(block_size, TILE_ROWS)
+    shape = (min(rows, q.shape[0]), min(cols, ref.shape[0]))
     tile = torch.empty(shape, dtype=q.dtype, device=q.device)
+    ones = torch.ones((shape[0], 1), dtype=q.dtype, device=q.device)
     out = []
-    for start in range(0, q.shape[0], block_size):
-        qb = q[start : start + block_size]
-        out.append(_block_neighbours(qb, ref, r_sq, k, start if self_query else None, cols, tile))
+    for start in range(0, q.shape[0], rows):
+        qb = q[start : start + rows]
+        q_aug = torch.cat([qb, ones[: qb.shape[0]]], dim=1)  # rows [q, 1]: q_aug . r_aug = |r|^2 - 2 q.r
+        out.append(_block_neighbours(q_aug, ref_aug, k, start if self_query else None, cols, tile))
     return torch.cat(out)
 
 
+def _scores(out: torch.Tensor, q_aug: torch.Tensor, r_aug: torch.Tensor) -> None:
+    """out = q_aug r_aug^T: numpy's BLAS on CPU for float32/64 (faster than torch's here), else torch."""
+    if out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64):
+        np.matmul(q_aug.detach().numpy(), r_aug.detach().numpy().T, out=out.numpy())
+    else:
+        torch.mm(q_aug, r_aug.T, out=out)
+
+
 def _block_neighbours(
-    qb: torch.Tensor,
-    ref: torch.Tensor,
-    r_sq: torch.Tensor,
+    q_aug: torch.Tensor,
+    ref_aug: torch.Tensor,
     k: int,
     self_offset: int | None,
     cols: int,
@@ -155,24 +170,29 @@ def _block_neighbours(
     """k best reference indices for one query block, selecting while the reference tiles are computed.
 
     ``cols >= k + 1``, so the first tile holds k candidates per query even with the query's own row excluded.
+    The first tile's k best set each query's bound tau; a later tile only yields its entries below tau
+    (``_below_bound``), merged with the k best so far by one small ``topk``, which tightens tau.
     """
-    m, n_ref = qb.shape[0], ref.shape[0]
-    cand: _Candidates | None = None
+    m, n_ref = q_aug.shape[0], ref_aug.shape[0]
+    best: tuple[torch.Tensor, torch.Tensor] | None = None
     for c0 in range(0, n_ref, cols):
         width = min(cols, n_ref - c0)
         tile = tile_buf[:m, :width]
-        torch.addmm(r_sq[None, c0 : c0 + width], qb, ref[c0 : c0 + width].T, beta=1.0, alpha=-2.0, out=tile)
+        _scores(tile, q_aug, ref_aug[c0 : c0 + width])
         if self_offset is not None:
             _mask_self(tile, self_offset, c0)
-        if cand is None:
+        if best is None:
             vals, idx = torch.topk(tile, k, dim=1, largest=False, sorted=False)
             if width == n_ref:  # one tile holds the whole reference set: nothing to merge
                 return idx
-            cand = _Candidates(vals, idx)
-        else:
-            cand.add_below_bound(tile, c0)
-    assert cand is not None
-    return cand.best()
+            best = (vals, idx)
+            continue
+        tau = best[0].amax(dim=1)
+        rows, idx, vals = _below_bound(tile, tau)
+        if rows.numel():
+            best = _merge(best, rows, idx + c0, vals, k)
+    assert best is not None
+    return best[1]
 
 
 def _mask_self(tile: torch.Tensor, q0: int, c0: int) -> None:
@@ -183,45 +203,44 @@ def _mask_self(tile: torch.Tensor, q0: int, c0: int) -> None:
         tile[g - q0, g - c0] = float("inf")
 
 
-class _Candidates:
-    """Per-query candidate neighbours (row, score, index) below a per-row bound tau (the k-th best so far)."""
+def _below_bound(tile: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(row, column, value) of the tile entries strictly below their row's bound tau, in row order.
 
-    def __init__(self, vals: torch.Tensor, idx: torch.Tensor) -> None:
-        """Start from k candidates per row (m, k); tau is each row's worst of them."""
-        self.m, self.k = vals.shape
-        rows = torch.arange(self.m, device=vals.device).repeat_interleave(self.k)
-        self.parts = [(rows, vals.reshape(-1), idx.reshape(-1))]
-        self.count = rows.numel()
-        self.tau = vals.max(dim=1).values
+    Columns are first summarised in groups of ``_GROUP`` by their minimum (one vectorised pass); only the
+    few groups whose minimum is below tau are looked at entry by entry, so the full-size compare and
+    ``nonzero`` run over 1/_GROUP of the tile.
+    """
+    m, w = tile.shape
+    if w % _GROUP or w < 4 * _GROUP:
+        rows, cols = (tile < tau[:, None]).nonzero(as_tuple=True)
+        return rows, cols, tile[rows, cols]
+    stride, row_step = w // _GROUP, tile.stride(0)
+    group_min = tile.view(m, _GROUP, stride).amin(dim=1)  # entry j: min of columns j, j + stride, ...
+    hit_rows, hit_j = (group_min < tau[:, None]).nonzero(as_tuple=True)
+    flat = tile.as_strided((row_step * m,), (1,))  # the tile's rows in its buffer, one flat index
+    offsets = stride * torch.arange(_GROUP, device=tile.device)
+    vals = flat[(hit_rows * row_step + hit_j)[:, None] + offsets]  # (hits, _GROUP) entries of hit groups
+    h, g = (vals < tau[hit_rows, None]).nonzero(as_tuple=True)
+    return hit_rows[h], hit_j[h] + offsets[g], vals[h, g]
 
-    def add_below_bound(self, tile: torch.Tensor, c0: int) -> None:
-        """Keep the entries of ``tile`` (reference columns from c0) strictly below their row's bound."""
-        rows, cols = (tile < self.tau[:, None]).nonzero(as_tuple=True)
-        if rows.numel():
-            self.parts.append((rows, tile[rows, cols], cols + c0))
-            self.count += rows.numel()
-            if self.count > _KEEP_FACTOR * self.k * self.m:
-                self._cut()
 
-    def _cut(self) -> torch.Tensor:
-        """Reduce to the k best per row (ties in any order), tighten tau; returns their indices (m, k)."""
-        rows, vals, idx = (torch.cat(p) for p in zip(*self.parts, strict=True))
-        by_val = torch.argsort(vals, stable=True)
-        perm = by_val[torch.argsort(rows[by_val], stable=True)]  # grouped by row, ascending within a row
-        counts = torch.bincount(rows, minlength=self.m)
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(perm.numel(), device=perm.device) - starts[rows[perm]]
-        keep = perm[rank < self.k]  # exactly k per row (every row started with k), in row order
-        kept_vals = vals[keep].view(self.m, self.k)
-        kept_idx = idx[keep].view(self.m, self.k)
-        self.parts = [(rows[keep], kept_vals.reshape(-1), kept_idx.reshape(-1))]
-        self.count = keep.numel()
-        self.tau = kept_vals[:, -1]
-        return kept_idx
-
-    def best(self) -> torch.Tensor:
-        """Indices (m, k) of the k best candidates of every row."""
-        return self._cut()
+def _merge(
+    best: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best of the current (m, k) best and new candidates (rows in ascending order), per row."""
+    best_vals, best_idx = best
+    m = best_vals.shape[0]
+    counts = torch.bincount(rows, minlength=m)
+    starts = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(rows.numel(), device=rows.device) - starts[rows]
+    width = int(counts.max())
+    new_vals = torch.full((m, width), float("inf"), dtype=best_vals.dtype, device=best_vals.device)
+    new_idx = torch.zeros((m, width), dtype=best_idx.dtype, device=best_idx.device)
+    new_vals[rows, pos] = vals
+    new_idx[rows, pos] = idx
+    all_vals = torch.cat([best_vals, new_vals], dim=1)
+    vals_k, j = torch.topk(all_vals, k, dim=1, largest=False, sorted=False)
+    return vals_k, torch.gather(torch.cat([best_idx, new_idx], dim=1), 1, j)
 
 
 def sample_exact_distances(
