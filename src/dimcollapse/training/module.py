@@ -144,6 +144,11 @@ class SSLModule(L.LightningModule):
         """The module of built parts (``training/plan.py:build_parts``)."""
         return cls(p.backbone, p.projector, p.objective, p.views, p.settings, p.regularizers, p.record)
 
+    @property
+    def input_size(self) -> int:
+        """Side of the (global) views fed to the backbone."""
+        return int(self.views.image_size)
+
     # -- schedule -------------------------------------------------------------------------------------
     @property
     def total_steps(self) -> int:
