@@ -48,9 +48,9 @@ def _config(method: str, batch: int | None) -> Any:
 
 def load_data(batch: int | None) -> Any:
     """The Fashion-MNIST data module of the base recipe (every family recipe reads the same data)."""
-    from dimcollapse.training.datamodule import SSLDataModule
+    from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 
-    dm = SSLDataModule(_config("base", batch))
+    dm = SSLDataModule(DataSettings.from_config(_config("base", batch)))
     dm.setup()
     return dm
 
@@ -60,11 +60,11 @@ def method_jobs(
 ) -> tuple[dict[str, Callable[[], Any]], dict[str, Any]]:
     """The 'engine' and 'bare' jobs of one recipe on one batch, and a description of what the step holds."""
     from dimcollapse.training.config import to_dict
-    from dimcollapse.training.module import SSLModule
     from dimcollapse.training.optim import build_optimizer
+    from dimcollapse.training.parts import module_from_record
 
     cfg = _config(method, batch)
-    module = SSLModule(to_dict(cfg), dm.info.__dict__)
+    module = module_from_record(to_dict(cfg), dm.info.__dict__)
     module.train()
     model = module.model
     opt = build_optimizer(model.online_modules(), cfg.optim)

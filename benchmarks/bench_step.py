@@ -60,14 +60,14 @@ def step_jobs(
 ) -> tuple[dict[str, Callable[[], Any]], Any]:
     """Whole-step contenders on one batch of the recipe, and the module (for the term jobs)."""
     from dimcollapse.training.config import load_config, to_dict
-    from dimcollapse.training.datamodule import SSLDataModule
-    from dimcollapse.training.module import SSLModule
+    from dimcollapse.training.datamodule import DataSettings, SSLDataModule
     from dimcollapse.training.optim import build_optimizer
+    from dimcollapse.training.parts import module_from_record
 
     cfg = load_config(recipe, [*overrides, *([f"data.batch_size={batch}"] if batch else [])])
-    dm = SSLDataModule(cfg)
+    dm = SSLDataModule(DataSettings.from_config(cfg))
     dm.setup()
-    module = SSLModule(to_dict(cfg), dm.info.__dict__)
+    module = module_from_record(to_dict(cfg), dm.info.__dict__)
     module.train()
     model = module.model
     opt = build_optimizer(model.online_modules(), cfg.optim)

@@ -27,9 +27,9 @@ import torch
 
 from dimcollapse.cli.train import KEYS
 from dimcollapse.training.config import load_config, to_dict
-from dimcollapse.training.datamodule import SSLDataModule
-from dimcollapse.training.module import SSLModule
+from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.optim import build_optimizer
+from dimcollapse.training.parts import module_from_record
 from dimcollapse.training.run import train
 from dimcollapse.utils.atomic import atomic_write_text
 
@@ -45,9 +45,9 @@ def _median_ratio(num: list[float], den: list[float]) -> float:
 def step_costs(recipe: str, overrides: list[str], repeats: int = 5) -> dict[str, float]:
     """Seconds per bare backbone fwd+bwd and per full engine step on one batch of the recipe."""
     cfg = load_config(recipe, overrides)
-    dm = SSLDataModule(cfg)
+    dm = SSLDataModule(DataSettings.from_config(cfg))
     dm.setup()
-    module = SSLModule(to_dict(cfg), dm.info.__dict__)
+    module = module_from_record(to_dict(cfg), dm.info.__dict__)
     module.train()
     opt = build_optimizer(module.model.online_modules(), cfg.optim)
     b = cfg.data.batch_size

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from dimcollapse.training.config import load_config, to_dict
-from dimcollapse.training.datamodule import SSLDataModule
+from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.module import SSLModule
+from dimcollapse.training.parts import module_from_record
 
 TINY = [
     "data.name=synthetic",
@@ -64,9 +65,9 @@ def test_the_family_has_the_or_papers_thirteen_methods() -> None:
 def _fit(method: str, reg: str, steps: int = 2) -> tuple[SSLModule, dict[str, torch.Tensor]]:
     cfg = load_config(None, [*TINY, f"objective.name={method}", *FAMILY[method], REGULARIZERS[reg],
                              f"optim.max_steps={steps}"])  # fmt: skip
-    dm = SSLDataModule(cfg)
+    dm = SSLDataModule(DataSettings.from_config(cfg))
     dm.setup()
-    module = SSLModule(to_dict(cfg), dm.info.__dict__)
+    module = module_from_record(to_dict(cfg), dm.info.__dict__)
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     trainer = L.Trainer(
         max_steps=steps,
@@ -108,7 +109,7 @@ def test_multicrop_with_a_pairwise_momentum_objective_is_a_config_error() -> Non
     from dimcollapse.errors import ConfigError
 
     cfg = load_config(None, [*TINY, "objective.name=byol", "objective.kwargs={hidden_dim: 16}", MULTICROP])
-    dm = SSLDataModule(cfg)
+    dm = SSLDataModule(DataSettings.from_config(cfg))
     dm.setup()
     with pytest.raises(ConfigError, match="local_crops"):
-        SSLModule(to_dict(cfg), dm.info.__dict__)
+        module_from_record(to_dict(cfg), dm.info.__dict__)

@@ -124,14 +124,14 @@ def test_checkpoint_from_another_model_names_the_keys(tmp_path: Path) -> None:
         train(other, tmp_path, resume=True)
     assert (tmp_path / "config.yaml").read_text() == saved  # a rejected resume rewrites nothing
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
-    from dimcollapse.training.module import SSLModule
+    from dimcollapse.training.parts import module_from_record
 
-    module = SSLModule(to_dict(other), ckpt["hyper_parameters"]["data_info"])
+    module = module_from_record(to_dict(other), ckpt["hyper_parameters"]["data_info"])
     with pytest.raises(ConfigError, match=r"another model.*missing keys: model\.projector\.linear\.weight"
                        r".*unexpected keys: .*model\.projector\.net"):  # fmt: skip
         check_compatible(module.state_dict(), ckpt["state_dict"], "last.ckpt")
     wider = load_config(None, [*TINY, "model.projector_kwargs={hidden_dim: 32, out_dim: 8}"])
-    module = SSLModule(to_dict(wider), ckpt["hyper_parameters"]["data_info"])
+    module = module_from_record(to_dict(wider), ckpt["hyper_parameters"]["data_info"])
     with pytest.raises(
         ConfigError, match=r"shape mismatches.*model\.projector\.net\.0\.weight \(16, 8\) vs \(32, 8\)"
     ):
@@ -201,9 +201,9 @@ def test_sync_batchnorm_on_cpu_uses_global_batchnorm(tmp_path: Path) -> None:
                              "trainer.strategy=ddp_spawn", "trainer.sync_batchnorm=true"])  # fmt: skip
     m = train(cfg, tmp_path)
     assert m["steps"] == 2
-    from dimcollapse.training.module import SSLModule
+    from dimcollapse.training.parts import module_from_record
 
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "final.ckpt")
-    module = SSLModule(ckpt["hyper_parameters"]["config"], ckpt["hyper_parameters"]["data_info"])
+    module = module_from_record(ckpt["hyper_parameters"]["config"], ckpt["hyper_parameters"]["data_info"])
     bns = [mod for mod in module.modules() if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)]
     assert bns and all(isinstance(b, (GlobalBatchNorm1d, GlobalBatchNorm2d)) for b in bns)

@@ -14,7 +14,7 @@ import torch
 from dimcollapse.training.checkpoint import load_checkpoint
 from dimcollapse.training.config import load_config, to_dict
 from dimcollapse.training.model import SSLModel
-from dimcollapse.training.module import SSLModule
+from dimcollapse.training.parts import module_from_record
 from dimcollapse.training.run import train
 
 TINY = [
@@ -96,13 +96,13 @@ def test_training_steps_per_projector_variant(name: str, kwargs: str) -> None:
     fixed projectors keep their buffers, z has the projector's size."""
     import lightning as L
 
-    from dimcollapse.training.datamodule import SSLDataModule
+    from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 
     cfg = tiny(f"model.projector={name}", f"model.projector_kwargs={kwargs}", "monitor.enabled=false",
                "eval.online_probe=false")  # fmt: skip
-    dm = SSLDataModule(cfg)
+    dm = SSLDataModule(DataSettings.from_config(cfg))
     dm.setup()
-    module = SSLModule(to_dict(cfg), dm.info.__dict__)
+    module = module_from_record(to_dict(cfg), dm.info.__dict__)
     before = {k: v.clone() for k, v in module.model.state_dict().items() if isinstance(v, torch.Tensor)}
     trainer = L.Trainer(
         max_steps=3,
@@ -177,12 +177,12 @@ def test_monitor_history_matches_independent_erank(tmp_path: Path) -> None:
     assert [h["step"] for h in mon["history"]] == [1, 2, 3]
     last = mon["history"][-1]
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "final.ckpt")
-    module = SSLModule(ckpt["hyper_parameters"]["config"], ckpt["hyper_parameters"]["data_info"])
+    module = module_from_record(ckpt["hyper_parameters"]["config"], ckpt["hyper_parameters"]["data_info"])
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
-    from dimcollapse.training.datamodule import SSLDataModule
+    from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 
-    dm = SSLDataModule(cfg)
+    dm = SSLDataModule(DataSettings.from_config(cfg))
     dm.setup()
     with torch.no_grad():
         r, _ = module.encode_eval(dm.probe_batch()[0])

@@ -173,9 +173,9 @@ def _from_lightning(
 ) -> LoadedModel:
     hp = dict(ckpt.get("hyper_parameters") or {})
     if arch is None and "config" in hp and "data_info" in hp:
-        from dimcollapse.training.module import SSLModule  # a dimcollapse training checkpoint
+        from dimcollapse.training.parts import module_from_record  # a dimcollapse training checkpoint
 
-        module: nn.Module = SSLModule(hp["config"], hp["data_info"])
+        module: nn.Module = module_from_record(hp["config"], hp["data_info"])
         kind = "dimcollapse"
     elif arch is None:
         raise ConfigError(

@@ -54,10 +54,10 @@ def find_checkpoint(run_dir: Path) -> Path:
 def load_run_module(run_dir: Path) -> tuple[Any, Any]:
     """(SSLModule with the final weights, its SSLDataModule set up for evaluation)."""
     from dimcollapse.training.checkpoint import load_run
-    from dimcollapse.training.datamodule import SSLDataModule
+    from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 
     run = load_run(find_checkpoint(run_dir))
-    dm = SSLDataModule(run.config)
+    dm = SSLDataModule(DataSettings.from_config(run.config))
     dm.setup("eval")
     return run.module, dm
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from dimcollapse import diagnostics as dg
 from dimcollapse.study.results import read_json
-from dimcollapse.training.config import RunConfig, to_dict
+from dimcollapse.training.config import RunConfig
 from dimcollapse.utils.atomic import atomic_write_json
 
 if TYPE_CHECKING:
@@ -44,12 +44,13 @@ def compute_baselines(cfg: RunConfig, out_dir: str | Path | None = None) -> list
         cached = read_json(cache)
         if cached is not None and isinstance(cached.get("rows"), list):
             return list(cached["rows"])
-    from dimcollapse.training.datamodule import SSLDataModule
+    from dimcollapse.training.datamodule import DataSettings, SSLDataModule
     from dimcollapse.training.evaluate_run import EvalSettings
     from dimcollapse.training.module import SSLModule
+    from dimcollapse.training.parts import build_parts
 
     torch.manual_seed(cfg.trainer.seed)
-    dm = SSLDataModule(cfg)
+    dm = SSLDataModule(DataSettings.from_config(cfg))
     dm.setup("fit")
     (xtr, ytr), (xte, yte) = dm.eval_sets()
     keep = ytr >= 0
@@ -57,7 +58,7 @@ def compute_baselines(cfg: RunConfig, out_dir: str | Path | None = None) -> list
     c, settings = dm.info.num_classes, EvalSettings.from_config(cfg)
     pixels_tr, pixels_te = xtr.flatten(1).float() / 255, xte.flatten(1).float() / 255
     rows = [_knn_row("raw pixels", settings, pixels_tr, ytr, pixels_te, yte, c)]
-    module = SSLModule(to_dict(cfg), dm.info.__dict__).eval()
+    module = SSLModule.from_parts(build_parts(cfg, dm.info)).eval()
 
     def encode(x: Tensor) -> Tensor:
         """Representations r of uint8 images, in evaluation batches."""

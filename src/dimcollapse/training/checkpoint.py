@@ -184,12 +184,12 @@ class LoadedRun:
 def load_run(path: str | os.PathLike[str]) -> LoadedRun:
     """The one loader of a dimcollapse training checkpoint: read it safely, rebuild the module from the
     config stored in it, check every key and shape, load the weights (InputError / ConfigError otherwise)."""
-    from dimcollapse.training.module import SSLModule
+    from dimcollapse.training.parts import module_from_record
 
     ckpt = load_checkpoint(path)
     cfg = stored_config(ckpt, str(path))
     hp = ckpt["hyper_parameters"]
-    module = SSLModule(hp["config"], hp["data_info"])
+    module = module_from_record(hp["config"], hp["data_info"])
     check_compatible(module.state_dict(), ckpt["state_dict"], str(path))
     module.load_state_dict(ckpt["state_dict"])
     return LoadedRun(module.eval(), cfg, dict(hp["data_info"]), ckpt)

@@ -8,7 +8,7 @@ an uninterrupted one, even when it was killed in the middle of an epoch.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
@@ -19,6 +19,43 @@ from torch.utils.data import DataLoader, Dataset
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import build
 from dimcollapse.training.config import RunConfig
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """What the datamodule needs, resolved once from a run's config (``from_config``, in ``plan_run``).
+
+    ``probe_size`` is 0 when the monitor is off; ``eval_max_*`` cap the evaluation rows (None: all)."""
+
+    name: str
+    root: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    fraction: float = 1.0
+    batch_size: int = 256
+    num_workers: int = 0
+    seed: int = 0
+    probe_size: int = 0
+    eval_max_train: int | None = None
+    eval_max_test: int | None = None
+    eval_batch_size: int = 1024
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> DataSettings:
+        """The settings of ``cfg``: data block, seed, monitor probe size (0 when off), evaluation caps."""
+        d = cfg.data
+        return cls(
+            name=str(d.name),
+            root=d.root,
+            kwargs=dict(d.kwargs),
+            fraction=float(d.fraction),
+            batch_size=int(d.batch_size),
+            num_workers=int(d.num_workers),
+            seed=int(cfg.trainer.seed),
+            probe_size=int(cfg.monitor.probe_size) if cfg.monitor.enabled else 0,
+            eval_max_train=cfg.eval.max_train,
+            eval_max_test=cfg.eval.max_test,
+            eval_batch_size=int(cfg.eval.batch_size),
+        )
 
 
 @dataclass
@@ -118,9 +155,9 @@ def planned_world_size(cfg: RunConfig) -> int:
 class SSLDataModule(L.LightningDataModule):
     """Training pool (seeded fraction, minus the probe batch), probe images, and the eval train/test sets."""
 
-    def __init__(self, cfg: RunConfig, world_size: int = 1, rank: int = 0) -> None:
+    def __init__(self, settings: DataSettings, world_size: int = 1, rank: int = 0) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.settings = settings
         self.world_size, self.rank = world_size, rank
         self._ready = False
 
@@ -128,15 +165,14 @@ class SSLDataModule(L.LightningDataModule):
         """Load the datasets once; split off the probe batch; check the batch fits."""
         if self._ready:
             return
-        d, seed = self.cfg.data, self.cfg.trainer.seed
+        d, seed = self.settings, self.settings.seed
         kwargs = dict(d.kwargs)
         self.train_set = build("dataset", d.name, root=d.root, train=True, **kwargs)
         self.test_set = build("dataset", d.name, root=d.root, train=False, **kwargs)
         n_all = len(self.train_set)
         gen = torch.Generator().manual_seed(int(seed) + 101)
         keep = torch.randperm(n_all, generator=gen)[: max(1, round(d.fraction * n_all))].sort().values
-        probe_n = self.cfg.monitor.probe_size if self.cfg.monitor.enabled else 0
-        probe_n = min(probe_n, max(0, keep.numel() // 5))  # never more than a fifth of the data
+        probe_n = min(d.probe_size, max(0, keep.numel() // 5))  # never more than a fifth of the data
         order = torch.randperm(keep.numel(), generator=gen)
         self.probe_index = keep[order[:probe_n]].sort().values
         self.pool_index = keep[order[probe_n:]].sort().values
@@ -178,8 +214,8 @@ class SSLDataModule(L.LightningDataModule):
             self.rank = int(trainer.global_rank)
         return StepBatchSampler(
             self.info.train_size,
-            self.cfg.data.batch_size,
-            self.cfg.trainer.seed,
+            self.settings.batch_size,
+            self.settings.seed,
             self._global_step,
             self.rank,
             self.world_size,
@@ -188,7 +224,7 @@ class SSLDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Batches of (uint8 images [B, C, H, W], labels [B]) in step order."""
         sampler = self.sampler()
-        workers = self.cfg.data.num_workers
+        workers = self.settings.num_workers
         if self.in_memory:
             return DataLoader(
                 _BatchGather(self.pool_images, self.pool_labels),
@@ -209,21 +245,21 @@ class SSLDataModule(L.LightningDataModule):
         A cap keeps a seeded random subset (in file order), never the first rows: image folders and
         some datasets are stored class by class.
         """
-        seed = int(self.cfg.trainer.seed)
-        tr = _random_rows(self.eval_index, self.cfg.eval.max_train, seed + 202)
-        te = _random_rows(torch.arange(len(self.test_set)), self.cfg.eval.max_test, seed + 303)
+        seed, s = int(self.settings.seed), self.settings
+        tr = _random_rows(self.eval_index, s.eval_max_train, seed + 202)
+        te = _random_rows(torch.arange(len(self.test_set)), s.eval_max_test, seed + 303)
         return tr, te
 
     def eval_loader(self, train: bool) -> DataLoader:
         """Batches (uint8 images, labels) of the train or test evaluation rows, in order (streamed)."""
         tr, te = self.eval_indices()
         dataset, rows = (self.train_set, tr) if train else (self.test_set, te)
-        bs = self.cfg.eval.batch_size
+        bs = self.settings.eval_batch_size
         if hasattr(dataset, "images"):
             chunks = [rows[i : i + bs].tolist() for i in range(0, rows.numel(), bs)]
             return DataLoader(_BatchGather(dataset.images, dataset.labels), sampler=chunks, batch_size=None)
         subset = torch.utils.data.Subset(dataset, rows.tolist())
-        return DataLoader(subset, batch_size=bs, shuffle=False, num_workers=self.cfg.data.num_workers)
+        return DataLoader(subset, batch_size=bs, shuffle=False, num_workers=self.settings.num_workers)
 
     def eval_sets(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
         """((train images, labels), (test images, labels)) as whole tensors (small in-memory datasets)."""

@@ -23,7 +23,7 @@ from dimcollapse import diagnostics as dg
 from dimcollapse.errors import InputError
 from dimcollapse.training.checkpoint import data_info_changes, load_run
 from dimcollapse.training.config import RunConfig
-from dimcollapse.training.datamodule import SSLDataModule
+from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.evaluation import extract_features, knn_accuracies, linear_probe
 from dimcollapse.utils.atomic import atomic_write_json
 
@@ -132,7 +132,7 @@ def evaluate_checkpoint(
     path = Path(checkpoint)
     run = load_run(path)
     cfg, module = run.config, run.module
-    dm = SSLDataModule(cfg)
+    dm = SSLDataModule(DataSettings.from_config(cfg))
     dm.setup("eval")
     diff = data_info_changes(run.data_info, dm.info.__dict__)
     if diff:

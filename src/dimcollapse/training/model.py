@@ -27,6 +27,37 @@ def _accepts(factory: Any, key: str) -> bool:
     return any(p.name == key or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
+def build_network(
+    model: ModelConfig, objective: ObjectiveConfig, in_channels: int, image_size: int
+) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """(backbone, projector(in_dim=D), objective), built in this order (``in_channels``, ``image_size``
+    passed to the backbone where accepted, ``dim`` = d to objectives that need it)."""
+    bkw = dict(model.backbone_kwargs)
+    factory = get("backbone", model.backbone)
+    if _accepts(factory, "in_channels"):
+        bkw.setdefault("in_channels", in_channels)
+    if _accepts(factory, "image_size"):
+        bkw.setdefault("image_size", image_size)
+    backbone = build("backbone", model.backbone, **bkw)
+    if not hasattr(backbone, "out_dim"):
+        raise ConfigError(f"backbone '{model.backbone}' does not expose out_dim; it breaks the contract.")
+    projector = build("projector", model.projector, in_dim=int(backbone.out_dim), **model.projector_kwargs)
+    okw = dict(objective.kwargs)
+    obj_cls = get("objective", objective.name)
+    if getattr(obj_cls, "needs_dim", False):
+        okw.setdefault("dim", int(projector.out_dim))
+    loss = build("objective", objective.name, **okw)
+    d0 = getattr(loss, "d0", None)
+    if d0 is not None and int(d0) > int(projector.out_dim):
+        raise ConfigError(
+            f"objective {objective.name}: d0 = {d0} is larger than the embedding size "
+            f"{projector.out_dim} "
+            f"(backbone '{model.backbone}' D = {backbone.out_dim}, projector '{model.projector}'); "
+            f"choose d0 <= {projector.out_dim}."
+        )
+    return backbone, projector, loss
+
+
 class SSLModel(nn.Module):
     """Children ``backbone``, ``projector``, ``objective`` (and ``momentum_target`` for BYOL-like losses)."""
 
@@ -45,33 +76,8 @@ class SSLModel(nn.Module):
     def from_config(
         cls, model: ModelConfig, objective: ObjectiveConfig, in_channels: int, image_size: int
     ) -> SSLModel:
-        """Build backbone (``in_channels``, ``image_size`` where accepted), projector(in_dim=D), objective."""
-        bkw = dict(model.backbone_kwargs)
-        factory = get("backbone", model.backbone)
-        if _accepts(factory, "in_channels"):
-            bkw.setdefault("in_channels", in_channels)
-        if _accepts(factory, "image_size"):
-            bkw.setdefault("image_size", image_size)
-        backbone = build("backbone", model.backbone, **bkw)
-        if not hasattr(backbone, "out_dim"):
-            raise ConfigError(f"backbone '{model.backbone}' does not expose out_dim; it breaks the contract.")
-        projector = build(
-            "projector", model.projector, in_dim=int(backbone.out_dim), **model.projector_kwargs
-        )
-        okw = dict(objective.kwargs)
-        obj_cls = get("objective", objective.name)
-        if getattr(obj_cls, "needs_dim", False):
-            okw.setdefault("dim", int(projector.out_dim))
-        loss = build("objective", objective.name, **okw)
-        d0 = getattr(loss, "d0", None)
-        if d0 is not None and int(d0) > int(projector.out_dim):
-            raise ConfigError(
-                f"objective {objective.name}: d0 = {d0} is larger than the embedding size "
-                f"{projector.out_dim} "
-                f"(backbone '{model.backbone}' D = {backbone.out_dim}, projector '{model.projector}'); "
-                f"choose d0 <= {projector.out_dim}."
-            )
-        return cls(backbone, projector, loss)
+        """SSLModel(*build_network(model, objective, in_channels, image_size))."""
+        return cls(*build_network(model, objective, in_channels, image_size))
 
     @property
     def uses_momentum_target(self) -> bool:

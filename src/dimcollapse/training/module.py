@@ -10,7 +10,9 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import lightning as L
 import torch
@@ -18,9 +20,7 @@ from torch import Tensor, nn
 
 from dimcollapse.data.views import ViewAugment
 from dimcollapse.errors import ConfigError, DivergedError
-from dimcollapse.registry import build
-from dimcollapse.training.config import RunConfig, from_dict
-from dimcollapse.training.datamodule import DataInfo
+from dimcollapse.training.config import OptimConfig
 from dimcollapse.training.model import SSLModel
 from dimcollapse.training.optim import build_optimizer, build_scheduler
 from dimcollapse.utils.batchnorm import convert_to_global_batchnorm
@@ -45,49 +45,115 @@ def term_names(names: list[str]) -> list[str]:
     return out
 
 
-class SSLModule(L.LightningModule):
-    """Composes SSLModel + ViewAugment + regularizers; logs each loss term; EMA target; NaN guard."""
+@dataclass(frozen=True)
+class ModuleSettings:
+    """The plain settings the training module needs (no config object).
 
-    def __init__(self, config: dict[str, Any], data_info: dict[str, Any]) -> None:
+    ``steps_per_epoch`` converts steps to epochs (regularizer / objective schedules, the lr warm-up);
+    ``global_batchnorm`` swaps BatchNorm for the all-reducing GlobalBatchNorm (CPU multi-process runs);
+    ``objective_name`` names the loss in error messages.
+    """
+
+    optim: OptimConfig
+    steps_per_epoch: int
+    batch_size: int
+    seed: int = 0
+    global_batchnorm: bool = False
+    objective_name: str = "objective"
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole run: optim.max_steps, else epochs x steps per epoch."""
+        return int(self.optim.max_steps or self.optim.epochs * self.steps_per_epoch)
+
+
+@dataclass(frozen=True)
+class ModelParts:
+    """The built components of a training module and its settings (``training/parts.py:build_parts``).
+
+    One set of parts builds one module (the module takes these very objects, no copies)."""
+
+    backbone: nn.Module
+    projector: nn.Module
+    objective: nn.Module
+    views: ViewAugment
+    regularizers: tuple[tuple[str, nn.Module], ...]  # (registry name, regularizer with its schedule)
+    settings: ModuleSettings
+    record: dict[str, Any] | None = None  # {"config", "data_info"}: what a checkpoint stores to rebuild
+
+
+class Planned(Protocol):
+    """Anything that carries built model parts (``training/plan.py:RunPlan``)."""
+
+    @property
+    def parts(self) -> ModelParts:
+        """The built components and settings of the training module."""
+        ...
+
+
+class SSLModule(L.LightningModule):
+    """Composes SSLModel + ViewAugment + regularizers; logs each loss term; EMA target; NaN guard.
+
+    Built from components and plain settings: ``SSLModule(backbone, projector, objective, views, settings,
+    regularizers)`` with ``regularizers`` as (name, module) pairs; a run builds it with
+    ``SSLModule.from_plan(plan_run(cfg))``. ``record`` (the run's config dict and data facts) is stored as
+    the checkpoint's hyper-parameters, so ``load_run`` can rebuild the parts from it; a module without a
+    record trains and saves, but ``load_run`` cannot reload it.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        projector: nn.Module,
+        objective: nn.Module,
+        views: ViewAugment,
+        settings: ModuleSettings,
+        regularizers: Sequence[tuple[str, nn.Module]] = (),
+        record: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.cfg: RunConfig = from_dict(config)
-        self.info = DataInfo(**data_info)
-        cfg = self.cfg
-        self.input_size = int(cfg.data.views.image_size or self.info.image_size)
-        self.model = SSLModel.from_config(cfg.model, cfg.objective, self.info.channels, self.input_size)
-        if cfg.trainer.sync_batchnorm and cfg.trainer.accelerator == "cpu":
+        if record is not None:
+            self.save_hyperparameters(dict(record))
+        self.settings = settings
+        self.model = SSLModel(backbone, projector, objective)
+        if settings.global_batchnorm:
             # torch's SyncBatchNorm is CUDA-only; ours all-reduces batch statistics with any backend
             self.model = convert_to_global_batchnorm(self.model)
-        recipe: dict[str, Any] = {"name": cfg.data.views.recipe, **dict(cfg.data.views.overrides)}
-        self.views = ViewAugment(
-            recipe,
-            image_size=self.input_size,
-            channels=self.info.channels,
-            n_views=cfg.data.views.n_views,
-            dataset=cfg.data.name,
-        )
-        objective: Any = self.model.objective
-        if self.views.n_local and self.model.uses_momentum_target and not objective.multi_view:
+        self.views = views
+        loss: Any = self.model.objective
+        if self.views.n_local and self.model.uses_momentum_target and not loss.multi_view:
             raise ConfigError(
-                f"objective {cfg.objective.name} compares view pairs with a momentum target, which sees the "
-                "global views only: drop data.views.overrides.local_crops (multi-crop is for dino, swav)."
+                f"objective {settings.objective_name} compares view pairs with a momentum target, which sees "
+                "the global views only: drop data.views.overrides.local_crops (multi-crop is for dino, swav)."
             )
-        self.regularizers = nn.ModuleList(
-            [build("regularizer", r.name, **r.kwargs) for r in cfg.regularizers]
-        )
-        self.term_names = term_names([r.name for r in cfg.regularizers])
+        self.regularizers = nn.ModuleList([reg for _, reg in regularizers])
+        self.term_names = term_names([name for name, _ in regularizers])
         self.last_terms: dict[str, dict[str, float]] = {}
         self.last_r: Tensor | None = None
         self.last_y: Tensor | None = None
         self.train_time_s = 0.0  # accumulated over resumed sessions
         self._t_session: float | None = None
 
+    @classmethod
+    def from_plan(cls, plan: Planned) -> SSLModule:
+        """The module of a run plan (its built parts, settings and checkpoint record)."""
+        return cls.from_parts(plan.parts)
+
+    @classmethod
+    def from_parts(cls, p: ModelParts) -> SSLModule:
+        """The module of built parts (``training/plan.py:build_parts``)."""
+        return cls(p.backbone, p.projector, p.objective, p.views, p.settings, p.regularizers, p.record)
+
+    @property
+    def input_size(self) -> int:
+        """Side of the (global) views fed to the backbone."""
+        return int(self.views.image_size)
+
     # -- schedule -------------------------------------------------------------------------------------
     @property
     def total_steps(self) -> int:
         """Optimizer steps of the whole run: optim.max_steps, else epochs x steps per epoch."""
-        return int(self.cfg.optim.max_steps or self.cfg.optim.epochs * self.info.steps_per_epoch)
+        return self.settings.total_steps
 
     def progress(self) -> float:
         """Fraction of the run done, in [0, 1]."""
@@ -95,8 +161,9 @@ class SSLModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """Optimizer over the online network (biases/norms without decay) and a per-step warm-up+cosine."""
-        opt = build_optimizer(self.model.online_modules(), self.cfg.optim)
-        sched = build_scheduler(opt, self.cfg.optim, self.info.steps_per_epoch, self.total_steps)
+        s = self.settings
+        opt = build_optimizer(self.model.online_modules(), s.optim)
+        sched = build_scheduler(opt, s.optim, s.steps_per_epoch, self.total_steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     # -- forward --------------------------------------------------------------------------------------
@@ -124,14 +191,14 @@ class SSLModule(L.LightningModule):
         """One SSL step on a uint8 batch; returns L = L_ssl + sum of regularizer terms."""
         x, y = batch
         step = int(self.global_step)
-        torch.manual_seed(step_seed(self.cfg.trainer.seed, step, self.global_rank))
+        torch.manual_seed(step_seed(self.settings.seed, step, self.global_rank))
         views = self.views(x)
         rs, zs = self._encode_views(views, self.model.encode)
         tr: list[Tensor] | None = None
         tz: list[Tensor] | None = None
         if self.model.uses_momentum_target:  # the target sees the global views only
             tr, tz = self._encode_views(views[: self.views.n_views], self.model.encode_target)
-        epoch = step / max(1, self.info.steps_per_epoch)
+        epoch = step / max(1, self.settings.steps_per_epoch)
         objective: Any = self.model.objective
         objective.set_progress(epoch)
         ssl = self._ssl_loss(zs, tz)
@@ -164,7 +231,7 @@ class SSLModule(L.LightningModule):
 
     def _log_terms(self, total: Tensor, ssl: Tensor, terms: list[Tensor]) -> None:
         """Log L, L_ssl, each term and its share term / L, the regularizers' and objective's stats, the lr."""
-        bs = int(self.cfg.data.batch_size)
+        bs = int(self.settings.batch_size)
         denom = float(total.detach().abs()) or 1.0
         logs = {"train/loss": float(total.detach()), "train/ssl_loss": float(ssl.detach())}
         self.last_terms = {}
@@ -184,7 +251,7 @@ class SSLModule(L.LightningModule):
         self.log("loss", logs["train/loss"], on_step=True, prog_bar=True, logger=False, batch_size=bs)
 
     def _raise_nonfinite(self, step: int, ssl: Tensor, terms: list[Tensor]) -> None:
-        bad = [] if bool(torch.isfinite(ssl.detach())) else [f"objective {self.cfg.objective.name}"]
+        bad = [] if bool(torch.isfinite(ssl.detach())) else [f"objective {self.settings.objective_name}"]
         bad += [
             f"regularizer {n}" for n, t in zip(self.term_names, terms, strict=True) if not torch.isfinite(t)
         ]

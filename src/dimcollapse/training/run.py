@@ -39,16 +39,16 @@ from dimcollapse.training.checkpoint import (
     load_checkpoint,
     save_if_finite,
 )
-from dimcollapse.training.config import RunConfig, to_dict, to_yaml
+from dimcollapse.training.config import RunConfig, to_yaml
 from dimcollapse.training.datamodule import SSLDataModule, planned_world_size
 from dimcollapse.training.evaluate_run import EvalData, EvalSettings, evaluate_module
 from dimcollapse.training.module import SSLModule
+from dimcollapse.training.plan import plan_run
 from dimcollapse.training.precision import choose_precision
-from dimcollapse.training.preflight import check_eval_sizes, check_machine, clean_stale_temp_files
+from dimcollapse.training.preflight import check_machine, clean_stale_temp_files
 from dimcollapse.training.resume import resume_config, stored_config
 from dimcollapse.training.run_record import training_record
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
-from dimcollapse.utils.seeding import seed_everything
 
 LAST = "last.ckpt"
 FINAL = "final.ckpt"
@@ -195,7 +195,8 @@ def _check_data_info(previous: dict[str, Any], dm: SSLDataModule, source: str) -
 
 
 def prepare(config: RunConfig, out: Path, resume: bool, override_lr: float | None = None) -> Prepared:
-    """Validate the config, the machine, the data, the model and the checkpoint; write nothing."""
+    """Validate the config, the machine and the checkpoint, plan the run (``plan_run``: data, model,
+    settings); write nothing."""
     _check_out(out)
     last = out / "checkpoints" / LAST
     if resume and not last.is_file():
@@ -221,16 +222,12 @@ def prepare(config: RunConfig, out: Path, resume: bool, override_lr: float | Non
             step = int(previous.get("global_step", 0))
             lr_change = {"from": float(stored.optim.lr), "to": float(override_lr), "at_step": step}
     check_machine(cfg)
-    seed_everything(cfg.trainer.seed)
-    dm = SSLDataModule(cfg, world_size=planned_world_size(cfg))
-    dm.setup("fit")
-    n_train, n_test = (int(rows.numel()) for rows in dm.eval_indices())
-    check_eval_sizes(cfg, n_train, n_test)
-    module = SSLModule(to_dict(cfg), dm.info.__dict__)
+    plan = plan_run(cfg)
+    dm, module = plan.datamodule, SSLModule.from_plan(plan)
     if previous is not None:
         check_compatible(module.state_dict(), previous["state_dict"], str(last))
         _check_data_info(previous, dm, str(last))
-    return Prepared(cfg, dm, module, previous, lr_change, EvalSettings.from_config(cfg))
+    return Prepared(cfg, dm, module, previous, lr_change, plan.evaluation)
 
 
 def _diverged(e: DivergedError, cfg: RunConfig, ckpt: FiniteModelCheckpoint, out: Path) -> DivergedError:

@@ -1,0 +1,53 @@
+"""The training module's parts built from a config: the config -> components step of ``plan_run``, and
+the way back from a checkpoint's record (config dict + data facts) to the module (``load_run``).
+
+    parts = build_parts(cfg, info)      # backbone, projector, objective, views, regularizers, settings
+    module = SSLModule.from_parts(parts)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dimcollapse.data.views import ViewAugment
+from dimcollapse.registry import build
+from dimcollapse.training.config import RunConfig, from_dict, to_dict
+from dimcollapse.training.datamodule import DataInfo
+from dimcollapse.training.model import build_network
+from dimcollapse.training.module import ModelParts, ModuleSettings, SSLModule
+
+
+def module_settings(cfg: RunConfig, info: DataInfo) -> ModuleSettings:
+    """The training module's settings of ``cfg`` on data described by ``info``."""
+    t = cfg.trainer
+    return ModuleSettings(
+        optim=cfg.optim,
+        steps_per_epoch=int(info.steps_per_epoch),
+        batch_size=int(cfg.data.batch_size),
+        seed=int(t.seed),
+        global_batchnorm=bool(t.sync_batchnorm and t.accelerator == "cpu"),
+        objective_name=str(cfg.objective.name),
+    )
+
+
+def build_parts(cfg: RunConfig, info: DataInfo) -> ModelParts:
+    """Backbone, projector, objective, views and regularizers of ``cfg`` on data described by ``info``,
+    built in this order (the order fixes the initial weights of a seed)."""
+    size = int(cfg.data.views.image_size or info.image_size)
+    backbone, projector, objective = build_network(cfg.model, cfg.objective, info.channels, size)
+    v = cfg.data.views
+    views = ViewAugment(
+        {"name": v.recipe, **dict(v.overrides)},
+        image_size=size,
+        channels=info.channels,
+        n_views=v.n_views,
+        dataset=cfg.data.name,
+    )
+    regs = tuple((r.name, build("regularizer", r.name, **r.kwargs)) for r in cfg.regularizers)
+    record = {"config": to_dict(cfg), "data_info": dict(info.__dict__)}
+    return ModelParts(backbone, projector, objective, views, regs, module_settings(cfg, info), record)
+
+
+def module_from_record(config: dict[str, Any], data_info: dict[str, Any]) -> SSLModule:
+    """The training module rebuilt from a checkpoint's record (its config dict and data facts)."""
+    return SSLModule.from_parts(build_parts(from_dict(config), DataInfo(**data_info)))

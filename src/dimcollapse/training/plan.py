@@ -1,0 +1,51 @@
+"""The run plan: the one step from a validated RunConfig to the built parts of a run.
+
+    plan = plan_run(cfg)                   # data set up, components built, settings resolved
+    module = SSLModule.from_plan(plan)     # the training module of those parts
+
+Each stage then receives only what it needs: the datamodule its ``DataSettings``, the module its built
+components and ``ModuleSettings`` (``ModelParts``), evaluation its ``EvalSettings``, the trainer and the
+monitor their blocks. A checkpoint keeps the config and the data facts (``ModelParts.record``), from which
+``training/parts.py:module_from_record`` rebuilds the parts (the way back used by ``load_run``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dimcollapse.training.config import MonitorConfig, RunConfig, TrainerConfig
+from dimcollapse.training.datamodule import DataSettings, SSLDataModule, planned_world_size
+from dimcollapse.training.evaluate_run import EvalSettings
+from dimcollapse.training.module import ModelParts
+from dimcollapse.training.parts import build_parts
+from dimcollapse.training.preflight import check_eval_sizes
+from dimcollapse.utils.seeding import seed_everything
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a training run is made of, built from one validated config by ``plan_run``."""
+
+    config: RunConfig  # kept for the run's files (config.yaml) and the checkpoint record
+    world_size: int
+    data: DataSettings
+    datamodule: SSLDataModule  # set up: data loaded, probe batch split off, ``info`` known
+    parts: ModelParts  # backbone, projector, objective, views, regularizers (+ schedules), settings
+    evaluation: EvalSettings
+    trainer: TrainerConfig
+    monitor: MonitorConfig
+
+
+def plan_run(cfg: RunConfig, world_size: int | None = None) -> RunPlan:
+    """The run plan of ``cfg``: seed, set up the data (``world_size`` processes; default: what the trainer
+    block asks for), check the evaluation sizes, build the components, resolve every stage's settings."""
+    world = planned_world_size(cfg) if world_size is None else int(world_size)
+    seed_everything(cfg.trainer.seed)
+    data = DataSettings.from_config(cfg)
+    dm = SSLDataModule(data, world_size=world)
+    dm.setup("fit")
+    n_train, n_test = (int(rows.numel()) for rows in dm.eval_indices())
+    check_eval_sizes(cfg, n_train, n_test)
+    parts = build_parts(cfg, dm.info)
+    evaluation = EvalSettings.from_config(cfg)
+    return RunPlan(cfg, world, data, dm, parts, evaluation, cfg.trainer, cfg.monitor)
