@@ -27,7 +27,6 @@ from dimcollapse.report.figure_sections import (
     spectra_sections,
     training_sections,
 )
-from dimcollapse.utils.html import Figure, Section, Table, render_page
 from dimcollapse.report.sections import (
     ACCURACY_KEYS,
     ReportInputs,
@@ -38,6 +37,7 @@ from dimcollapse.report.sections import (
 )
 from dimcollapse.study.results import load_results, read_json
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
+from dimcollapse.utils.html import Figure, Section, Table, render_page
 
 ACCURACY_COLUMNS = (
     ("knn_k20_top1", "kNN k=20"),

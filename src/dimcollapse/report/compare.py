@@ -20,9 +20,9 @@ import numpy as np
 
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.errors import InputError
-from dimcollapse.utils.html import Figure, Section, Table, figure_png, render_page
 from dimcollapse.study.results import read_json
 from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from dimcollapse.utils.html import Figure, Section, Table, figure_png, render_page
 
 
 def _entry(label: str, folder: Path) -> dict[str, Any] | None:

@@ -13,9 +13,9 @@ from functools import partial
 import numpy as np
 
 from dimcollapse.report import plots, study_figures
-from dimcollapse.utils.html import Section, Table
 from dimcollapse.report.sections import ReportInputs, prefixed
 from dimcollapse.study.results import read_json
+from dimcollapse.utils.html import Section, Table
 
 
 def spectra_sections(inp: ReportInputs) -> list[Section]:

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from dimcollapse.utils.html import Figure, Section, Table, figure_png
 from dimcollapse.report.seed_spread import SOURCE
 from dimcollapse.study.results import read_json
 from dimcollapse.utils.atomic import atomic_write_bytes
+from dimcollapse.utils.html import Figure, Section, Table, figure_png
 
 T = TypeVar("T")
 
