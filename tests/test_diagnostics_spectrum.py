@@ -151,21 +151,3 @@ def test_uncentred_gram_and_overflow_message() -> None:
     np.testing.assert_allclose(covariance_matrix(z, center=False, block_size=256), z.T @ z / 900, rtol=1e-12)
     with pytest.raises(InputError, match="overflow"):
         covariance_spectrum(np.full((4, 3), 1e200) * np.arange(1, 5)[:, None])
-
-
-def test_in_place_blas_update_and_its_fallback_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dimcollapse.diagnostics import _blas
-    from dimcollapse.diagnostics import spectrum as spectrum_module
-
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal((300, 17))
-    c = np.eye(17)
-    if _blas.syrk_update(c, x):  # numpy's bundled BLAS reachable: upper triangle of I + x^T x
-        np.testing.assert_allclose(np.triu(c), np.triu(np.eye(17) + x.T @ x), rtol=1e-13, atol=1e-12)
-    assert not _blas.syrk_update(np.eye(17, dtype=np.float32), x)  # wrong layout: refused, untouched
-    z = (rng.standard_normal((3000, 24)) * np.geomspace(2, 1e-3, 24) + 7.0).astype(np.float32)
-    fast = covariance_matrix(z, block_size=512)
-    monkeypatch.setattr(spectrum_module, "syrk_update", lambda c, x: False)
-    slow = covariance_matrix(z, block_size=512)
-    np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(fast, np.cov(z.astype(np.float64).T, bias=True), rtol=1e-10, atol=1e-14)

@@ -3,12 +3,11 @@
 C = (1/N) sum_i (z_i - mean z)(z_i - mean z)^T. Rows are consumed in blocks, each converted once into
 a reused float64 buffer minus a shift (the mean of the first block), so memory stays O(block * D + D^2)
 whatever N. One Gram product per block (numpy's ``A.T @ A``, a BLAS syrk: half the work of a general
-product, the same BLAS call as the floor ``Z.T @ Z``; a torch float64 GEMM on CUDA, where tensors stay on
-their device) gives the shifted cross-product and one BLAS gemv (ones @ block) the column sums, which
-also reveal NaN/Inf rows, so the input is never scanned separately. The mean correction is small (the
-shift is within the data's spread of the mean) and cancels no digits; a block whose mean drifts farther
-than the spread starts a new shift, and the parts are merged exactly (Chan, Golub & LeVeque 1979). The
-cost is the float64 Gram product plus one conversion pass, a gemv and the D x D eigensolve.
+product; a torch float64 GEMM on CUDA, where tensors stay on their device) gives both the shifted
+cross-product and, through a column of ones in the buffer, the column sums. The mean correction is
+therefore small (the shift is within the data's spread of the mean) and cancels no digits; a block whose
+mean drifts farther than its spread starts a new shift, and the parts are merged exactly (Chan, Golub &
+LeVeque 1979). The cost is the float64 Gram product plus one conversion pass and the D x D eigensolve.
 
 Accuracy: forming C squares the condition number, so an eigenvalue lambda_i carries an absolute error of
 a few float64 ulps of lambda_max, i.e. a relative error of about 1e-16 * lambda_max / lambda_i (1e-6 at
@@ -23,7 +22,6 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from dimcollapse.diagnostics._blas import _dsyrk, syrk_update
 from dimcollapse.diagnostics._validate import (
     ArrayLike,
     as_tensor,
@@ -35,17 +33,14 @@ from dimcollapse.diagnostics._validate import (
 from dimcollapse.errors import InputError
 from dimcollapse.utils.memory import check_allocation
 
-_BLOCK_BYTES = 16 * 2**20  # float64 bytes of one block when every block pays a D x D temporary
-_CACHE_BLOCK_BYTES = 2 * 2**20  # with an in-place BLAS update (``_blas``): a block still in cache
+_BLOCK_BYTES = 16 * 2**20  # float64 bytes of one converted block when block_size is not given
 _TORCH_EIGH_DIM = 1536  # spectrum_of: numpy's eigvalsh below, torch's from here
-_MIN_BLOCK_ROWS = 256  # fewer rows per BLAS call lose efficiency
+_MIN_BLOCK_ROWS = 2048  # fewer rows per BLAS call lose efficiency and the D x D add per block starts to show
 
 
 def default_block_rows(d: int) -> int:
-    """Rows per block: about 2 MB of float64 (still in cache when BLAS reads it) when the Gram sum is
-    updated in place, else about 16 MB (fewer D x D temporaries); at least 256 rows."""
-    target = _CACHE_BLOCK_BYTES if _dsyrk() is not None else _BLOCK_BYTES
-    return max(_MIN_BLOCK_ROWS, target // (8 * max(d, 1)))
+    """Rows per block: at least 2,048, and enough that one float64 block takes about 16 MB."""
+    return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (8 * max(d, 1)))
 
 
 class _Segment:
@@ -56,19 +51,27 @@ class _Segment:
         self.shift: torch.Tensor | None = None
         self.gram: torch.Tensor | None = None
         self.sums: torch.Tensor | None = None
-        self.upper_only = False  # the Gram sum holds its upper triangle only (in-place BLAS update)
-        self.spread = 0.0  # per-row trace of the first block's scatter about the shift
+
+    def add(self, gram: torch.Tensor, sums: torch.Tensor | None, rows: int) -> None:
+        """Add one block's Gram product and column sums (copied on first use: ``gram`` may be a buffer)."""
+        if self.gram is None:
+            self.gram = gram.clone()
+            self.sums = None if sums is None else sums.clone()
+        else:
+            self.gram += gram
+            if sums is not None and self.sums is not None:
+                self.sums += sums
+        self.n += rows
 
 
 class CovarianceAccumulator:
     """Running float64 (centred or raw) cross-product of rows fed block by block.
 
     Each block is converted once into a reused float64 buffer minus a shift s (the mean of the segment's
-    first block); its Gram product (x - s)^T (x - s) (a BLAS syrk on CPU, a float64 GEMM on CUDA) is added
-    to the segment's sum and its column sums (a gemv) give the mean correction. A block whose mean lies
-    farther from s than the segment's spread (a drifting stream) closes the segment and opens a new one
-    centred on itself; segments merge exactly (Chan, Golub & LeVeque 1979), so no uncentred sum of large
-    values is differenced.
+    first block); its Gram product (x - s)^T (x - s) (a BLAS syrk on CPU, a float64 GEMM on CUDA) is added to
+    the segment's sum and the column sums give the mean correction. A block whose mean lies farther from s
+    than its own spread (a drifting stream) closes the segment and opens a new one centred on itself;
+    segments merge exactly (Chan, Golub & LeVeque 1979), so no uncentred sum of large values is differenced.
     """
 
     def __init__(self, center: bool = True, l2_normalize: bool = False, name: str = "Z") -> None:
@@ -84,8 +87,7 @@ class CovarianceAccumulator:
         self._dim: int | None = None
         self._seg = _Segment()
         self._buf: torch.Tensor | None = None
-        self._ones: torch.Tensor | None = None
-        self._gram_out: torch.Tensor | None = None
+        self._gram_out: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -122,121 +124,89 @@ class CovarianceAccumulator:
                 return
 
     def _reject(self, rest: torch.Tensor) -> None:
-        """Count the NaN/Inf rows of ``rest`` (a block's column sums were not finite)."""
+        """Count the NaN/Inf rows of ``rest`` (a block's Gram product was not finite)."""
         bad = count_nonfinite_rows(rest)
         if not bad:
-            self._overflow(rest)
+            raise InputError(
+                f"{self.name}: values are so large that their squares overflow float64 "
+                f"(max |z| = {float(rest.abs().max()):.3g}). Rescale the data, e.g. Z / Z.abs().max()."
+            )
         self.bad_rows += bad
 
-    def _overflow(self, rest: torch.Tensor) -> None:
-        raise InputError(
-            f"{self.name}: values are so large that their squares overflow float64 "
-            f"(max |z| = {float(rest.abs().max()):.3g}). Rescale the data, e.g. Z / Z.abs().max()."
-        )
+    def _load(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` converted into the first D columns of the reused float64 buffer (l2-normalised if asked).
 
-    def _buffer(self, t: torch.Tensor) -> torch.Tensor:
-        """The reused float64 buffer's first len(t) rows (allocated on first use, after a size check)."""
+        The buffer's last column holds ones, so the one Gram product of the buffer also yields the column
+        sums (its last row) without a separate pass over the block.
+        """
         m, d = t.shape
         buf = self._buf
         if buf is None or buf.shape[0] < m or buf.device != t.device:
             if buf is None:  # the D x D Gram product comes next: refuse an impossible size first
                 what = f"the {d} x {d} covariance of {self.name}"
-                check_allocation(8 * d * d, what, "Reduce the number of columns")
-            buf = self._buf = torch.empty((m, d), dtype=torch.float64, device=t.device)
-            self._ones = torch.ones(m, dtype=torch.float64, device=t.device)
-        return buf[:m]
-
-    def _sums(self, x: torch.Tensor) -> torch.Tensor:
-        """Column sums of the buffer rows x as one BLAS gemv (ones @ x): faster than a column reduction."""
-        assert self._ones is not None
-        return self._ones[: x.shape[0]] @ x
-
-    def _add_gram(self, seg: _Segment, x: torch.Tensor) -> None:
-        """seg.gram += x^T x: in place through numpy's BLAS dsyrk (upper triangle) when reachable, else
-        numpy's ``x.T @ x`` (also a syrk) into a reused D x D buffer and an addition; a GEMM on CUDA."""
-        gram = seg.gram
-        assert gram is not None
-        if x.device.type != "cpu":
-            gram.addmm_(x.T, x)
-            return
-        xn = x.numpy()
-        if syrk_update(gram.numpy(), xn):
-            seg.upper_only = True
-            return
-        if self._gram_out is None:
-            self._gram_out = torch.empty_like(gram)
-        out = self._gram_out.numpy()
-        with np.errstate(invalid="ignore", over="ignore"):  # overflow is reported by the caller
-            np.matmul(xn.T, xn, out=out)  # A.T @ A, shared memory: numpy calls BLAS syrk
-        gram += self._gram_out
-
-    def _load(self, t: torch.Tensor) -> torch.Tensor:
-        """``t`` (l2-normalised if asked) minus the segment's shift, in the float64 buffer.
-
-        A new segment's shift is the mean of its first block.
-        """
-        x, seg = self._buffer(t), self._seg
+                check_allocation(8 * (d + 1) * (d + 1), what, "Reduce the number of columns")
+            buf = self._buf = torch.empty((m, d + 1), dtype=torch.float64, device=t.device)
+            buf[:, d] = 1.0
+        x = buf[:m, :d]
         x.copy_(t)
         if self.l2_normalize:
             x.div_(torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-300))
-        if self.center:
-            if seg.shift is None:
-                seg.shift = self._sums(x) / x.shape[0]
-            x.sub_(seg.shift)
         return x
 
+    def _gram(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x^T x, column sums of x) of the first m buffer rows, from one float64 Gram product of [x, 1]:
+        numpy's syrk into a reused buffer on CPU, torch's GEMM on other devices."""
+        assert self._buf is not None
+        xe = self._buf[:m]
+        d = xe.shape[1] - 1
+        if xe.device.type != "cpu":
+            g = xe.T @ xe
+        else:
+            if self._gram_out is None:
+                self._gram_out = np.empty((d + 1, d + 1))
+            xn = xe.numpy()
+            with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are reported by the caller
+                np.matmul(xn.T, xn, out=self._gram_out)  # A.T @ A, shared memory: numpy calls BLAS syrk
+            g = torch.from_numpy(self._gram_out)
+        return g[:d, :d], g[d, :d]
+
     def _update_block(self, t: torch.Tensor) -> bool:
-        """Add one block; False (nothing added) when its column sums are not finite (NaN/Inf rows)."""
-        x, m = self._load(t), int(t.shape[0])
-        sums = self._sums(x)
-        if not math.isfinite(float(sums.sum())):
+        """Add one block; False (nothing added) when it holds NaN/Inf (seen in its Gram trace or sums)."""
+        x, m, seg = self._load(t), int(t.shape[0]), self._seg
+        if self.center:
+            if seg.shift is None:
+                seg.shift = x.sum(0) / m
+            x.sub_(seg.shift)
+        gram, sums = self._gram(m)
+        trace = float(gram.diagonal().sum())
+        if not (math.isfinite(trace) and math.isfinite(float(sums.sum()))):
             return False
-        seg = self._seg
-        # the correction n mean mean^T cancels digits once the block mean (shift + offset) lies farther
-        # from the shift than the spread of the segment's first block: start a new segment on this block
-        if self.center and seg.n and float(sums @ sums) > seg.spread * m * m:
+        if not self.center:
+            seg.add(gram, None, m)
+            return True
+        offset = sums / m  # block mean minus the shift
+        # the correction m * offset offset^T cancels digits once the offset exceeds the block's own spread
+        if seg.n and 2.0 * m * float(offset @ offset) > trace:
             assert seg.shift is not None
-            shift = seg.shift + sums / m
+            shift = seg.shift + offset
             self._close_segment()
             seg = self._seg
             seg.shift = shift
-            x.sub_(sums / m)
-            sums = self._sums(x)
-        if seg.gram is None:
-            seg.gram = torch.zeros((x.shape[1], x.shape[1]), dtype=torch.float64, device=x.device)
-            seg.sums = torch.zeros_like(sums)
-        assert seg.sums is not None
-        self._add_gram(seg, x)
-        seg.sums += sums
-        if not seg.n:  # overflow shows in the trace (checked here and when the segment closes)
-            seg.spread = self._finite_trace(seg.gram) / m - float(sums @ sums) / (m * m)
-        seg.n += m
+            x.sub_(offset)
+            gram, sums = self._gram(m)
+        seg.add(gram, sums, m)
         return True
-
-    def _finite_trace(self, gram: torch.Tensor) -> float:
-        """tr(gram), or InputError when it overflowed (rows are finite: their squares were too large)."""
-        trace = float(gram.diagonal().sum())
-        if not math.isfinite(trace):
-            raise InputError(
-                f"{self.name}: values are so large that their squares overflow float64. Rescale the data, "
-                "e.g. Z / Z.abs().max()."
-            )
-        return trace
 
     def _close_segment(self) -> None:
         """Fold the open segment into the merged (n, mean, centred cross-product) state."""
         seg = self._seg
         if seg.gram is None:
             return
-        gram = seg.gram
-        self._finite_trace(gram)
-        if seg.upper_only:
-            gram = torch.triu(gram) + torch.triu(gram, 1).T
         if not self.center or seg.sums is None or seg.shift is None:
-            m2, mean = gram, None
+            m2, mean = seg.gram, None
         else:
             mean = seg.shift + seg.sums / seg.n
-            m2 = gram - torch.outer(seg.sums, seg.sums) / seg.n
+            m2 = seg.gram - torch.outer(seg.sums, seg.sums) / seg.n
         if self._m2 is None:
             self._m2, self._mean = m2, mean
         else:
@@ -314,10 +284,9 @@ def covariance_spectrum(
     """
     if is_matrix_like(Z):
         t = as_tensor(Z)
+        check_matrix(t)
         if t.ndim == 2 and 2 <= t.shape[0] < t.shape[1]:
-            check_matrix(t)
             return gram_spectrum(t, center, l2_normalize)
-        # otherwise NaN/Inf rows are found by the accumulator (their column sums), without a pass of its own
     return spectrum_of(covariance_matrix(Z, center, l2_normalize, block_size))
 
 
