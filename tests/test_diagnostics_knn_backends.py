@@ -8,7 +8,15 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from dimcollapse.diagnostics import KnnBackend, knn_distances, lid_estimate, lid_mle, lid_mom
+from dimcollapse.diagnostics import (
+    KnnBackend,
+    knn_distances,
+    knn_select,
+    knn_self,
+    lid_estimate,
+    lid_mle,
+    lid_mom,
+)
 from dimcollapse.diagnostics import knn as knn_module
 from dimcollapse.diagnostics.knn import exact_neighbours, neighbour_recall, sample_exact_distances
 from dimcollapse.errors import ConfigError
@@ -26,7 +34,7 @@ def test_tiled_exact_equals_brute_force_with_ties_and_duplicates(
     tile: int, group: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(knn_module, "TILE_COLS", tile)
-    monkeypatch.setattr(knn_module, "_GROUP", group)
+    monkeypatch.setattr(knn_select, "GROUP", group)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 4, size=(230, 3)).astype(np.float64)  # a lattice: many exact ties and duplicates
     x[:20] = x[20]  # 21 identical rows: each has 20 neighbours at distance 0
@@ -43,7 +51,7 @@ def test_tiled_exact_reference_set_and_grouped_bound(
     tile: int, group: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(knn_module, "TILE_COLS", tile)
-    monkeypatch.setattr(knn_module, "_GROUP", group)  # 16 / 2, 64 / 4: the group-minimum path on small tiles
+    monkeypatch.setattr(knn_select, "GROUP", group)  # 16 / 2, 64 / 4: the group-minimum path on small tiles
     rng = np.random.default_rng(1)
     q, r = rng.standard_normal((61, 6)), rng.standard_normal((500, 6))
     d = knn_distances(torch.from_numpy(q), torch.from_numpy(r), k=12, block_size=16)
@@ -55,17 +63,90 @@ def test_tiles_never_exceed_block_by_tile(monkeypatch: pytest.MonkeyPatch) -> No
     sizes: list[int] = []
     real = knn_module._scores
 
-    def spy(out: torch.Tensor, q_aug: torch.Tensor, r_aug: torch.Tensor) -> None:
+    def spy(out: np.ndarray, q_aug: np.ndarray, r_aug: np.ndarray) -> None:
         real(out, q_aug, r_aug)
-        sizes.append(out.numel())
+        sizes.append(out.size)
         # the tile holds |r|^2 - 2 q.r, the squared distance minus |q|^2
-        q, r = q_aug[:, :-1], -r_aug[:, :-1] / 2
-        expected = torch.cdist(q.double(), r.double()) ** 2 - (q.double() ** 2).sum(1, keepdim=True)
-        torch.testing.assert_close(out.double(), expected, atol=1e-4, rtol=1e-5)
+        q, r = q_aug[:, :-1].astype(np.float64), -r_aug[:, :-1].astype(np.float64) / 2
+        expected = cdist(q, r) ** 2 - (q**2).sum(1, keepdims=True)
+        np.testing.assert_allclose(out, expected, atol=1e-4, rtol=1e-5)
 
     monkeypatch.setattr(knn_module, "_scores", spy)
-    exact_neighbours(torch.randn(500, 4), None, 5, 50)
+    exact_neighbours(torch.randn(500, 4), torch.randn(300, 4), 5, 50)  # queries against a reference set
     assert sizes and max(sizes) <= 50 * 64
+
+
+@pytest.mark.parametrize(
+    ("n", "tile", "k", "group"), [(300, 64, 7, 16), (1000, 128, 20, 16), (257, 40, 3, 4)]
+)
+def test_self_search_computes_each_pair_once_and_equals_brute_force(
+    n: int, tile: int, k: int, group: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(knn_select, "GROUP", group)
+    monkeypatch.setattr(knn_module, "SELF_TILE", tile)
+    products: list[tuple[int, int]] = []
+    real = knn_self._scores
+
+    def spy(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+        real(out, a, b)
+        products.append(out.size)
+        # the tile holds full squared distances (padding columns: the largest float)
+        x_a, x_b = a[:, :-2].astype(np.float64), -b[:, :-2].astype(np.float64) / 2
+        pad = b[:, -1] == np.finfo(b.dtype).max
+        np.testing.assert_allclose(out[:, ~pad], cdist(x_a, x_b[~pad]) ** 2, atol=1e-3, rtol=1e-4)
+        assert (out[:, pad] == np.finfo(b.dtype).max).all()
+
+    monkeypatch.setattr(knn_self, "_scores", spy)
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, 5)).astype(np.float32)
+    x[10:14] = x[3]  # duplicates: neighbours at distance 0
+    d, idx = knn_distances(x, k=k, block_size=4096, return_indices=True)
+    np.testing.assert_allclose(d.numpy(), _brute(x, x, k, True), rtol=1e-5, atol=1e-5)
+    assert not (idx.numpy() == np.arange(n)[:, None]).any()
+    blocks = knn_self.blocks_for(n, tile, k)
+    assert blocks is not None and len(blocks) >= 2
+    pairs = len(blocks) * (len(blocks) + 1) // 2
+    assert len(products) == pairs  # tiles I <= J only
+    assert sum(products) < 0.5 * n * n + n * (tile + group)
+
+
+def test_column_selection_reads_the_tile_as_its_transpose(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(3)
+    for group, (m, w) in ((16, (128, 96)), (4, (64, 37)), (16, (20, 50))):  # grouped and fallback paths
+        monkeypatch.setattr(knn_select, "GROUP", group)
+        buf = torch.randn(m, w + 5, generator=g).numpy()
+        tile = buf[:, :w]  # a view with a row stride wider than the tile, as in the search
+        tau = np.quantile(tile, 0.05, axis=0).astype(np.float32)
+        cols, rows, vals = knn_select.below_bound_cols(tile, tau)
+        want = np.argwhere(tau[:, None] > tile.T)  # (column, row), sorted
+        assert (cols[1:] >= cols[:-1]).all()  # grouped by column, as ``Best.add`` needs
+        order = np.argsort(cols * m + rows)
+        np.testing.assert_array_equal(np.stack([cols, rows], 1)[order], want)  # the same entries
+        np.testing.assert_array_equal(vals, tile[rows, cols])
+
+
+@pytest.mark.parametrize("self_query", [True, False])
+def test_device_search_equals_brute_force(self_query: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the torch path used on GPUs (topk merge per tile), run here on CPU tensors with small tiles
+    monkeypatch.setattr(knn_module, "TILE_COLS", 40)
+    rng = np.random.default_rng(4)
+    q = rng.integers(0, 3, size=(150, 3)).astype(np.float64)  # ties and duplicates
+    r = q if self_query else rng.standard_normal((230, 3))
+    idx = knn_module._device_neighbours(
+        torch.from_numpy(q), None if self_query else torch.from_numpy(r), 9, 32
+    )
+    got = np.sort(np.linalg.norm(r[idx.numpy()] - q[:, None], axis=2), axis=1)
+    np.testing.assert_allclose(got, _brute(q, r, 9, self_query), atol=1e-12)
+    if self_query:
+        assert not (idx.numpy() == np.arange(150)[:, None]).any()
+
+
+def test_self_search_falls_back_for_one_block_or_large_k() -> None:
+    assert knn_self.blocks_for(1000, 1024, 20) is None  # one block: the plain tiled search
+    assert knn_self.blocks_for(5000, 1024, 600) is None  # blocks could not hold k + 1 rows
+    blocks = knn_self.blocks_for(5000, 1024, 20)
+    assert blocks == [(0, 1024), (1024, 2048), (2048, 3072), (3072, 4096), (4096, 5000)]
+    assert knn_self.blocks_for(4200, 1024, 20)[-1] == (3072, 4200)  # a short tail joins the last block
 
 
 def test_recall_counts_neighbours_within_the_exact_kth_distance() -> None:

@@ -43,17 +43,24 @@ def test_blocked_knn_float32_with_duplicates_equals_brute_force() -> None:
 
 def test_knn_never_builds_full_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
     from dimcollapse.diagnostics import knn as knn_module
+    from dimcollapse.diagnostics import knn_self
 
     shapes: list[tuple[int, ...]] = []
-    real = knn_module._scores
+    for module in (knn_module, knn_self):  # queries against a reference set; a set against itself
+        real = module._scores
 
-    def spy(out: torch.Tensor, q_aug: torch.Tensor, r_aug: torch.Tensor) -> None:
-        real(out, q_aug, r_aug)
-        shapes.append(tuple(out.shape))
+        def spy(out: np.ndarray, a: np.ndarray, b: np.ndarray, real=real) -> None:  # type: ignore[no-untyped-def]
+            real(out, a, b)
+            shapes.append(tuple(out.shape))
 
-    monkeypatch.setattr(knn_module, "_scores", spy)
-    knn_distances(np.random.default_rng(2).standard_normal((300, 4)), k=3, block_size=50)
-    assert shapes and max(s[0] for s in shapes) <= 50
+        monkeypatch.setattr(module, "_scores", spy)
+    x = np.random.default_rng(2).standard_normal((300, 4))
+    knn_distances(x, k=3, block_size=50)
+    self_shapes = len(shapes)
+    knn_distances(x[:40], x, k=3, block_size=50)
+    assert 0 < self_shapes < len(shapes)
+    # blocks of at most block_size rows (the symmetric search: the last one up to 1.5 x), never N x N
+    assert max(s[0] for s in shapes) <= 75 and max(s[1] for s in shapes) <= 2048 + 16
 
 
 @pytest.mark.parametrize("d", [2, 5, 10])

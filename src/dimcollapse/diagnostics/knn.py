@@ -1,35 +1,39 @@
 """k-nearest-neighbour distances in torch, tiled: no N x N (or block x N) distance matrix is ever stored.
 
-Exact search (``backend="exact"``): queries in blocks of ``TILE_ROWS``, the reference set in tiles of
-``TILE_COLS`` rows (a 2 MB float32 tile that stays in cache); each tile's ranking scores |r|^2 - 2 q.r
-(the squared distance minus the row-constant |q|^2: one GEMM of [q, 1] with [-2 r, |r|^2], numpy's BLAS
-on CPU) go into one reused buffer and
-neighbours are selected as the tiles are computed: the first tile's k best give every query a bound tau
-(its current k-th best); a later tile is summarised by the minimum of each group of ``_GROUP`` columns,
-only groups below tau are tested entry by entry, and the few entries below tau are merged with the k
-best by one small ``topk``, which tightens tau. No full ``topk`` or ``nonzero`` of a tile after the first.
-Other backends (faiss, see
-``knn_backends``) only choose the neighbours. Either way the k distances are then recomputed exactly as
-||q - r|| from the difference vectors, so duplicates give exactly 0 and the result is differentiable in
-both Q and R. When R is None the set is queried against itself and each query's own row is excluded
-(other rows identical to it are still neighbours, at distance 0).
+Exact search (``backend="exact"``), queries against a reference set: queries in blocks of ``TILE_ROWS``,
+the reference set in tiles of ``TILE_COLS`` rows; each tile's ranking scores |r|^2 - 2 q.r (the squared
+distance minus the row-constant |q|^2: one GEMM of [q, 1] with [-2 r, |r|^2], numpy's BLAS on CPU) go
+into one reused buffer and neighbours are selected as the tiles are computed (``knn_select``: a bound
+from the first tile, then only the entries below it, found through group minima, are merged). A set
+queried against itself (R is None) computes each pair once (``knn_self``: the upper triangle of square
+tiles, each read along its rows and down its columns), half the products. On CPU the bookkeeping runs in
+one torch thread while the products use every BLAS thread (see ``_one_torch_thread``).
+Other backends (faiss, see ``knn_backends``) only choose the neighbours. Either way the k distances are
+then recomputed exactly as ||q - r|| from the difference vectors, so duplicates give exactly 0 and the
+result is differentiable in both Q and R. When R is None each query's own row is excluded (other rows
+identical to it are still neighbours, at distance 0).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal, overload
 
 import numpy as np
 import torch
 
+from dimcollapse.diagnostics import knn_select as sel
 from dimcollapse.diagnostics._validate import ArrayLike, check_positive_int, matrix
 from dimcollapse.diagnostics.knn_backends import BackendLike, resolve_backend
+from dimcollapse.diagnostics.knn_self import blocks_for, self_neighbours
 from dimcollapse.errors import InputError
 
-_GATHER_ELEMS = 2**24  # cap on block * k * D elements of the exact recomputation
+_GATHER_ELEMS = 2**24  # cap on block * k * D elements of the exact recomputation (with autograd)
+_GATHER_CACHE = 2**18  # gathered elements per chunk without autograd: one reused 1 MB float32 buffer
 TILE_COLS = 2048  # reference rows per tile of the exact search
-TILE_ROWS = 256  # query rows per tile: a 256 x 2048 float32 tile (2 MB) stays in cache
-_GROUP = 16  # tile columns summarised by one minimum before entries are tested one by one
+TILE_ROWS = 1024  # query rows per tile: an 8 MB float32 tile; fewer, larger tiles cut per-tile overhead
+SELF_TILE = 1024  # rows per block of the symmetric self-search (knn_self): 4 MB float32 tiles
 
 
 @overload
@@ -118,6 +122,10 @@ def knn_core(
 
 def exact_distances(q: torch.Tensor, r: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """||q_i - r_idx[i,j]|| from the difference vectors (differentiable), sorted ascending per row."""
+    if not (torch.is_grad_enabled() and (q.requires_grad or r.requires_grad)):
+        dist = _distances_no_grad(q, r, idx)
+        dist, order = torch.sort(dist, dim=1)
+        return dist, torch.gather(idx, 1, order)
     k, d = idx.shape[1], q.shape[1]
     rows = max(1, _GATHER_ELEMS // max(1, k * d))
     dists, idxs = [], []
@@ -133,114 +141,123 @@ def exact_distances(q: torch.Tensor, r: torch.Tensor, idx: torch.Tensor) -> tupl
     return torch.cat(dists), torch.cat(idxs)
 
 
+def _distances_no_grad(q: torch.Tensor, r: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """||q_i - r_idx[i,j]|| unsorted, through one reused cache-sized buffer of gathered rows (no autograd)."""
+    n, k = idx.shape
+    d = q.shape[1]
+    rows = max(1, _GATHER_CACHE // max(1, k * d))
+    out = torch.empty((n, k), dtype=q.dtype, device=q.device)
+    buf = torch.empty((min(rows, n) * k, d), dtype=q.dtype, device=q.device)
+    with torch.no_grad():
+        for start in range(0, n, rows):
+            ib = idx[start : start + rows]
+            gathered = buf[: ib.numel()]
+            torch.index_select(r, 0, ib.reshape(-1), out=gathered)
+            diff = gathered.view(ib.shape[0], k, d)
+            diff.sub_(q[start : start + rows, None, :])
+            torch.linalg.vector_norm(diff, dim=-1, out=out[start : start + rows])
+    return out
+
+
+@contextmanager
+def _one_torch_thread(device: torch.device) -> Iterator[None]:
+    """Run the tile bookkeeping in one torch thread on CPU.
+
+    The BLAS product's worker threads keep spinning for a while after each call; torch's own workers
+    competing with them for the same cores made the whole search 2.9x slower at 2 threads (measured: 4.1 s
+    vs 1.4 s for 1,000 queries against 200,000 x 128), while the product itself keeps every BLAS thread.
+    """
+    old = torch.get_num_threads()
+    if device.type != "cpu" or old == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def exact_neighbours(q: torch.Tensor, r: torch.Tensor | None, k: int, block_size: int) -> torch.Tensor:
-    """Indices (n_q, k) of the k rows of r with the smallest |r|^2 - 2 q.r, tile by tile (see module doc)."""
-    self_query = r is None
+    """Indices (n_q, k) of the k rows of r (r None: of q, own row excluded) nearest each row of q, by tiles:
+    the bounded numpy search on CPU (symmetric for a set against itself), a topk merge on other devices."""
+    if q.device.type != "cpu":
+        return _device_neighbours(q, r, k, block_size)
+    dtype = q.dtype if q.dtype in (torch.float32, torch.float64) else torch.float32
+    x = q.detach().to(dtype).numpy()
+    with _one_torch_thread(q.device):
+        if r is None:
+            blocks = blocks_for(x.shape[0], min(block_size, SELF_TILE), k)
+            if blocks is not None:
+                return torch.from_numpy(self_neighbours(x, k, blocks))
+            return torch.from_numpy(_cpu_neighbours(x, None, k, block_size))
+        return torch.from_numpy(_cpu_neighbours(x, r.detach().to(dtype).numpy(), k, block_size))
+
+
+def _cpu_neighbours(x: np.ndarray, y: np.ndarray | None, k: int, block_size: int) -> np.ndarray:
+    """Query blocks of ``TILE_ROWS`` rows of x against tiles of ``TILE_COLS`` rows of y (None: of x, own row
+    masked); scores |r|^2 - 2 q.r from one GEMM of [q, 1] with [-2 r, |r|^2] into a reused buffer. The first
+    tile gives each query its bound (``cols >= k + 1``: k candidates even without its own row); every tile
+    then yields only its entries below the bound (``knn_select``)."""
+    ref = x if y is None else y
+    (n_q, d), n_ref = x.shape, ref.shape[0]
+    ref_aug = np.empty((n_ref, d + 1), dtype=x.dtype)
+    np.multiply(ref, -2.0, out=ref_aug[:, :d])
+    ref_aug[:, d] = np.einsum("ij,ij->i", ref, ref)
+    cols, rows = max(TILE_COLS, k + 1), min(block_size, TILE_ROWS)
+    tile_buf = np.empty((min(rows, n_q), min(cols, n_ref)), dtype=x.dtype)
+    q_aug = np.ones((tile_buf.shape[0], d + 1), dtype=x.dtype)
+    out = np.empty((n_q, k), dtype=np.int64)
+    for q0 in range(0, n_q, rows):
+        m = min(rows, n_q - q0)
+        q_aug[:m, :d] = x[q0 : q0 + m]  # rows [q, 1]: q_aug . r_aug = |r|^2 - 2 q.r
+        best = sel.Best(m, k, x.dtype)
+        for c0 in range(0, n_ref, cols):
+            tile = tile_buf[:m, : min(cols, n_ref - c0)]
+            _scores(tile, q_aug[:m], ref_aug[c0 : c0 + tile.shape[1]])
+            if y is None and c0 < q0 + m and q0 < c0 + tile.shape[1]:  # the block's own rows are in this tile
+                lo, hi = max(q0, c0), min(q0 + m, c0 + tile.shape[1])
+                np.fill_diagonal(tile[lo - q0 : hi - q0, lo - c0 : hi - c0], np.inf)
+            first = c0 == 0
+            tau = sel.first_bound(tile, k) if first else best.tau
+            hit_rows, hit_cols, vals = sel.below_bound(tile, tau, inclusive=first)
+            best.add(0, hit_rows, hit_cols + c0, vals)
+        out[q0 : q0 + m] = best.idx
+    return out
+
+
+def _scores(out: np.ndarray, q_aug: np.ndarray, r_aug: np.ndarray) -> None:
+    """out = q_aug r_aug^T (one BLAS GEMM into the reused tile)."""
+    np.matmul(q_aug, r_aug.T, out=out)
+
+
+def _device_neighbours(q: torch.Tensor, r: torch.Tensor | None, k: int, block_size: int) -> torch.Tensor:
+    """The k nearest by tiles and a ``topk`` merge per tile, in torch on q's device (GPUs: topk is cheap)."""
     ref = q if r is None else r
     ref_aug = torch.cat([-2.0 * ref, (ref * ref).sum(1, keepdim=True)], dim=1)  # rows [-2 r, |r|^2]
-    cols = max(TILE_COLS, k + 1)
-    rows = min(block_size, TILE_ROWS)
-    shape = (min(rows, q.shape[0]), min(cols, ref.shape[0]))
-    tile = torch.empty(shape, dtype=q.dtype, device=q.device)
-    ones = torch.ones((shape[0], 1), dtype=q.dtype, device=q.device)
+    cols, rows = max(TILE_COLS, k + 1), min(block_size, TILE_ROWS)
     out = []
-    for start in range(0, q.shape[0], rows):
-        qb = q[start : start + rows]
-        q_aug = torch.cat([qb, ones[: qb.shape[0]]], dim=1)  # rows [q, 1]: q_aug . r_aug = |r|^2 - 2 q.r
-        out.append(_block_neighbours(q_aug, ref_aug, k, start if self_query else None, cols, tile))
-    return torch.cat(out)
-
-
-def _scores(out: torch.Tensor, q_aug: torch.Tensor, r_aug: torch.Tensor) -> None:
-    """out = q_aug r_aug^T: numpy's BLAS on CPU for float32/64 (faster than torch's here), else torch."""
-    if out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64):
-        np.matmul(q_aug.detach().numpy(), r_aug.detach().numpy().T, out=out.numpy())
-    else:
-        torch.mm(q_aug, r_aug.T, out=out)
-
-
-def _block_neighbours(
-    q_aug: torch.Tensor,
-    ref_aug: torch.Tensor,
-    k: int,
-    self_offset: int | None,
-    cols: int,
-    tile_buf: torch.Tensor,
-) -> torch.Tensor:
-    """k best reference indices for one query block, selecting while the reference tiles are computed.
-
-    ``cols >= k + 1``, so the first tile holds k candidates per query even with the query's own row excluded.
-    The first tile's k best set each query's bound tau; a later tile only yields its entries below tau
-    (``_below_bound``), merged with the k best so far by one small ``topk``, which tightens tau.
-    """
-    m, n_ref = q_aug.shape[0], ref_aug.shape[0]
-    best: tuple[torch.Tensor, torch.Tensor] | None = None
-    for c0 in range(0, n_ref, cols):
-        width = min(cols, n_ref - c0)
-        tile = tile_buf[:m, :width]
-        _scores(tile, q_aug, ref_aug[c0 : c0 + width])
-        if self_offset is not None:
-            _mask_self(tile, self_offset, c0)
-        if best is None:
-            vals, idx = torch.topk(tile, k, dim=1, largest=False, sorted=False)
-            if width == n_ref:  # one tile holds the whole reference set: nothing to merge
-                return idx
+    for q0 in range(0, q.shape[0], rows):
+        qb = q[q0 : q0 + rows]
+        q_aug = torch.cat([qb, torch.ones_like(qb[:, :1])], dim=1)
+        best: tuple[torch.Tensor, torch.Tensor] | None = None
+        for c0 in range(0, ref.shape[0], cols):
+            tile = q_aug @ ref_aug[c0 : c0 + cols].T
+            if r is None and c0 < q0 + tile.shape[0] and q0 < c0 + tile.shape[1]:
+                lo, hi = max(q0, c0), min(q0 + tile.shape[0], c0 + tile.shape[1])
+                tile[lo - q0 : hi - q0, lo - c0 : hi - c0].diagonal().fill_(float("inf"))
+            if best is not None:
+                tile = torch.cat([best[0], tile], dim=1)
+            vals, j = torch.topk(tile, min(k, tile.shape[1]), dim=1, largest=False, sorted=False)
+            idx = (
+                j + c0
+                if best is None
+                else torch.where(j < k, best[1].gather(1, j.clamp_max(k - 1)), j - k + c0)
+            )
             best = (vals, idx)
-            continue
-        tau = best[0].amax(dim=1)
-        rows, idx, vals = _below_bound(tile, tau)
-        if rows.numel():
-            best = _merge(best, rows, idx + c0, vals, k)
-    assert best is not None
-    return best[1]
-
-
-def _mask_self(tile: torch.Tensor, q0: int, c0: int) -> None:
-    """Set +inf where query row q0 + i meets reference row c0 + j with q0 + i == c0 + j (its own row)."""
-    lo, hi = max(q0, c0), min(q0 + tile.shape[0], c0 + tile.shape[1])
-    if lo < hi:
-        g = torch.arange(lo, hi, device=tile.device)
-        tile[g - q0, g - c0] = float("inf")
-
-
-def _below_bound(tile: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(row, column, value) of the tile entries strictly below their row's bound tau, in row order.
-
-    Columns are first summarised in groups of ``_GROUP`` by their minimum (one vectorised pass); only the
-    few groups whose minimum is below tau are looked at entry by entry, so the full-size compare and
-    ``nonzero`` run over 1/_GROUP of the tile.
-    """
-    m, w = tile.shape
-    if w % _GROUP or w < 4 * _GROUP:
-        rows, cols = (tile < tau[:, None]).nonzero(as_tuple=True)
-        return rows, cols, tile[rows, cols]
-    stride, row_step = w // _GROUP, tile.stride(0)
-    group_min = tile.view(m, _GROUP, stride).amin(dim=1)  # entry j: min of columns j, j + stride, ...
-    hit_rows, hit_j = (group_min < tau[:, None]).nonzero(as_tuple=True)
-    flat = tile.as_strided((row_step * m,), (1,))  # the tile's rows in its buffer, one flat index
-    offsets = stride * torch.arange(_GROUP, device=tile.device)
-    vals = flat[(hit_rows * row_step + hit_j)[:, None] + offsets]  # (hits, _GROUP) entries of hit groups
-    h, g = (vals < tau[hit_rows, None]).nonzero(as_tuple=True)
-    return hit_rows[h], hit_j[h] + offsets[g], vals[h, g]
-
-
-def _merge(
-    best: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k best of the current (m, k) best and new candidates (rows in ascending order), per row."""
-    best_vals, best_idx = best
-    m = best_vals.shape[0]
-    counts = torch.bincount(rows, minlength=m)
-    starts = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(rows.numel(), device=rows.device) - starts[rows]
-    width = int(counts.max())
-    new_vals = torch.full((m, width), float("inf"), dtype=best_vals.dtype, device=best_vals.device)
-    new_idx = torch.zeros((m, width), dtype=best_idx.dtype, device=best_idx.device)
-    new_vals[rows, pos] = vals
-    new_idx[rows, pos] = idx
-    all_vals = torch.cat([best_vals, new_vals], dim=1)
-    vals_k, j = torch.topk(all_vals, k, dim=1, largest=False, sorted=False)
-    return vals_k, torch.gather(torch.cat([best_idx, new_idx], dim=1), 1, j)
+        assert best is not None
+        out.append(best[1])
+    return torch.cat(out)
 
 
 def sample_exact_distances(
