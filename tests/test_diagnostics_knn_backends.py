@@ -141,6 +141,23 @@ def test_device_search_equals_brute_force(self_query: bool, monkeypatch: pytest.
         assert not (idx.numpy() == np.arange(150)[:, None]).any()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_worker_threads_give_the_same_neighbours(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(knn_module, "SELF_TILE", 128)
+    monkeypatch.setattr(knn_module, "TILE_ROWS", 64)
+    x = _manifold(1500, seed=5)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        d_self = knn_distances(x, k=10)
+        d_ref = knn_distances(x[:300], x[300:], k=10)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.get_num_threads() == old  # restored after the search
+    np.testing.assert_allclose(d_self.numpy(), _brute(x, x, 10, True), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(d_ref.numpy(), _brute(x[:300], x[300:], 10, False), rtol=1e-4, atol=1e-5)
+
+
 def test_self_search_falls_back_for_one_block_or_large_k() -> None:
     assert knn_self.blocks_for(1000, 1024, 20) is None  # one block: the plain tiled search
     assert knn_self.blocks_for(5000, 1024, 600) is None  # blocks could not hold k + 1 rows

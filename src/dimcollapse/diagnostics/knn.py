@@ -6,8 +6,8 @@ distance minus the row-constant |q|^2: one GEMM of [q, 1] with [-2 r, |r|^2], nu
 into one reused buffer and neighbours are selected as the tiles are computed (``knn_select``: a bound
 from the first tile, then only the entries below it, found through group minima, are merged). A set
 queried against itself (R is None) computes each pair once (``knn_self``: the upper triangle of square
-tiles, each read along its rows and down its columns), half the products. On CPU the bookkeeping runs in
-one torch thread while the products use every BLAS thread (see ``_one_torch_thread``).
+tiles, each read along its rows and down its columns), half the products. On CPU the tiles run on
+torch.get_num_threads() worker threads, each with one-threaded BLAS and torch (``knn_workers``).
 Other backends (faiss, see ``knn_backends``) only choose the neighbours. Either way the k distances are
 then recomputed exactly as ||q - r|| from the difference vectors, so duplicates give exactly 0 and the
 result is differentiable in both Q and R. When R is None each query's own row is excluded (other rows
@@ -16,8 +16,6 @@ identical to it are still neighbours, at distance 0).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Literal, overload
 
 import numpy as np
@@ -27,6 +25,7 @@ from dimcollapse.diagnostics import knn_select as sel
 from dimcollapse.diagnostics._validate import ArrayLike, check_positive_int, matrix
 from dimcollapse.diagnostics.knn_backends import BackendLike, resolve_backend
 from dimcollapse.diagnostics.knn_self import blocks_for, self_neighbours
+from dimcollapse.diagnostics.knn_workers import TileBuffers, cpu_workers, run_all
 from dimcollapse.errors import InputError
 
 _GATHER_ELEMS = 2**24  # cap on block * k * D elements of the exact recomputation (with autograd)
@@ -159,25 +158,6 @@ def _distances_no_grad(q: torch.Tensor, r: torch.Tensor, idx: torch.Tensor) -> t
     return out
 
 
-@contextmanager
-def _one_torch_thread(device: torch.device) -> Iterator[None]:
-    """Run the tile bookkeeping in one torch thread on CPU.
-
-    The BLAS product's worker threads keep spinning for a while after each call; torch's own workers
-    competing with them for the same cores made the whole search 2.9x slower at 2 threads (measured: 4.1 s
-    vs 1.4 s for 1,000 queries against 200,000 x 128), while the product itself keeps every BLAS thread.
-    """
-    old = torch.get_num_threads()
-    if device.type != "cpu" or old == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def exact_neighbours(q: torch.Tensor, r: torch.Tensor | None, k: int, block_size: int) -> torch.Tensor:
     """Indices (n_q, k) of the k rows of r (r None: of q, own row excluded) nearest each row of q, by tiles:
     the bounded numpy search on CPU (symmetric for a set against itself), a topk merge on other devices."""
@@ -185,36 +165,38 @@ def exact_neighbours(q: torch.Tensor, r: torch.Tensor | None, k: int, block_size
         return _device_neighbours(q, r, k, block_size)
     dtype = q.dtype if q.dtype in (torch.float32, torch.float64) else torch.float32
     x = q.detach().to(dtype).numpy()
-    with _one_torch_thread(q.device):
-        if r is None:
-            blocks = blocks_for(x.shape[0], min(block_size, SELF_TILE), k)
-            if blocks is not None:
-                return torch.from_numpy(self_neighbours(x, k, blocks))
-            return torch.from_numpy(_cpu_neighbours(x, None, k, block_size))
-        return torch.from_numpy(_cpu_neighbours(x, r.detach().to(dtype).numpy(), k, block_size))
+    y = None if r is None else r.detach().to(dtype).numpy()
+    with cpu_workers() as workers:
+        blocks = blocks_for(x.shape[0], min(block_size, SELF_TILE), k) if y is None else None
+        if blocks is not None:
+            return torch.from_numpy(self_neighbours(x, k, blocks, workers))
+        return torch.from_numpy(_cpu_neighbours(x, y, k, block_size, workers))
 
 
-def _cpu_neighbours(x: np.ndarray, y: np.ndarray | None, k: int, block_size: int) -> np.ndarray:
-    """Query blocks of ``TILE_ROWS`` rows of x against tiles of ``TILE_COLS`` rows of y (None: of x, own row
-    masked); scores |r|^2 - 2 q.r from one GEMM of [q, 1] with [-2 r, |r|^2] into a reused buffer. The first
-    tile gives each query its bound (``cols >= k + 1``: k candidates even without its own row); every tile
-    then yields only its entries below the bound (``knn_select``)."""
+def _cpu_neighbours(
+    x: np.ndarray, y: np.ndarray | None, k: int, block_size: int, workers: int = 1
+) -> np.ndarray:
+    """Query blocks of ``TILE_ROWS`` rows of x (independent tasks on ``workers`` threads) against tiles of
+    ``TILE_COLS`` rows of y (None: of x, own row masked); scores |r|^2 - 2 q.r from one GEMM of [q, 1] with
+    [-2 r, |r|^2] into a reused buffer. The first tile gives each query its bound (``cols >= k + 1``: k
+    candidates even without its own row); every tile then yields only its entries below the bound."""
     ref = x if y is None else y
     (n_q, d), n_ref = x.shape, ref.shape[0]
     ref_aug = np.empty((n_ref, d + 1), dtype=x.dtype)
     np.multiply(ref, -2.0, out=ref_aug[:, :d])
     ref_aug[:, d] = np.einsum("ij,ij->i", ref, ref)
     cols, rows = max(TILE_COLS, k + 1), min(block_size, TILE_ROWS)
-    tile_buf = np.empty((min(rows, n_q), min(cols, n_ref)), dtype=x.dtype)
-    q_aug = np.ones((tile_buf.shape[0], d + 1), dtype=x.dtype)
+    tiles = TileBuffers((min(rows, n_q), min(cols, n_ref)), x.dtype)
     out = np.empty((n_q, k), dtype=np.int64)
-    for q0 in range(0, n_q, rows):
+
+    def query_block(q0: int) -> None:
         m = min(rows, n_q - q0)
-        q_aug[:m, :d] = x[q0 : q0 + m]  # rows [q, 1]: q_aug . r_aug = |r|^2 - 2 q.r
+        q_aug = np.ones((m, d + 1), dtype=x.dtype)
+        q_aug[:, :d] = x[q0 : q0 + m]  # rows [q, 1]: q_aug . r_aug = |r|^2 - 2 q.r
         best = sel.Best(m, k, x.dtype)
         for c0 in range(0, n_ref, cols):
-            tile = tile_buf[:m, : min(cols, n_ref - c0)]
-            _scores(tile, q_aug[:m], ref_aug[c0 : c0 + tile.shape[1]])
+            tile = tiles.get(m, min(cols, n_ref - c0))
+            _scores(tile, q_aug, ref_aug[c0 : c0 + tile.shape[1]])
             if y is None and c0 < q0 + m and q0 < c0 + tile.shape[1]:  # the block's own rows are in this tile
                 lo, hi = max(q0, c0), min(q0 + m, c0 + tile.shape[1])
                 np.fill_diagonal(tile[lo - q0 : hi - q0, lo - c0 : hi - c0], np.inf)
@@ -223,6 +205,8 @@ def _cpu_neighbours(x: np.ndarray, y: np.ndarray | None, k: int, block_size: int
             hit_rows, hit_cols, vals = sel.below_bound(tile, tau, inclusive=first)
             best.add(0, hit_rows, hit_cols + c0, vals)
         out[q0 : q0 + m] = best.idx
+
+    run_all(query_block, range(0, n_q, rows), workers)
     return out
 
 

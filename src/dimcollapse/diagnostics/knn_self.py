@@ -13,10 +13,12 @@ is the largest float, so every tile is read in groups.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
 from dimcollapse.diagnostics import knn_select as sel
+from dimcollapse.diagnostics.knn_workers import TileBuffers, run_all
 
 
 def blocks_for(n: int, tile: int, k: int) -> list[tuple[int, int]] | None:
@@ -61,9 +63,9 @@ def spatial_order(x: np.ndarray, clusters: int, iters: int = 8, per_cluster: int
     centres = sample[rng.choice(sample.shape[0], min(clusters, sample.shape[0]), replace=False)]
     for _ in range(iters):
         label = _nearest(sample, centres)
-        counts = np.bincount(label, minlength=centres.shape[0])
-        sums = np.zeros(centres.shape, dtype=np.float64)
-        np.add.at(sums, label, sample)
+        member = (label[None, :] == np.arange(centres.shape[0])[:, None]).astype(x.dtype)  # one-hot
+        counts = member.sum(axis=1)
+        sums = member @ sample
         centres = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres).astype(
             x.dtype
         )
@@ -78,7 +80,7 @@ def _nearest(x: np.ndarray, centres: np.ndarray, rows: int = 65536) -> np.ndarra
     )
 
 
-def self_neighbours(x: np.ndarray, k: int, blocks: list[tuple[int, int]]) -> np.ndarray:
+def self_neighbours(x: np.ndarray, k: int, blocks: list[tuple[int, int]], workers: int = 1) -> np.ndarray:
     """Indices (N, k) of each row's k nearest other rows of x, over the tiles I <= J of ``blocks``.
 
     The rows are first put in ``spatial_order`` (one k-means cluster per block), so that a block's own tile
@@ -86,34 +88,45 @@ def self_neighbours(x: np.ndarray, k: int, blocks: list[tuple[int, int]]) -> np.
     candidates (measured at 20,000 x 64: 70 instead of 114 candidates per row, 25% less time).
     """
     order = spatial_order(x, len(blocks))
-    found = _sorted_neighbours(x[order], k, blocks)
+    found = _sorted_neighbours(x[order], k, blocks, workers)
     out = np.empty_like(found)
     out[order] = order[found]
     return out
 
 
-def _sorted_neighbours(x: np.ndarray, k: int, blocks: list[tuple[int, int]]) -> np.ndarray:
-    """``self_neighbours`` of rows already in their search order."""
+def _sorted_neighbours(x: np.ndarray, k: int, blocks: list[tuple[int, int]], workers: int) -> np.ndarray:
+    """``self_neighbours`` of rows already in their search order: the diagonal tiles (independent), then the
+    pairs I < J, on ``workers`` threads; a block's k best are merged under its lock, its bound is read
+    without one (a stale bound is larger: it only lets a few more candidates through)."""
     n = x.shape[0]
     n_pad = math.ceil(n / sel.GROUP) * sel.GROUP
     left, right = _sides(x, n_pad)
     side = max(b - a for a, b in blocks)
-    buf = np.empty((side, side + sel.GROUP), dtype=x.dtype)
+    tiles = TileBuffers((side, side + sel.GROUP), x.dtype)
     best = sel.Best(n, k, x.dtype)
-    for a0, a1 in blocks:  # diagonal tiles first: every row gets a bound from its own block
+    locks = [threading.Lock() for _ in blocks]
+
+    def diagonal(b: int) -> None:
+        a0, a1 = blocks[b]
         c1 = n_pad if a1 == n else a1
-        tile = buf[: a1 - a0, : c1 - a0]
+        tile = tiles.get(a1 - a0, c1 - a0)
         _scores(tile, left[a0:a1], right[a0:c1])
         np.fill_diagonal(tile, np.inf)  # a row is not its own neighbour
         rows, cols, vals = sel.below_bound(tile, sel.first_bound(tile, k), inclusive=True)
         best.add(a0, rows, cols + a0, vals)
-    for b, (a0, a1) in enumerate(blocks):
-        for c0, c1 in blocks[b + 1 :]:
-            c1p = n_pad if c1 == n else c1
-            tile = buf[: a1 - a0, : c1p - c0]
-            _scores(tile, left[a0:a1], right[c0:c1p])
-            rows, cols, vals = sel.below_bound(tile, best.tau[a0:a1])
+
+    def pair(bc: tuple[int, int]) -> None:
+        (a0, a1), (c0, c1) = blocks[bc[0]], blocks[bc[1]]
+        c1p = n_pad if c1 == n else c1
+        tile = tiles.get(a1 - a0, c1p - c0)
+        _scores(tile, left[a0:a1], right[c0:c1p])
+        rows, cols, vals = sel.below_bound(tile, best.tau[a0:a1])
+        with locks[bc[0]]:
             best.add(a0, rows, cols + c0, vals)
-            cols, rows, vals = sel.below_bound_cols(tile[:, : c1 - c0], best.tau[c0:c1])
+        cols, rows, vals = sel.below_bound_cols(tile[:, : c1 - c0], best.tau[c0:c1])
+        with locks[bc[1]]:
             best.add(c0, cols, rows + a0, vals)
+
+    run_all(diagonal, range(len(blocks)), workers)
+    run_all(pair, [(b, c) for b in range(len(blocks)) for c in range(b + 1, len(blocks))], workers)
     return best.idx
