@@ -52,7 +52,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "registry": set(),
     "utils": {"numpy", "torch", "matplotlib"},
     "contracts": {"torch"},
-    "diagnostics": {"numpy", "torch", "scipy", "sklearn", "faiss", "skdim"},
+    "diagnostics": {"numpy", "torch", "scipy", "sklearn", "faiss", "skdim", "threadpoolctl"},
     "track": {"numpy", "torch", "lightning", "torchmetrics"},
 }
 # nothing below training may depend on the training engine or the CLI, nor draw (theory draws its figures)

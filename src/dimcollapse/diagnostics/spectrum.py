@@ -16,8 +16,9 @@ lambda_i = 1e-10 lambda_max). An SVD of the centred data avoids the squaring but
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from dimcollapse.diagnostics._validate import (
     count_nonfinite_rows,
     is_matrix_like,
 )
+from dimcollapse.diagnostics.knn_workers import cpu_workers, run_all
 from dimcollapse.errors import InputError
 from dimcollapse.utils.memory import check_allocation
 
@@ -88,6 +90,7 @@ class CovarianceAccumulator:
         self._seg = _Segment()
         self._buf: torch.Tensor | None = None
         self._gram_out: np.ndarray | None = None
+        self._slots: list[tuple[np.ndarray, np.ndarray] | None] = []  # CPU: one (buffer, Gram) per worker
 
     @property
     def n(self) -> int:
@@ -118,10 +121,91 @@ class CovarianceAccumulator:
             self.bad_rows += count_nonfinite_rows(t)
             return
         rows = block_size or default_block_rows(t.shape[1])
+        if t.device.type == "cpu":
+            self._update_cpu(t, rows)
+            return
         for start in range(0, t.shape[0], rows):
             if not self._update_block(t[start : start + rows]):
                 self._reject(t[start:])
                 return
+
+    def _update_cpu(self, t: torch.Tensor, rows: int) -> None:
+        """CPU blocks in rounds of one block per worker thread: each worker converts its block into its own
+        float64 buffer minus the shift (one pass) and takes its Gram product with one-threaded BLAS; the
+        blocks are then folded in order on this thread (drift check, segment sums), as ``_update_block``."""
+        x = t.numpy() if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32).numpy()
+        starts = list(range(0, x.shape[0], rows))
+        with cpu_workers() as workers:
+            for i in range(min(workers, len(starts))):  # slots exist before the threads use them
+                self._cpu_slot(i, min(rows, x.shape[0]), x.shape[1])
+            if self._seg.shift is None and self.center:  # the first block sets the shift
+                if not self._fold_cpu(0, x[:rows], first=True):
+                    self._reject(t)
+                    return
+                starts = starts[1:]
+            for r in range(0, len(starts), workers):
+                batch = starts[r : r + workers]
+                slots = list(range(len(batch)))
+                run_all(functools.partial(self._gram_batch, x, batch, rows), slots, workers)
+                for i, start in zip(slots, batch, strict=True):
+                    if not self._fold_cpu(i, x[start : start + rows]):
+                        self._reject(t[start:])
+                        return
+
+    def _gram_batch(self, x: np.ndarray, batch: list[int], rows: int, i: int) -> None:
+        """Slot i's Gram product of the block starting at row batch[i] (one task of a round)."""
+        self._gram_cpu(i, x[batch[i] : batch[i] + rows])
+
+    def _cpu_slot(self, i: int, rows: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """Worker slot i's float64 buffer (rows x (d + 1), last column ones) and its Gram output."""
+        if not self._slots:  # the D x D Gram product comes next: refuse an impossible size first
+            what = f"the {d} x {d} covariance of {self.name}"
+            check_allocation(8 * (d + 1) * (d + 1), what, "Reduce the number of columns")
+        self._slots.extend([None] * (i + 1 - len(self._slots)))
+        slot = self._slots[i]
+        if slot is None or slot[0].shape[0] < rows:
+            buf = np.empty((rows, d + 1))
+            buf[:, d] = 1.0
+            slot = self._slots[i] = (buf, np.empty((d + 1, d + 1)))
+        return slot
+
+    def _gram_cpu(self, i: int, block: np.ndarray) -> None:
+        """Slot i: buffer <- block (l2-normalised if asked) minus the shift (the block's own mean when no
+        shift is set yet: the first block), then the Gram product of [x, 1]."""
+        m, d = block.shape
+        x = self._cpu_slot(i, m, d)[0][:m, :d]
+        shift = None if self._seg.shift is None else self._seg.shift.numpy()
+        if self.l2_normalize or shift is None:
+            np.copyto(x, block)
+            if self.l2_normalize:
+                x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+            if shift is None and self.center:
+                self._seg.shift = torch.from_numpy(x.mean(axis=0))
+                shift = self._seg.shift.numpy()
+            if shift is not None:
+                x -= shift
+        else:
+            np.subtract(block, shift, out=x)  # float32 -> float64 and the shift in one pass
+        self._gram_cpu_again(i, m, d)
+
+    def _gram_cpu_again(self, i: int, m: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slot i's (x^T x, column sums of x) from one Gram product of its buffer as it now is."""
+        buf, gram = self._cpu_slot(i, m, d)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are reported by the caller
+            np.matmul(buf[:m].T, buf[:m], out=gram)  # A.T @ A of one buffer: numpy calls BLAS syrk
+        g = torch.from_numpy(gram)
+        return g[:d, :d], g[d, :d]
+
+    def _fold_cpu(self, i: int, block: np.ndarray, first: bool = False) -> bool:
+        """Fold slot i's Gram product into the open segment (``first``: compute it here, which also sets
+        the shift); False when the block holds NaN/Inf."""
+        m, d = block.shape
+        if first:
+            self._gram_cpu(i, block)
+        buf, gram = self._cpu_slot(i, m, d)
+        g = torch.from_numpy(gram)
+        x = torch.from_numpy(buf[:m, :d])
+        return self._fold(g[:d, :d], g[d, :d], m, x, lambda: self._gram_cpu_again(i, m, d))
 
     def _reject(self, rest: torch.Tensor) -> None:
         """Count the NaN/Inf rows of ``rest`` (a block's Gram product was not finite)."""
@@ -178,6 +262,23 @@ class CovarianceAccumulator:
                 seg.shift = x.sum(0) / m
             x.sub_(seg.shift)
         gram, sums = self._gram(m)
+        return self._fold(gram, sums, m, x, lambda: self._gram(m))
+
+    def _fold(
+        self,
+        gram: torch.Tensor,
+        sums: torch.Tensor,
+        m: int,
+        x: torch.Tensor,
+        redo: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    ) -> bool:
+        """Add one block's Gram product and column sums (of x = block - shift) to the open segment.
+
+        A block whose mean lies farther from the shift than its own spread closes the segment; its x is
+        re-centred on its own mean in place and ``redo()`` returns its recomputed products.
+        False (nothing added) when the block holds NaN/Inf (seen in its Gram trace or sums).
+        """
+        seg = self._seg
         trace = float(gram.diagonal().sum())
         if not (math.isfinite(trace) and math.isfinite(float(sums.sum()))):
             return False
@@ -193,7 +294,7 @@ class CovarianceAccumulator:
             seg = self._seg
             seg.shift = shift
             x.sub_(offset)
-            gram, sums = self._gram(m)
+            gram, sums = redo()
         seg.add(gram, sums, m)
         return True
 
@@ -284,8 +385,9 @@ def covariance_spectrum(
     """
     if is_matrix_like(Z):
         t = as_tensor(Z)
-        check_matrix(t)
-        if t.ndim == 2 and 2 <= t.shape[0] < t.shape[1]:
+        if t.ndim != 2 or t.shape[0] < 2 or t.shape[1] < 1:
+            check_matrix(t)  # the shape message; NaN/Inf rows are found by the accumulator (no extra pass)
+        if 2 <= t.shape[0] < t.shape[1]:
             return gram_spectrum(t, center, l2_normalize)
     return spectrum_of(covariance_matrix(Z, center, l2_normalize, block_size))
 
