@@ -151,3 +151,47 @@ def test_uncentred_gram_and_overflow_message() -> None:
     np.testing.assert_allclose(covariance_matrix(z, center=False, block_size=256), z.T @ z / 900, rtol=1e-12)
     with pytest.raises(InputError, match="overflow"):
         covariance_spectrum(np.full((4, 3), 1e200) * np.arange(1, 5)[:, None])
+
+
+@pytest.mark.parametrize("path", ["torch per block (GPUs)", "one worker", "two workers"])
+def test_both_accumulation_paths_agree_with_np_cov(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dimcollapse.diagnostics.spectrum import CovarianceAccumulator
+
+    if path.startswith("torch"):
+        monkeypatch.setattr(CovarianceAccumulator, "_threaded", lambda self, t: False)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2 if path == "two workers" else 1)
+    try:
+        rng = np.random.default_rng(11)
+        scales = np.linspace(2.0, 0.01, 16)
+        blocks = [rng.standard_normal((400, 16)) * scales + 1e4 * i for i in (0, 3, -2, 7)]
+        z = np.concatenate(blocks)
+        ref = np.cov(z.T, bias=True)
+        drift = covariance_matrix(z, block_size=128)  # shifts restart, segments merge
+        np.testing.assert_allclose(drift, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+        small = rng.standard_normal((1600, 16)) * scales + 1e3  # one shift: a large common mean
+        got = covariance_spectrum(small.astype(np.float32), block_size=300)
+        np.testing.assert_allclose(got, _np_cov_spectrum(small.astype(np.float32)), rtol=1e-10, atol=1e-12)
+        unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+        np.testing.assert_allclose(
+            covariance_matrix(z, l2_normalize=True, block_size=256), np.cov(unit.T, bias=True), atol=1e-14
+        )
+        bad = z.copy()
+        bad[[5, 900]] = np.nan
+        with pytest.raises(InputError, match="2 of 1600 rows"):
+            covariance_spectrum(bad, block_size=128)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_worker_count_does_not_change_the_result() -> None:
+    z = np.random.default_rng(12).standard_normal((9000, 24)).astype(np.float32) * np.geomspace(4, 1e-4, 24)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = covariance_matrix(z, block_size=500)
+        torch.set_num_threads(2)
+        two = covariance_matrix(z, block_size=500)
+    finally:
+        torch.set_num_threads(old)
+    np.testing.assert_array_equal(one, two)  # blocks are folded in order: bit-identical

@@ -91,6 +91,7 @@ class CovarianceAccumulator:
         self._buf: torch.Tensor | None = None
         self._gram_out: np.ndarray | None = None
         self._slots: list[tuple[np.ndarray, np.ndarray] | None] = []  # CPU: one (buffer, Gram) per worker
+        self._slot_shift: dict[int, torch.Tensor | None] = {}  # the shift each slot's buffer was centred on
 
     @property
     def n(self) -> int:
@@ -121,13 +122,17 @@ class CovarianceAccumulator:
             self.bad_rows += count_nonfinite_rows(t)
             return
         rows = block_size or default_block_rows(t.shape[1])
-        if t.device.type == "cpu":
+        if self._threaded(t):
             self._update_cpu(t, rows)
             return
         for start in range(0, t.shape[0], rows):
             if not self._update_block(t[start : start + rows]):
                 self._reject(t[start:])
                 return
+
+    def _threaded(self, t: torch.Tensor) -> bool:
+        """True for CPU blocks (numpy worker path); other devices take the per-block torch path."""
+        return t.device.type == "cpu"
 
     def _update_cpu(self, t: torch.Tensor, rows: int) -> None:
         """CPU blocks in rounds of one block per worker thread: each worker converts its block into its own
@@ -186,6 +191,7 @@ class CovarianceAccumulator:
                 x -= shift
         else:
             np.subtract(block, shift, out=x)  # float32 -> float64 and the shift in one pass
+        self._slot_shift[i] = self._seg.shift
         self._gram_cpu_again(i, m, d)
 
     def _gram_cpu_again(self, i: int, m: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,6 +211,11 @@ class CovarianceAccumulator:
         buf, gram = self._cpu_slot(i, m, d)
         g = torch.from_numpy(gram)
         x = torch.from_numpy(buf[:m, :d])
+        used, shift = self._slot_shift.get(i), self._seg.shift
+        if self.center and used is not shift and used is not None and shift is not None:
+            # converted in this round before an earlier block of the round opened a new segment
+            x.sub_(shift - used)
+            self._gram_cpu_again(i, m, d)
         return self._fold(g[:d, :d], g[d, :d], m, x, lambda: self._gram_cpu_again(i, m, d))
 
     def _reject(self, rest: torch.Tensor) -> None:
