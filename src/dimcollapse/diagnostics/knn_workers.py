@@ -35,8 +35,10 @@ def cpu_workers() -> Iterator[int]:
 
 
 def run_all(fn: Callable[[T], None], tasks: Iterable[T], workers: int) -> None:
-    """fn(task) for every task, on ``workers`` threads (in order on the calling thread when workers == 1)."""
-    if workers == 1:
+    """fn(task) for every task, on ``workers`` threads (in order on the calling thread for one worker or
+    one task)."""
+    tasks = list(tasks)
+    if workers == 1 or len(tasks) < 2:  # no pool for a single task (e.g. one small k-NN query block)
         for task in tasks:
             fn(task)
         return
