@@ -84,6 +84,7 @@ def test_torch_and_numpy_inputs_agree_float32_accumulates_in_float64() -> None:
     np.testing.assert_allclose(covariance_spectrum(z), exact, rtol=1e-9)
 
 
+@pytest.mark.filterwarnings("error")  # the one-line error, no numpy RuntimeWarning before it
 def test_nan_rows_raise_with_count() -> None:
     z = np.ones((10, 3))
     z[[1, 4, 7], 0] = np.nan

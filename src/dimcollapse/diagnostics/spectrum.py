@@ -180,17 +180,18 @@ class CovarianceAccumulator:
         m, d = block.shape
         x = self._cpu_slot(i, m, d)[0][:m, :d]
         shift = None if self._seg.shift is None else self._seg.shift.numpy()
-        if self.l2_normalize or shift is None:
-            np.copyto(x, block)
-            if self.l2_normalize:
-                x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
-            if shift is None and self.center:
-                self._seg.shift = torch.from_numpy(x.mean(axis=0))
-                shift = self._seg.shift.numpy()
-            if shift is not None:
-                x -= shift
-        else:
-            np.subtract(block, shift, out=x)  # float32 -> float64 and the shift in one pass
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are reported by the caller
+            if self.l2_normalize or shift is None:
+                np.copyto(x, block)
+                if self.l2_normalize:
+                    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+                if shift is None and self.center:
+                    self._seg.shift = torch.from_numpy(x.mean(axis=0))
+                    shift = self._seg.shift.numpy()
+                if shift is not None:
+                    x -= shift
+            else:
+                np.subtract(block, shift, out=x)  # float32 -> float64 and the shift in one pass
         self._slot_shift[i] = self._seg.shift
         self._gram_cpu_again(i, m, d)
 
