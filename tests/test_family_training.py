@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import pytest
 import torch
 
@@ -14,6 +13,7 @@ from dimcollapse.training.config import load_config, to_dict
 from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.module import SSLModule
 from dimcollapse.training.parts import module_from_record
+from lightning_helpers import quiet_trainer
 
 TINY = [
     "data.name=synthetic",
@@ -69,15 +69,7 @@ def _fit(method: str, reg: str, steps: int = 2) -> tuple[SSLModule, dict[str, to
     dm.setup()
     module = module_from_record(to_dict(cfg), dm.info.__dict__)
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
-    trainer = L.Trainer(
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-    )
+    trainer = quiet_trainer(steps)
     trainer.fit(module, datamodule=dm)
     return module, before
 

@@ -19,6 +19,7 @@ from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.module import ModuleSettings, SSLModule, step_seed
 from dimcollapse.training.parts import module_from_record
 from dimcollapse.training.plan import plan_run
+from lightning_helpers import quiet_trainer
 
 TINY = [
     "data.name=synthetic",
@@ -48,19 +49,6 @@ class TinyNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
-
-
-def _trainer(steps: int, callbacks: list[L.Callback] | None = None) -> L.Trainer:
-    return L.Trainer(
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        callbacks=callbacks or [],
-    )
 
 
 class _AfterFirstStep(L.Callback):
@@ -101,7 +89,7 @@ def test_a_module_of_hand_made_parts_trains_and_its_first_step_is_plain_sgd_on_t
     expected.update({f"model.projector.{n}": p.detach() - lr * p.grad for n, p in ref_p.named_parameters()})
 
     first = _AfterFirstStep()
-    trainer = _trainer(2, [first])
+    trainer = quiet_trainer(2, [first])
     trainer.fit(module, train_dataloaders=loader)
     assert trainer.global_step == 2
     for name, want in expected.items():
@@ -114,7 +102,7 @@ def test_a_module_of_hand_made_parts_trains_and_its_first_step_is_plain_sgd_on_t
 
 
 def _fit_state(module: SSLModule, dm: SSLDataModule) -> dict[str, Tensor]:
-    _trainer(2).fit(module, datamodule=dm)
+    quiet_trainer(2).fit(module, datamodule=dm)
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 

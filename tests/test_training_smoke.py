@@ -16,6 +16,7 @@ from dimcollapse.training.config import load_config, to_dict
 from dimcollapse.training.model import SSLModel
 from dimcollapse.training.parts import module_from_record
 from dimcollapse.training.run import train
+from lightning_helpers import quiet_trainer
 
 TINY = [
     "data.name=synthetic",
@@ -94,7 +95,6 @@ PROJECTORS = [
 def test_training_steps_per_projector_variant(name: str, kwargs: str) -> None:
     """Three optimizer steps through the LightningModule: backbone and trainable projector weights move,
     fixed projectors keep their buffers, z has the projector's size."""
-    import lightning as L
 
     from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 
@@ -104,15 +104,7 @@ def test_training_steps_per_projector_variant(name: str, kwargs: str) -> None:
     dm.setup()
     module = module_from_record(to_dict(cfg), dm.info.__dict__)
     before = {k: v.clone() for k, v in module.model.state_dict().items() if isinstance(v, torch.Tensor)}
-    trainer = L.Trainer(
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-    )
+    trainer = quiet_trainer(3)
     trainer.fit(module, datamodule=dm)
     after = module.model.state_dict()
     assert not torch.equal(before["backbone.conv1.weight"], after["backbone.conv1.weight"])
