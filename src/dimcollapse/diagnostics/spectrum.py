@@ -143,8 +143,9 @@ class CovarianceAccumulator:
         with cpu_workers() as workers:
             for i in range(min(workers, len(starts))):  # slots exist before the threads use them
                 self._cpu_slot(i, min(rows, x.shape[0]), x.shape[1])
-            if self._seg.shift is None and self.center:  # the first block sets the shift
-                if not self._fold_cpu(0, x[:rows], first=True):
+            if self._seg.shift is None and self.center:  # the first block, alone, sets the shift
+                self._gram_cpu(0, x[:rows])
+                if not self._fold_cpu(0, x[:rows]):
                     self._reject(t)
                     return
                 starts = starts[1:]
@@ -193,9 +194,9 @@ class CovarianceAccumulator:
             else:
                 np.subtract(block, shift, out=x)  # float32 -> float64 and the shift in one pass
         self._slot_shift[i] = self._seg.shift
-        self._gram_cpu_again(i, m, d)
+        self._slot_products(i, m, d)
 
-    def _gram_cpu_again(self, i: int, m: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _slot_products(self, i: int, m: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Slot i's (x^T x, column sums of x) from one Gram product of its buffer as it now is."""
         buf, gram = self._cpu_slot(i, m, d)
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are reported by the caller
@@ -203,21 +204,18 @@ class CovarianceAccumulator:
         g = torch.from_numpy(gram)
         return g[:d, :d], g[d, :d]
 
-    def _fold_cpu(self, i: int, block: np.ndarray, first: bool = False) -> bool:
-        """Fold slot i's Gram product into the open segment (``first``: compute it here, which also sets
-        the shift); False when the block holds NaN/Inf."""
+    def _fold_cpu(self, i: int, block: np.ndarray) -> bool:
+        """Fold slot i's Gram product of ``block`` into the open segment; False when it holds NaN/Inf."""
         m, d = block.shape
-        if first:
-            self._gram_cpu(i, block)
         buf, gram = self._cpu_slot(i, m, d)
         g = torch.from_numpy(gram)
         x = torch.from_numpy(buf[:m, :d])
         used, shift = self._slot_shift.get(i), self._seg.shift
-        if self.center and used is not shift and used is not None and shift is not None:
+        if used is not shift and used is not None and shift is not None:
             # converted in this round before an earlier block of the round opened a new segment
             x.sub_(shift - used)
-            self._gram_cpu_again(i, m, d)
-        return self._fold(g[:d, :d], g[d, :d], m, x, lambda: self._gram_cpu_again(i, m, d))
+            self._slot_products(i, m, d)
+        return self._fold(g[:d, :d], g[d, :d], m, x, lambda: self._slot_products(i, m, d))
 
     def _reject(self, rest: torch.Tensor) -> None:
         """Count the NaN/Inf rows of ``rest`` (a block's Gram product was not finite)."""
