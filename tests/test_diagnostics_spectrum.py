@@ -195,4 +195,38 @@ def test_worker_count_does_not_change_the_result() -> None:
         two = covariance_matrix(z, block_size=500)
     finally:
         torch.set_num_threads(old)
-    np.testing.assert_array_equal(one, two)  # blocks are folded in order: bit-identical
+    np.testing.assert_array_equal(one, two)  # each lane is folded in order, lanes merged in order
+
+
+def test_lanes_fold_their_blocks_in_order_on_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Block i goes to lane i mod L whatever the batches; two workers fold lanes at the same time."""
+    import threading
+
+    from dimcollapse.diagnostics import spectrum
+
+    seen: list[tuple[int, int, int]] = []  # (lane, first row value, thread)
+    fold = spectrum.CovarianceAccumulator._fold_cpu
+
+    def spy(
+        self: spectrum.CovarianceAccumulator, worker: int, lane: spectrum._Lane, block: np.ndarray
+    ) -> bool:
+        seen.append((self._lanes.index(lane), round(float(block[0, 0])), threading.get_ident()))
+        return fold(self, worker, lane, block)
+
+    monkeypatch.setattr(spectrum.CovarianceAccumulator, "_fold_cpu", spy)
+    z = np.random.default_rng(13).standard_normal((2000, 6)) * 0.01
+    z[:, 0] += np.arange(2000) // 100  # column 0 carries the block index (blocks of 100 rows)
+    lanes = spectrum.lane_count(6)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        acc = spectrum.CovarianceAccumulator()
+        for batch in (z[:700], z[700:]):  # blocks 0-6, then 7-19: the lane count carries over
+            acc.update(batch, block_size=100)
+    finally:
+        torch.set_num_threads(old)
+    assert lanes == 8 and sorted(b for _, b, _ in seen) == list(range(20))
+    for lane in range(lanes):
+        assert [b for lane_, b, _ in seen if lane_ == lane] == list(range(lane, 20, lanes))
+    assert len({thread for *_, thread in seen}) == 2
+    np.testing.assert_allclose(acc.covariance(), np.cov(z.T, bias=True), rtol=1e-12, atol=1e-18)

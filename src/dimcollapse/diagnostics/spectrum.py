@@ -8,6 +8,8 @@ cross-product and, through a column of ones in the buffer, the column sums. The 
 therefore small (the shift is within the data's spread of the mean) and cancels no digits; a block whose
 mean drifts farther than its spread starts a new shift, and the parts are merged exactly (Chan, Golub &
 LeVeque 1979). The cost is the float64 Gram product plus one conversion pass and the D x D eigensolve.
+On CPU the blocks are dealt to L lanes (independent running sums, one worker thread each at a time, no
+barrier between them), so W threads convert and multiply W blocks at once.
 
 Accuracy: forming C squares the condition number, so an eigenvalue lambda_i carries an absolute error of
 a few float64 ulps of lambda_max, i.e. a relative error of about 1e-16 * lambda_max / lambda_i (1e-6 at
@@ -16,8 +18,9 @@ lambda_i = 1e-10 lambda_max). An SVD of the centred data avoids the squaring but
 
 from __future__ import annotations
 
-import functools
 import math
+import queue
+import threading
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -38,6 +41,8 @@ from dimcollapse.utils.memory import check_allocation
 _BLOCK_BYTES = 16 * 2**20  # float64 bytes of one converted block when block_size is not given
 _TORCH_EIGH_DIM = 1536  # spectrum_of: numpy's eigvalsh below, torch's from here
 _MIN_BLOCK_ROWS = 2048  # fewer rows per BLAS call lose efficiency and the D x D add per block starts to show
+_MAX_LANES = 8  # running sums folded independently (one worker thread each at a time)
+_LANE_BYTES = 2**27  # at most this many bytes of lane sums (D x D float64 each)
 
 
 def default_block_rows(d: int) -> int:
@@ -48,9 +53,9 @@ def default_block_rows(d: int) -> int:
 class _Segment:
     """Sums over consecutive blocks that share one shift s: rows n, G = sum (x-s)(x-s)^T, S = sum (x-s)."""
 
-    def __init__(self) -> None:
+    def __init__(self, shift: torch.Tensor | None = None) -> None:
         self.n = 0
-        self.shift: torch.Tensor | None = None
+        self.shift = shift
         self.gram: torch.Tensor | None = None
         self.sums: torch.Tensor | None = None
 
@@ -65,15 +70,121 @@ class _Segment:
                 self.sums += sums
         self.n += rows
 
+    def moments(self, center: bool) -> tuple[int, torch.Tensor | None, torch.Tensor]:
+        """(n, mean, M2) of the rows: mean = s + S/n, M2 = G - S S^T / n (G itself when uncentred)."""
+        assert self.gram is not None
+        if not center or self.sums is None or self.shift is None:
+            return self.n, None, self.gram
+        return self.n, self.shift + self.sums / self.n, self.gram - torch.outer(self.sums, self.sums) / self.n
+
+
+class _Moments:
+    """Merged state of closed segments: rows n, mean (None uncentred), M2 = sum (x - mean)(x - mean)^T."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
+
+    def merge(self, n: int, mean: torch.Tensor | None, m2: torch.Tensor) -> None:
+        """Pairwise update (Chan, Golub & LeVeque): M2 += M2' + delta delta^T n n' / (n + n')."""
+        if self.m2 is None:
+            self.m2, self.mean = m2.clone(), mean
+        else:
+            self.m2 += m2
+            if mean is not None and self.mean is not None:
+                delta = mean - self.mean
+                self.m2 += torch.outer(delta, delta) * (self.n * n / (self.n + n))
+                self.mean = self.mean + delta * (n / (self.n + n))
+        self.n += n
+
+
+class _Lane:
+    """One running sum of blocks, folded in order: the open segment plus the merged closed ones.
+
+    A block whose mean lies farther from the segment's shift than its own spread closes the segment; its
+    x is re-centred on its own mean in place and ``redo()`` returns its recomputed products.
+    """
+
+    def __init__(self, center: bool) -> None:
+        self.center = center
+        self.seg = _Segment()
+        self.closed = _Moments()
+
+    @property
+    def n(self) -> int:
+        """Rows folded into this lane."""
+        return self.closed.n + self.seg.n
+
+    def fold(
+        self,
+        gram: torch.Tensor,
+        sums: torch.Tensor,
+        m: int,
+        x: torch.Tensor,
+        redo: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    ) -> bool:
+        """Add one block's Gram product and column sums (of x = block - seg.shift); False (nothing added)
+        when the block holds NaN/Inf (seen in its Gram trace or sums)."""
+        seg = self.seg
+        trace = float(gram.diagonal().sum())
+        if not (math.isfinite(trace) and math.isfinite(float(sums.sum()))):
+            return False
+        if not self.center:
+            seg.add(gram, None, m)
+            return True
+        offset = sums / m  # block mean minus the shift
+        # the correction m * offset offset^T cancels digits once the offset exceeds the block's own spread
+        if seg.n and 2.0 * m * float(offset @ offset) > trace:
+            assert seg.shift is not None
+            shift = seg.shift + offset
+            self.close()
+            self.seg.shift = shift
+            x.sub_(offset)
+            gram, sums = redo()
+        self.seg.add(gram, sums, m)
+        return True
+
+    def close(self) -> None:
+        """Fold the open segment into the closed moments; the next segment keeps its shift until reset."""
+        if self.seg.gram is not None:
+            self.closed.merge(*self.seg.moments(self.center))
+        self.seg = _Segment(self.seg.shift)
+
+
+def lane_count(d: int) -> int:
+    """Independent running sums for D columns: 8, fewer when 8 D x D float64 sums exceed 128 MB."""
+    return max(1, min(_MAX_LANES, _LANE_BYTES // (8 * (d + 1) ** 2)))
+
+
+class _Slot:
+    """One worker's reused float64 block buffer (rows x (d + 1), last column ones) and Gram output."""
+
+    def __init__(self, rows: int, d: int) -> None:
+        self.buf = np.empty((rows, d + 1))
+        self.buf[:, d] = 1.0
+        self.gram = np.empty((d + 1, d + 1))
+
+    def products(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x^T x, column sums of x) of the first m buffer rows, from one Gram product of [x, 1]."""
+        d = self.gram.shape[0] - 1
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are reported by the caller
+            np.matmul(self.buf[:m].T, self.buf[:m], out=self.gram)  # A.T @ A of one buffer: BLAS syrk
+        g = torch.from_numpy(self.gram)
+        return g[:d, :d], g[d, :d]
+
 
 class CovarianceAccumulator:
     """Running float64 (centred or raw) cross-product of rows fed block by block.
 
-    Each block is converted once into a reused float64 buffer minus a shift s (the mean of the segment's
-    first block); its Gram product (x - s)^T (x - s) (a BLAS syrk on CPU, a float64 GEMM on CUDA) is added to
-    the segment's sum and the column sums give the mean correction. A block whose mean lies farther from s
-    than its own spread (a drifting stream) closes the segment and opens a new one centred on itself;
-    segments merge exactly (Chan, Golub & LeVeque 1979), so no uncentred sum of large values is differenced.
+    Each block is converted once into a reused float64 buffer minus a shift s (the mean of the first
+    block); its Gram product (x - s)^T (x - s) (a BLAS syrk on CPU, a float64 GEMM on CUDA) is added to a
+    running sum and the column sums give the mean correction. On CPU, block i goes to lane i mod L (L = 8
+    for D < 1,448): each lane is folded in order by one worker thread, with no barrier between workers,
+    and the lanes are merged at the end, so the result does not depend on the number of threads. A block
+    whose mean lies farther from its lane's shift than its own spread (a drifting stream) opens a new
+    segment centred on itself; segments and lanes merge exactly (Chan, Golub & LeVeque 1979), so no
+    uncentred sum of large values is differenced.
     """
 
     def __init__(self, center: bool = True, l2_normalize: bool = False, name: str = "Z") -> None:
@@ -83,20 +194,17 @@ class CovarianceAccumulator:
         self.name = name
         self.bad_rows = 0
         self.total_rows = 0
-        self._n = 0  # rows in closed segments
-        self._mean: torch.Tensor | None = None
-        self._m2: torch.Tensor | None = None
         self._dim: int | None = None
-        self._seg = _Segment()
-        self._buf: torch.Tensor | None = None
-        self._gram_out: np.ndarray | None = None
-        self._slots: list[tuple[np.ndarray, np.ndarray] | None] = []  # CPU: one (buffer, Gram) per worker
-        self._slot_shift: dict[int, torch.Tensor | None] = {}  # the shift each slot's buffer was centred on
+        self._shift: torch.Tensor | None = None  # the first block's mean: every lane's first shift
+        self._lanes: list[_Lane] = []
+        self._blocks = 0  # blocks folded so far: the next one goes to lane _blocks mod L
+        self._buf: torch.Tensor | None = None  # the per-block torch path's buffer (GPUs)
+        self._slots: dict[int, _Slot] = {}  # CPU: one buffer per worker
 
     @property
     def n(self) -> int:
         """Number of rows accumulated so far."""
-        return self._n + self._seg.n
+        return sum(lane.n for lane in self._lanes)
 
     @property
     def dim(self) -> int | None:
@@ -116,6 +224,10 @@ class CovarianceAccumulator:
             )
         if t.shape[0] == 0:
             return
+        if not self._lanes:  # the D x D sums come next: refuse an impossible size first
+            what = f"the {t.shape[1]} x {t.shape[1]} covariance of {self.name}"
+            check_allocation(8 * (t.shape[1] + 1) ** 2, what, "Reduce the number of columns")
+            self._lanes = [_Lane(self.center) for _ in range(lane_count(int(t.shape[1])))]
         self._dim = int(t.shape[1])
         self.total_rows += int(t.shape[0])
         if self.bad_rows:  # an error will be raised at the end: only count, skip the work
@@ -135,87 +247,79 @@ class CovarianceAccumulator:
         return t.device.type == "cpu"
 
     def _update_cpu(self, t: torch.Tensor, rows: int) -> None:
-        """CPU blocks in rounds of one block per worker thread: each worker converts its block into its own
-        float64 buffer minus the shift (one pass) and takes its Gram product with one-threaded BLAS; the
-        blocks are then folded in order on this thread (drift check, segment sums), as ``_update_block``."""
+        """CPU blocks: lane l's blocks are converted and folded in order by one worker thread (one-threaded
+        BLAS); with a single lane, one thread folds every block with a multi-threaded BLAS."""
         x = t.numpy() if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32).numpy()
+        if self._shift is None and self.center:
+            self._shift = torch.from_numpy(self._first_shift(x[:rows]))
         starts = list(range(0, x.shape[0], rows))
-        with cpu_workers() as workers:
-            for i in range(min(workers, len(starts))):  # slots exist before the threads use them
-                self._cpu_slot(i, min(rows, x.shape[0]), x.shape[1])
-            if self._seg.shift is None and self.center:  # the first block, alone, sets the shift
-                self._gram_cpu(0, x[:rows])
-                if not self._fold_cpu(0, x[:rows]):
-                    self._reject(t)
-                    return
-                starts = starts[1:]
-            for r in range(0, len(starts), workers):
-                batch = starts[r : r + workers]
-                slots = list(range(len(batch)))
-                run_all(functools.partial(self._gram_batch, x, batch, rows), slots, workers)
-                for i, start in zip(slots, batch, strict=True):
-                    if not self._fold_cpu(i, x[start : start + rows]):
-                        self._reject(t[start:])
+        lanes = len(self._lanes)
+        todo = [(i, starts[(i - self._blocks) % lanes :: lanes]) for i in range(lanes)]
+        todo = [task for task in todo if task[1]]
+        self._blocks += len(starts)
+        failed = threading.Event()
+        free: queue.SimpleQueue[int] = queue.SimpleQueue()  # worker buffers not in use
+
+        def run_lane(task: tuple[int, list[int]]) -> None:
+            worker = free.get()
+            try:
+                for start in task[1]:
+                    if failed.is_set() or not self._fold_cpu(
+                        worker, self._lanes[task[0]], x[start : start + rows]
+                    ):
+                        failed.set()
                         return
+            finally:
+                free.put(worker)
 
-    def _gram_batch(self, x: np.ndarray, batch: list[int], rows: int, i: int) -> None:
-        """Slot i's Gram product of the block starting at row batch[i] (one task of a round)."""
-        self._gram_cpu(i, x[batch[i] : batch[i] + rows])
+        if lanes == 1:  # one running sum (a very wide D): one thread, multi-threaded BLAS
+            free.put(0)
+            run_lane(todo[0])
+        else:
+            with cpu_workers() as workers:
+                n_workers = min(workers, len(todo))
+                for worker in range(n_workers):  # each buffer is allocated (its pages faulted in) by a worker
+                    free.put(worker)
+                run_all(run_lane, todo, n_workers)
+        if failed.is_set():
+            self._reject(t)
 
-    def _cpu_slot(self, i: int, rows: int, d: int) -> tuple[np.ndarray, np.ndarray]:
-        """Worker slot i's float64 buffer (rows x (d + 1), last column ones) and its Gram output."""
-        if not self._slots:  # the D x D Gram product comes next: refuse an impossible size first
-            what = f"the {d} x {d} covariance of {self.name}"
-            check_allocation(8 * (d + 1) * (d + 1), what, "Reduce the number of columns")
-        self._slots.extend([None] * (i + 1 - len(self._slots)))
-        slot = self._slots[i]
-        if slot is None or slot[0].shape[0] < rows:
-            buf = np.empty((rows, d + 1))
-            buf[:, d] = 1.0
-            slot = self._slots[i] = (buf, np.empty((d + 1, d + 1)))
+    def _first_shift(self, first: np.ndarray) -> np.ndarray:
+        """The first block's float64 mean (of its l2-normalised rows when asked): every lane's first shift."""
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are reported by the caller
+            if not self.l2_normalize:
+                return np.asarray(first.mean(axis=0, dtype=np.float64))
+            unit = first.astype(np.float64)
+            unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-300)
+            return np.asarray(unit.mean(axis=0))
+
+    def _slot(self, worker: int, rows: int, d: int) -> _Slot:
+        """Worker ``worker``'s buffer, grown to at least ``rows`` rows."""
+        slot = self._slots.get(worker)
+        if slot is None or slot.buf.shape[0] < rows:
+            slot = self._slots[worker] = _Slot(rows, d)
         return slot
 
-    def _gram_cpu(self, i: int, block: np.ndarray) -> None:
-        """Slot i: buffer <- block (l2-normalised if asked) minus the shift (the block's own mean when no
-        shift is set yet: the first block), then the Gram product of [x, 1]."""
+    def _fold_cpu(self, worker: int, lane: _Lane, block: np.ndarray) -> bool:
+        """Convert ``block`` into the worker's buffer minus the lane's shift (float32 -> float64 and the
+        shift in one pass; l2-normalised first if asked), take its products and fold them into the lane."""
         m, d = block.shape
-        x = self._cpu_slot(i, m, d)[0][:m, :d]
-        shift = None if self._seg.shift is None else self._seg.shift.numpy()
+        slot = self._slot(worker, m, d)
+        x = slot.buf[:m, :d]
+        if lane.seg.shift is None:
+            lane.seg.shift = self._shift
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are reported by the caller
-            if self.l2_normalize or shift is None:
+            if self.l2_normalize:
                 np.copyto(x, block)
-                if self.l2_normalize:
-                    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
-                if shift is None and self.center:
-                    self._seg.shift = torch.from_numpy(x.mean(axis=0))
-                    shift = self._seg.shift.numpy()
-                if shift is not None:
-                    x -= shift
+                x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+                if lane.seg.shift is not None:
+                    x -= lane.seg.shift.numpy()
+            elif lane.seg.shift is not None:
+                np.subtract(block, lane.seg.shift.numpy(), out=x)
             else:
-                np.subtract(block, shift, out=x)  # float32 -> float64 and the shift in one pass
-        self._slot_shift[i] = self._seg.shift
-        self._slot_products(i, m, d)
-
-    def _slot_products(self, i: int, m: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Slot i's (x^T x, column sums of x) from one Gram product of its buffer as it now is."""
-        buf, gram = self._cpu_slot(i, m, d)
-        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are reported by the caller
-            np.matmul(buf[:m].T, buf[:m], out=gram)  # A.T @ A of one buffer: numpy calls BLAS syrk
-        g = torch.from_numpy(gram)
-        return g[:d, :d], g[d, :d]
-
-    def _fold_cpu(self, i: int, block: np.ndarray) -> bool:
-        """Fold slot i's Gram product of ``block`` into the open segment; False when it holds NaN/Inf."""
-        m, d = block.shape
-        buf, gram = self._cpu_slot(i, m, d)
-        g = torch.from_numpy(gram)
-        x = torch.from_numpy(buf[:m, :d])
-        used, shift = self._slot_shift.get(i), self._seg.shift
-        if used is not shift and used is not None and shift is not None:
-            # converted in this round before an earlier block of the round opened a new segment
-            x.sub_(shift - used)
-            self._slot_products(i, m, d)
-        return self._fold(g[:d, :d], g[d, :d], m, x, lambda: self._slot_products(i, m, d))
+                np.copyto(x, block)
+        gram, sums = slot.products(m)
+        return lane.fold(gram, sums, m, torch.from_numpy(x), lambda: slot.products(m))
 
     def _reject(self, rest: torch.Tensor) -> None:
         """Count the NaN/Inf rows of ``rest`` (a block's Gram product was not finite)."""
@@ -236,9 +340,6 @@ class CovarianceAccumulator:
         m, d = t.shape
         buf = self._buf
         if buf is None or buf.shape[0] < m or buf.device != t.device:
-            if buf is None:  # the D x D Gram product comes next: refuse an impossible size first
-                what = f"the {d} x {d} covariance of {self.name}"
-                check_allocation(8 * (d + 1) * (d + 1), what, "Reduce the number of columns")
             buf = self._buf = torch.empty((m, d + 1), dtype=torch.float64, device=t.device)
             buf[:, d] = 1.0
         x = buf[:m, :d]
@@ -248,86 +349,24 @@ class CovarianceAccumulator:
         return x
 
     def _gram(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x^T x, column sums of x) of the first m buffer rows, from one float64 Gram product of [x, 1]:
-        numpy's syrk into a reused buffer on CPU, torch's GEMM on other devices."""
+        """(x^T x, column sums of x) of the first m buffer rows, from one float64 Gram product of [x, 1]."""
         assert self._buf is not None
         xe = self._buf[:m]
         d = xe.shape[1] - 1
-        if xe.device.type != "cpu":
-            g = xe.T @ xe
-        else:
-            if self._gram_out is None:
-                self._gram_out = np.empty((d + 1, d + 1))
-            xn = xe.numpy()
-            with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are reported by the caller
-                np.matmul(xn.T, xn, out=self._gram_out)  # A.T @ A, shared memory: numpy calls BLAS syrk
-            g = torch.from_numpy(self._gram_out)
+        g = xe.T @ xe
         return g[:d, :d], g[d, :d]
 
     def _update_block(self, t: torch.Tensor) -> bool:
-        """Add one block; False (nothing added) when it holds NaN/Inf (seen in its Gram trace or sums)."""
-        x, m, seg = self._load(t), int(t.shape[0]), self._seg
+        """Torch path (tensors stay on their device): add one block to lane 0; False when it holds NaN/Inf."""
+        x, m, lane = self._load(t), int(t.shape[0]), self._lanes[0]
         if self.center:
-            if seg.shift is None:
-                seg.shift = x.sum(0) / m
-            x.sub_(seg.shift)
+            if self._shift is None:
+                self._shift = x.sum(0) / m
+            if lane.seg.shift is None:
+                lane.seg.shift = self._shift
+            x.sub_(lane.seg.shift)
         gram, sums = self._gram(m)
-        return self._fold(gram, sums, m, x, lambda: self._gram(m))
-
-    def _fold(
-        self,
-        gram: torch.Tensor,
-        sums: torch.Tensor,
-        m: int,
-        x: torch.Tensor,
-        redo: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-    ) -> bool:
-        """Add one block's Gram product and column sums (of x = block - shift) to the open segment.
-
-        A block whose mean lies farther from the shift than its own spread closes the segment; its x is
-        re-centred on its own mean in place and ``redo()`` returns its recomputed products.
-        False (nothing added) when the block holds NaN/Inf (seen in its Gram trace or sums).
-        """
-        seg = self._seg
-        trace = float(gram.diagonal().sum())
-        if not (math.isfinite(trace) and math.isfinite(float(sums.sum()))):
-            return False
-        if not self.center:
-            seg.add(gram, None, m)
-            return True
-        offset = sums / m  # block mean minus the shift
-        # the correction m * offset offset^T cancels digits once the offset exceeds the block's own spread
-        if seg.n and 2.0 * m * float(offset @ offset) > trace:
-            assert seg.shift is not None
-            shift = seg.shift + offset
-            self._close_segment()
-            seg = self._seg
-            seg.shift = shift
-            x.sub_(offset)
-            gram, sums = redo()
-        seg.add(gram, sums, m)
-        return True
-
-    def _close_segment(self) -> None:
-        """Fold the open segment into the merged (n, mean, centred cross-product) state."""
-        seg = self._seg
-        if seg.gram is None:
-            return
-        if not self.center or seg.sums is None or seg.shift is None:
-            m2, mean = seg.gram, None
-        else:
-            mean = seg.shift + seg.sums / seg.n
-            m2 = seg.gram - torch.outer(seg.sums, seg.sums) / seg.n
-        if self._m2 is None:
-            self._m2, self._mean = m2, mean
-        else:
-            self._m2 += m2
-            if mean is not None and self._mean is not None:
-                delta = mean - self._mean
-                self._m2 += torch.outer(delta, delta) * (self._n * seg.n / (self._n + seg.n))
-                self._mean = self._mean + delta * (seg.n / (self._n + seg.n))
-        self._n += seg.n
-        self._seg = _Segment()
+        return lane.fold(gram, sums, m, x, lambda: self._gram(m))
 
     def finish_checks(self) -> None:
         """Raise InputError for NaN/Inf rows or fewer than 2 rows in total."""
@@ -340,11 +379,26 @@ class CovarianceAccumulator:
             raise InputError(f"{self.name} has {self.n} row(s); at least 2 are needed for a covariance.")
 
     def covariance(self) -> np.ndarray:
-        """(1/N) times the accumulated cross-product, as a float64 numpy D x D matrix."""
+        """(1/N) times the accumulated cross-product, as a float64 numpy D x D matrix.
+
+        Open segments that still share the first shift are summed as they are (no mean is formed); the
+        rest merge exactly, in lane order. The lanes are left as they are: more blocks may follow.
+        """
         self.finish_checks()
-        self._close_segment()
-        assert self._m2 is not None
-        c = self._m2.cpu().numpy() / self._n
+        total, common = _Moments(), _Segment(self._shift)
+        for lane in self._lanes:
+            if lane.closed.m2 is not None:
+                total.merge(lane.closed.n, lane.closed.mean, lane.closed.m2)
+            if lane.seg.gram is None:
+                continue
+            if lane.seg.shift is self._shift:
+                common.add(lane.seg.gram, lane.seg.sums, lane.seg.n)
+            else:
+                total.merge(*lane.seg.moments(self.center))
+        if common.gram is not None:
+            total.merge(*common.moments(self.center))
+        assert total.m2 is not None
+        c = total.m2.cpu().numpy() / total.n
         return (c + c.T) / 2.0
 
 
