@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import numpy as np
 import pytest
 import torch
@@ -199,21 +201,25 @@ def test_worker_count_does_not_change_the_result() -> None:
 
 
 def test_lanes_fold_their_blocks_in_order_on_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Block i goes to lane i mod L whatever the batches; two workers fold lanes at the same time."""
-    import threading
-
+    """Block i goes to lane i mod L whatever the batches and threads; two workers take blocks together."""
     from dimcollapse.diagnostics import spectrum
 
-    seen: list[tuple[int, int, int]] = []  # (lane, first row value, thread)
-    fold = spectrum.CovarianceAccumulator._fold_cpu
+    seen: list[tuple[int, int]] = []  # (lane, block index), in folding order
+    pools: list[int] = []
+    fold, run_all = spectrum.CovarianceAccumulator._fold_cpu, spectrum.run_all
 
     def spy(
         self: spectrum.CovarianceAccumulator, worker: int, lane: spectrum._Lane, block: np.ndarray
     ) -> bool:
-        seen.append((self._lanes.index(lane), round(float(block[0, 0])), threading.get_ident()))
+        seen.append((self._lanes.index(lane), round(float(block[0, 0]))))
         return fold(self, worker, lane, block)
 
+    def spy_pool(fn: Callable[[int], None], tasks: Iterable[int], workers: int) -> None:
+        pools.append(workers)
+        run_all(fn, tasks, workers)
+
     monkeypatch.setattr(spectrum.CovarianceAccumulator, "_fold_cpu", spy)
+    monkeypatch.setattr(spectrum, "run_all", spy_pool)
     z = np.random.default_rng(13).standard_normal((2000, 6)) * 0.01
     z[:, 0] += np.arange(2000) // 100  # column 0 carries the block index (blocks of 100 rows)
     lanes = spectrum.lane_count(6)
@@ -225,8 +231,33 @@ def test_lanes_fold_their_blocks_in_order_on_several_threads(monkeypatch: pytest
             acc.update(batch, block_size=100)
     finally:
         torch.set_num_threads(old)
-    assert lanes == 8 and sorted(b for _, b, _ in seen) == list(range(20))
+    assert lanes == 8 and pools == [2, 2] and sorted(b for _, b in seen) == list(range(20))
     for lane in range(lanes):
-        assert [b for lane_, b, _ in seen if lane_ == lane] == list(range(lane, 20, lanes))
-    assert len({thread for *_, thread in seen}) == 2
+        assert [b for lane_, b in seen if lane_ == lane] == list(range(lane, 20, lanes))
     np.testing.assert_allclose(acc.covariance(), np.cov(z.T, bias=True), rtol=1e-12, atol=1e-18)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_error_reaches_the_caller_without_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dimcollapse.diagnostics import spectrum
+
+    fold = spectrum.CovarianceAccumulator._fold_cpu
+
+    def failing(
+        self: spectrum.CovarianceAccumulator, worker: int, lane: spectrum._Lane, block: np.ndarray
+    ) -> bool:
+        if round(float(block[0, 0])) == 3:
+            raise MemoryError("block 3")
+        return fold(self, worker, lane, block)
+
+    monkeypatch.setattr(spectrum.CovarianceAccumulator, "_fold_cpu", failing)
+    z = np.random.default_rng(14).standard_normal((2000, 6)) * 0.01
+    z[:, 0] += np.arange(2000) // 100
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(MemoryError, match="block 3"):
+            covariance_spectrum(z, block_size=100)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.get_num_threads() == old

@@ -8,8 +8,9 @@ cross-product and, through a column of ones in the buffer, the column sums. The 
 therefore small (the shift is within the data's spread of the mean) and cancels no digits; a block whose
 mean drifts farther than its spread starts a new shift, and the parts are merged exactly (Chan, Golub &
 LeVeque 1979). The cost is the float64 Gram product plus one conversion pass and the D x D eigensolve.
-On CPU the blocks are dealt to L lanes (independent running sums, one worker thread each at a time, no
-barrier between them), so W threads convert and multiply W blocks at once.
+On CPU, block i is summed in lane i mod L (L independent running sums, each folded in block order); worker
+threads take the blocks as they come free, so W threads convert and multiply W blocks at once with no
+barrier between them, and the result does not depend on W.
 
 Accuracy: forming C squares the condition number, so an eigenvalue lambda_i carries an absolute error of
 a few float64 ulps of lambda_max, i.e. a relative error of about 1e-16 * lambda_max / lambda_i (1e-6 at
@@ -19,7 +20,6 @@ lambda_i = 1e-10 lambda_max). An SVD of the centred data avoids the squaring but
 from __future__ import annotations
 
 import math
-import queue
 import threading
 from collections.abc import Callable, Iterable
 
@@ -247,40 +247,50 @@ class CovarianceAccumulator:
         return t.device.type == "cpu"
 
     def _update_cpu(self, t: torch.Tensor, rows: int) -> None:
-        """CPU blocks: lane l's blocks are converted and folded in order by one worker thread (one-threaded
-        BLAS); with a single lane, one thread folds every block with a multi-threaded BLAS."""
+        """CPU blocks: worker threads (one-threaded BLAS) take the blocks in order as they come free; block i
+        is converted and folded into lane i mod L once that lane has folded block i - L, so every lane
+        sums its blocks in the same order whatever the threads. With one lane (a very wide D), one thread
+        folds every block with a multi-threaded BLAS."""
         x = t.numpy() if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32).numpy()
         if self._shift is None and self.center:
             self._shift = torch.from_numpy(self._first_shift(x[:rows]))
         starts = list(range(0, x.shape[0], rows))
-        lanes = len(self._lanes)
-        todo = [(i, starts[(i - self._blocks) % lanes :: lanes]) for i in range(lanes)]
-        todo = [task for task in todo if task[1]]
+        lanes, first = len(self._lanes), self._blocks
         self._blocks += len(starts)
+        turn = [(i - first) % lanes for i in range(lanes)]  # the block each lane folds next
+        taken = iter(range(len(starts)))
+        ready = threading.Condition()
         failed = threading.Event()
-        free: queue.SimpleQueue[int] = queue.SimpleQueue()  # worker buffers not in use
 
-        def run_lane(task: tuple[int, list[int]]) -> None:
-            worker = free.get()
+        def work(worker: int) -> None:
             try:
-                for start in task[1]:
-                    if failed.is_set() or not self._fold_cpu(
-                        worker, self._lanes[task[0]], x[start : start + rows]
-                    ):
-                        failed.set()
+                while not failed.is_set():
+                    with ready:
+                        j = next(taken, None)
+                        if j is None:
+                            return
+                        lane = (first + j) % lanes
+                        while turn[lane] != j and not failed.is_set():  # block j - L not folded yet
+                            ready.wait()
+                    if failed.is_set():
                         return
-            finally:
-                free.put(worker)
+                    if not self._fold_cpu(worker, self._lanes[lane], x[starts[j] : starts[j] + rows]):
+                        failed.set()
+                    with ready:
+                        turn[lane] = j + lanes
+                        ready.notify_all()
+            except BaseException:
+                failed.set()  # nobody waits for a lane this worker will not advance
+                with ready:
+                    ready.notify_all()
+                raise
 
-        if lanes == 1:  # one running sum (a very wide D): one thread, multi-threaded BLAS
-            free.put(0)
-            run_lane(todo[0])
+        if lanes == 1:
+            work(0)
         else:
             with cpu_workers() as workers:
-                n_workers = min(workers, len(todo))
-                for worker in range(n_workers):  # each buffer is allocated (its pages faulted in) by a worker
-                    free.put(worker)
-                run_all(run_lane, todo, n_workers)
+                n_workers = min(workers, len(starts))
+                run_all(work, range(n_workers), n_workers)
         if failed.is_set():
             self._reject(t)
 
