@@ -8,9 +8,9 @@ cross-product and, through a column of ones in the buffer, the column sums. The 
 therefore small (the shift is within the data's spread of the mean) and cancels no digits; a block whose
 mean drifts farther than its spread starts a new shift, and the parts are merged exactly (Chan, Golub &
 LeVeque 1979). The cost is the float64 Gram product plus one conversion pass and the D x D eigensolve.
-On CPU, block i is summed in lane i mod L (L independent running sums, each folded in block order); worker
-threads take the blocks as they come free, so W threads convert and multiply W blocks at once with no
-barrier between them, and the result does not depend on W.
+On CPU, block i of a call is summed in lane i mod L (L independent running sums, each folded in block
+order); worker threads take the blocks as they come free, so W threads convert and multiply W blocks at
+once with no barrier between them, and the result does not depend on W.
 
 Accuracy: forming C squares the condition number, so an eigenvalue lambda_i carries an absolute error of
 a few float64 ulps of lambda_max, i.e. a relative error of about 1e-16 * lambda_max / lambda_i (1e-6 at
@@ -179,12 +179,12 @@ class CovarianceAccumulator:
 
     Each block is converted once into a reused float64 buffer minus a shift s (the mean of the first
     block); its Gram product (x - s)^T (x - s) (a BLAS syrk on CPU, a float64 GEMM on CUDA) is added to a
-    running sum and the column sums give the mean correction. On CPU, block i goes to lane i mod L (L = 8
-    for D < 1,448): each lane is folded in order by one worker thread, with no barrier between workers,
-    and the lanes are merged at the end, so the result does not depend on the number of threads. A block
-    whose mean lies farther from its lane's shift than its own spread (a drifting stream) opens a new
-    segment centred on itself; segments and lanes merge exactly (Chan, Golub & LeVeque 1979), so no
-    uncentred sum of large values is differenced.
+    running sum and the column sums give the mean correction. On CPU, block i of each ``update`` goes to
+    lane i mod L (L = 8 for D < 1,448; a stream of one-block batches stays in lane 0); each lane is folded
+    in order, worker threads take the blocks as they come free, and the lanes are merged at the end, so
+    the result does not depend on the number of threads. A block whose mean lies farther from its lane's
+    shift than its own spread (a drifting stream) opens a new segment centred on itself; segments and
+    lanes merge exactly (Chan, Golub & LeVeque 1979), so no uncentred sum of large values is differenced.
     """
 
     def __init__(self, center: bool = True, l2_normalize: bool = False, name: str = "Z") -> None:
@@ -197,7 +197,6 @@ class CovarianceAccumulator:
         self._dim: int | None = None
         self._shift: torch.Tensor | None = None  # the first block's mean: every lane's first shift
         self._lanes: list[_Lane] = []
-        self._blocks = 0  # blocks folded so far: the next one goes to lane _blocks mod L
         self._buf: torch.Tensor | None = None  # the per-block torch path's buffer (GPUs)
         self._slots: dict[int, _Slot] = {}  # CPU: one buffer per worker
 
@@ -247,17 +246,16 @@ class CovarianceAccumulator:
         return t.device.type == "cpu"
 
     def _update_cpu(self, t: torch.Tensor, rows: int) -> None:
-        """CPU blocks: worker threads (one-threaded BLAS) take the blocks in order as they come free; block i
-        is converted and folded into lane i mod L once that lane has folded block i - L, so every lane
-        sums its blocks in the same order whatever the threads. With one lane (a very wide D), one thread
-        folds every block with a multi-threaded BLAS."""
+        """CPU blocks: worker threads (one-threaded BLAS) take the blocks in order as they come free; block
+        i of the call is converted and folded into lane i mod L once that lane has folded block i - L, so
+        every lane sums its blocks in the same order whatever the threads. With one lane (a very wide D),
+        one thread folds every block with a multi-threaded BLAS."""
         x = t.numpy() if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32).numpy()
         if self._shift is None and self.center:
             self._shift = torch.from_numpy(self._first_shift(x[:rows]))
         starts = list(range(0, x.shape[0], rows))
-        lanes, first = len(self._lanes), self._blocks
-        self._blocks += len(starts)
-        turn = [(i - first) % lanes for i in range(lanes)]  # the block each lane folds next
+        lanes = len(self._lanes)
+        turn = list(range(lanes))  # the block each lane folds next (a call's block j goes to lane j mod L)
         taken = iter(range(len(starts)))
         ready = threading.Condition()
         failed = threading.Event()
@@ -269,7 +267,7 @@ class CovarianceAccumulator:
                         j = next(taken, None)
                         if j is None:
                             return
-                        lane = (first + j) % lanes
+                        lane = j % lanes
                         while turn[lane] != j and not failed.is_set():  # block j - L not folded yet
                             ready.wait()
                     if failed.is_set():
