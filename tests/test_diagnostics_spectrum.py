@@ -202,15 +202,14 @@ def test_worker_count_does_not_change_the_result() -> None:
 
 def test_lanes_fold_their_blocks_in_order_on_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Block i of a call goes to lane i mod L whatever the threads; two workers take the blocks."""
-    from dimcollapse.diagnostics import spectrum
+    from dimcollapse.diagnostics import covariance
+    from dimcollapse.diagnostics.covariance_sums import Lane, lane_count
 
     seen: list[tuple[int, int]] = []  # (lane, block index), in folding order
     pools: list[int] = []
-    fold, run_all = spectrum.CovarianceAccumulator._fold_cpu, spectrum.run_all
+    fold, run_all = covariance.CovarianceAccumulator._fold_cpu, covariance.run_all
 
-    def spy(
-        self: spectrum.CovarianceAccumulator, worker: int, lane: spectrum._Lane, block: np.ndarray
-    ) -> bool:
+    def spy(self: covariance.CovarianceAccumulator, worker: int, lane: Lane, block: np.ndarray) -> bool:
         seen.append((self._lanes.index(lane), round(float(block[0, 0]))))
         return fold(self, worker, lane, block)
 
@@ -218,15 +217,15 @@ def test_lanes_fold_their_blocks_in_order_on_several_threads(monkeypatch: pytest
         pools.append(workers)
         run_all(fn, tasks, workers)
 
-    monkeypatch.setattr(spectrum.CovarianceAccumulator, "_fold_cpu", spy)
-    monkeypatch.setattr(spectrum, "run_all", spy_pool)
+    monkeypatch.setattr(covariance.CovarianceAccumulator, "_fold_cpu", spy)
+    monkeypatch.setattr(covariance, "run_all", spy_pool)
     z = np.random.default_rng(13).standard_normal((2000, 6)) * 0.01
     z[:, 0] += np.arange(2000) // 100  # column 0 carries the block index (blocks of 100 rows)
-    lanes = spectrum.lane_count(6)
+    lanes = lane_count(6)
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        acc = spectrum.CovarianceAccumulator()
+        acc = covariance.CovarianceAccumulator()
         for batch in (z[:700], z[700:]):  # blocks 0-6 in lanes 0-6, then 7-19 in lanes 0-7, 0-4
             acc.update(batch, block_size=100)
     finally:
@@ -240,18 +239,17 @@ def test_lanes_fold_their_blocks_in_order_on_several_threads(monkeypatch: pytest
 
 @pytest.mark.timeout(60)
 def test_a_worker_error_reaches_the_caller_without_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dimcollapse.diagnostics import spectrum
+    from dimcollapse.diagnostics import covariance
+    from dimcollapse.diagnostics.covariance_sums import Lane
 
-    fold = spectrum.CovarianceAccumulator._fold_cpu
+    fold = covariance.CovarianceAccumulator._fold_cpu
 
-    def failing(
-        self: spectrum.CovarianceAccumulator, worker: int, lane: spectrum._Lane, block: np.ndarray
-    ) -> bool:
+    def failing(self: covariance.CovarianceAccumulator, worker: int, lane: Lane, block: np.ndarray) -> bool:
         if round(float(block[0, 0])) == 3:
             raise MemoryError("block 3")
         return fold(self, worker, lane, block)
 
-    monkeypatch.setattr(spectrum.CovarianceAccumulator, "_fold_cpu", failing)
+    monkeypatch.setattr(covariance.CovarianceAccumulator, "_fold_cpu", failing)
     z = np.random.default_rng(14).standard_normal((2000, 6)) * 0.01
     z[:, 0] += np.arange(2000) // 100
     old = torch.get_num_threads()
