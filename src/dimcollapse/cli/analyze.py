@@ -73,13 +73,15 @@ def compare_table(results: list[dict[str, Any]]) -> Table:
         f"LID: MLE geo. mean, k={k}",
     )
     table.add_column(
-        "run", no_wrap=True, min_width=min(max((len(m["name"]) for m in results), default=3), 30)
+        "run", overflow="fold", min_width=min(max((len(m["name"]) for m in results), default=3), 12)
     )
     columns = compare_columns()
-    for _, label in columns:
-        table.add_column(label, justify="right")
-    for m in results:
-        table.add_row(m["name"], *(fmt(m, key) for key, _ in columns))
+    cells = [[fmt(m, key) for key, _ in columns] for m in results]
+    for i, (_, label) in enumerate(columns):  # a number is never cut ("4.…"): the name column folds instead
+        width = max([len(row[i]) for row in cells], default=1)
+        table.add_column(label, justify="right", no_wrap=True, min_width=width, overflow="fold")
+    for m, row in zip(results, cells, strict=True):
+        table.add_row(m["name"], *row)
     return table
 
 
