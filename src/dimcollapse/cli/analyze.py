@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -66,9 +67,13 @@ def metrics_table(m: dict[str, Any], out: Path | None) -> Table:
 def compare_table(results: list[dict[str, Any]]) -> Table:
     """One row per run, the headline metrics as columns."""
     k = results[0].get("lid_k") if results else None
-    table = Table(
+    table = Table(  # no column rules: an 80-column terminal holds every number of the headline metrics
         title="comparison",
         header_style="bold",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        show_edge=False,
         caption=f"dead: dims < {catalogue.THRESHOLD_TEXT} of max; d90%/d99%: dims for that variance; "
         f"LID: MLE geo. mean, k={k}",
     )

@@ -21,6 +21,7 @@ from dimcollapse.diagnostics import catalogue
 from dimcollapse.errors import InputError
 from dimcollapse.records import accuracy_columns, headline_knn, is_accuracy
 from dimcollapse.report.claims import evaluate_claims
+from dimcollapse.report.compare_inputs import UNREADABLE, Warn, stderr_warning
 from dimcollapse.report.figure_sections import (
     alignment_sections,
     layer_sections,
@@ -91,7 +92,9 @@ def _first_seed_per_variant(rows: Sequence[Mapping[str, Any]], dirs: Mapping[str
     return dict(sorted(out.items(), key=lambda kv: [str(r["variant"]) for r in rows].index(kv[0])))
 
 
-def _with_artifacts(rows: list[dict[str, Any]], dirs: Mapping[str, Path]) -> list[dict[str, Any]]:
+def _with_artifacts(rows: list[dict[str, Any]], dirs: Mapping[str, Path], warn: Warn) -> list[dict[str, Any]]:
+    """Each finished run's artifact metrics (computed when missing, stale or unreadable); a run whose
+    artifacts cannot be computed is reported through ``warn`` and shown without them."""
     from dimcollapse.study.artifacts import ARTIFACTS_VERSION, compute_artifacts
 
     for r in rows:
@@ -100,8 +103,12 @@ def _with_artifacts(rows: list[dict[str, Any]], dirs: Mapping[str, Path]) -> lis
             continue
         extra = read_json(d / "artifacts.json")
         current = extra is not None and extra.get("artifacts_version", 1) >= ARTIFACTS_VERSION
-        if extra is None or not current or not (d / "artifacts.npz").is_file():
-            extra = compute_artifacts(d)
+        try:
+            if extra is None or not current or _load_npz(d / "artifacts.npz") is None:
+                extra = compute_artifacts(d)
+        except UNREADABLE as e:
+            warn(f"run '{d}': no artifacts (figures) for it: {e}")
+            continue
         r.update({k: v for k, v in extra.items() if k not in r})
     return rows
 
@@ -250,21 +257,28 @@ SECTIONS: tuple[SectionBuilder, ...] = (
 )
 
 
-def _inputs(root: Path, rows: list[dict[str, Any]], figdir: Path, map_method: str) -> ReportInputs:
+def _inputs(
+    root: Path, rows: list[dict[str, Any]], figdir: Path, map_method: str, warn: Warn
+) -> ReportInputs:
     """Run folders, artifacts (computed when missing), baselines, claims and the summary table."""
     dirs = _run_dirs(root, rows)
-    rows = _with_artifacts(rows, dirs)
+    rows = _with_artifacts(rows, dirs, warn)
     baselines = (read_json(root / "baselines.json") or {}).get("rows", [])
     reps = _first_seed_per_variant(rows, dirs)
-    arts = {v: _load_npz(d / "artifacts.npz") for v, d in reps.items()}
+    loaded = {v: _load_npz(d / "artifacts.npz") for v, d in reps.items()}
+    arts = {v: a for v, a in loaded.items() if a is not None}
     deferred = deferred_claims(root)
     claims = [c.as_dict() for c in evaluate_claims(rows, deferred=deferred)]
     table = summary_table(rows, baselines)
     return ReportInputs(root, rows, dirs, reps, arts, baselines, figdir, map_method, claims, deferred, table)
 
 
-def build_report(path: str | Path, out: str | Path | None = None, map_method: str = "auto") -> Path:
-    """Write ``report/index.html`` (+ figures/*.png) for a run or study folder; return the page path."""
+def build_report(
+    path: str | Path, out: str | Path | None = None, map_method: str = "auto", warn: Warn = stderr_warning
+) -> Path:
+    """Write ``report/index.html`` (+ figures/*.png) for a run or study folder; return the page path.
+    A run whose artifacts are unreadable and cannot be recomputed is named through ``warn`` and shown
+    without figures."""
     root = Path(path)
     if not root.is_dir():
         raise InputError(
@@ -277,7 +291,7 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
             "Run `dimcollapse study` or `dimcollapse train` first."
         )
     out_dir = ensure_writable_dir(out if out is not None else root / "report")
-    inp = _inputs(root, rows, ensure_writable_dir(out_dir / "figures"), map_method)
+    inp = _inputs(root, rows, ensure_writable_dir(out_dir / "figures"), map_method, warn)
     sections = [section for make in SECTIONS for section in make(inp)]
     n_done = sum(1 for r in inp.rows if r.get("status") == "done")
     title = f"dimcollapse report: {root.resolve().name}"
@@ -289,6 +303,10 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
     return index
 
 
-def _load_npz(p: Path) -> dict[str, np.ndarray]:
-    with np.load(p, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+def _load_npz(p: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of an artifacts.npz; None when it is missing or unreadable (garbage, truncated)."""
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except UNREADABLE:
+        return None

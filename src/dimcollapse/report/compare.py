@@ -15,22 +15,17 @@ named on the page and reported through ``warn``.
 from __future__ import annotations
 
 import html
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.records import accuracy_columns
-from dimcollapse.report.compare_inputs import Collected, CompareRow, History, collect
+from dimcollapse.report.compare_inputs import Collected, CompareRow, History, collect, stderr_warning
 from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.html import Figure, Section, Table, figure_png, render_page
 
 MAX_PANELS = 8
-
-
-def _stderr_warning(text: str) -> None:
-    sys.stderr.write(f"warning: {text}\n")
 
 
 def _spectra_figure(rows: list[CompareRow]) -> Figure | None:
@@ -147,7 +142,7 @@ def _sections(got: Collected, figs: list[Figure]) -> list[Section]:
 
 
 def build_comparison(
-    folders: Sequence[str | Path], out: str | Path, warn: Callable[[str], None] = _stderr_warning
+    folders: Sequence[str | Path], out: str | Path, warn: Callable[[str], None] = stderr_warning
 ) -> Path:
     """Write ``out/index.html`` (+ figures) comparing the folders / checkpoints; return the page path."""
     got = collect(folders, warn)

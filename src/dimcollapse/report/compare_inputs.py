@@ -11,6 +11,7 @@ is it an error.
 from __future__ import annotations
 
 import math
+import sys
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dimcollapse import errors
 from dimcollapse.errors import DimCollapseError, InputError
 from dimcollapse.records import EmbeddingRecord, Record, RunRecord, read_record
 from dimcollapse.records.embedding import is_number
@@ -28,6 +30,12 @@ from dimcollapse.study.results import read_json
 UNREADABLE = (DimCollapseError, OSError, ValueError, KeyError, TypeError, OverflowError, EOFError,
               zipfile.BadZipFile)  # fmt: skip
 History = list[dict[str, Any]]
+Warn = Callable[[str], None]
+
+
+def stderr_warning(text: str) -> None:
+    """One line ``warning: ...`` on stderr (what the CLI shows for a skipped input)."""
+    sys.stderr.write(f"warning: {errors.one_line(text)}\n")
 
 
 @dataclass
