@@ -27,6 +27,7 @@ from dimcollapse.report.figure_sections import (
     spectra_sections,
     training_sections,
 )
+from dimcollapse.report.paper_section import paper_sections
 from dimcollapse.report.sections import (
     ACCURACY_KEYS,
     ReportInputs,
@@ -223,6 +224,7 @@ def _accuracy_sections(inp: ReportInputs) -> list[Section]:
 
 # the page, top to bottom
 SECTIONS: tuple[SectionBuilder, ...] = (
+    paper_sections,
     claims_sections,
     _accuracy_sections,
     runs_sections,
