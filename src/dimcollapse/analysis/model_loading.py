@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,19 @@ MODULE_KEY_ENDINGS = ("weight", "bias", "running_mean", "running_var", "num_batc
 
 @dataclass
 class LoadedModel:
-    """A model in eval mode on the CPU with where it came from (``kind``: lightning, state_dict, ...)."""
+    """A model in eval mode on the CPU with where it came from (``kind``: lightning, state_dict, ...).
+
+    ``forward(module, x)`` is how the model embeds a batch when the user names nothing (``None``:
+    ``module(x)``); ``preprocess`` the input settings the model was trained with (``image_size``,
+    ``channels``, ``mean``, ``std``), used unless the user overrides them.
+    """
 
     module: nn.Module
     kind: str
     source: str
     info: dict[str, Any] = field(default_factory=dict)
+    forward: Callable[[nn.Module, Any], Any] | None = None
+    preprocess: dict[str, Any] = field(default_factory=dict)
 
 
 def looks_like_state_dict(obj: object) -> bool:
@@ -173,11 +180,8 @@ def _from_lightning(
 ) -> LoadedModel:
     hp = dict(ckpt.get("hyper_parameters") or {})
     if arch is None and "config" in hp and "data_info" in hp:
-        from dimcollapse.training.parts import module_from_record  # a dimcollapse training checkpoint
-
-        module: nn.Module = module_from_record(hp["config"], hp["data_info"])
-        kind = "dimcollapse"
-    elif arch is None:
+        return _from_dimcollapse(src)
+    if arch is None:
         raise ConfigError(
             f"'{src}' is a Lightning checkpoint; pass its LightningModule class: --arch package.module:Class "
             "(the checkpoint's hyper-parameters are passed to it; add others with --arch-kwargs)."
@@ -195,6 +199,28 @@ def _from_lightning(
     info = load_weights(module, ckpt["state_dict"], src)
     info["global_step"] = ckpt.get("global_step")
     return LoadedModel(module.eval(), kind, src, info)
+
+
+def _encode_r_z(module: nn.Module, x: Any) -> dict[str, Any]:
+    """A dimcollapse SSLModule's embeddings: {"r": backbone(x), "z": projector(r)}."""
+    r, z = module.model.encode(x)  # type: ignore[operator, union-attr]
+    return {"r": r, "z": z}
+
+
+def _from_dimcollapse(src: str) -> LoadedModel:
+    """A checkpoint of ``dimcollapse train`` (final.ckpt, last.ckpt, a study's run): r and z, its inputs."""
+    from dimcollapse.training.checkpoint import load_run  # the one loader of the project's checkpoints
+
+    run = load_run(src)
+    views = run.module.views
+    preprocess = {
+        "image_size": int(views.image_size),
+        "channels": int(views.channels),
+        "mean": [float(v) for v in views.mean_t.flatten()],
+        "std": [float(v) for v in views.std_t.flatten()],
+    }
+    info = {"global_step": run.checkpoint.get("global_step"), "trained_on": run.config.data.name}
+    return LoadedModel(run.module, "dimcollapse", src, info, _encode_r_z, preprocess)
 
 
 def load_model(
