@@ -29,6 +29,7 @@ from dimcollapse.report.figure_sections import (
     spectra_sections,
     training_sections,
 )
+from dimcollapse.report.paper_section import paper_sections
 from dimcollapse.report.sections import (
     ReportInputs,
     SectionBuilder,
@@ -245,6 +246,7 @@ def _accuracy_sections(inp: ReportInputs) -> list[Section]:
 
 # the page, top to bottom
 SECTIONS: tuple[SectionBuilder, ...] = (
+    paper_sections,
     claims_sections,
     _accuracy_sections,
     runs_sections,
