@@ -67,6 +67,18 @@ def _pool_hidden(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(2).mean(2) if t.ndim > 3 else t.reshape(t.shape[0], -1)
 
 
+def check_finite_weights(module: nn.Module, source: str) -> None:
+    """InputError naming the parameters / buffers that hold NaN or Inf (a diverged run's checkpoint)."""
+    bad = [
+        n for n, t in module.state_dict().items() if t.is_floating_point() and not bool(t.isfinite().all())
+    ]
+    if bad:
+        raise InputError(
+            f"the model's weights hold NaN/Inf ({', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}); the "
+            f"checkpoint '{source}' is from a diverged run: analyse an earlier one."
+        )
+
+
 def preprocess_for(opts: ModelOptions, loaded: LoadedModel, inputs: Inputs) -> Preprocess:
     """The user's --image-size / --channels / --mean / --std, else the model's own, else the dataset's."""
     own = loaded.preprocess
@@ -171,6 +183,7 @@ def run_analysis(opts: ModelOptions) -> dict[str, Any]:
         raise InputError(f"--data '{opts.data}' gave {inputs.n} input rows; at least 2 are needed.")
     labels = load_labels(opts.labels, inputs.n) if opts.labels is not None else inputs.labels
     prep = preprocess_for(opts, loaded, inputs)
+    check_finite_weights(loaded.module, opts.model)
     module = loaded.module.to(torch.device(opts.device))
     forward = embed_function(opts.embed, loaded.forward)
     emb = collect(module, forward, opts, inputs, prep)
