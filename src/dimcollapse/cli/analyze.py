@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -66,20 +67,26 @@ def metrics_table(m: dict[str, Any], out: Path | None) -> Table:
 def compare_table(results: list[dict[str, Any]]) -> Table:
     """One row per run, the headline metrics as columns."""
     k = results[0].get("lid_k") if results else None
-    table = Table(
+    table = Table(  # no column rules: an 80-column terminal holds every number of the headline metrics
         title="comparison",
         header_style="bold",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        show_edge=False,
         caption=f"dead: dims < {catalogue.THRESHOLD_TEXT} of max; d90%/d99%: dims for that variance; "
         f"LID: MLE geo. mean, k={k}",
     )
     table.add_column(
-        "run", no_wrap=True, min_width=min(max((len(m["name"]) for m in results), default=3), 30)
+        "run", overflow="fold", min_width=min(max((len(m["name"]) for m in results), default=3), 12)
     )
     columns = compare_columns()
-    for _, label in columns:
-        table.add_column(label, justify="right")
-    for m in results:
-        table.add_row(m["name"], *(fmt(m, key) for key, _ in columns))
+    cells = [[fmt(m, key) for key, _ in columns] for m in results]
+    for i, (_, label) in enumerate(columns):  # a number is never cut ("4.…"): the name column folds instead
+        width = max([len(row[i]) for row in cells], default=1)
+        table.add_column(label, justify="right", no_wrap=True, min_width=width, overflow="fold")
+    for m, row in zip(results, cells, strict=True):
+        table.add_row(m["name"], *row)
     return table
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dimcollapse.errors import InputError
+from dimcollapse.regularizers.coefficients import weight_text
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text
 
 ID_COLUMNS = (
@@ -28,12 +29,10 @@ ID_COLUMNS = (
 
 
 def describe_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields a claim selects on and the data settings it checks, read from a run's config dict."""
+    """The fields a claim selects on and the data settings it checks, read from a run's config dict
+    (regularizer weights as used: the default coefficient when the config gives none)."""
     regs = sorted(str(r.get("name")) for r in cfg.get("regularizers") or [])
-    weights = sorted(
-        f"{r.get('name')}={(r.get('kwargs') or {}).get('weight', 'default')}"
-        for r in cfg.get("regularizers") or []
-    )
+    weights = sorted(weight_text(str(r.get("name")), r.get("kwargs")) for r in cfg.get("regularizers") or [])
     data = cfg.get("data") or {}
     return {
         "objective": cfg.get("objective", {}).get("name"),

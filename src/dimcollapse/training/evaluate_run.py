@@ -21,11 +21,12 @@ from torch import Tensor
 
 from dimcollapse import diagnostics as dg
 from dimcollapse.errors import InputError
+from dimcollapse.records import RunRecord, accuracy_key, knn_stem, write_record
+from dimcollapse.records.accuracy import TOPS
 from dimcollapse.training.checkpoint import data_info_changes, load_run
 from dimcollapse.training.config import RunConfig
 from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.evaluation import extract_features, knn_accuracies, linear_probe
-from dimcollapse.utils.atomic import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,15 @@ class EvalData:
 
 
 def _accuracies(
-    prefix: str, s: EvalSettings, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, num_classes: int
+    variant: str, s: EvalSettings, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, num_classes: int
 ) -> dict[str, float]:
     out: dict[str, float] = {}
-    for k, (top1, top5) in knn_accuracies(xtr, ytr, xte, yte, s.knn_k, s.temperature, num_classes).items():
-        out[f"knn_k{k}_top1{prefix}"], out[f"knn_k{k}_top5{prefix}"] = top1, top5
+    for k, tops in knn_accuracies(xtr, ytr, xte, yte, s.knn_k, s.temperature, num_classes).items():
+        out.update({accuracy_key(knn_stem(k), t, variant): v for t, v in zip(TOPS, tops, strict=True)})
     if s.linear_probe:
-        top1, top5 = linear_probe(
-            xtr, ytr, xte, yte, num_classes, s.linear_probe_epochs, s.linear_probe_weight_decay
-        )
-        out[f"linear_top1{prefix}"], out[f"linear_top5{prefix}"] = top1, top5
+        epochs, decay = s.linear_probe_epochs, s.linear_probe_weight_decay
+        tops = linear_probe(xtr, ytr, xte, yte, num_classes, epochs, decay)
+        out.update({accuracy_key("linear", t, variant): v for t, v in zip(TOPS, tops, strict=True)})
     return out
 
 
@@ -111,7 +111,7 @@ def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> dict
     metrics.update(_accuracies("", s, rtr_l, ytr_l, rte, yte, c))
     d0 = getattr(module.model.objective, "d0", None)
     if d0 is not None and int(d0) < rtr.shape[1]:
-        metrics.update(_accuracies("_d0", s, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
+        metrics.update(_accuracies("d0", s, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
         metrics["d0"] = int(d0)
     metrics.update(_diagnostics("r", rte, k=s.lid_k))
     metrics.update(_diagnostics("z", zte, k=s.lid_k))
@@ -124,11 +124,9 @@ def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> dict
     return metrics
 
 
-def evaluate_checkpoint(
-    checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None
-) -> dict[str, Any]:
-    """Rebuild the model of ``checkpoint`` from its stored config, evaluate it and write metrics.json
-    next to the checkpoint (or into ``out_dir``); returns the metrics."""
+def checkpoint_metrics(checkpoint: str | os.PathLike[str]) -> tuple[dict[str, Any], int]:
+    """(metrics, global step) of ``checkpoint``: its model rebuilt from the stored config and evaluated on
+    its run's data (which must be the data it was trained on); nothing is written."""
     path = Path(checkpoint)
     run = load_run(path)
     cfg, module = run.config, run.module
@@ -141,8 +139,19 @@ def evaluate_checkpoint(
             f"({', '.join(diff)}); point $DIMCOLLAPSE_DATA / the data folder at the data of the run."
         )
     metrics = evaluate_module(module, EvalData.from_datamodule(dm), EvalSettings.from_config(cfg))
+    return metrics, int(run.checkpoint.get("global_step", 0))
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """Rebuild the model of ``checkpoint`` from its stored config, evaluate it and write metrics.json
+    next to the checkpoint (or into ``out_dir``); returns the metrics."""
+    path = Path(checkpoint)
+    metrics, step = checkpoint_metrics(path)
     metrics["checkpoint"] = str(path)
-    metrics["step"] = metrics["steps"] = int(run.checkpoint.get("global_step", 0))
+    metrics["step"] = metrics["steps"] = step
     target = Path(out_dir) if out_dir is not None else path.parent
-    atomic_write_json(target / "metrics.json", metrics)
-    return metrics
+    record = RunRecord.from_fields(metrics)
+    write_record(target / "metrics.json", record)
+    return record.to_json()
