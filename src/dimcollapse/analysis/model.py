@@ -33,8 +33,9 @@ from dimcollapse.analysis.model_options import ModelOptions
 from dimcollapse.diagnostics import alignment_matrix, effective_rank, feature_spectra
 from dimcollapse.diagnostics.weights import singular_values
 from dimcollapse.errors import InputError
+from dimcollapse.records import EmbeddingRecord, write_record
 from dimcollapse.track.layers import layer_stats, select_layers
-from dimcollapse.utils.atomic import atomic_save, atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from dimcollapse.utils.atomic import atomic_save, atomic_write_bytes, ensure_writable_dir
 
 
 def layer_report(
@@ -246,7 +247,7 @@ def _write(
         atomic_write_bytes(out_dir / "figures" / fname, blob)
     if files:
         metrics["figures"] = sorted(f"figures/{f}" for f in files)
-    atomic_write_json(out_dir / "metrics.json", metrics)
+    write_record(out_dir / "metrics.json", EmbeddingRecord.from_fields(metrics))
 
 
 def _layer_figures(spectra: dict[str, np.ndarray], feats: dict[str, np.ndarray]) -> dict[str, bytes]:
