@@ -33,8 +33,9 @@ from dimcollapse.analysis.model_options import ModelOptions
 from dimcollapse.diagnostics import alignment_matrix, effective_rank, feature_spectra
 from dimcollapse.diagnostics.weights import singular_values
 from dimcollapse.errors import InputError
+from dimcollapse.records import EmbeddingRecord, write_record
 from dimcollapse.track.layers import layer_stats, select_layers
-from dimcollapse.utils.atomic import atomic_save, atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from dimcollapse.utils.atomic import atomic_save, atomic_write_bytes, ensure_writable_dir
 
 
 def layer_report(
@@ -65,6 +66,18 @@ def _pool_hidden(t: torch.Tensor) -> torch.Tensor:
     if t.ndim == 3:
         return t.mean(1)
     return t.flatten(2).mean(2) if t.ndim > 3 else t.reshape(t.shape[0], -1)
+
+
+def check_finite_weights(module: nn.Module, source: str) -> None:
+    """InputError naming the parameters / buffers that hold NaN or Inf (a diverged run's checkpoint)."""
+    bad = [
+        n for n, t in module.state_dict().items() if t.is_floating_point() and not bool(t.isfinite().all())
+    ]
+    if bad:
+        raise InputError(
+            f"the model's weights hold NaN/Inf ({', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}); the "
+            f"checkpoint '{source}' is from a diverged run: analyse an earlier one."
+        )
 
 
 def preprocess_for(opts: ModelOptions, loaded: LoadedModel, inputs: Inputs) -> Preprocess:
@@ -171,6 +184,7 @@ def run_analysis(opts: ModelOptions) -> dict[str, Any]:
         raise InputError(f"--data '{opts.data}' gave {inputs.n} input rows; at least 2 are needed.")
     labels = load_labels(opts.labels, inputs.n) if opts.labels is not None else inputs.labels
     prep = preprocess_for(opts, loaded, inputs)
+    check_finite_weights(loaded.module, opts.model)
     module = loaded.module.to(torch.device(opts.device))
     forward = embed_function(opts.embed, loaded.forward)
     emb = collect(module, forward, opts, inputs, prep)
@@ -233,7 +247,7 @@ def _write(
         atomic_write_bytes(out_dir / "figures" / fname, blob)
     if files:
         metrics["figures"] = sorted(f"figures/{f}" for f in files)
-    atomic_write_json(out_dir / "metrics.json", metrics)
+    write_record(out_dir / "metrics.json", EmbeddingRecord.from_fields(metrics))
 
 
 def _layer_figures(spectra: dict[str, np.ndarray], feats: dict[str, np.ndarray]) -> dict[str, bytes]:
