@@ -26,6 +26,8 @@ OPTIMIZERS = ("sgd", "lars", "adamw")
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "auto")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 VIEW_RECIPES = ("simclr", "byol", "none")
+PROBE_KINDS = ("lbfgs", "sgd")
+KNN_STORAGE = ("float32", "float16", "bfloat16")
 
 
 @dataclass
@@ -138,6 +140,12 @@ class EvalConfig:
     max_train: int | None = None
     max_test: int | None = None
     lid_k: int = 20  # neighbours of the final LID estimate (needs more test images than this)
+    linear_probe_kind: str = "lbfgs"  # lbfgs: fast CPU probe on centre crops; sgd: the papers' protocol
+    sgd_probe_lr: float = 0.1  # the SGD probe (DirectCLR's linear_probe.py): lr, batch, weight decay
+    sgd_probe_batch_size: int = 256
+    sgd_probe_weight_decay: float = 1.0e-6
+    sgd_probe_augment: bool = True  # random-resized crop + flip of the training images every epoch
+    knn_storage: str = "float32"  # dtype of the kNN bank on its device: float32 | float16 | bfloat16
 
 
 @dataclass
@@ -309,6 +317,10 @@ def _check_values(cfg: RunConfig) -> None:
     positive("eval.batch_size", cfg.eval.batch_size)
     positive("eval.max_train", cfg.eval.max_train, allow_none=True)
     positive("eval.max_test", cfg.eval.max_test, allow_none=True)
+    choice("eval.linear_probe_kind", cfg.eval.linear_probe_kind, PROBE_KINDS)
+    choice("eval.knn_storage", cfg.eval.knn_storage, KNN_STORAGE)
+    positive("eval.sgd_probe_lr", cfg.eval.sgd_probe_lr)
+    positive("eval.sgd_probe_batch_size", cfg.eval.sgd_probe_batch_size)
     if cfg.eval.lid_k < 2:
         raise ConfigError(f"eval.lid_k must be >= 2 (LID needs two neighbours), got {cfg.eval.lid_k}.")
 
