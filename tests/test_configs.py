@@ -20,6 +20,7 @@ from dimcollapse.registry import build, get
 from dimcollapse.study.grid import load_study
 from dimcollapse.study.runner import resolve_configs
 from dimcollapse.training.config import RunConfig, load_config
+from dimcollapse.training.schedules import build_schedules, split_term_kwargs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RECIPES = sorted(p for p in CONFIGS.rglob("*.yaml") if "studies" not in p.relative_to(CONFIGS).parts)
@@ -76,6 +77,8 @@ def _build_components(cfg: RunConfig) -> None:
     from dimcollapse.training import model as model_module
 
     _check_dataset_kwargs(cfg)
+    terms = [get("regularizer", r.name) for r in cfg.regularizers]  # the schedules are valid too
+    build_schedules(cfg, 10, 100, get("objective", cfg.objective.name), terms)
     channels, size = _input_shape(cfg)
     model_key = json.dumps([str(cfg.model), str(cfg.objective), channels, size])
     keys = [json.dumps([model_key, str(r)]) for r in cfg.regularizers]
@@ -87,7 +90,7 @@ def _build_components(cfg: RunConfig) -> None:
             _LAST.update(key=model_key, model=model)
         _BUILT.add(model_key)
         for key, reg_cfg in zip(keys, cfg.regularizers, strict=True):
-            reg = build("regularizer", reg_cfg.name, **dict(reg_cfg.kwargs))
+            reg = build("regularizer", reg_cfg.name, **split_term_kwargs(reg_cfg.kwargs)[1])
             if reg.target == "weights":
                 value = reg(_LAST["model"])
                 assert torch.isfinite(value), f"{reg_cfg.name} gives a non-finite term"
