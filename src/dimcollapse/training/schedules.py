@@ -320,15 +320,23 @@ def momentum_schedule(
     return MomentumSchedule(values[0], values[1])
 
 
-def lr_schedule(optim: OptimConfig, steps_per_epoch: int, total_steps: int) -> Callable[[int], float]:
-    """The lr multiplier of step s: ``warmup_cosine`` with warm-up optim.warmup_epochs x steps per epoch."""
+@dataclass(frozen=True)
+class LRSchedule:
+    """The lr multiplier of step s: ``warmup_cosine(s, warmup_steps, total_steps, min_fraction)``
+    (a plain object, so a module holding it pickles for spawned processes)."""
+
+    warmup_steps: int
+    total_steps: int
+    min_fraction: float = 0.0
+
+    def __call__(self, step: int) -> float:
+        return warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_fraction)
+
+
+def lr_schedule(optim: OptimConfig, steps_per_epoch: int, total_steps: int) -> LRSchedule:
+    """The lr multiplier of ``optim``: warm-up over optim.warmup_epochs x steps per epoch, then cosine."""
     warmup = min(total_steps, round(optim.warmup_epochs * steps_per_epoch))
-    frac = optim.min_lr_fraction
-
-    def lr(step: int) -> float:
-        return warmup_cosine(step, warmup, total_steps, frac)
-
-    return lr
+    return LRSchedule(warmup, total_steps, optim.min_lr_fraction)
 
 
 def plain_schedules(
