@@ -5,7 +5,8 @@
 
 Cases cover an EMA target with a weight and a feature regularizer under warm-up (BYOL + SO + whitening),
 a teacher-temperature and momentum schedule with multi-crop and LDReg (DINO), queue / freeze schedules
-(SwAV) and a contrastive loss with SRIP + KoLeo (SimCLR). Timing and version fields are not compared.
+(SwAV) and a contrastive loss with SRIP + KoLeo (SimCLR). Timing and version fields are not compared;
+keys a later version adds to metrics.json are listed, every key of the recorded one must be equal.
 """
 
 from __future__ import annotations
@@ -108,11 +109,13 @@ def main(argv: list[str]) -> int:
         unequal = [k for k in sorted(set(sd_w) & set(sd_g)) if not same(sd_w[k], sd_g[k])]
         m_w = json.loads(json.dumps(want["metrics"], sort_keys=True, default=str))
         m_g = json.loads(json.dumps(got["metrics"], sort_keys=True, default=str))
-        bad_m = sorted(k for k in set(m_w) | set(m_g) if m_w.get(k) != m_g.get(k))
-        ok = not diff and not unequal and not bad_m
+        bad_m = sorted(k for k in set(m_w) & set(m_g) if m_w[k] != m_g[k])
+        added, dropped = sorted(set(m_g) - set(m_w)), sorted(set(m_w) - set(m_g))
+        ok = not diff and not unequal and not bad_m and not dropped
         failures += not ok
-        print(f"{name}: {len(sd_g)} tensors, {len(unequal)} unequal, keys differing {diff[:5]}, "
-              f"metrics differing {bad_m[:8]} -> {'IDENTICAL' if ok else 'DIFFERENT'}")  # fmt: skip
+        print(f"{name}: {len(sd_g)} tensors, {len(unequal)} unequal, keys differing {diff[:5]}; "
+              f"{len(set(m_w) & set(m_g))} metrics compared, differing {bad_m[:8]}, dropped {dropped[:5]}, "
+              f"new keys {added[:5]} -> {'IDENTICAL' if ok else 'DIFFERENT'}")  # fmt: skip
     return 1 if failures else 0
 
 
