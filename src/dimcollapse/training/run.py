@@ -381,7 +381,7 @@ def _final_metrics(
             monitor.load_state_dict(final["callbacks"][monitor.state_key])
     train_s = float(final.get("dimcollapse_train_time_s", module.train_time_s))
     session_s = max(train_s - time_before, 1e-9)
-    metrics = evaluate_module(module, EvalData.from_datamodule(dm), prep.evaluation)
+    metrics: dict[str, Any] = evaluate_module(module, EvalData.from_datamodule(dm), prep.evaluation).fields()
     metrics.update(
         {
             **training_record(
