@@ -62,8 +62,10 @@ def _executor(opts, folder, plan, dry_run, entry):  # type: ignore[no-untyped-de
     for spec, cfg in plan:  # every run must say how many devices it needs
         device_count(cfg.trainer.devices, f"study run '{spec.run_id}'")
     if opts.name == "slurm":
-        check_cluster(opts.partition, dry_run)
-        return None if dry_run else SlurmExecutor(opts, folder / "launch", entry)
+        if dry_run:
+            return None  # the scripts can be written and read anywhere, without a cluster
+        check_cluster(opts.partition)
+        return SlurmExecutor(opts, folder / "launch", entry)
     return LocalExecutor(opts.parallel)
 
 

@@ -132,6 +132,7 @@ class LocalExecutor(Executor):
         task.log_file.parent.mkdir(parents=True, exist_ok=True)
         log = open(task.log_file, "a")  # noqa: SIM115 (closed when the run ends)
         log.write(f"$ dimcollapse {' '.join(train_argv(task.config_file, task.out_dir))}\n")
+        log.write(f"# started {time.time():.3f} with OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', '')}\n")
         log.flush()
         argv = [self.python, "-m", "dimcollapse", *train_argv(task.config_file, task.out_dir)]
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -48,11 +48,9 @@ def partitions() -> list[str]:
     return sorted({p.strip() for p in out.stdout.split() if p.strip()})
 
 
-def check_cluster(partition: str | None, dry_run: bool) -> None:
-    """sbatch is installed and the partition exists (a dry run checks the partition only where SLURM is)."""
+def check_cluster(partition: str | None) -> None:
+    """sbatch and squeue are installed and the partition exists."""
     if shutil.which("sbatch") is None or shutil.which("squeue") is None:
-        if dry_run:
-            return
         raise ConfigError(
             "executor 'slurm' needs SLURM's sbatch and squeue, which are not installed here; run on a "
             "cluster's login node (or start one: scripts/slurm-up.sh), use --dry-run, or --executor local."

@@ -83,6 +83,6 @@ def train_argv(config_file: Path, out_dir: Path, overrides: list[str] | None = N
 
 
 def clear_unstarted(out_dir: Path) -> None:
-    """Remove a run folder killed before its first checkpoint (no last.ckpt nor metrics.json): start afresh."""
+    """Remove a run folder killed before its first checkpoint (no last.ckpt, no metrics.json)."""
     if out_dir.exists() and not (out_dir / LAST).is_file() and not is_done(out_dir):
         shutil.rmtree(out_dir)
