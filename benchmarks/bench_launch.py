@@ -23,6 +23,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from _common import ratio_stats, save  # noqa: E402
+
 from launch_helpers import BASE, GRID4  # noqa: E402
 
 

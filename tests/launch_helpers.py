@@ -97,5 +97,7 @@ def require_slurm() -> None:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail("CI=true but SLURM's sbatch is missing (run scripts/slurm-up.sh as root first)")
         pytest.skip("sbatch is not installed here (scripts/slurm-up.sh starts a one-node SLURM as root)")
-    answer = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30, check=False)
+    answer = subprocess.run(
+        ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30, check=False
+    )
     assert answer.returncode == 0 and answer.stdout.strip(), f"SLURM does not answer: {answer.stderr.strip()}"

@@ -55,7 +55,10 @@ THIRD_PARTY: dict[str, set[str]] = {
     "contracts": {"torch"},
     "diagnostics": {"numpy", "torch", "scipy", "sklearn", "faiss", "skdim", "threadpoolctl"},
     "track": {"numpy", "torch", "lightning", "torchmetrics"},
-    "launch": {"submitit", "yaml"},  # a launcher starts processes: no torch, no Lightning in the study process
+    "launch": {
+        "submitit",
+        "yaml",
+    },  # a launcher starts processes: no torch, no Lightning in the study process
 }
 # nothing below training may depend on the training engine or the CLI, nor draw (theory draws its figures)
 ENGINE = {"lightning", "omegaconf", "typer", "rich"}

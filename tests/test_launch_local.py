@@ -16,7 +16,9 @@ from study_helpers import BASE_YAML, RUN_IDS, TinyStudy, copy_study
 pytest_plugins = ["conftest_study"]
 
 
-def test_each_run_is_its_own_process_with_the_in_process_numbers(tiny_study: TinyStudy, tmp_path: Path) -> None:
+def test_each_run_is_its_own_process_with_the_in_process_numbers(
+    tiny_study: TinyStudy, tmp_path: Path
+) -> None:
     from dimcollapse.study.grid import load_study
     from dimcollapse.study.runner import run_study
     from dimcollapse.training.run import train
@@ -41,8 +43,9 @@ def test_two_runs_at_once_give_the_same_results(
     tiny_study: TinyStudy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     study = tmp_path / "spec" / "study.yaml"
-    write_study(study.parent, "name: tiny\nbase: base.yaml\nruns:\n  - {name: simclr_mlp, set: "
-                "{model.projector: mlp}}\n  - {name: simclr_none, set: {model.projector: none}}\n", BASE_YAML)  # fmt: skip
+    runs = "  - {name: simclr_mlp, set: {model.projector: mlp}}\n"
+    runs += "  - {name: simclr_none, set: {model.projector: none}}\n"
+    write_study(study.parent, f"name: tiny\nbase: base.yaml\nruns:\n{runs}", BASE_YAML)
     status, _, err = cli(["study", str(study), "--out", str(tmp_path / "o"), "--parallel", "2",
                           "--no-report", "--no-baselines"], capsys)  # fmt: skip
     assert status == 0, err
@@ -65,7 +68,9 @@ def test_two_runs_at_once_give_the_same_results(
 @pytest.mark.timeout(600)
 def test_a_ddp_run_inside_a_study_completes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     study = write_study(tmp_path / "spec", DDP)
-    status, _, err = cli(["study", str(study), "--out", str(tmp_path / "o"), "--no-report", "--no-baselines"], capsys)
+    status, _, err = cli(
+        ["study", str(study), "--out", str(tmp_path / "o"), "--no-report", "--no-baselines"], capsys
+    )
     assert status == 0, err
     log = (tmp_path / "o" / "launch" / "logs" / "ddp2.log").read_text()
     assert "GLOBAL_RANK: 1" in log and "distributed_backend=gloo" in log  # two ranks trained
@@ -73,7 +78,9 @@ def test_a_ddp_run_inside_a_study_completes(tmp_path: Path, capsys: pytest.Captu
     assert m["steps"] > 0 and rows(tmp_path / "o")["ddp2"]["status"] == "done"
 
 
-def test_status_and_retry_failed(tiny_study: TinyStudy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_and_retry_failed(
+    tiny_study: TinyStudy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = copy_study(tiny_study, tmp_path / "copy")
     status, out, _ = cli(["study", "status", str(folder)], capsys)
     assert status == 0 and "3 done, 0 running, 0 queued, 0 requeued, 0 failed" in " ".join(out.split())
@@ -81,7 +88,9 @@ def test_status_and_retry_failed(tiny_study: TinyStudy, tmp_path: Path, capsys: 
     ledger = json.loads((folder / "launch" / "jobs.json").read_text())
     ledger["simclr_so"]["state"] = "failed"
     (folder / "launch" / "jobs.json").write_text(json.dumps(ledger))
-    before = {r: (folder / "runs" / r / "metrics.json").stat().st_mtime_ns for r in ("simclr_mlp", "simclr_none")}
+    before = {
+        r: (folder / "runs" / r / "metrics.json").stat().st_mtime_ns for r in ("simclr_mlp", "simclr_none")
+    }
     (folder / "runs" / "simclr_so" / "metrics.json").unlink()
     status, out, _ = cli(["study", "status", str(folder)], capsys)
     assert status == 0 and "2 done, 0 running, 0 queued, 0 requeued, 1 failed" in " ".join(out.split())

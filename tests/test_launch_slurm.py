@@ -26,7 +26,9 @@ def sbatch_fields(text: str) -> dict[str, str]:
     return fields
 
 
-def test_dry_run_writes_sbatch_scripts_field_by_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_writes_sbatch_scripts_field_by_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     study = write_study(tmp_path / "spec", """\
 name: dry
 base: base.yaml
@@ -48,7 +50,9 @@ runs:
   - {name: gpu4, set: {trainer.accelerator: gpu, trainer.devices: 4, trainer.num_nodes: 2}}
 grid: {trainer.seed: [0, 1, 2]}
 """)  # fmt: skip
-    status, _, err = cli(["study", str(study), "--out", str(tmp_path / "o"), "--dry-run", "executor.qos=low"], capsys)
+    status, _, err = cli(
+        ["study", str(study), "--out", str(tmp_path / "o"), "--dry-run", "executor.qos=low"], capsys
+    )
     assert status == 0, err
     launch = tmp_path / "o" / "launch"
     runs = json.loads((launch / "runs.json").read_text())
@@ -124,7 +128,9 @@ def test_a_requeued_run_resumes_by_itself_with_the_same_metrics(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     require_slurm()
-    study = write_study(tmp_path / "spec", "name: rq\nbase: base.yaml\nset: {optim.epochs: 8}\nruns: [{name: long}]\n")
+    study = write_study(
+        tmp_path / "spec", "name: rq\nbase: base.yaml\nset: {optim.epochs: 8}\nruns: [{name: long}]\n"
+    )
     out = tmp_path / "slurm"
     proc = subprocess.Popen(
         [sys.executable, "-m", "dimcollapse", "study", str(study), "--out", str(out), "--executor", "slurm",
@@ -144,7 +150,9 @@ def test_a_requeued_run_resumes_by_itself_with_the_same_metrics(
         # a requeued job waits for its begin time (about 2 minutes); release it now
         _wait_for(lambda: "PENDING" in subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"],
                   capture_output=True, text=True).stdout, 120, "the job to be pending again")  # fmt: skip
-        subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, capture_output=True)
+        subprocess.run(
+            ["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, capture_output=True
+        )
         text, _ = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:
@@ -159,13 +167,17 @@ def test_a_requeued_run_resumes_by_itself_with_the_same_metrics(
     restarts = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
     assert "Restarts=1" in restarts or "Invalid job id" in restarts
     # the same run without interruption, trained locally
-    status, _, err = cli(["study", str(study), "--out", str(tmp_path / "local"), "--no-report", "--no-baselines"], capsys)
+    status, _, err = cli(
+        ["study", str(study), "--out", str(tmp_path / "local"), "--no-report", "--no-baselines"], capsys
+    )
     assert status == 0, err
     assert_same_results(metrics(tmp_path / "local" / "runs" / "long"), resumed, "requeued vs uninterrupted")
 
 
 @pytest.mark.slurm
-def test_a_partition_that_does_not_exist_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_partition_that_does_not_exist_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     require_slurm()
     study = write_study(tmp_path / "spec", "name: t\nbase: base.yaml\nruns: [{name: a}]\n")
     before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout

@@ -39,21 +39,29 @@ def test_a_yaml_alias_bomb_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
     _refused(tmp_path, capsys, text, "through YAML aliases (an alias bomb?)")
 
 
-def test_a_300_character_run_name_is_refused_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_300_character_run_name_is_refused_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     name = "r" * 300
     _refused(tmp_path, capsys, f"name: t\nbase: base.yaml\nruns: [{{name: ok}}, {{name: {name}}}]\n",
              "is 300 characters long; folder names are limited to 200")  # fmt: skip
 
 
 def test_baselines_must_be_a_boolean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _refused(tmp_path, capsys, "name: t\nbase: base.yaml\nbaselines: abc\n", "'baselines' must be true or false")
+    _refused(
+        tmp_path, capsys, "name: t\nbase: base.yaml\nbaselines: abc\n", "'baselines' must be true or false"
+    )
 
 
-def test_a_study_whose_runs_all_fail_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_study_whose_runs_all_fail_exits_non_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # k-NN over more neighbours than the test split has: every run fails in its own process, before training
     study = write_study(tmp_path / "spec", "name: t\nbase: base.yaml\nset: {eval.lid_k: 100000}\n"
                         "runs: [{name: a}, {name: b}]\n")  # fmt: skip
-    status, _, err = cli(["study", str(study), "--out", str(tmp_path / "o"), "--no-report", "--no-baselines"], capsys)
+    status, _, err = cli(
+        ["study", str(study), "--out", str(tmp_path / "o"), "--no-report", "--no-baselines"], capsys
+    )
     assert status == 1 and err.splitlines()[-1].startswith("error: every run of study 't' failed (2)"), err
     rows = json.loads((tmp_path / "o" / "results.json").read_text())
     assert [r["status"].split(":")[0] for r in rows] == ["failed", "failed"]

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from dimcollapse.launch.base import Executor
+    from dimcollapse.launch.options import ExecutorOptions
+    from dimcollapse.launch.slurm_task import Entry
+    from dimcollapse.study.runner import Plan
 
 
 def launch_study(
@@ -21,7 +28,7 @@ def launch_study(
     """Validate the study, its runs and the executor (nothing written before), then run it."""
     from dimcollapse.cli.main import run
     from dimcollapse.cli.pipeline import run_pipeline
-    from dimcollapse.errors import DimCollapseError
+    from dimcollapse.errors import RunsFailed
     from dimcollapse.launch import options
     from dimcollapse.study.grid import load_study
     from dimcollapse.study.ledger import write_study_record
@@ -47,13 +54,16 @@ def launch_study(
             executor=chosen, plan=plan, console=console,
         )  # fmt: skip
     if result.all_failed:
-        raise DimCollapseError(
+        raise RunsFailed(
             f"every run of study '{spec.name}' failed ({len(result.failed)}); see {folder / 'results.csv'} "
             f"and 'dimcollapse study status {folder}'."
         )
 
 
-def _executor(opts, folder, plan, dry_run, entry):  # type: ignore[no-untyped-def]
+def _executor(
+    opts: ExecutorOptions, folder: Path, plan: Plan, dry_run: bool, entry: Entry
+) -> Executor | None:
+    """The study's executor (None for a dry run); a missing SLURM or partition is refused here."""
     from dimcollapse.launch.local import LocalExecutor
     from dimcollapse.launch.slurm import SlurmExecutor
     from dimcollapse.launch.slurm_queue import check_cluster
@@ -69,7 +79,8 @@ def _executor(opts, folder, plan, dry_run, entry):  # type: ignore[no-untyped-de
     return LocalExecutor(opts.parallel)
 
 
-def _dry_run(opts, folder: Path, plan, console: Console) -> None:  # type: ignore[no-untyped-def]
+def _dry_run(opts: ExecutorOptions, folder: Path, plan: Plan, console: Console) -> None:
+    """Write the run list and, for slurm, the sbatch scripts; run and submit nothing."""
     from dimcollapse.launch.slurm import write_dry_run
     from dimcollapse.study.runner import write_tasks
     from dimcollapse.utils.atomic import atomic_write_json

@@ -202,7 +202,8 @@ class _Gatherer:
         eta = _fmt(elapsed / self.ended_count * (total - self.ended_count))
         if outcome.state == DONE:
             metrics = read_json(self.out / "runs" / spec.run_id / "metrics.json") or {}
-            (self.result.resumed if spec.run_id in self.resuming else self.result.trained).append(spec.run_id)
+            resumed = spec.run_id in self.resuming or metrics.get("resumed") is True  # also a requeued job
+            (self.result.resumed if resumed else self.result.trained).append(spec.run_id)
             self.rows[spec.run_id] = _row(spec, cfg, "done", metrics)
             self.console.print(f"run {self.ended_count}/{total} done: {escape(spec.run_id)} "
                                f"({_fmt(elapsed)} elapsed, ETA {eta})")  # fmt: skip
@@ -229,7 +230,7 @@ def _failure_text(reason: str) -> str:
     return NON_FINITE if "became non-finite" in reason else "failed"
 
 
-def _failure(error: Exception) -> str:
+def _failure(error: BaseException) -> str:
     """The stop reason recorded for a run that raised ``error``."""
     from dimcollapse.training.module import NonFiniteLossError
     from dimcollapse.training.run_record import NON_FINITE

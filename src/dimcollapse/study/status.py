@@ -41,7 +41,7 @@ def eta_seconds(progress: dict[str, Any], now: float) -> float | None:
     """Remaining time = (now - started) / step x (max_steps - step), from progress.json."""
     try:
         step, total = int(progress["step"]), int(progress["max_steps"])
-        started = float(progress.get("started_unix", progress.get("started")))
+        started = float(progress.get("started_unix", progress.get("started", "")))
     except (KeyError, TypeError, ValueError):
         return None
     if step <= 0 or total <= step:
