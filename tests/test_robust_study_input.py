@@ -90,3 +90,15 @@ def test_a_reader_never_sees_an_empty_lock(tmp_path: Path) -> None:
             print(repr(text))
     assert proc.returncode == 0
     assert seen > 0 and empty == 0, f"{empty} of {seen} reads found a lock without its holder"
+
+
+def test_status_eta_from_a_progress_record() -> None:
+    from dimcollapse.study.status import eta_seconds
+
+    # 20 steps done since this session started at step 10, 100 s ago: 5 s a step, 70 steps left
+    rec = {"step": 30, "max_steps": 100, "started": "2026-01-01T00:00:00Z",
+           "session_started": "2026-01-01T01:00:00Z", "session_start_step": 10}  # fmt: skip
+    now = 1767229200.0 + 100  # 2026-01-01T01:00:00Z + 100 s
+    assert eta_seconds(rec, now) == 350.0
+    assert eta_seconds({**rec, "step": 100}, now) == 0.0
+    assert eta_seconds({**rec, "step": 10}, now) is None and eta_seconds({}, now) is None

@@ -124,6 +124,9 @@ def _run_locked(
     if todo:
         tasks = write_tasks(out, todo)
         gather.resuming = {t.run_id for t in tasks if (t.out_dir / LAST).is_file()}
+        for task in tasks:
+            if task.run_id in gather.resuming:
+                console.print(f"resuming {escape(task.run_id)} from its checkpoints/last.ckpt")
         ledger = Ledger(out)
         ledger.record(executor.submit(tasks), executor.name)
         gather.ledger = ledger

@@ -7,6 +7,7 @@ from the run's ``progress.json`` (written by the training's rank 0).
 
 from __future__ import annotations
 
+import calendar
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,16 +38,29 @@ class RunStatus:
     error: str = ""
 
 
+def _seconds(stamp: Any) -> float:
+    """Epoch seconds from a UTC stamp ``YYYY-MM-DDTHH:MM:SSZ`` (or a number)."""
+    if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
+        return float(stamp)
+    return float(calendar.timegm(time.strptime(str(stamp).rstrip("Z"), "%Y-%m-%dT%H:%M:%S")))
+
+
 def eta_seconds(progress: dict[str, Any], now: float) -> float | None:
-    """Remaining time = (now - started) / step x (max_steps - step), from progress.json."""
+    """Remaining time = (now - session start) / steps this session x steps left, from progress.json.
+
+    The session is the run's life since its last (re)start (a requeued job resumes mid-run).
+    """
     try:
         step, total = int(progress["step"]), int(progress["max_steps"])
-        started = float(progress.get("started_unix", progress.get("started", "")))
+        since = _seconds(progress.get("session_started", progress["started"]))
+        first = int(progress.get("session_start_step", 0) or 0)
     except (KeyError, TypeError, ValueError):
         return None
-    if step <= 0 or total <= step:
-        return 0.0 if total and step >= total else None
-    return (now - started) / step * (total - step)
+    if total and step >= total:
+        return 0.0
+    if step <= first:
+        return None
+    return max(0.0, (now - since) / (step - first) * (total - step))
 
 
 def _study_alive(out: Path) -> bool:
