@@ -49,6 +49,14 @@ def run_pipeline(
         executor=executor,
         plan=plan,
     )
+    paper = study.options.get("paper")
+    if paper:
+        from rich.markup import escape
+
+        from dimcollapse.study.paper import format_paper_rows, paper_rows
+
+        for line in format_paper_rows(paper_rows(result.rows), str(paper["table"])):
+            console.print(escape(line), highlight=False)
     page = None
     if report:
         from dimcollapse.report.build import build_report

@@ -31,6 +31,9 @@ def study(
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="With 'status DIR': run the failed runs again."
     ),
+    scale: str = typer.Option(
+        None, "--scale", help="A scaled-down variant named in the study's 'scale' entry (configs/papers/)."
+    ),
 ) -> None:
     """Train every run of a study (each its own process, locally or on SLURM); a rerun skips finished runs."""
     if str(study_file) == "status" and not study_file.is_file():
@@ -43,8 +46,9 @@ def study(
     from dimcollapse.cli.study_launch import launch_study
 
     launch_study(
-        study_file, list(overrides or []), out, executor, parallel, dry_run, baselines, report, fail_fast
-    )
+        study_file, list(overrides or []), out, executor, parallel, dry_run, baselines, report, fail_fast,
+        scale=scale,
+    )  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,7 @@ def launch_study(
     baselines: bool,
     report: bool,
     fail_fast: bool,
+    scale: str | None = None,
 ) -> None:
     """Validate the study, its runs and the executor (nothing written before), then run it."""
     from dimcollapse.cli.main import run
@@ -38,6 +39,10 @@ def launch_study(
     from dimcollapse.utils.names import check_folder_name
 
     spec = load_study(study_file)
+    if scale is not None:
+        from dimcollapse.study.scale import scaled_study
+
+        spec = scaled_study(spec, scale)
     mine, overrides = options.parse_overrides(items)
     opts = options.resolve(spec.options.get("executor"), mine, executor, parallel)
     folder = out if out is not None else Path("runs") / check_folder_name(spec.name, "study")
@@ -45,7 +50,7 @@ def launch_study(
     chosen = _executor(opts, folder, plan, dry_run, run)
     console = Console(stderr=True)
     with folder_lock(folder / LOCK, "study folder"):
-        write_study_record(folder, study_file, overrides, opts.as_dict())
+        write_study_record(folder, study_file, overrides, opts.as_dict(), scale)
         if dry_run:
             _dry_run(opts, folder, plan, console)
             return

@@ -78,5 +78,6 @@ def status(args: list[str], retry_failed: bool) -> None:
     ]
     Console(stderr=True).print(f"retrying {len(failed)} failed run(s): {', '.join(failed)}", markup=False)
     launch_study(
-        Path(record["study_file"]), items, out, executor.get("name"), None, False, False, False, False
-    )
+        Path(record["study_file"]), items, out, executor.get("name"), None, False, False, False, False,
+        scale=record.get("scale"),
+    )  # fmt: skip

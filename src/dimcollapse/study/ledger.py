@@ -58,8 +58,10 @@ class Ledger:
         atomic_write_json(self.path, self.jobs)
 
 
-def write_study_record(out: Path, study_file: Path, overrides: list[str], executor: dict[str, Any]) -> None:
+def write_study_record(
+    out: Path, study_file: Path, overrides: list[str], executor: dict[str, Any], scale: str | None = None
+) -> None:
     """What ``--retry-failed`` needs to start the study again the same way."""
     (out / STUDY).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / STUDY, {"study_file": str(study_file.resolve()), "overrides": overrides,
-                                    "executor": executor})  # fmt: skip
+                                    "executor": executor, "scale": scale})  # fmt: skip

@@ -20,6 +20,7 @@ from dimcollapse.launch.local import LocalExecutor
 from dimcollapse.launch.task import LAST, RunTask, make_task
 from dimcollapse.study.grid import RunSpec, Study
 from dimcollapse.study.ledger import Ledger
+from dimcollapse.study.paper import PAPER_PREFIX
 from dimcollapse.study.plan import MAX_RUNS, resolve_configs
 from dimcollapse.study.results import describe_config, flat_scalars, read_json, write_results
 from dimcollapse.training.config import RunConfig, to_dict, to_yaml
@@ -56,6 +57,7 @@ def _row(spec: RunSpec, cfg: RunConfig, status: str, metrics: dict[str, Any] | N
     row.update({k.split(".")[-1] if k != "trainer.seed" else "seed": v for k, v in spec.grid_point.items()})
     if metrics:
         row.update(flat_scalars(metrics))
+    row.update({f"{PAPER_PREFIX}{k}": v for k, v in spec.paper.items()})  # the paper's number beside ours
     return row
 
 
