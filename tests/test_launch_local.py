@@ -11,7 +11,7 @@ import pytest
 
 from dimcollapse.launch.local import cpu_count
 from launch_helpers import DDP, assert_same_results, cli, metrics, rows, write_study
-from study_helpers import BASE_YAML, RUN_IDS, TinyStudy, copy_study
+from study_helpers import BASE_YAML, RUN_IDS, STUDY_YAML, TinyStudy, copy_study
 
 pytest_plugins = ["conftest_study"]
 
@@ -43,9 +43,8 @@ def test_two_runs_at_once_give_the_same_results(
     tiny_study: TinyStudy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     study = tmp_path / "spec" / "study.yaml"
-    runs = "  - {name: simclr_mlp, set: {model.projector: mlp}}\n"
-    runs += "  - {name: simclr_none, set: {model.projector: none}}\n"
-    write_study(study.parent, f"name: tiny\nbase: base.yaml\nruns:\n{runs}", BASE_YAML)
+    two = "".join(line + "\n" for line in STUDY_YAML.splitlines() if "simclr_so" not in line)
+    write_study(study.parent, two, BASE_YAML)  # the tiny study without its third run
     status, _, err = cli(["study", str(study), "--out", str(tmp_path / "o"), "--parallel", "2",
                           "--no-report", "--no-baselines"], capsys)  # fmt: skip
     assert status == 0, err

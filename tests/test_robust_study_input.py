@@ -69,8 +69,6 @@ def test_a_study_whose_runs_all_fail_exits_non_zero(
 
 
 def test_a_reader_never_sees_an_empty_lock(tmp_path: Path) -> None:
-    from dimcollapse.utils.lock import read_lock
-
     lock = tmp_path / ".study.lock"
     churn = (
         "import sys, pathlib\nfrom dimcollapse.utils.lock import acquire, release\n"
@@ -85,20 +83,11 @@ def test_a_reader_never_sees_an_empty_lock(tmp_path: Path) -> None:
         except FileNotFoundError:
             continue
         seen += 1
-        if read_lock(lock) is None:
+        try:
+            holder = json.loads(text)
+        except ValueError:
+            holder = None
+        if not isinstance(holder, dict) or "pid" not in holder:
             empty += 1
-            print(repr(text))
     assert proc.returncode == 0
     assert seen > 0 and empty == 0, f"{empty} of {seen} reads found a lock without its holder"
-
-
-def test_status_eta_from_a_progress_record() -> None:
-    from dimcollapse.study.status import eta_seconds
-
-    # 20 steps done since this session started at step 10, 100 s ago: 5 s a step, 70 steps left
-    rec = {"step": 30, "max_steps": 100, "started": "2026-01-01T00:00:00Z",
-           "session_started": "2026-01-01T01:00:00Z", "session_start_step": 10}  # fmt: skip
-    now = 1767229200.0 + 100  # 2026-01-01T01:00:00Z + 100 s
-    assert eta_seconds(rec, now) == 350.0
-    assert eta_seconds({**rec, "step": 100}, now) == 0.0
-    assert eta_seconds({**rec, "step": 10}, now) is None and eta_seconds({}, now) is None
