@@ -34,10 +34,12 @@ class Tracker:
         embed: Embed | None = None,
         every: int = 50,
         steps_per_epoch: int | None = None,
+        total_steps: int | None = None,
         log: Callable[[dict[str, float], int], None] | None = None,
         **options: Unpack[RecorderOptions],
     ) -> None:
         """``log(scalars, step)`` receives each record's numbers (e.g. a TensorBoard writer's adder);
+        ``total_steps`` (when known) sets the default warm-up (``rule.default_warmup``);
         ``options``: ``recorder.RecorderOptions`` (layers, metrics, lid_k, warn_fraction, ..., out_path)."""
         if not isinstance(model, nn.Module):
             raise ConfigError(f"Tracker needs the model (an nn.Module) first, got {type(model).__name__}.")
@@ -46,6 +48,7 @@ class Tracker:
         self.model, self.every = model, int(every)
         self.steps_per_epoch, self.log = steps_per_epoch, log
         self.recorder = CollapseRecorder(probe, embed, **options)
+        self.recorder.resolve_warmup(self.every, total_steps)
         self._last = 0
 
     @property
@@ -88,6 +91,10 @@ class Tracker:
     def summary(self) -> dict[str, Any]:
         """The monitor.json content."""
         return self.recorder.summary(self.every)
+
+    def verdict(self) -> str:
+        """One line, 'collapsing: yes/no (why)' (``track.verdict.collapse_verdict`` of the summary)."""
+        return self.recorder.verdict()
 
 
 __all__ = ["Tracker"]
