@@ -43,7 +43,7 @@ class TimeBudget:
 
     def allows(self, now: float | None = None) -> bool:
         """True when the next measurement keeps the spent time within the share (always the first)."""
-        if self.max_share is None or self.taken == 0:
+        if self.max_share is None or self.taken == 0 or self.start is None:
             return True
         ok = self.spent + self.last_cost <= self.max_share * self.training_time(now)
         if not ok:

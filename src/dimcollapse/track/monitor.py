@@ -125,6 +125,7 @@ class CollapseMonitor(L.Callback):
         except Exception:  # an iterable without length: the run's length is unknown
             total = None
         self.recorder.resolve_warmup(self.every, total)
+        self.recorder.budget.begin()
 
     def _epoch(self, trainer: L.Trainer, step: int) -> float | None:
         per_epoch = trainer.num_training_batches
@@ -132,10 +133,12 @@ class CollapseMonitor(L.Callback):
             return None
         return step / max(1, int(per_epoch) // max(1, trainer.accumulate_grad_batches))
 
-    def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+    def _measure(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, step: int, force: bool = False
+    ) -> None:
         if not trainer.is_global_zero:  # one process measures (eval-mode forward, no collectives)
             return
-        rec = self.recorder.record(pl_module, step, self._epoch(trainer, step))
+        rec = self.recorder.record(pl_module, step, self._epoch(trainer, step), force)
         if rec is not None:
             self._log(trainer, rec, step)
 
@@ -169,7 +172,7 @@ class CollapseMonitor(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Measure the final state (if the last step was not measured) and write the history."""
         if trainer.is_global_zero:
-            self._measure(trainer, pl_module, int(trainer.global_step))
+            self._measure(trainer, pl_module, int(trainer.global_step), force=True)
             self.write()
 
     def on_exception(

@@ -29,6 +29,7 @@ from dimcollapse.diagnostics.catalogue import evaluate
 from dimcollapse.diagnostics.lidar import lidar
 from dimcollapse.diagnostics.summary import embedding_context
 from dimcollapse.errors import ConfigError, DivergedError
+from dimcollapse.track.budget import TimeBudget
 from dimcollapse.track.layers import layer_view
 from dimcollapse.track.probe import Embed, Probe
 from dimcollapse.track.rule import CollapseRule, default_warmup, watched_output
@@ -52,6 +53,7 @@ class RecorderOptions(TypedDict, total=False):
     warn_fraction: float
     variance_fraction: float
     warmup_steps: int | None
+    max_share: float | None
     watch: str | None
     stop_on_collapse: bool
     patience: int
@@ -82,6 +84,7 @@ class CollapseRecorder:
         warn_fraction: float = 0.5,
         variance_fraction: float = 0.1,
         warmup_steps: int | None = None,
+        max_share: float | None = None,
         watch: str | None = None,
         stop_on_collapse: bool = False,
         patience: int = 1,
@@ -97,7 +100,8 @@ class CollapseRecorder:
 
         ``weights_of(module)`` is the sub-module whose layers are read (default: the module itself);
         ``annotate(module, record)`` may add fields to each record; ``warn_fraction``,
-        ``variance_fraction`` and ``warmup_steps`` (None: set from the cadence) as in ``rule.py``.
+        ``variance_fraction`` and ``warmup_steps`` (None: set from the cadence) as in ``rule.py``;
+        ``max_share``: the share of the training time the measurements may take (``budget.py``).
         """
         metrics = catalogue.monitored_keys() if metrics is None else tuple(metrics)
         unknown = [m for m in metrics if m not in catalogue.BY_KEY]
@@ -106,6 +110,7 @@ class CollapseRecorder:
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ConfigError(f"patience must be a whole number >= 1, got {patience!r}.")
         self.rule = CollapseRule(warn_fraction, variance_fraction, warmup_steps)
+        self.budget = TimeBudget(max_share)
         self.probe = Probe(probe, embed)
         self.layers, self.metrics, self.lid_k = layers, tuple(metrics), int(lid_k)
         self.warn_fraction, self.watch = self.rule.warn_fraction, watch
@@ -206,9 +211,14 @@ class CollapseRecorder:
         outputs = [k[len("spectrum_") :] for k in rec if k.startswith("spectrum_")]
         return watched_output(self.watched(rec), outputs)
 
-    def record(self, module: nn.Module, step: int, epoch: float | None = None) -> dict[str, Any] | None:
-        """Measure, update bests / warnings / stop decision and keep the record (once per step)."""
+    def record(
+        self, module: nn.Module, step: int, epoch: float | None = None, force: bool = False
+    ) -> dict[str, Any] | None:
+        """Measure, update bests / warnings / stop decision and keep the record (once per step; None
+        when already recorded, or when the time budget has no room for it and ``force`` is False)."""
         if self.history and self.history[-1]["step"] == step:
+            return None
+        if not force and not self.budget.allows():
             return None
         t0 = time.perf_counter()
         rec = self.measure(module, step, epoch)
@@ -226,7 +236,9 @@ class CollapseRecorder:
         else:
             self.streak = 0
         self.history.append(rec)
-        self.time_s += time.perf_counter() - t0
+        cost = time.perf_counter() - t0
+        self.time_s += cost
+        self.budget.charge(cost)
         return rec
 
     @property
@@ -252,6 +264,9 @@ class CollapseRecorder:
             "warnings": self.warnings,
             "stopped_at": self.stopped_at,
             "time_s": self.time_s,
+            "max_share": self.budget.max_share,
+            "time_share": self.budget.share(),
+            "skipped": self.budget.skipped,
             "history": self.history,
         }
         out["verdict"] = collapse_verdict(out)

@@ -49,6 +49,7 @@ class Tracker:
         self.steps_per_epoch, self.log = steps_per_epoch, log
         self.recorder = CollapseRecorder(probe, embed, **options)
         self.recorder.resolve_warmup(self.every, total_steps)
+        self.recorder.budget.begin()  # training time counts from here
         self._last = 0
 
     @property
@@ -61,10 +62,11 @@ class Tracker:
         """True once collapse persisted for ``patience`` records (with ``stop_on_collapse``)."""
         return self.recorder.should_stop
 
-    def measure_now(self, step: int) -> dict[str, Any] | None:
-        """Record step ``step`` regardless of ``every`` (None if that step is already recorded)."""
+    def measure_now(self, step: int, force: bool = True) -> dict[str, Any] | None:
+        """Record step ``step`` regardless of ``every`` (None if that step is already recorded, or if
+        ``force`` is False and the time budget ``max_share`` has no room for it)."""
         epoch = None if not self.steps_per_epoch else step / self.steps_per_epoch
-        rec = self.recorder.record(self.model, int(step), epoch)
+        rec = self.recorder.record(self.model, int(step), epoch, force)
         if rec is not None and self.log is not None:
             from dimcollapse.track.recorder import scalar_items
 
@@ -76,7 +78,7 @@ class Tracker:
         self._last = max(self._last, int(step))
         if step != 1 and step % self.every != 0:
             return None
-        return self.measure_now(step)
+        return self.measure_now(step, force=False)
 
     def write(self) -> None:
         """Write monitor.json (atomically) when ``out_path`` is set."""

@@ -281,6 +281,7 @@ def _callbacks(prep: Prepared, out: Path, extra: list[L.Callback] | None) -> _Wa
             lid_k=cfg.monitor.lid_k,
             weight_spectra=cfg.monitor.weight_spectra,
             out_path=out / "monitor.json",
+            max_share=cfg.monitor.max_share,
         )
         callbacks.append(monitor)
     probe: OnlineProbe | None = None
@@ -401,6 +402,8 @@ def _final_metrics(
         metrics["monitor_time_s"] = monitor.time_s
         metrics["monitor_fraction"] = monitor.time_s / max(train_s, 1e-9)
         metrics["monitor_warnings"] = monitor.warnings
+        metrics["monitor_skipped"] = monitor.recorder.budget.skipped
+        metrics["monitor_verdict"] = monitor.verdict()
         monitor.write()
     probe = watch.probe
     if probe is not None and module.last_r is not None and module.last_y is not None:

@@ -56,6 +56,7 @@ class CollapseMonitor(_GenericMonitor):
         lid_k: int = 20,
         weight_spectra: bool = True,
         out_path: str | Path | None = None,
+        max_share: float | None = None,
     ) -> None:
         """Probe: uint8 images; the rest as in ``dimcollapse.track.CollapseMonitor``."""
         super().__init__(
@@ -70,6 +71,7 @@ class CollapseMonitor(_GenericMonitor):
             out_path=out_path,
             weights_of=engine_weights,
             annotate=annotate_terms,
+            max_share=max_share,
         )
 
     @property
