@@ -217,3 +217,24 @@ def test_verdict_of_an_older_monitor_json_without_scale_signals() -> None:
     old = {"watch": "erank_r", "stopped_at": None, "history": [{"step": 1, "warning": True}]}
     assert collapse_verdict(old) == "collapsing: yes (step 1: erank_r fell)"
     assert collapse_verdict({"history": []}).startswith("collapsing: unknown")
+
+
+def test_default_layers_leave_out_momentum_copies() -> None:
+    class BYOLStyle(
+        nn.Module
+    ):  # lightly's BYOL names its copies backbone_momentum / projection_head_momentum
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = nn.Linear(8, 8)
+            self.projection_head = nn.Linear(8, 4)
+            self.backbone_momentum = nn.Linear(8, 8)
+            self.projection_head_momentum = nn.Linear(8, 4)
+            self.teacher = nn.ModuleDict({"head": nn.Linear(4, 4)})
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.projection_head(self.backbone(x))
+
+    tracker = Tracker(BYOLStyle(), torch.randn(30, 8), every=1, lid_k=5)
+    assert set(tracker.measure_now(1)["layers"]) == {"backbone", "projection_head"}  # type: ignore[index]
+    named = Tracker(BYOLStyle(), torch.randn(30, 8), every=1, lid_k=5, layers=["*momentum"])
+    assert set(named.measure_now(1)["layers"]) == {"backbone_momentum", "projection_head_momentum"}  # type: ignore[index]

@@ -31,6 +31,7 @@ from torch import nn
 
 from dimcollapse.track.probe import Embed
 from dimcollapse.track.recorder import CollapseRecorder, RecorderOptions, scalar_items
+from dimcollapse.utils.options import int_option
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -56,15 +57,11 @@ class CollapseMonitor(L.Callback):
         apart (state key, ``monitor-<name>.json``, logger prefix ``monitor/<name>/``).
         """
         super().__init__()
-        if int(every_n_steps) < 1:
-            from dimcollapse.errors import ConfigError
-
-            raise ConfigError(f"every_n_steps must be >= 1, got {every_n_steps}.")
         if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[\w-]+", name)):
             from dimcollapse.errors import ConfigError
 
             raise ConfigError(f"name must be letters, digits, '-' or '_', got {name!r}.")
-        self.every, self.name = int(every_n_steps), name
+        self.every, self.name = int_option(every_n_steps, "every_n_steps", 1), name
         self.recorder = CollapseRecorder(probe, embed, **options)
         self.log_spectra = bool(log_spectra)
         self._last_step = -1

@@ -36,6 +36,7 @@ from dimcollapse.track.rule import CollapseRule, default_warmup, watched_output
 from dimcollapse.track.signals import normalized_std, total_variance
 from dimcollapse.track.verdict import collapse_verdict
 from dimcollapse.utils.atomic import atomic_write_json
+from dimcollapse.utils.options import int_option
 
 log = logging.getLogger("dimcollapse.monitor")
 
@@ -107,8 +108,8 @@ class CollapseRecorder:
         unknown = [m for m in metrics if m not in catalogue.BY_KEY]
         if unknown:
             raise ConfigError(f"unknown metric(s) {unknown}; catalogue keys: {', '.join(catalogue.BY_KEY)}.")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ConfigError(f"patience must be a whole number >= 1, got {patience!r}.")
+        patience, lid_k = int_option(patience, "patience", 1), int_option(lid_k, "lid_k", 0)
+        n_views = int_option(n_views, "n_views (LiDAR views per probe sample)", 2)
         self.rule = CollapseRule(warn_fraction, variance_fraction, warmup_steps)
         self.budget = TimeBudget(max_share)
         self.probe = Probe(probe, embed)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from dimcollapse.errors import ConfigError
+from dimcollapse.utils.options import float_option, int_option
 
 
 def default_warmup(every: int, total_steps: float | None = None) -> int:
@@ -38,16 +38,6 @@ def watched_output(watch: str, outputs: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def _check_fraction(name: str, value: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}.") from None
-    if not 0.0 <= v <= 1.0:
-        raise ConfigError(f"{name} must be in [0, 1], got {value!r}.")
-    return v
-
-
 class CollapseRule:
     """The bests past the warm-up and the reasons a record warns (see the module docstring)."""
 
@@ -55,13 +45,9 @@ class CollapseRule:
         self, warn_fraction: float = 0.5, variance_fraction: float = 0.1, warmup_steps: int | None = None
     ) -> None:
         """``warmup_steps`` None: set later from the cadence (``default_warmup``)."""
-        self.warn_fraction = _check_fraction("warn_fraction", warn_fraction)
-        self.variance_fraction = _check_fraction("variance_fraction", variance_fraction)
-        if warmup_steps is not None and (
-            isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0
-        ):
-            raise ConfigError(f"warmup_steps must be a whole number >= 0, got {warmup_steps!r}.")
-        self.warmup_steps = warmup_steps
+        self.warn_fraction = float_option(warn_fraction, "warn_fraction", 0.0, 1.0)
+        self.variance_fraction = float_option(variance_fraction, "variance_fraction", 0.0, 1.0)
+        self.warmup_steps = None if warmup_steps is None else int_option(warmup_steps, "warmup_steps", 0)
         self.best: dict[str, float] = {}
         self.best_step: dict[str, int] = {}
 

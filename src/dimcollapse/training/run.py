@@ -29,6 +29,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 import dimcollapse
 from dimcollapse.errors import ConfigError, DivergedError, InputError
+from dimcollapse.records import RunRecord, write_record
 from dimcollapse.training.callbacks import CollapseMonitor, GracefulStop, LrOverride, OnlineProbe
 from dimcollapse.training.checkpoint import (
     AtomicCheckpointIO,
@@ -47,8 +48,8 @@ from dimcollapse.training.plan import plan_run
 from dimcollapse.training.precision import choose_precision
 from dimcollapse.training.preflight import check_machine, clean_stale_temp_files
 from dimcollapse.training.resume import resume_config, stored_config
-from dimcollapse.training.run_record import training_record
-from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
+from dimcollapse.training.run_record import components_used, training_record
+from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir
 
 LAST = "last.ckpt"
 FINAL = "final.ckpt"
@@ -356,9 +357,9 @@ def train(
     fit_s = _fit(trainer, prep, watch, out, resume)
     if not trainer.is_global_zero:
         return {}
-    metrics = _final_metrics(trainer, prep, watch, out, resume, fit_s)
-    atomic_write_json(out / "metrics.json", metrics)
-    return metrics
+    record = RunRecord.from_fields(_final_metrics(trainer, prep, watch, out, resume, fit_s))
+    write_record(out / "metrics.json", record)
+    return record.to_json()
 
 
 def _final_metrics(
@@ -381,7 +382,7 @@ def _final_metrics(
             monitor.load_state_dict(final["callbacks"][monitor.state_key])
     train_s = float(final.get("dimcollapse_train_time_s", module.train_time_s))
     session_s = max(train_s - time_before, 1e-9)
-    metrics = evaluate_module(module, EvalData.from_datamodule(dm), prep.evaluation)
+    metrics: dict[str, Any] = evaluate_module(module, EvalData.from_datamodule(dm), prep.evaluation).fields()
     metrics.update(
         {
             **training_record(
@@ -394,6 +395,7 @@ def _final_metrics(
             "versions": versions(),
             "git_commit": git_commit(),
             "resumed": bool(resume),
+            "components": components_used(cfg),
         }
     )
     if prep.lr_change is not None:
@@ -406,8 +408,9 @@ def _final_metrics(
         metrics["monitor_verdict"] = monitor.verdict()
         monitor.write()
     probe = watch.probe
-    if probe is not None and module.last_r is not None and module.last_y is not None:
-        metrics["online_probe_last_batch_top1"] = probe.accuracy(module.last_r, module.last_y)
+    last_top1 = probe.last_batch_accuracy() if probe is not None else None
+    if last_top1 is not None:
+        metrics["online_probe_last_batch_top1"] = last_top1
     return metrics
 
 

@@ -6,7 +6,12 @@ claims read these keys (``steps``, ``epochs``, ``planned_steps``, ``stopped_earl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from dimcollapse.regularizers.coefficients import effective_weight
+
+if TYPE_CHECKING:
+    from dimcollapse.training.config import RunConfig
 
 COMPLETED = "completed"
 TIME_CAP = "time cap"
@@ -48,3 +53,16 @@ def training_record(
     if reason == TIME_CAP:
         record["stop_reason"] = f"{TIME_CAP} (optim.max_time_minutes={max_time_minutes:g})"
     return record
+
+
+def components_used(cfg: RunConfig) -> dict[str, Any]:
+    """The run record's ``components``: objective, backbone, projector and each regularizer with the
+    coefficient it trained with (the config's weight or the class default: ``so`` -> 0.0001)."""
+    return {
+        "objective": cfg.objective.name,
+        "backbone": cfg.model.backbone,
+        "projector": cfg.model.projector,
+        "regularizers": [
+            {"name": r.name, "weight": effective_weight(r.name, r.kwargs)} for r in cfg.regularizers
+        ],
+    }
