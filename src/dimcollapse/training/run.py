@@ -288,7 +288,7 @@ def _callbacks(prep: Prepared, out: Path, extra: list[L.Callback] | None) -> _Wa
             lid_k=mon.lid_k,
             weight_spectra=mon.weight_spectra,
             out_path=out / "monitor.json",
-            max_share=cfg.monitor.max_share,
+            max_share=mon.max_share,
         )
         callbacks.append(monitor)
     probe: OnlineProbe | None = None
