@@ -11,6 +11,7 @@ from typing import Any
 
 from dimcollapse.errors import InputError
 from dimcollapse.records import RunRecord, read_record
+from dimcollapse.records.schema import RECORD_KEY, VERSION_KEY
 from dimcollapse.regularizers.coefficients import weight_text
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text
 
@@ -49,8 +50,13 @@ def describe_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def flat_scalars(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Top-level scalar entries of a metrics dict (nested dicts/lists are left to metrics.json)."""
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    """Top-level scalar entries of a metrics dict (nested dicts/lists are left to metrics.json; the record's
+    kind and schema version are the file's, not a result column)."""
+    return {
+        k: v
+        for k, v in metrics.items()
+        if (isinstance(v, (int, float, str, bool)) or v is None) and k not in (RECORD_KEY, VERSION_KEY)
+    }
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
