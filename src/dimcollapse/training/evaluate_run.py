@@ -27,6 +27,7 @@ from dimcollapse.training.checkpoint import data_info_changes, load_run
 from dimcollapse.training.config import RunConfig
 from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.evaluation import extract_features, knn_accuracies, linear_probe
+from dimcollapse.training.model import embedding_slice
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,8 @@ def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> RunR
     rtr_l, ytr_l = rtr[labelled], ytr[labelled]
     c, s = data.num_classes, settings
     rec = RunRecord(accuracies=_accuracies("", s, rtr_l, ytr_l, rte, yte, c))
-    d0 = getattr(module.model.objective, "d0", None)
-    if d0 is not None and int(d0) < rtr.shape[1]:
+    d0 = embedding_slice(module.model.objective)
+    if d0 is not None and d0 < rtr.shape[1]:
         rec.accuracies.update(_accuracies("d0", s, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
         rec.details["d0"] = int(d0)
     rec.outputs = {"r": _diagnostics("r", rte, k=s.lid_k), "z": _diagnostics("z", zte, k=s.lid_k)}
