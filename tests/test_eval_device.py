@@ -101,7 +101,7 @@ def test_sgd_probe_in_the_evaluation_uses_new_crops_every_epoch() -> None:
     train = [(xtr[:48], ytr[:48]), (xtr[48:], ytr[48:])]
     data = EvalData(train, [(xte, yte)], num_classes=3)
     probe = SGDProbeSettings(epochs=5, batch_size=16)
-    settings = EvalSettings((5,), 0.07, True, 5, 0.0, 5, "blobs", "sgd", probe, True)
+    settings = EvalSettings((5,), 0.07, True, 5, 0.0, 5, "blobs", linear_probe_kind="sgd", sgd_probe=probe)
     module = _Module()
     rec = evaluate_module(module, data, settings)
     m = rec.fields()

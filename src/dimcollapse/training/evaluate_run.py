@@ -30,6 +30,7 @@ from dimcollapse.training.evaluate_sgd import sgd_probe_accuracies
 from dimcollapse.training.evaluation import extract_features, linear_probe
 from dimcollapse.training.knn_eval import device_knn_accuracies
 from dimcollapse.training.probe_sgd import SGDProbeSettings
+from dimcollapse.training.model import embedding_slice
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class EvalSettings:
     linear_probe_weight_decay: float
     lid_k: int
     dataset: str  # recorded with the sizes: what a claim checks before comparing runs
+    online_probe: bool = False  # the online linear probe trained during the run (a callback)
+    online_probe_lr: float = 0.1
     linear_probe_kind: str = "lbfgs"  # lbfgs: the fast CPU probe; sgd: the papers' protocol
     sgd_probe: SGDProbeSettings = field(default_factory=SGDProbeSettings)
     sgd_probe_augment: bool = True
@@ -73,16 +76,18 @@ class EvalSettings:
             float(e.linear_probe_weight_decay),
             int(e.lid_k),
             str(cfg.data.name),
-            str(e.linear_probe_kind),
-            SGDProbeSettings(
+            bool(e.online_probe),
+            float(e.online_probe_lr),
+            linear_probe_kind=str(e.linear_probe_kind),
+            sgd_probe=SGDProbeSettings(
                 epochs=int(e.linear_probe_epochs),
                 lr=float(e.sgd_probe_lr),
                 batch_size=int(e.sgd_probe_batch_size),
                 weight_decay=float(e.sgd_probe_weight_decay),
                 seed=int(cfg.trainer.seed),
             ),
-            bool(e.sgd_probe_augment),
-            str(e.knn_storage),
+            sgd_probe_augment=bool(e.sgd_probe_augment),
+            knn_storage=str(e.knn_storage),
         )
 
 
@@ -145,8 +150,8 @@ def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> RunR
             module, data.train, s.sgd_probe, s.sgd_probe_augment, rtr_l, ytr_l, rte, yte, c
         )
         rec.accuracies.update(sgd)
-    d0 = getattr(module.model.objective, "d0", None)
-    if d0 is not None and int(d0) < rtr.shape[1]:
+    d0 = embedding_slice(module.model.objective)
+    if d0 is not None and d0 < rtr.shape[1]:
         rec.accuracies.update(_accuracies("d0", s, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
         rec.details["d0"] = int(d0)
     rec.outputs = {"r": _diagnostics("r", rte, k=s.lid_k), "z": _diagnostics("z", zte, k=s.lid_k)}
