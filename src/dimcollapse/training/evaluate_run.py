@@ -29,8 +29,8 @@ from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.evaluate_sgd import sgd_probe_accuracies
 from dimcollapse.training.evaluation import extract_features, linear_probe
 from dimcollapse.training.knn_eval import device_knn_accuracies
-from dimcollapse.training.probe_sgd import SGDProbeSettings
 from dimcollapse.training.model import embedding_slice
+from dimcollapse.training.probe_sgd import SGDProbeSettings
 
 
 @dataclass(frozen=True)
