@@ -168,3 +168,15 @@ def test_the_recorded_coefficient_is_the_one_used() -> None:
     run_cfg = load_config(Path("configs/fmnist/simclr_mlp.yaml"), ["regularizers=[{name: so}]"])
     used = components_used(run_cfg)
     assert used["regularizers"] == [{"name": "so", "weight": 1e-4}] and used["objective"] == "simclr"
+
+
+def test_the_report_of_a_run_of_a_newer_schema_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dimcollapse.cli.main import run
+
+    (tmp_path / "metrics.json").write_text(json.dumps({**RUN_V1, "record": "run", "schema_version": 3}))
+    assert run(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "schema version 3" in err
+    assert not (tmp_path / "report").exists()  # nothing written

@@ -32,6 +32,10 @@ class DirectCLR(Objective):
         self.d0 = d0
         self.temperature = float(temperature)
 
+    def embedding_slice(self) -> int:
+        """d0: the loss reads z[:, :d0] only."""
+        return self.d0
+
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         """L = (CE(z1 z2^T / tau, I) + CE(z2 z1^T / tau, I)) / 2 on z = normalize(r[:, :d0]), mean over N."""
         self.check_pair(z1, z2, min_rows=1)
@@ -54,5 +58,5 @@ class DirectCLR(Objective):
         with torch.no_grad():
             pos_sim = (a1 * a2).sum(dim=1).mean()
             acc = (logits12.argmax(dim=1) == target).float().mean()
-        self.last_stats = {"loss": float(loss.detach()), "pos_sim": float(pos_sim), "top1": float(acc)}
+        self.last_stats = {"loss": loss.detach(), "pos_sim": pos_sim.detach(), "top1": acc.detach()}
         return loss

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from dimcollapse.errors import InputError
-from dimcollapse.records.schema import EMBEDDING, stamp, upgrade
+from dimcollapse.records.schema import EMBEDDING, JsonObject, JsonValue, stamp, upgrade
 
 # value types a metric may have in JSON (bool is a detail, not a metric)
 Number = int | float
@@ -39,8 +38,8 @@ class EmbeddingRecord:
     n: int | None
     d: int | None
     metrics: dict[str, Number] = field(default_factory=dict)
-    spectrum: list[float] | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    spectrum: list[Number] | None = None
+    details: JsonObject = field(default_factory=dict)
     output: str = ""  # "r" / "z" for a training run's output, "" for an analysed embedding
 
     def get(self, key: str) -> Number | None:
@@ -50,17 +49,25 @@ class EmbeddingRecord:
         return self.metrics.get(key)
 
     @classmethod
-    def from_fields(cls, fields: Mapping[str, Any], output: str = "") -> EmbeddingRecord:
+    def from_fields(cls, fields: Mapping[str, JsonValue], output: str = "") -> EmbeddingRecord:
         """The record of an already-upgraded flat mapping (keys without an output suffix)."""
         metrics: dict[str, Number] = {}
-        details: dict[str, Any] = {}
+        details: JsonObject = {}
         for key, value in fields.items():
             if key in ("n", "d", "spectrum"):
                 continue
-            (metrics if is_number(value) else details)[key] = value
-        spectrum = fields.get("spectrum")
-        if spectrum is not None and not (isinstance(spectrum, list) and all(map(is_number, spectrum))):
-            details["spectrum"], spectrum = spectrum, None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics[key] = value
+            else:
+                details[key] = value
+        raw = fields.get("spectrum")
+        spectrum: list[Number] | None = None
+        if isinstance(raw, list):
+            spectrum = [v for v in raw if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if len(spectrum) != len(raw):  # not a list of numbers: kept as it came, not as a spectrum
+                details["spectrum"], spectrum = raw, None
+        elif raw is not None:
+            details["spectrum"] = raw
         return cls(_count(fields.get("n")), _count(fields.get("d")), metrics, spectrum, details, output)
 
     @classmethod
@@ -71,9 +78,9 @@ class EmbeddingRecord:
             raise InputError(f"{source}: a training run's metrics, not an analysed embedding's.")
         return cls.from_fields(fields)
 
-    def fields(self) -> dict[str, Any]:
+    def fields(self) -> JsonObject:
         """The flat fields without schema stamp or suffix: n, d, metrics, details, spectrum."""
-        out: dict[str, Any] = {}
+        out: JsonObject = {}
         if self.n is not None:
             out["n"] = self.n
         if self.d is not None:
@@ -81,13 +88,13 @@ class EmbeddingRecord:
         out.update(self.metrics)
         out.update(self.details)
         if self.spectrum is not None:
-            out["spectrum"] = self.spectrum
+            out["spectrum"] = list(self.spectrum)
         return out
 
-    def suffixed(self) -> dict[str, Any]:
+    def suffixed(self) -> JsonObject:
         """The fields with ``_<output>`` appended to every key (a run's layout: erank_r, n_r, ...)."""
         return {f"{k}_{self.output}" if self.output else k: v for k, v in self.fields().items()}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """The metrics.json content of an analysed embedding (current schema version)."""
         return stamp(EMBEDDING, self.fields())

@@ -21,7 +21,7 @@ from typing import Any
 from dimcollapse.errors import InputError
 from dimcollapse.records.accuracy import accuracy_columns, is_accuracy
 from dimcollapse.records.embedding import EmbeddingRecord, is_number
-from dimcollapse.records.schema import OUTPUTS, RUN, stamp, upgrade
+from dimcollapse.records.schema import OUTPUTS, RUN, JsonObject, JsonValue, stamp, upgrade
 
 COMPONENTS_KEY = "components"
 
@@ -44,7 +44,7 @@ class TrainingFacts:
         """The metrics.json keys of these facts."""
         return tuple(f.name for f in fields(cls))
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         """The recorded facts (None left out), in field order."""
         return {k: getattr(self, k) for k in self.keys() if getattr(self, k) is not None}
 
@@ -67,8 +67,8 @@ class RunRecord:
     outputs: dict[str, EmbeddingRecord] = field(default_factory=dict)
     accuracies: dict[str, float] = field(default_factory=dict)
     training: TrainingFacts = field(default_factory=TrainingFacts)
-    components: dict[str, Any] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
+    components: JsonObject = field(default_factory=dict)
+    details: JsonObject = field(default_factory=dict)
 
     def output(self, name: str = "r") -> EmbeddingRecord | None:
         """The record of output ``name`` (r: the representation, z: the projector's output)."""
@@ -79,14 +79,14 @@ class RunRecord:
         return accuracy_columns(self.accuracies, tops, variants=True)
 
     @classmethod
-    def from_fields(cls, flat: Mapping[str, Any]) -> RunRecord:
+    def from_fields(cls, flat: Mapping[str, JsonValue]) -> RunRecord:
         """The record of an already-upgraded flat mapping (a run's metrics.json layout)."""
         rec = cls()
-        per_output: dict[str, dict[str, Any]] = {}
+        per_output: dict[str, JsonObject] = {}
         facts: dict[str, Any] = {}
         for key, value in flat.items():
             split = _split_output(key)
-            if is_accuracy(key) and is_number(value):
+            if is_accuracy(key) and isinstance(value, (int, float)) and not isinstance(value, bool):
                 rec.accuracies[key] = float(value)
             elif key in TRAINING_KEYS and value is not None:
                 facts[key] = value
@@ -108,9 +108,9 @@ class RunRecord:
             raise InputError(f"{source}: an analysed embedding's metrics, not a training run's.")
         return cls.from_fields(flat)
 
-    def fields(self) -> dict[str, Any]:
+    def fields(self) -> JsonObject:
         """The flat layout without the schema stamp: accuracies, outputs, training, components, details."""
-        out: dict[str, Any] = dict(self.accuracies)
+        out: JsonObject = dict(self.accuracies)
         for rec in self.outputs.values():
             out.update(rec.suffixed())
         out.update(self.training.as_dict())
@@ -119,6 +119,6 @@ class RunRecord:
         out.update(self.details)
         return out
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """The metrics.json content of a run (current schema version)."""
         return stamp(RUN, self.fields())

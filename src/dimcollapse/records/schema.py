@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, TypeAlias
 
 from dimcollapse.errors import InputError
 
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+JsonObject: TypeAlias = "dict[str, JsonValue]"
 SCHEMA_VERSION = 2  # 1: the schema-less files written before records existed
 RECORD_KEY = "record"
 VERSION_KEY = "schema_version"
@@ -26,7 +28,7 @@ EMBEDDING: Literal["embedding"] = "embedding"
 OUTPUTS = ("r", "z")  # a training run's outputs: the representation r and the projector output z
 
 
-def _guess_kind(raw: Mapping[str, Any]) -> RecordKind | None:
+def _guess_kind(raw: Mapping[str, object]) -> RecordKind | None:
     """The kind of a version-1 file from its keys (a run's metrics end in ``_r``, an embedding's do not)."""
     if "erank_r" in raw or "n_r" in raw:
         return RUN
@@ -35,7 +37,7 @@ def _guess_kind(raw: Mapping[str, Any]) -> RecordKind | None:
     return None
 
 
-def upgrade(raw: object, source: str = "metrics") -> tuple[RecordKind, dict[str, Any]]:
+def upgrade(raw: object, source: str = "metrics") -> tuple[RecordKind, JsonObject]:
     """(kind, fields in the current layout) of a metrics.json's content of any version this code reads.
 
     Raises InputError naming ``source`` for a non-object, an unknown version or an unknown kind."""
@@ -54,11 +56,11 @@ def upgrade(raw: object, source: str = "metrics") -> tuple[RecordKind, dict[str,
             f"{source}: neither a run's metrics (erank_r, n_r, ...) nor an embedding's (erank, n, ...); "
             "pass a folder written by train, eval or analyze."
         )
-    fields = {k: v for k, v in raw.items() if k not in (RECORD_KEY, VERSION_KEY)}
+    fields: JsonObject = {str(k): v for k, v in raw.items() if k not in (RECORD_KEY, VERSION_KEY)}
     return kind, fields
 
 
-def stamp(kind: RecordKind, fields: Mapping[str, Any]) -> dict[str, Any]:
+def stamp(kind: RecordKind, fields: Mapping[str, JsonValue]) -> JsonObject:
     """``fields`` with the record kind and the current schema version in front."""
     return {RECORD_KEY: kind, VERSION_KEY: SCHEMA_VERSION, **fields}
 

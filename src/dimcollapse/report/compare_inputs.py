@@ -161,15 +161,15 @@ def _folder(name: str, folder: Path, got: Collected, warn: Callable[[str], None]
 
 def _checkpoints(paths: Sequence[Path], got: Collected, warn: Callable[[str], None]) -> None:
     """Rows for checkpoint files (evaluated on their run's data) and one curve per run folder."""
-    from dimcollapse.training.evaluate_run import checkpoint_metrics
+    from dimcollapse.training.evaluate_run import checkpoint_record
 
     series: dict[str, History] = {}
     for p in paths:
         run = p.parent.parent.name if p.parent.name == "checkpoints" else p.parent.name
         try:
-            metrics, step = checkpoint_metrics(p)
-            rec = RunRecord.from_fields(metrics)
+            rec = checkpoint_record(p)
             row = _record_row(f"{run}/{p.stem}", p, rec)
+            step = int(rec.training.steps or 0)
         except UNREADABLE as e:
             got.skipped.append((str(p), str(e)))
             warn(f"skipped '{p}': {e}")

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dimcollapse.records import is_accuracy
+
 PAPER_PREFIX = "paper_"
 
 
@@ -30,8 +32,8 @@ class PaperRow:
 
 
 def in_paper_units(metric: str, value: float) -> float:
-    """Accuracies are fractions in results and percent in the papers: x100 for ``*top1`` / ``*top5``."""
-    return 100.0 * value if "top1" in metric or "top5" in metric else value
+    """Accuracies (the accuracy catalogue's keys) are fractions in results and percent in the papers."""
+    return 100.0 * value if is_accuracy(metric) else value
 
 
 def paper_rows(rows: Sequence[Mapping[str, Any]]) -> list[PaperRow]:

@@ -382,7 +382,7 @@ def _final_metrics(
             monitor.load_state_dict(final["callbacks"][monitor.state_key])
     train_s = float(final.get("dimcollapse_train_time_s", module.train_time_s))
     session_s = max(train_s - time_before, 1e-9)
-    metrics = evaluate_module(module, EvalData.from_datamodule(dm), prep.evaluation)
+    metrics: dict[str, Any] = evaluate_module(module, EvalData.from_datamodule(dm), prep.evaluation).fields()
     metrics.update(
         {
             **training_record(
@@ -406,8 +406,9 @@ def _final_metrics(
         metrics["monitor_warnings"] = monitor.warnings
         monitor.write()
     probe = watch.probe
-    if probe is not None and module.last_r is not None and module.last_y is not None:
-        metrics["online_probe_last_batch_top1"] = probe.accuracy(module.last_r, module.last_y)
+    last_top1 = probe.last_batch_accuracy() if probe is not None else None
+    if last_top1 is not None:
+        metrics["online_probe_last_batch_top1"] = last_top1
     return metrics
 
 
