@@ -17,10 +17,13 @@ from dimcollapse.registry import build
 from robust_helpers import TINY, TINY_YAML, env
 
 CASES = {
-    "momentum_text": (["objective.name=byol", "objective.kwargs.base_momentum=abc"], "option base_momentum"),
+    "momentum_text": (
+        ["objective.name=byol", "objective.kwargs.base_momentum=abc"],
+        "base_momentum must be a number",
+    ),
     "widths_text": (["model.backbone_kwargs.widths=[abc,8]"], "option widths must be a list of numbers"),
     "widths_word": (["model.backbone_kwargs.widths=abc"], "option widths must be a list of numbers"),
-    "weight_text": (["regularizers=[{name: so, kwargs: {weight: abc}}]"], "regularizer 'so': option weight"),
+    "weight_text": (["regularizers=[{name: so, kwargs: {weight: abc}}]"], "weight must be a number"),
     "queue_huge": (["objective.name=mocov2plus", "objective.kwargs.queue_size=100000000000"], "GiB"),
     "prototypes_huge": (["objective.name=swav", "objective.kwargs.n_prototypes=10000000000"], "GiB"),
     "test_split_too_small": (["eval.max_test=2", "eval.lid_k=2"], "has 2 image(s) (eval.max_test=2)"),
@@ -49,12 +52,14 @@ def test_config_mistakes_give_one_line_exit_2_and_write_nothing(
 
 
 def test_text_where_a_number_goes_names_the_option() -> None:
-    with pytest.raises(ConfigError, match=r"objective 'byol': option base_momentum must be a number") as e:
-        build("objective", "byol", dim=8, base_momentum="abc")
+    with pytest.raises(ConfigError, match=r"objective 'byol': option hidden_dim must be a number") as e:
+        build("objective", "byol", dim=8, hidden_dim="abc")
     assert "1e5" not in str(e.value)
     with pytest.raises(ConfigError, match=r"queue_size must be a number .*YAML reads 1e5 as text"):
         build("objective", "mocov2plus", dim=8, queue_size="1e5")
-    assert build("objective", "byol", dim=8, base_momentum=0.9).base_momentum == pytest.approx(0.9)
+    with pytest.raises(ConfigError, match=r"widths must be a list of numbers"):
+        build("backbone", "small_resnet", widths=[4, "x"])
+    assert build("objective", "byol", dim=8, hidden_dim=16).predictor is not None
 
 
 def test_allocation_failures_are_recognised_with_their_size() -> None:
