@@ -288,6 +288,7 @@ def _callbacks(prep: Prepared, out: Path, extra: list[L.Callback] | None) -> _Wa
             lid_k=mon.lid_k,
             weight_spectra=mon.weight_spectra,
             out_path=out / "monitor.json",
+            max_share=mon.max_share,
         )
         callbacks.append(monitor)
     probe: OnlineProbe | None = None
@@ -409,6 +410,8 @@ def _final_metrics(
         metrics["monitor_time_s"] = monitor.time_s
         metrics["monitor_fraction"] = monitor.time_s / max(train_s, 1e-9)
         metrics["monitor_warnings"] = monitor.warnings
+        metrics["monitor_skipped"] = monitor.recorder.budget.skipped
+        metrics["monitor_verdict"] = monitor.verdict()
         monitor.write()
     probe = watch.probe
     last_top1 = probe.last_batch_accuracy() if probe is not None else None
