@@ -42,6 +42,7 @@ from dimcollapse.training.prepared import Prepared, prepare
 from dimcollapse.training.run_folder import FINAL, LAST, LOCK, PROGRESS, FolderState, check_unchanged
 from dimcollapse.training.run_results import diverged_error, final_metrics, git_commit, versions
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
+from dimcollapse.utils.distributed import end_process_group
 from dimcollapse.utils.lock import folder_lock
 
 __all__ = ["FINAL", "LAST", "Prepared", "build_trainer", "git_commit", "prepare", "train", "versions"]
@@ -206,6 +207,7 @@ def _fit(trainer: L.Trainer, prep: Prepared, watch: _Watchers, out: Path, stop: 
             raise diverged_error(e, prep.cfg, watch.checkpointer, out) from None
         finally:
             stop.install()  # ours again after Lightning's signal connector restored its own
+            end_process_group()
         return time.perf_counter() - t0
 
 
