@@ -4,6 +4,7 @@ The fixtures that train it once per session are in conftest_study.py.
 
 The study: 3 SimCLR runs (MLP projector, no projector, MLP + SO) on 256 synthetic 16x16 images, a
 small ResNet of widths 8-16-16-32, one short epoch (a few steps); about 10 s of CPU on a quiet machine.
+Two runs carry a (made-up) paper number, one of them null, so the paper-vs-measured table is exercised.
 Tests that change a study folder must work on a copy (``copy_study``).
 """
 
@@ -28,9 +29,10 @@ eval: {linear_probe_epochs: 5}
 STUDY_YAML = """\
 name: tiny
 base: base.yaml
+paper: {table: tiny paper table, metric: knn_k20_top1, protocol: kNN k = 20}
 runs:
-  - {name: simclr_mlp, set: {model.projector: mlp}}
-  - {name: simclr_none, set: {model.projector: none}}
+  - {name: simclr_mlp, set: {model.projector: mlp}, paper: 50.0}
+  - {name: simclr_none, set: {model.projector: none}, paper: null}
   - {name: simclr_so, set: {regularizers: [{name: so, kwargs: {weight: 0.001}}]}}
 """
 

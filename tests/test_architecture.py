@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "dimcollapse"
-BOTTOM = {"errors", "registry", "utils", "contracts"}
+BOTTOM = {"errors", "registry", "utils", "contracts", "records"}
 COMPONENTS = {"models", "objectives", "regularizers", "data"}
 
 # package -> the dimcollapse packages it may import (the root package ``dimcollapse`` is open to all)
@@ -28,9 +28,10 @@ LAYERS: dict[str, set[str]] = {
     "registry": {"errors"},
     "utils": {"errors"},
     "contracts": set(),
-    "diagnostics": {"errors", "utils"},
-    "theory": {"diagnostics", "errors", "utils"},
-    "track": {"diagnostics", "errors", "registry", "utils", "contracts"},
+    "records": {"errors", "utils"},
+    "diagnostics": {"errors", "utils", "records"},
+    "theory": {"diagnostics", "errors", "utils", "records"},
+    "track": {"diagnostics", "errors", "registry", "utils", "contracts", "records"},
     "models": BOTTOM | {"diagnostics"},
     "data": BOTTOM | {"diagnostics"},
     "objectives": BOTTOM | {"diagnostics", "models"},
@@ -52,6 +53,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "registry": set(),
     "utils": {"numpy", "torch", "matplotlib"},
     "contracts": {"torch"},
+    "records": set(),
     "diagnostics": {"numpy", "torch", "scipy", "sklearn", "faiss", "skdim", "threadpoolctl"},
     "track": {"numpy", "torch", "lightning", "torchmetrics"},
 }

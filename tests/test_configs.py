@@ -22,8 +22,13 @@ from dimcollapse.study.runner import resolve_configs
 from dimcollapse.training.config import RunConfig, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-RECIPES = sorted(p for p in CONFIGS.rglob("*.yaml") if "studies" not in p.relative_to(CONFIGS).parts)
-STUDIES = sorted((CONFIGS / "studies").glob("*.yaml"))
+PAPERS = CONFIGS / "papers"  # the named paper studies (papers/*.yaml), their recipes and settings tables
+RECIPES = sorted(
+    p
+    for p in CONFIGS.rglob("*.yaml")
+    if not {"studies", "settings"} & set(p.relative_to(CONFIGS).parts) and p.parent != PAPERS
+)
+STUDIES = sorted([*(CONFIGS / "studies").glob("*.yaml"), *PAPERS.glob("*.yaml")])
 _BUILT: set[str] = set()  # (model, regularizer) combinations already checked (many runs share them)
 _BACKBONES: dict[str, Any] = {}  # built backbones by (name, keywords)
 _LAST: dict[str, Any] = {}  # the last built model, reused by the next run with the same components

@@ -40,16 +40,43 @@ def conv_calls(net: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Conv2d, to
     return calls
 
 
-def run(conv: nn.Conv2d, x: torch.Tensor, channels_last: bool) -> tuple[torch.Tensor, ...]:
-    """Output, input gradient and weight gradient of ``conv`` in one memory layout."""
+def run(
+    conv: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, channels_last: bool, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, ...]:
+    """Output, input gradient and weight gradient of ``conv`` in one memory layout and dtype; the
+    backward pass starts from the output gradient ``g``."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    m = copy.deepcopy(conv).to(memory_format=layout)  # type: ignore[call-overload]
-    xi = x.detach().clone().contiguous(memory_format=layout).requires_grad_()
+    m = copy.deepcopy(conv).to(dtype=dtype, memory_format=layout)  # type: ignore[call-overload]
+    xi = x.detach().to(dtype).contiguous(memory_format=layout).requires_grad_()
     y = m(xi)
-    g = torch.linspace(-1, 1, y.numel()).reshape(y.shape)
-    (y * g).sum().backward()
+    (y * g.to(dtype)).sum().backward()
     assert xi.grad is not None and m.weight.grad is not None
     return y.detach(), xi.grad, m.weight.grad
+
+
+def float32_bounds(conv: nn.Conv2d, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per-element bounds on the float32 rounding error of the output and both gradients.
+
+    Each is a sum of L products; in any summation order (blocked, vectorised, FMA) its float32 error is
+    at most gamma_L * sum |a_i b_i| with gamma_L = L u / (1 - L u), u = 2^-24 (Higham, Accuracy and
+    Stability of Numerical Algorithms, 2nd ed., eq. 3.5). sum |a_i b_i| is the same operation on |x|,
+    |w|, |g| in float64; L is the longest reduction (conservatively, the product of the sizes that can
+    take part). The bound holds on every CPU for direct and GEMM-based kernels; it is doubled as room for
+    kernels that round an extra time (e.g. partial sums kept in a float32 buffer). A wrong kernel (bad
+    layout, corrupt memory) misses it by orders of magnitude.
+    """
+    a = copy.deepcopy(conv).double()
+    with torch.no_grad():
+        a.weight.abs_()
+        if a.bias is not None:
+            a.bias.abs_()
+    mag = run(a, x.abs(), g.abs(), False, torch.float64)
+    kh, kw = conv.kernel_size
+    cin, cout = conv.in_channels // conv.groups, conv.out_channels // conv.groups
+    n, hout, wout = g.shape[0], g.shape[2], g.shape[3]
+    lengths = (cin * kh * kw + 1, cout * kh * kw, n * hout * wout)  # output (+ bias), d input, d weight
+    u = 2.0**-24
+    return tuple(2.0 * m * (ln * u / (1 - ln * u)) for m, ln in zip(mag, lengths, strict=True))
 
 
 @pytest.mark.parametrize(
@@ -63,8 +90,21 @@ def test_every_conv_agrees_in_both_layouts(name: str, kw: dict, size: int) -> No
     assert calls, "no convolution was called"
     for lname, conv, shape in calls:
         x = torch.randn(shape)
-        for a, b in zip(run(conv, x, True), run(conv, x, False), strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, n=lname: f"{n}: {m}")
+        with torch.no_grad():
+            g = torch.linspace(-1, 1, conv(x).numel()).reshape(conv(x).shape)
+        exact = run(conv, x, g, False, torch.float64)
+        bounds = float32_bounds(conv, x, g)
+        for channels_last in (True, False):
+            got = run(conv, x, g, channels_last)
+            for what, a, ref, bound in zip(
+                ("output", "d input", "d weight"), got, exact, bounds, strict=True
+            ):
+                err = (a.double() - ref).abs()
+                worst = float((err / bound.clamp_min(1e-300)).max())
+                assert worst <= 1.0, (
+                    f"{lname} {what} (channels_last={channels_last}): error {float(err.max()):.3g} is "
+                    f"{worst:.3g}x its float32 bound"
+                )
 
 
 def test_no_backbone_uses_a_strided_pointwise_kernel() -> None:

@@ -215,7 +215,10 @@ def test_evaluate_module_needs_no_config_and_no_datamodule() -> None:
     data = EvalData([(xtr[:32], ytr[:32]), (xtr[32:], ytr[32:])], [(xte, yte)], num_classes=3)
     settings = EvalSettings((5,), 0.07, False, 0, 0.0, 5, "blobs")
     module = _Encoder().train()
-    m = evaluate_module(module, data, settings)
+    rec = evaluate_module(module, data, settings)
+    m = rec.fields()
+    r = rec.output("r")
+    assert r is not None and (r.n, r.d) == (30, 16) and r.get("erank") == m["erank_r"]
     assert module.training  # the caller's mode is restored
     scores = brute_force_knn(
         xtr.flatten(1).double().numpy(), ytr.numpy(), xte.flatten(1).double().numpy(), 5, 3, 0.07

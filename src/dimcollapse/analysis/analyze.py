@@ -30,6 +30,7 @@ from dimcollapse.diagnostics import catalogue
 from dimcollapse.diagnostics.catalogue import COLLAPSE_THRESHOLD, evaluate
 from dimcollapse.diagnostics.summary import embedding_context
 from dimcollapse.errors import ConfigError, InputError
+from dimcollapse.records import EmbeddingRecord, write_record
 from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 
 MAP_METHODS = ("auto", "umap", "pca", "none")
@@ -143,7 +144,7 @@ def _write(out: Path, files: dict[str, bytes], metrics: dict[str, Any]) -> None:
     for fname, data in files.items():
         atomic_write_bytes(out / "figures" / fname, data)
     metrics["figures"] = sorted(f"figures/{f}" for f in files)
-    atomic_write_json(out / "metrics.json", metrics)
+    write_record(out / "metrics.json", EmbeddingRecord.from_fields(metrics))
 
 
 def analyze_embeddings(

@@ -1,15 +1,23 @@
-"""Inputs for ``analyze --model``: a registered dataset, an image folder or a tensor file, as model input.
+"""Inputs of ``analyze --model``: a registered dataset, an image folder or a tensor file, streamed in batches.
 
-Images (uint8 [N, C, H, W]) are scaled and normalised like the engine's evaluation
-(``data.views.eval_transform``: resize to ``image_size``, / 255, minus mean, over std, with the
-dataset's statistics for a registered dataset); ``channels`` repeats grey images for 3-channel models.
-A float tensor file is used as it is.
+``load_inputs(data, limit, train, key, decode_size, channels)`` -> :class:`Inputs` (``n`` rows, labels if
+known, ``batches(batch_size, num_workers)``). An image folder is decoded lazily at ``decode_size`` (the
+model's input size), ``limit`` files first, in batches (DataLoader workers): memory is one batch, not the
+folder. A registered dataset and a tensor file are in memory already and are sliced.
+
+:class:`Preprocess` turns raw rows into model input: uint8 images (N, C, H, W) are resized to
+``image_size``, scaled to [0, 1] and normalised with ``mean`` / ``std`` (the model's own statistics when
+its checkpoint or pretrained config has them, else the dataset's, else 0.5); ``channels`` repeats grey
+images for 3-channel models. Float rows are used as they are.
 """
 
 from __future__ import annotations
 
+import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,73 +25,146 @@ from torch import Tensor
 
 from dimcollapse.errors import ConfigError, InputError
 
+DEFAULT_DECODE_SIZE = 224
 
-@dataclass
-class Inputs:
-    """Model inputs (``x`` raw: uint8 images or float features), labels if known, and a name."""
 
-    x: Tensor
-    labels: np.ndarray | None
-    name: str
+@dataclass(frozen=True)
+class Preprocess:
+    """How raw uint8 images become model input (see the module docstring); None: keep / dataset's."""
+
+    image_size: int | None = None
+    channels: int | None = None
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
     dataset: str | None = None
 
-    def batch(self, start: int, stop: int, image_size: int | None, channels: int | None) -> Tensor:
-        """Rows start:stop as model input (images normalised; see the module docstring)."""
-        x = self.x[start:stop]
+    def __call__(self, x: Tensor) -> Tensor:
+        """Model input of a raw batch: float rows as they are, images normalised."""
         if x.dtype != torch.uint8:
             return x.float()
         from dimcollapse.data.views import eval_transform
 
-        if channels is not None and channels != x.shape[1]:
+        if self.channels is not None and self.channels != x.shape[1]:
             if x.shape[1] != 1:
                 raise ConfigError(
-                    f"--channels {channels}: the images have {x.shape[1]} channels; only "
-                    "grey images can be repeated to 3 channels."
+                    f"the model takes {self.channels}-channel images but the data has {x.shape[1]} "
+                    "channels; only grey images are repeated to 3 channels. Pass --channels to match."
                 )
-            x = x.repeat(1, channels, 1, 1)
-        return eval_transform(x, image_size=image_size, dataset=self.dataset if channels is None else None)
+            x = x.repeat(1, self.channels, 1, 1)
+        stats = self.mean is None and self.std is None
+        return eval_transform(
+            x,
+            mean=self.mean,
+            std=self.std,
+            image_size=self.image_size,
+            dataset=self.dataset if stats and self.channels in (None, x.shape[1]) else None,
+        )
 
 
-def _dataset_inputs(name: str, root: Path | None, train: bool, limit: int | None) -> Inputs:
+@dataclass
+class Inputs:
+    """Raw model inputs: ``n`` rows streamed by ``batches``, labels if known, a name."""
+
+    name: str
+    n: int
+    labels: np.ndarray | None
+    dataset: str | None = None
+    x: Tensor | None = None  # in memory (a dataset or a tensor file)
+    folder: Any = None  # a lazily decoded ImageFolderDataset, else None
+
+    def batches(self, batch_size: int, num_workers: int = 0, stop: int | None = None) -> Iterator[Tensor]:
+        """Raw batches of rows 0 .. ``stop`` (default all), ``batch_size`` rows each."""
+        end = self.n if stop is None else min(stop, self.n)
+        if self.x is not None:
+            for start in range(0, end, batch_size):
+                yield self.x[start : min(end, start + batch_size)]
+            return
+        from torch.utils.data import DataLoader, Subset
+
+        loader = DataLoader(
+            Subset(self.folder, range(end)),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            collate_fn=lambda items: torch.stack([img for img, _ in items]),
+        )
+        yield from loader
+
+
+def _dataset_inputs(name: str, train: bool, limit: int | None) -> Inputs:
     import dimcollapse.data  # noqa: F401  (registers the datasets)
     from dimcollapse.registry import build
 
-    kw = {"root": root, "train": train} if root is not None else {"train": train}
-    ds = build("dataset", name, **kw)
+    ds = build("dataset", name, train=train)
     if hasattr(ds, "to_memory") and not hasattr(ds, "images"):
         ds = ds.to_memory()
     images, labels = ds.images, ds.labels
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    return Inputs(
-        images, labels.numpy(), f"{name}/{'train' if train else 'test'}", name if root is None else None
-    )
+    split = "train" if train else "test"
+    return Inputs(f"{name}/{split}", int(images.shape[0]), labels.numpy(), name, x=images)
 
 
-def load_inputs(data: str, limit: int | None = None, train: bool = False, key: str | None = None) -> Inputs:
-    """``data``: a registered dataset name, an image folder, or a tensor file (.pt .npy .npz .safetensors)."""
+def _folder_inputs(p: Path, train: bool, limit: int | None, size: int, channels: int) -> Inputs:
+    """A folder of class subfolders (or with train/ val/ splits), decoded lazily at ``size``."""
+    from dimcollapse.data.image_folder import ImageFolderDataset
+
+    split = any((p / d).is_dir() for d in ("train", "val", "validation", "test"))
+    ds = ImageFolderDataset(p, train or not split, image_size=size, channels=channels)
+    if limit is not None:  # cut the file list before anything is decoded
+        ds.samples = ds.samples[:limit]
+        ds.labels = ds.labels[:limit]
+    name = f"{p.name}/{'train' if train or not split else 'val'}" if split else p.name
+    return Inputs(name, len(ds.samples), ds.labels.numpy(), None, folder=ds)
+
+
+def _file_inputs(p: Path, key: str | None, limit: int | None) -> Inputs:
+    from dimcollapse.analysis.loading import read_array
+
+    arr = np.asarray(read_array(p, key))
+    if arr.ndim < 2 or arr.dtype.kind not in "uif":
+        raise InputError(
+            f"'{p}' holds an array of shape {arr.shape} ({arr.dtype}); pass model inputs "
+            "(N x C x H x W images or N x F features)."
+        )
+    x = torch.from_numpy(arr if arr.dtype == np.uint8 else arr.astype(np.float32))
+    x = x[:limit] if limit is not None else x
+    return Inputs(p.stem, int(x.shape[0]), None, None, x=x)
+
+
+def check_data_path(data: str) -> None:
+    """Refuse a --data path that cannot be read as a whole (a FIFO, a device, a socket) before reading."""
     p = Path(data)
-    if p.is_dir():  # a bare folder of class subfolders is one split (the dataset calls it "train")
-        split = any((p / d).is_dir() for d in ("train", "val", "validation", "test"))
-        inputs = _dataset_inputs("image_folder", p, train or not split, limit)
-        inputs.name = inputs.name if split else p.name
-        return inputs
-    if p.is_file():
-        from dimcollapse.analysis.loading import read_array
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(
+            f"--data '{p}' is not a regular file or folder (a pipe, device or socket); save the inputs "
+            "to a file and pass that."
+        )
 
-        arr = np.asarray(read_array(p, key))
-        if arr.ndim < 2 or arr.dtype.kind not in "uif":
-            raise InputError(
-                f"'{p}' holds an array of shape {arr.shape} ({arr.dtype}); pass model inputs "
-                "(N x C x H x W images or N x F features)."
-            )
-        x = torch.from_numpy(arr if arr.dtype == np.uint8 else arr.astype(np.float32))
-        return Inputs(x[:limit] if limit else x, None, p.stem)
+
+def load_inputs(
+    data: str,
+    limit: int | None = None,
+    train: bool = False,
+    key: str | None = None,
+    decode_size: int | None = None,
+    channels: int | None = None,
+) -> Inputs:
+    """``data``: a registered dataset name, an image folder, or a tensor file (.pt .npy .npz .safetensors)."""
+    check_data_path(data)
+    p = Path(data)
+    if p.is_dir():
+        return _folder_inputs(p, train, limit, decode_size or DEFAULT_DECODE_SIZE, 1 if channels == 1 else 3)
+    if p.is_file():
+        return _file_inputs(p, key, limit)
     import dimcollapse.data  # noqa: F401
     from dimcollapse.registry import names
 
     if data in names("dataset"):
-        return _dataset_inputs(data, None, train, limit)
+        return _dataset_inputs(data, train, limit)
     raise InputError(
         f"--data '{data}' is neither a file, a folder nor a registered dataset "
         f"({', '.join(names('dataset'))}). "
@@ -91,4 +172,4 @@ def load_inputs(data: str, limit: int | None = None, train: bool = False, key: s
     )
 
 
-__all__ = ["Inputs", "load_inputs"]
+__all__ = ["DEFAULT_DECODE_SIZE", "Inputs", "Preprocess", "check_data_path", "load_inputs"]

@@ -3,109 +3,39 @@
     analyze_model("encoder.pt", "fashion_mnist", out="runs/mine", arch="resnet18",
                   arch_kwargs={"in_channels": 1}, layers=["layer4.*"])
 
-Writes ``out/metrics.json`` (the catalogue metrics of the embeddings, plus ``model``: where the model
-came from, ``layers``: weight statistics of the chosen layers, ``features``: erank of each chosen
-layer's hidden features, ``alignment``: mean diagonal alignment of consecutive composable chosen
-layers), ``out/layers.npz`` (weight and feature spectra) and the figures. Long passes show a progress
-bar with an ETA.
+Every option is checked first (``ModelOptions.validated``), then the model is loaded and the inputs are
+streamed through it in batches (progress bar with an ETA). Nothing is written until every number is
+computed: then ``out/layers.npz`` (weight and feature spectra), the figures, and ``out/metrics.json``
+(the catalogue metrics of the embedding analysed, plus ``embedding``: which output and pooling,
+``outputs``: the size and erank of every output of the forward, ``model``: where it came from and any
+classifier head, ``layers``: weight statistics of the chosen layers, ``features``: erank of each chosen
+layer's hidden features (``features_skipped``: layers that never ran, e.g. momentum copies),
+``alignment``, ``warnings``).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from dimcollapse.analysis.inputs import Inputs, load_inputs
-from dimcollapse.analysis.model_loading import load_model
+from dimcollapse.analysis.embedding import embed_function
+from dimcollapse.analysis.inputs import Inputs, Preprocess, load_inputs
+from dimcollapse.analysis.model_embed import Collected, collect, model_failure
+from dimcollapse.analysis.model_loading import LoadedModel, load_model
+from dimcollapse.analysis.model_options import ModelOptions
 from dimcollapse.diagnostics import alignment_matrix, effective_rank, feature_spectra
 from dimcollapse.diagnostics.weights import singular_values
-from dimcollapse.errors import ConfigError
+from dimcollapse.errors import InputError
+from dimcollapse.records import EmbeddingRecord, write_record
 from dimcollapse.track.layers import layer_stats, select_layers
-from dimcollapse.track.probe import named_outputs
-from dimcollapse.utils.atomic import atomic_save, atomic_write_bytes, atomic_write_json, ensure_writable_dir
-
-
-def embed_function(spec: str | None) -> Callable[[nn.Module, Any], Any]:
-    """``None``/"forward": module(x); "backbone" (a dotted attribute path): module.backbone(x)."""
-    if spec in (None, "", "forward"):
-        return lambda m, x: m(x)
-    assert spec is not None
-
-    def embed(m: nn.Module, x: Any) -> Any:
-        target: Any = m
-        for part in spec.split("."):
-            if not hasattr(target, part):
-                raise ConfigError(
-                    f"--embed '{spec}': the model has no '{part}'; its children are "
-                    f"{', '.join(n for n, _ in m.named_children())}."
-                )
-            target = getattr(target, part)
-        return target(x)
-
-    return embed
-
-
-def _progress(total: int, what: str) -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn(what),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-
-
-def _batches(inputs: Inputs, batch_size: int, image_size: int | None, channels: int | None, n: int) -> Any:
-    for start in range(0, n, batch_size):
-        yield inputs.batch(start, min(n, start + batch_size), image_size, channels)
-
-
-@torch.no_grad()
-def embeddings(
-    module: nn.Module,
-    inputs: Inputs,
-    embed: Callable[[nn.Module, Any], Any],
-    batch_size: int,
-    image_size: int | None,
-    channels: int | None,
-    progress: bool = True,
-) -> dict[str, np.ndarray]:
-    """{output name: (N, D) float64} of every input row, with a progress bar (ETA) when ``progress``."""
-    n = int(inputs.x.shape[0])
-    parts: dict[str, list[Tensor]] = {}
-    bar = _progress(n, "embedding") if progress else None
-    task = bar.add_task("embed", total=n) if bar is not None else None
-    if bar is not None:
-        bar.start()
-    try:
-        for x in _batches(inputs, batch_size, image_size, channels, n):
-            for name, z in named_outputs(embed(module, x)).items():
-                parts.setdefault(name, []).append(z)
-            if bar is not None and task is not None:
-                bar.advance(task, x.shape[0])
-    finally:
-        if bar is not None:
-            bar.stop()
-    return {k: torch.cat(v).numpy() for k, v in parts.items()}
-
-
-def _pool(t: Tensor) -> Tensor:
-    """Hidden features as rows: tokens (N, T, E) -> mean over T; maps (N, C, ...) -> mean over positions."""
-    if t.ndim == 3:
-        return t.mean(1)
-    return t.flatten(2).mean(2) if t.ndim > 3 else t.reshape(t.shape[0], -1)
+from dimcollapse.utils.atomic import atomic_save, atomic_write_bytes, ensure_writable_dir
 
 
 def layer_report(
@@ -113,16 +43,171 @@ def layer_report(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], list[dict[str, Any]]]:
     """Weight statistics, singular values and consecutive-layer alignments of the chosen layers."""
     weights = select_layers(module, layers)
+    bad = [n for n, w in weights.items() if not bool(torch.isfinite(w).all())]
+    if bad:
+        raise InputError(
+            f"the model's weights hold NaN/Inf (layers {', '.join(bad[:4])}"
+            f"{' ...' if len(bad) > 4 else ''}); the checkpoint is from a diverged run. Analyse an "
+            "earlier checkpoint."
+        )
     spectra = {name: singular_values(w) for name, w in weights.items()}
     stats = {name: layer_stats(sv) for name, sv in spectra.items()}
     align = []
-    names = list(weights)
-    for a, b in itertools.pairwise(names):
-        w1, w2 = weights[a].detach().double(), weights[b].detach().double()
+    for a, b in itertools.pairwise(list(weights)):
+        w1, w2 = weights[a].detach().double().cpu(), weights[b].detach().double().cpu()
         if w2.shape[1] == w1.shape[0]:  # W2 W1 composes: alignment of W1's left and W2's right vectors
             al = alignment_matrix(w1.numpy(), w2.numpy())
             align.append({"first": a, "second": b, "mean_diag": al.mean_diag})
     return stats, spectra, align
+
+
+def _pool_hidden(t: torch.Tensor) -> torch.Tensor:
+    """Hidden features as rows: tokens (N, T, E) -> mean over T; maps (N, C, ...) -> mean over positions."""
+    if t.ndim == 3:
+        return t.mean(1)
+    return t.flatten(2).mean(2) if t.ndim > 3 else t.reshape(t.shape[0], -1)
+
+
+def check_finite_weights(module: nn.Module, source: str) -> None:
+    """InputError naming the parameters / buffers that hold NaN or Inf (a diverged run's checkpoint)."""
+    bad = [
+        n for n, t in module.state_dict().items() if t.is_floating_point() and not bool(t.isfinite().all())
+    ]
+    if bad:
+        raise InputError(
+            f"the model's weights hold NaN/Inf ({', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}); the "
+            f"checkpoint '{source}' is from a diverged run: analyse an earlier one."
+        )
+
+
+def preprocess_for(opts: ModelOptions, loaded: LoadedModel, inputs: Inputs) -> Preprocess:
+    """The user's --image-size / --channels / --mean / --std, else the model's own, else the dataset's."""
+    own = loaded.preprocess
+    return Preprocess(
+        image_size=opts.image_size or own.get("image_size"),
+        channels=opts.channels or own.get("channels"),
+        mean=opts.mean if opts.mean is not None else own.get("mean"),
+        std=opts.std if opts.std is not None else own.get("std"),
+        dataset=inputs.dataset,
+    )
+
+
+def hidden_features(
+    module: nn.Module, forward: Any, opts: ModelOptions, inputs: Inputs, prep: Preprocess, chosen: list[str]
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Feature spectra of the chosen layers on the first ``feature_points`` rows; layers that never ran."""
+    if isinstance(module, torch.jit.ScriptModule) or not chosen:  # TorchScript takes no forward hooks
+        return {}, []
+    device = torch.device(opts.device)
+    batches = (
+        prep(x).to(device) for x in inputs.batches(opts.batch_size, opts.num_workers, opts.feature_points)
+    )
+    try:
+        feats = feature_spectra(
+            module, batches, layers=chosen, pool=_pool_hidden, forward=forward, skip_idle=True
+        )
+    except (RuntimeError, ValueError, AssertionError, TypeError, IndexError) as e:
+        raise model_failure(e, opts) from None
+    return feats, [n for n in chosen if n not in feats]
+
+
+def _metrics(
+    opts: ModelOptions,
+    loaded: LoadedModel,
+    inputs: Inputs,
+    emb: Collected,
+    values: dict[str, Any],
+    layers: tuple[dict[str, Any], dict[str, np.ndarray], list[dict[str, Any]]],
+    feats: tuple[dict[str, np.ndarray], list[str]],
+) -> dict[str, Any]:
+    stats, _, align = layers
+    spectra, skipped = feats
+    model_info = {"kind": loaded.kind, "arch": opts.arch, **loaded.info}
+    model_info.pop("ignored_keys", None)
+    if emb.head is not None:
+        model_info["classifier_head"] = emb.head
+    return {
+        "name": Path(str(opts.model).rstrip("/")).stem or str(opts.model),
+        "source": str(opts.model),
+        "data": inputs.name,
+        "embedding": emb.name,
+        "embedding_pool": emb.pool,
+        "model": model_info,
+        "outputs": emb.summary,
+        **values,
+        "layers": stats,
+        "features": {
+            k_: {"erank": effective_rank(v) if v.size and v.max() > 0 else 0.0, "dim": int(v.size)}
+            for k_, v in spectra.items()
+        },
+        "features_skipped": skipped,
+        "alignment": align,
+    }
+
+
+def n_le_d_warning(n: int, d: int) -> str | None:
+    """The warning when N <= D: the probe cannot show more than N - 1 directions."""
+    if n > d:
+        return None
+    return (
+        f"only {n} inputs for {d} dimensions (N <= D): at most {n - 1} directions can carry variance, so "
+        f"'collapsed' dimensions and the rank measures are limited by the probe, not the model; use more "
+        f"than {d} inputs (--limit / --data)."
+    )
+
+
+def analyze_model(
+    model: str | Path, data: str, out: str | Path = "runs/analyze", **options: Any
+) -> dict[str, Any]:
+    """Analyse ``model`` on ``data`` into ``out`` (see the module docstring); returns the metrics dict."""
+    return run_analysis(ModelOptions(model=str(model), data=data, out=Path(out), **options))
+
+
+def run_analysis(opts: ModelOptions) -> dict[str, Any]:
+    """The whole ``analyze --model`` pass for validated options; writes only after every number exists."""
+    from dimcollapse.analysis.analyze import Options, check_options, compute_metrics
+    from dimcollapse.analysis.loading import load_labels
+
+    t0 = time.perf_counter()
+    opts = opts.validated()
+    loaded = load_model(opts.model, opts.arch, opts.arch_kwargs, opts.trust_pickle)
+    own = loaded.preprocess
+    inputs = load_inputs(
+        opts.data,
+        opts.limit,
+        opts.train_split,
+        opts.key,
+        opts.image_size or own.get("image_size"),
+        opts.channels or own.get("channels"),
+    )
+    if inputs.n < 2:
+        raise InputError(f"--data '{opts.data}' gave {inputs.n} input rows; at least 2 are needed.")
+    labels = load_labels(opts.labels, inputs.n) if opts.labels is not None else inputs.labels
+    prep = preprocess_for(opts, loaded, inputs)
+    check_finite_weights(loaded.module, opts.model)
+    module = loaded.module.to(torch.device(opts.device))
+    forward = embed_function(opts.embed, loaded.forward)
+    emb = collect(module, forward, opts, inputs, prep)
+    aopts = Options(k=opts.k, map_method=opts.map_method)
+    check_options(aopts, emb.rows.shape[0], str(opts.model))
+    layers = layer_report(module, opts.layers)
+    feats = hidden_features(module, forward, opts, inputs, prep, _feature_layers(module, list(layers[0])))
+    values, arrays = compute_metrics(emb.rows, aopts)
+    metrics = _metrics(opts, loaded, inputs, emb, values, layers, feats)
+    notes = [w for w in (n_le_d_warning(values["n"], values["d"]), emb.note) if w]
+    if feats[1]:
+        more = f" (+{len(feats[1]) - 6} more)" if len(feats[1]) > 6 else ""
+        notes.append(
+            f"{len(feats[1])} layers never ran in this forward (e.g. momentum copies, a predictor) and have "
+            f"no feature spectrum: {', '.join(feats[1][:6])}{more}"
+        )
+    metrics["warnings"] = notes
+    if labels is not None:
+        metrics["n_classes"] = len(np.unique(labels))
+    files = _figures(metrics, arrays, labels, aopts, layers[1], feats[0]) if opts.figures else {}
+    metrics["analyze_time_s"] = time.perf_counter() - t0
+    _write(opts.out, metrics, files, layers[1], feats[0])
+    return metrics
 
 
 def _feature_layers(module: nn.Module, chosen: Sequence[str]) -> list[str]:
@@ -130,82 +215,39 @@ def _feature_layers(module: nn.Module, chosen: Sequence[str]) -> list[str]:
     return [n for n in chosen if n in modules]
 
 
-def analyze_model(
-    model: str | Path,
-    data: str,
-    out: str | Path,
-    arch: str | None = None,
-    arch_kwargs: Mapping[str, Any] | None = None,
-    trust_pickle: bool = False,
-    layers: Sequence[str] | None = None,
-    embed: str | None = None,
-    limit: int | None = None,
-    batch_size: int = 256,
-    image_size: int | None = None,
-    channels: int | None = None,
-    k: int = 20,
-    feature_points: int = 2000,
-    train_split: bool = False,
-    figures: bool = True,
-    progress: bool = True,
-    map_method: str = "auto",
-) -> dict[str, Any]:
-    """Analyse ``model`` on ``data`` into ``out`` (see the module docstring); returns the metrics dict."""
-    from dimcollapse.analysis.analyze import Options, check_options, compute_metrics, render_figures
+def _figures(
+    metrics: dict[str, Any],
+    arrays: dict[str, Any],
+    labels: np.ndarray | None,
+    aopts: Any,
+    spectra: dict[str, np.ndarray],
+    feats: dict[str, np.ndarray],
+) -> dict[str, bytes]:
+    from dimcollapse.analysis.analyze import render_figures
 
-    t0 = time.perf_counter()
-    loaded = load_model(model, arch, arch_kwargs, trust_pickle)
-    inputs = load_inputs(data, limit, train_split)
+    files = render_figures(metrics["name"], arrays, labels, aopts)
+    files.update(_layer_figures(spectra, feats))
+    return files
+
+
+def _write(
+    out: Path,
+    metrics: dict[str, Any],
+    files: dict[str, bytes],
+    spectra: dict[str, Any],
+    feats: dict[str, Any],
+) -> None:
     out_dir = ensure_writable_dir(out)
-    outs = embeddings(
-        loaded.module, inputs, embed_function(embed), batch_size, image_size, channels, progress
-    )
-    stats, spectra, align = layer_report(loaded.module, layers)
-    feats: dict[str, np.ndarray] = {}
-    if not isinstance(loaded.module, torch.jit.ScriptModule):  # TorchScript modules take no forward hooks
-        n_feat = min(feature_points, int(inputs.x.shape[0]))
-        batches = list(_batches(inputs, batch_size, image_size, channels, n_feat))
-        chosen = _feature_layers(loaded.module, list(stats)) or None
-        feats = feature_spectra(loaded.module, batches, layers=chosen, pool=_pool)
     arrays = {f"weight_sv/{k_}": v for k_, v in spectra.items()} | {
         f"feature_eig/{k_}": v for k_, v in feats.items()
     }
     savez: Any = np.savez
     atomic_save(out_dir / "layers.npz", lambda fh: savez(fh, **arrays))
-    name, z = next(iter(outs.items()))
-    opts = Options(k=k, map_method=map_method)
-    check_options(opts, z.shape[0], str(model))
-    values, arrays = compute_metrics(z, opts)
-    metrics: dict[str, Any] = {
-        "name": Path(model).stem,
-        "source": str(model),
-        "data": inputs.name,
-        "embedding": name,
-        "model": {
-            "kind": loaded.kind,
-            "arch": arch,
-            "outputs": {k_: list(v.shape) for k_, v in outs.items()},
-            **{k_: v for k_, v in loaded.info.items() if k_ != "ignored_keys"},
-        },
-        **values,
-        "layers": stats,
-        "features": {
-            k_: {"erank": effective_rank(v) if v.size and v.max() > 0 else 0.0, "dim": int(v.size)}
-            for k_, v in feats.items()
-        },
-        "alignment": align,
-    }
-    if inputs.labels is not None:
-        metrics["n_classes"] = len(np.unique(inputs.labels))
-    if figures:
-        files = render_figures(metrics["name"], arrays, inputs.labels, opts)
-        files.update(_layer_figures(spectra, feats))
-        for fname, blob in files.items():
-            atomic_write_bytes(out_dir / "figures" / fname, blob)
+    for fname, blob in files.items():
+        atomic_write_bytes(out_dir / "figures" / fname, blob)
+    if files:
         metrics["figures"] = sorted(f"figures/{f}" for f in files)
-    metrics["analyze_time_s"] = time.perf_counter() - t0
-    atomic_write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    write_record(out_dir / "metrics.json", EmbeddingRecord.from_fields(metrics))
 
 
 def _layer_figures(spectra: dict[str, np.ndarray], feats: dict[str, np.ndarray]) -> dict[str, bytes]:
@@ -222,4 +264,4 @@ def _layer_figures(spectra: dict[str, np.ndarray], feats: dict[str, np.ndarray])
     )
 
 
-__all__ = ["analyze_model", "embed_function", "embeddings", "layer_report"]
+__all__ = ["analyze_model", "layer_report", "n_le_d_warning", "run_analysis"]

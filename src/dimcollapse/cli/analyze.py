@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -66,20 +67,26 @@ def metrics_table(m: dict[str, Any], out: Path | None) -> Table:
 def compare_table(results: list[dict[str, Any]]) -> Table:
     """One row per run, the headline metrics as columns."""
     k = results[0].get("lid_k") if results else None
-    table = Table(
+    table = Table(  # no column rules: an 80-column terminal holds every number of the headline metrics
         title="comparison",
         header_style="bold",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        show_edge=False,
         caption=f"dead: dims < {catalogue.THRESHOLD_TEXT} of max; d90%/d99%: dims for that variance; "
         f"LID: MLE geo. mean, k={k}",
     )
     table.add_column(
-        "run", no_wrap=True, min_width=min(max((len(m["name"]) for m in results), default=3), 30)
+        "run", overflow="fold", min_width=min(max((len(m["name"]) for m in results), default=3), 12)
     )
     columns = compare_columns()
-    for _, label in columns:
-        table.add_column(label, justify="right")
-    for m in results:
-        table.add_row(m["name"], *(fmt(m, key) for key, _ in columns))
+    cells = [[fmt(m, key) for key, _ in columns] for m in results]
+    for i, (_, label) in enumerate(columns):  # a number is never cut ("4.…"): the name column folds instead
+        width = max([len(row[i]) for row in cells], default=1)
+        table.add_column(label, justify="right", no_wrap=True, min_width=width, overflow="fold")
+    for m, row in zip(results, cells, strict=True):
+        table.add_row(m["name"], *row)
     return table
 
 
@@ -111,42 +118,65 @@ EmbedOpt = Annotated[
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use at most this many inputs.")]
 SizeOpt = Annotated[int | None, typer.Option("--image-size", help="Resize images to this size.")]
 ChannelsOpt = Annotated[int | None, typer.Option("--channels", help="Repeat grey images to 3 channels.")]
+OutputOpt = Annotated[
+    str | None,
+    typer.Option("--output", help="With --model: the output to analyse (a ModelOutput field or dict key)."),
+]
+PoolOpt = Annotated[
+    str | None,
+    typer.Option("--pool", help="Rows of a (B, T, E) or (B, C, H, W) output: cls, mean, gap, flatten."),
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="With --model: inputs per forward pass.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="With --model: cpu, cuda or cuda:N.")]
+WorkersOpt = Annotated[int, typer.Option("--num-workers", help="With --model: image-decoding workers.")]
+
+
+PathsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Embeddings files (.npy .npz .pt .pth .safetensors .csv) or folders."),
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder for metrics.json and figures.")]
+L2Opt = Annotated[bool, typer.Option("--l2-normalize", help="L2-normalise rows before every metric.")]
+KOpt = Annotated[int, typer.Option("--k", help="Neighbours for LID (k >= 2, k < N).")]
+LabelsOpt = Annotated[
+    Path | None, typer.Option("--labels", help="Integer labels, one per row (.npy, .csv, .txt).")
+]
+KeyOpt = Annotated[str | None, typer.Option("--key", help="Array name inside .npz/.pt/.safetensors files.")]
+DropOpt = Annotated[
+    bool, typer.Option("--drop-nonfinite", help="Drop rows containing NaN/Inf instead of failing.")
+]
+CompareOpt = Annotated[
+    bool, typer.Option("--compare", help="Overlay the spectra of all inputs in one figure.")
+]
+LidPointsOpt = Annotated[
+    int, typer.Option("--lid-points", help="LID on at most this many random rows (it costs O(N^2)).")
+]
+MapOpt = Annotated[
+    str, typer.Option("--map", help="2-D map of the rows: auto (UMAP/PCA when --labels), umap, pca, none.")
+]
+FiguresOpt = Annotated[
+    bool, typer.Option("--figures/--no-figures", help="Draw per-file figures (compare overlays always).")
+]
+MeanOpt = Annotated[
+    str | None, typer.Option("--mean", help="With --model: normalisation mean, '0.5' or 'r,g,b'.")
+]
+StdOpt = Annotated[
+    str | None, typer.Option("--std", help="With --model: normalisation std, '0.5' or 'r,g,b'.")
+]
 
 
 def analyze(
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(help="Embeddings files (.npy .npz .pt .pth .safetensors .csv) or folders."),
-    ] = None,
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder for metrics.json and figures.")
-    ] = Path("runs/analyze"),
-    l2_normalize: Annotated[
-        bool, typer.Option("--l2-normalize", help="L2-normalise rows before every metric.")
-    ] = False,
-    k: Annotated[int, typer.Option("--k", help="Neighbours for LID (k >= 2, k < N).")] = 20,
-    labels: Annotated[
-        Path | None, typer.Option("--labels", help="Integer labels, one per row (.npy, .csv, .txt).")
-    ] = None,
-    key: Annotated[
-        str | None, typer.Option("--key", help="Array name inside .npz/.pt/.safetensors files.")
-    ] = None,
-    drop_nonfinite: Annotated[
-        bool, typer.Option("--drop-nonfinite", help="Drop rows containing NaN/Inf instead of failing.")
-    ] = False,
-    compare: Annotated[
-        bool, typer.Option("--compare", help="Overlay the spectra of all inputs in one figure.")
-    ] = False,
-    lid_points: Annotated[
-        int, typer.Option("--lid-points", help="LID on at most this many random rows (it costs O(N^2)).")
-    ] = 20000,
-    map_method: Annotated[
-        str,
-        typer.Option("--map", help="2-D map of the rows: auto (UMAP/PCA when --labels), umap, pca, none."),
-    ] = "auto",
-    figures: Annotated[
-        bool, typer.Option("--figures/--no-figures", help="Draw per-file figures (compare overlays always).")
-    ] = True,
+    paths: PathsArg = None,
+    out: OutOpt = Path("runs/analyze"),
+    l2_normalize: L2Opt = False,
+    k: KOpt = 20,
+    labels: LabelsOpt = None,
+    key: KeyOpt = None,
+    drop_nonfinite: DropOpt = False,
+    compare: CompareOpt = False,
+    lid_points: LidPointsOpt = 20000,
+    map_method: MapOpt = "auto",
+    figures: FiguresOpt = True,
     model: ModelPath = None,
     data: DataOpt = None,
     arch: ArchOpt = None,
@@ -157,25 +187,21 @@ def analyze(
     limit: LimitOpt = None,
     image_size: SizeOpt = None,
     channels: ChannelsOpt = None,
+    output: OutputOpt = None,
+    pool: PoolOpt = None,
+    batch_size: BatchOpt = 256,
+    device: DeviceOpt = "cpu",
+    num_workers: WorkersOpt = 0,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
 ) -> None:
     """Measure collapse of embeddings files, or of a model (--model) on data: table, JSON, figures."""
     if model is not None:
-        _analyze_model(
-            model,
-            data,
-            out,
-            arch,
-            arch_kwargs,
-            trust_pickle,
-            layers,
-            embed,
-            limit,
-            image_size,
-            channels,
-            k,
-            figures,
-            map_method,
-        )
+        if paths:
+            from dimcollapse.errors import ConfigError
+
+            raise ConfigError("pass either embeddings files or --model with --data, not both.")
+        _analyze_model(_model_options(locals()))
         return
     if not paths:
         from dimcollapse.errors import InputError
@@ -193,6 +219,37 @@ def analyze(
         figures=figures,
     )
     _analyze_files(paths, out, common, compare)
+
+
+def _model_options(a: dict[str, Any]) -> Any:
+    """The CLI's arguments of ``analyze --model`` as one ModelOptions (validated when the pass starts)."""
+    from dimcollapse.analysis.model_options import ModelOptions
+
+    return ModelOptions(
+        model=str(a["model"]),
+        data=a["data"] or "",
+        out=a["out"],
+        arch=a["arch"],
+        arch_kwargs=_kwargs(a["arch_kwargs"]),
+        trust_pickle=a["trust_pickle"],
+        layers=[p for item in a["layers"] or [] for p in item.split(",") if p] or None,
+        embed=a["embed"],
+        output=a["output"],
+        pool=a["pool"],
+        limit=a["limit"],
+        batch_size=a["batch_size"],
+        num_workers=a["num_workers"],
+        device=a["device"],
+        image_size=a["image_size"],
+        channels=a["channels"],
+        mean=_numbers("--mean", a["mean"]),
+        std=_numbers("--std", a["std"]),
+        key=a["key"],
+        labels=None if a["labels"] is None else str(a["labels"]),
+        k=a["k"],
+        figures=a["figures"],
+        map_method=a["map_method"],
+    )
 
 
 def _analyze_files(paths: list[Path], out: Path, common: dict[str, Any], compare: bool) -> None:
@@ -233,46 +290,24 @@ def _kwargs(text: str | None) -> dict[str, Any]:
     return value
 
 
-def _analyze_model(
-    model: Path,
-    data: str | None,
-    out: Path,
-    arch: str | None,
-    arch_kwargs: str | None,
-    trust_pickle: bool,
-    layers: list[str] | None,
-    embed: str | None,
-    limit: int | None,
-    image_size: int | None,
-    channels: int | None,
-    k: int,
-    figures: bool,
-    map_method: str,
-) -> None:
-    from dimcollapse.analysis.model import analyze_model
-    from dimcollapse.errors import InputError
+def _numbers(flag: str, text: str | None) -> list[float] | None:
+    from dimcollapse.errors import ConfigError
 
-    if data is None:
-        raise InputError(
-            "--model needs --data: a dataset name (fashion_mnist), an image folder or a tensor file."
-        )
-    patterns = [p for item in layers or [] for p in item.split(",") if p] or None
-    m = analyze_model(
-        model,
-        data,
-        out,
-        arch=arch,
-        arch_kwargs=_kwargs(arch_kwargs),
-        trust_pickle=trust_pickle,
-        layers=patterns,
-        embed=embed,
-        limit=limit,
-        image_size=image_size,
-        channels=channels,
-        k=k,
-        figures=figures,
-        map_method=map_method,
-    )
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"{flag} takes numbers separated by commas (e.g. 0.485,0.456,0.406), got {text!r}."
+        ) from None
+
+
+def _analyze_model(opts: Any) -> None:
+    from dimcollapse.analysis.model import run_analysis
+
+    m = run_analysis(opts)
+    out = opts.out
     console = Console()
     console.print(metrics_table(m, out))
     table = Table(title="weight layers", header_style="bold")
@@ -290,13 +325,17 @@ def _analyze_model(
         )
     console.print(table)
     page = ""
-    if figures:  # the one-page report of this folder (`dimcollapse report A B ...` compares several)
+    if opts.figures:  # the one-page report of this folder (`dimcollapse report A B ...` compares several)
         from dimcollapse.report.compare import build_comparison
 
         page = f"; report: {build_comparison([out], out / 'report')}"
+    pool = f", pooled '{m['embedding_pool']}'" if m.get("embedding_pool") else ""
     console.print(
-        f"{m['model']['kind']} model, {m['n']} inputs from {m['data']}: metrics.json in {out}{page}"
+        f"{m['model']['kind']} model, output '{m['embedding']}'{pool}, {m['n']} inputs from {m['data']}: "
+        f"metrics.json in {out}{page}"
     )
+    for note in m.get("warnings", []):
+        console.print(f"warning: {note}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

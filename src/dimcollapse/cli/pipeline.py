@@ -38,6 +38,14 @@ def run_pipeline(
         out.mkdir(parents=True, exist_ok=True)
         compute_baselines(plan[0][1], out)
     result = run_study(study, out, extra_overrides=overrides, fail_fast=fail_fast, console=console)
+    paper = study.options.get("paper")
+    if paper:
+        from rich.markup import escape
+
+        from dimcollapse.study.paper import format_paper_rows, paper_rows
+
+        for line in format_paper_rows(paper_rows(result.rows), str(paper["table"])):
+            console.print(escape(line), highlight=False)
     page = None
     if report:
         from dimcollapse.report.build import build_report

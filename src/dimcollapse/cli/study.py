@@ -14,6 +14,9 @@ def study(
     baselines: bool = typer.Option(True, help="Also compute raw-pixel and random-init kNN baselines."),
     report: bool = typer.Option(True, help="Write the HTML report at the end."),
     fail_fast: bool = typer.Option(False, help="Stop at the first failed run instead of recording it."),
+    scale: str = typer.Option(
+        None, "--scale", help="A scaled-down variant named in the study's 'scale' entry (configs/papers/)."
+    ),
 ) -> None:
     """Train every run of a study one after another; a rerun skips finished runs and resumes killed ones."""
     from dimcollapse.cli.pipeline import run_pipeline
@@ -23,6 +26,10 @@ def study(
     from dimcollapse.utils.names import check_folder_name
 
     spec = load_study(study_file)
+    if scale is not None:
+        from dimcollapse.study.scale import scaled_study
+
+        spec = scaled_study(spec, scale)
     folder = out if out is not None else Path("runs") / check_folder_name(spec.name, "study")
     resolve_configs(spec, list(overrides or []))  # every run valid before the folder is touched
     with folder_lock(folder / LOCK, "study folder"):

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-ACCURACY_KEYS = ("knn_k200_top1", "knn_k20_top1", "linear_top1", "knn_k200_top1_d0", "linear_top1_d0")
 SPEED_KEYS = ("train_time_s", "images_per_s")
 
 
-def summary_keys() -> list[str]:
-    """What ``train`` prints: accuracies, the catalogue's per-run metrics of r then z, training speed."""
+def summary_keys(metrics: Iterable[str] = ()) -> list[str]:
+    """What ``train`` prints: the top-1 accuracies among ``metrics`` (every configured k, every probe, and
+    DirectCLR's r[:d0] ones), the catalogue's per-run metrics of r then z, training speed."""
     from dimcollapse.diagnostics import catalogue
+    from dimcollapse.records import accuracy_columns
 
+    accuracies = [key for key, _ in accuracy_columns(metrics, variants=True)]
     shown = [key for output in ("r", "z") for key, _ in catalogue.run_columns(output)]
-    return [*ACCURACY_KEYS, *shown, *SPEED_KEYS]
+    return [*accuracies, *shown, *SPEED_KEYS]
 
 
 def train(
@@ -46,7 +49,7 @@ def train(
     if not metrics:  # a DDP rank other than 0: rank 0 evaluates, writes and reports
         return
     console = Console()
-    for key in summary_keys():
+    for key in summary_keys(metrics):
         if key in metrics:
             value = metrics[key]
             console.print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")

@@ -99,11 +99,15 @@ def feature_spectra(
     center: bool = True,
     l2_normalize: bool = False,
     max_dim: int = 4096,
+    forward: Callable[[nn.Module, torch.Tensor], Any] | None = None,
+    skip_idle: bool = False,
 ) -> dict[str, np.ndarray]:
     """Covariance spectrum (SPEC 1.1) of the activations of each chosen layer via forward hooks, by name.
 
     ``batches`` yields input tensors or (input, label) pairs. See the module docstring for ``pool``.
     Layers whose feature size exceeds ``max_dim`` raise ConfigError (use ``pool="mean"``).
+    ``forward(module, x)`` runs the model (default ``module(x)``; e.g. an encoder of a module without
+    forward); a chosen layer that never runs raises InputError, or is left out with ``skip_idle``.
     """
     if isinstance(pool, str) and pool not in POOLS:
         raise ConfigError(f"unknown pool '{pool}'. Valid: {', '.join(POOLS)} or a callable.")
@@ -150,7 +154,7 @@ def feature_spectra(
                 x = torch.as_tensor(x).to(device)
                 if "input" in accs:
                     feed("input", x.float() if not x.is_floating_point() else x, "flatten")
-                out = _first_tensor(module(x))
+                out = _first_tensor(module(x) if forward is None else forward(module, x))
                 if "output" in accs and out is not None:
                     feed("output", out, pool, tokens=not isinstance(module, _CHANNELS_FIRST_1D))
     finally:
@@ -160,7 +164,7 @@ def feature_spectra(
     result: dict[str, np.ndarray] = {}
     for name, acc in accs.items():
         if acc.n == 0 and acc.bad_rows == 0:
-            if explicit:
+            if explicit and not skip_idle:
                 raise InputError(f"layer '{name}' never ran during the forward pass; no features captured.")
             continue
         result[name] = spectrum_of(acc.covariance())

@@ -19,7 +19,9 @@ import numpy as np
 
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.errors import InputError
+from dimcollapse.records import accuracy_columns, headline_knn, is_accuracy
 from dimcollapse.report.claims import evaluate_claims
+from dimcollapse.report.compare_inputs import UNREADABLE, Warn, stderr_warning
 from dimcollapse.report.figure_sections import (
     alignment_sections,
     layer_sections,
@@ -27,8 +29,8 @@ from dimcollapse.report.figure_sections import (
     spectra_sections,
     training_sections,
 )
+from dimcollapse.report.paper_section import paper_sections
 from dimcollapse.report.sections import (
-    ACCURACY_KEYS,
     ReportInputs,
     SectionBuilder,
     claims_sections,
@@ -39,26 +41,35 @@ from dimcollapse.study.results import load_results, read_json
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.html import Figure, Section, Table, render_page
 
-ACCURACY_COLUMNS = (
-    ("knn_k20_top1", "kNN k=20"),
-    ("knn_k200_top1", "kNN k=200"),
-    ("linear_top1", "linear probe"),
-)
 OTHER_COLUMNS = (("weight_erank_mean", "weight erank/size"), ("train_time_s", "train s"))
 
 
-def table_metrics() -> list[tuple[str, str]]:
-    """(result key, header) of the summary table's metric columns: accuracies, the catalogue's per-run
-    metrics of r (``run`` field), the width of r, those of z, weight erank and training time."""
+def _keys(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
+def table_metrics(rows: Iterable[Mapping[str, Any]] = ()) -> list[tuple[str, str]]:
+    """(result key, header) of the summary table's metric columns: the accuracies the rows hold (the
+    accuracy catalogue: every configured k, every probe), the catalogue's per-run metrics of r (``run``
+    field), the width of r, those of z, weight erank and training time."""
     per_output = {o: [(k, f"{m.header} {o}") for k, m in catalogue.run_columns(o)] for o in ("r", "z")}
-    return [*ACCURACY_COLUMNS, *per_output["r"], ("d_r", "dim r"), *per_output["z"], *OTHER_COLUMNS]
+    accuracies = accuracy_columns(_keys(rows))
+    return [*accuracies, *per_output["r"], ("d_r", "dim r"), *per_output["z"], *OTHER_COLUMNS]
 
 
-# kNN k=200 of each variant against the baselines (points): does self-supervision add anything?
-GAIN_COLUMNS = (
-    ("knn_gain_raw", "kNN k=200 vs raw pixels", "raw pixels"),
-    ("knn_gain_random", "kNN k=200 vs random init", "random init"),
-)
+# the largest-k kNN accuracy of each variant against the baselines (points): does self-supervision add
+# anything? (key, header, baseline variant)
+BASELINE_NAMES = ("raw pixels", "random init")
+
+
+def gain_columns(knn_key: str | None) -> list[tuple[str, str, str]]:
+    """(column key, header, baseline) of the gains over each baseline, on ``knn_key`` (none without it)."""
+    if knn_key is None:
+        return []
+    label = dict(accuracy_columns([knn_key]))[knn_key]
+    return [(f"knn_gain_{b.split()[0]}", f"{label} vs {b}", b) for b in BASELINE_NAMES]
+
+
 # what each run trained, shown for every variant and run (a comparison of unequal runs must be visible)
 LENGTH_COLUMNS = (("steps", "steps"), ("epochs", "epochs"), ("stop_reason", "stopped"))
 
@@ -82,7 +93,9 @@ def _first_seed_per_variant(rows: Sequence[Mapping[str, Any]], dirs: Mapping[str
     return dict(sorted(out.items(), key=lambda kv: [str(r["variant"]) for r in rows].index(kv[0])))
 
 
-def _with_artifacts(rows: list[dict[str, Any]], dirs: Mapping[str, Path]) -> list[dict[str, Any]]:
+def _with_artifacts(rows: list[dict[str, Any]], dirs: Mapping[str, Path], warn: Warn) -> list[dict[str, Any]]:
+    """Each finished run's artifact metrics (computed when missing, stale or unreadable); a run whose
+    artifacts cannot be computed is reported through ``warn`` and shown without them."""
     from dimcollapse.study.artifacts import ARTIFACTS_VERSION, compute_artifacts
 
     for r in rows:
@@ -91,18 +104,22 @@ def _with_artifacts(rows: list[dict[str, Any]], dirs: Mapping[str, Path]) -> lis
             continue
         extra = read_json(d / "artifacts.json")
         current = extra is not None and extra.get("artifacts_version", 1) >= ARTIFACTS_VERSION
-        if extra is None or not current or not (d / "artifacts.npz").is_file():
-            extra = compute_artifacts(d)
+        try:
+            if extra is None or not current or _load_npz(d / "artifacts.npz") is None:
+                extra = compute_artifacts(d)
+        except UNREADABLE as e:
+            warn(f"run '{d}': no artifacts (figures) for it: {e}")
+            continue
         r.update({k: v for k, v in extra.items() if k not in r})
     return rows
 
 
 def _fmt(values: list[float], key: str) -> str:
-    scale = 100.0 if key in ACCURACY_KEYS else 1.0
+    scale = 100.0 if is_accuracy(key) else 1.0
     if not values:
         return "–"
     m = mean(values) * scale
-    unit = "%" if key in ACCURACY_KEYS else ""
+    unit = "%" if is_accuracy(key) else ""
     if len(values) == 1:
         return f"{m:.4g}{unit}" if unit == "" else f"{m:.1f}{unit}"
     s = stdev(values) * scale
@@ -117,6 +134,8 @@ def summary_table(
     for r in [*baselines, *rows]:
         if r.get("status") in ("done", "baseline"):
             groups[str(r["variant"])].append(r)
+    metrics = table_metrics([*baselines, *rows])
+    knn = headline_knn(k for k, _ in metrics)
     out = []
     for variant, rs in groups.items():
         first = rs[0]
@@ -129,22 +148,24 @@ def summary_table(
         }
         for key, _ in LENGTH_COLUMNS:
             row[key] = _distinct(r.get(key) for r in rs)
-        for key, _ in table_metrics():
+        for key, _ in metrics:
             vals = [float(r[key]) for r in rs if isinstance(r.get(key), (int, float))]
             row[key] = _fmt(vals, key)
-        row.update(_gains(rs, baselines))
+        row.update(_gains(rs, baselines, knn))
         out.append(row)
     return out
 
 
-def _gains(rs: Sequence[Mapping[str, Any]], baselines: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """Mean kNN k=200 of a variant minus each baseline's, in points ('' for the baselines themselves)."""
-    out = {key: "" for key, _, _ in GAIN_COLUMNS}
-    vals = [float(r["knn_k200_top1"]) for r in rs if _number(r.get("knn_k200_top1"))]
-    if not vals or any(r.get("status") == "baseline" for r in rs):
+def _gains(
+    rs: Sequence[Mapping[str, Any]], baselines: Sequence[Mapping[str, Any]], knn: str | None
+) -> dict[str, str]:
+    """Mean ``knn`` accuracy of a variant minus each baseline's, in points ('' for the baselines)."""
+    out = {key: "" for key, _, _ in gain_columns(knn)}
+    vals = [float(r[knn]) for r in rs if knn is not None and _number(r.get(knn))]
+    if knn is None or not vals or any(r.get("status") == "baseline" for r in rs):
         return out
-    for key, _, base in GAIN_COLUMNS:
-        ref = [b["knn_k200_top1"] for b in baselines if b.get("variant") == base]
+    for key, _, base in gain_columns(knn):
+        ref = [b[knn] for b in baselines if b.get("variant") == base and knn in b]
         if ref and _number(ref[0]):
             out[key] = f"{100 * (mean(vals) - float(ref[0])):+.1f}"
     return out
@@ -199,15 +220,17 @@ ACCURACY_TEXT = (
     "Accuracies on the test split in %, mean ± std over seeds. erank = effective rank of the "
     f"covariance spectrum; collapsed dims: eigenvalues below {catalogue.THRESHOLD_TEXT} of the largest. "
     "steps / epochs: what each variant trained (values separated by / when its runs differ); "
-    "stopped: completed, or why training stopped early. vs raw pixels / random init: kNN k=200 "
-    "minus that baseline's, in points (same data, split and kNN settings)."
+    "stopped: completed, or why training stopped early. vs raw pixels / random init: the kNN accuracy "
+    "with the largest k minus that baseline's, in points (same data, split and kNN settings)."
 )
 
 
 def _accuracy_sections(inp: ReportInputs) -> list[Section]:
     """The summary table (mean ± std over seeds, baselines first) and the failed runs."""
-    columns = table_metrics()
-    metrics = (*LENGTH_COLUMNS, *columns[:2], *[(k, h) for k, h, _ in GAIN_COLUMNS], *columns[2:])
+    columns = table_metrics([*inp.baselines, *inp.rows])
+    n_acc = sum(1 for k, _ in columns if is_accuracy(k))
+    gains = [(k, h) for k, h, _ in gain_columns(headline_knn(k for k, _ in columns))]
+    metrics = (*LENGTH_COLUMNS, *columns[:n_acc], *gains, *columns[n_acc:])
     cols = ["variant", "method", "projector", "regularizers", "seeds", *[k for k, _ in metrics]]
     heads = ["variant", "method", "projector", "regularizers", "seeds", *[h for _, h in metrics]]
     left = ["variant", "method", "projector", "regularizers"]
@@ -223,6 +246,7 @@ def _accuracy_sections(inp: ReportInputs) -> list[Section]:
 
 # the page, top to bottom
 SECTIONS: tuple[SectionBuilder, ...] = (
+    paper_sections,
     claims_sections,
     _accuracy_sections,
     runs_sections,
@@ -235,21 +259,28 @@ SECTIONS: tuple[SectionBuilder, ...] = (
 )
 
 
-def _inputs(root: Path, rows: list[dict[str, Any]], figdir: Path, map_method: str) -> ReportInputs:
+def _inputs(
+    root: Path, rows: list[dict[str, Any]], figdir: Path, map_method: str, warn: Warn
+) -> ReportInputs:
     """Run folders, artifacts (computed when missing), baselines, claims and the summary table."""
     dirs = _run_dirs(root, rows)
-    rows = _with_artifacts(rows, dirs)
+    rows = _with_artifacts(rows, dirs, warn)
     baselines = (read_json(root / "baselines.json") or {}).get("rows", [])
     reps = _first_seed_per_variant(rows, dirs)
-    arts = {v: _load_npz(d / "artifacts.npz") for v, d in reps.items()}
+    loaded = {v: _load_npz(d / "artifacts.npz") for v, d in reps.items()}
+    arts = {v: a for v, a in loaded.items() if a is not None}
     deferred = deferred_claims(root)
     claims = [c.as_dict() for c in evaluate_claims(rows, deferred=deferred)]
     table = summary_table(rows, baselines)
     return ReportInputs(root, rows, dirs, reps, arts, baselines, figdir, map_method, claims, deferred, table)
 
 
-def build_report(path: str | Path, out: str | Path | None = None, map_method: str = "auto") -> Path:
-    """Write ``report/index.html`` (+ figures/*.png) for a run or study folder; return the page path."""
+def build_report(
+    path: str | Path, out: str | Path | None = None, map_method: str = "auto", warn: Warn = stderr_warning
+) -> Path:
+    """Write ``report/index.html`` (+ figures/*.png) for a run or study folder; return the page path.
+    A run whose artifacts are unreadable and cannot be recomputed is named through ``warn`` and shown
+    without figures."""
     root = Path(path)
     if not root.is_dir():
         raise InputError(
@@ -262,7 +293,7 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
             "Run `dimcollapse study` or `dimcollapse train` first."
         )
     out_dir = ensure_writable_dir(out if out is not None else root / "report")
-    inp = _inputs(root, rows, ensure_writable_dir(out_dir / "figures"), map_method)
+    inp = _inputs(root, rows, ensure_writable_dir(out_dir / "figures"), map_method, warn)
     sections = [section for make in SECTIONS for section in make(inp)]
     n_done = sum(1 for r in inp.rows if r.get("status") == "done")
     title = f"dimcollapse report: {root.resolve().name}"
@@ -274,6 +305,10 @@ def build_report(path: str | Path, out: str | Path | None = None, map_method: st
     return index
 
 
-def _load_npz(p: Path) -> dict[str, np.ndarray]:
-    with np.load(p, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+def _load_npz(p: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of an artifacts.npz; None when it is missing or unreadable (garbage, truncated)."""
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except UNREADABLE:
+        return None

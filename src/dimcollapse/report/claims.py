@@ -30,6 +30,8 @@ from statistics import mean, stdev
 from typing import Any, Literal
 
 from dimcollapse.diagnostics import catalogue
+from dimcollapse.records import accuracy_key, knn_stem
+from dimcollapse.records.accuracy import settings_keys
 from dimcollapse.report.seed_spread import SOURCE, seed_spread
 
 Relation = Literal["greater", "less", "close"]
@@ -41,7 +43,6 @@ Verdict = Literal[
 TRAINING_KEYS = ("steps", "planned_steps", "batch_size", "dataset", "image_size")
 EVAL_KEYS = ("eval_dataset", "eval_train_size", "eval_test_size", "eval_knn_temperature")
 COMPARE_KEYS = TRAINING_KEYS + EVAL_KEYS
-LINEAR_KEYS = ("eval_linear_probe_epochs",)  # checked too when the metric is a linear-probe accuracy
 # settings that must be equal within each group (they differ between groups by design): runs of one
 # regularizer at several coefficients are different methods, never seeds to pool
 GROUP_KEYS = ("regularizer_weights",)
@@ -138,10 +139,11 @@ def comparability(
 ) -> str | None:
     """Why runs ``a_rows`` and ``b_rows`` do not compare (the settings that differ), or None if they do.
 
-    Each key of ``COMPARE_KEYS`` (+ ``LINEAR_KEYS`` for a linear-probe metric) must have one value over all
+    Each key of ``COMPARE_KEYS`` (+ the accuracy kind's settings for an accuracy metric, e.g. the probe's
+    epochs: ``records.accuracy.settings_keys``) must have one value over all
     runs of both groups; a key that no run records is skipped, one recorded by some runs only differs.
     """
-    keys = COMPARE_KEYS + (LINEAR_KEYS if metric.startswith("linear") else ())
+    keys = COMPARE_KEYS + tuple(k for k in settings_keys(metric) if k not in COMPARE_KEYS)
     reasons = []
     for key in keys:
         values = [r.get(key) for r in (*a_rows, *b_rows)]
@@ -256,7 +258,7 @@ def _r(key: str) -> str:
 
 
 ERANK_R, LID_R = _r("erank"), _r("lid_mle_gmean")
-KNN = "knn_k200_top1"  # evaluation (training/evaluate_run.py)
+KNN = accuracy_key(knn_stem(200))  # evaluation (training/evaluate_run.py)
 WEIGHT_ERANK, TAIL_EIG_R = "weight_erank_mean", "tail_eig_r"  # artifacts (study/artifacts.py)
 
 

@@ -1,83 +1,37 @@
-"""One page comparing folders from anywhere: training runs, studies (each finished run), ``analyze`` output.
+"""One page comparing folders from anywhere: runs, studies, ``analyze`` output, monitors, checkpoints.
 
     build_comparison(["runs/demo", "runs/mine", "runs/analyze/theirs"], out="runs/compare")
+    build_comparison(["runs/demo/checkpoints/epoch=1.ckpt", "runs/demo/checkpoints/final.ckpt"], "cmp")
 
-Every folder contributes rows: a run folder (metrics.json with ``erank_r`` ...: the representation r),
-a study folder (every finished run under ``runs/``), or an ``analyze`` / ``analyze --model`` folder
-(metrics.json with ``erank`` ...: the analysed embedding). The table shows the catalogue's headline
-metrics; the spectra (relative to the largest eigenvalue) are overlaid; collapse-monitor histories
-(monitor.json, from the engine, ``CollapseMonitor`` or ``Tracker``) are drawn against the step. The
-rows come from different data, sizes and settings, and the page says so: nothing is equalised.
+The rows come from the result records (``compare_inputs.py``): one key scheme for every kind of folder,
+N and D shown for training runs too. The table shows the catalogue's headline metrics and the accuracies
+the rows hold (every k); the spectra (relative to the largest eigenvalue) are overlaid; monitor histories
+and checkpoint series are drawn against the step, one panel per metric (erank, RankMe, LiDAR, std, ...);
+the per-layer weight statistics of each monitor's last record are tables. The rows come from different
+data, sizes and settings, and the page says so: nothing is equalised. Unreadable inputs are skipped,
+named on the page and reported through ``warn``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import html
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dimcollapse.diagnostics import catalogue
-from dimcollapse.errors import InputError
-from dimcollapse.study.results import read_json
+from dimcollapse.records import accuracy_columns
+from dimcollapse.report.compare_inputs import Collected, CompareRow, History, collect, stderr_warning
 from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.html import Figure, Section, Table, figure_png, render_page
 
-
-def _entry(label: str, folder: Path) -> dict[str, Any] | None:
-    m = read_json(folder / "metrics.json")
-    if m is None:
-        return None
-    suffix = "_r" if "erank_r" in m and "erank" not in m else ""
-    row: dict[str, Any] = {
-        "name": label,
-        "folder": str(folder),
-        "source": m.get("data") or m.get("source", ""),
-    }
-    row["embedding"] = "r (run)" if suffix else str(m.get("embedding", "file"))
-    row["n"] = m.get("n", m.get("n_test", "–"))
-    row["d"] = m.get("d", m.get("d_r", "–"))
-    for key in catalogue.headline_keys():
-        row[key] = catalogue.fmt(key, m.get(key + suffix))
-    spectrum = m.get("spectrum")
-    art = folder / "artifacts.npz"
-    if spectrum is None and art.is_file():
-        with np.load(art) as z:
-            spectrum = z["spectrum_r"] if "spectrum_r" in z.files else None
-    row["_spectrum"] = None if spectrum is None else np.asarray(spectrum, dtype=np.float64)
-    mon = read_json(folder / "monitor.json")
-    row["_history"] = (mon.get("watch") or "erank_r", mon.get("history", [])) if mon else None
-    return row
+MAX_PANELS = 8
 
 
-def collect(folders: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Rows of every folder (a study contributes each finished run); unreadable folders raise InputError."""
-    rows: list[dict[str, Any]] = []
-    for f in folders:
-        p = Path(f)
-        is_study = (p / "results.json").is_file()
-        runs = sorted((p / "runs").glob("*/metrics.json")) if is_study else []
-        entries = [_entry(f"{p.name}/{r.parent.name}", r.parent) for r in runs]
-        entries = entries or [_entry(p.name, p)]
-        found = [r for r in entries if r is not None]
-        if not found:
-            raise InputError(
-                f"'{p}' holds no metrics.json (a run or `analyze` output) and no results.json (a study). "
-                "Pass folders written by train, study or analyze."
-            )
-        rows.extend(found)
-    names = [r["name"] for r in rows]
-    for i, r in enumerate(rows):
-        if names.count(r["name"]) > 1:
-            r["name"] = f"{i + 1:02d}_{r['name']}"
-    return rows
-
-
-def _spectra_figure(rows: list[dict[str, Any]]) -> Figure | None:
+def _spectra_figure(rows: list[CompareRow]) -> Figure | None:
     from dimcollapse.report import plots
 
-    spectra = {r["name"]: r["_spectrum"] for r in rows if r["_spectrum"] is not None}
+    spectra = {r.name: r.spectrum for r in rows if r.spectrum is not None and r.spectrum.size}
     if not spectra:
         return None
     fig = plots.plot_log_spectrum(spectra, "Covariance spectra (relative to the largest)", relative=True)
@@ -86,48 +40,120 @@ def _spectra_figure(rows: list[dict[str, Any]]) -> Figure | None:
     )
 
 
-def _history_figure(rows: list[dict[str, Any]]) -> Figure | None:
-    import matplotlib.pyplot as plt
+def curve_metrics(curves: dict[str, History]) -> list[tuple[str, str]]:
+    """(record key, title) of every numeric ``<metric>_<output>`` the curves hold, catalogue order first
+    (erank, RankMe, ...), then the others (LiDAR, std, ...); at most ``MAX_PANELS``."""
+    present = {k for hist in curves.values() for rec in hist for k, v in rec.items() if _curve_value(k, v)}
+    labels = {m.record_name: m.label for m in catalogue.METRICS}
+    order = {name: i for i, name in enumerate(labels)}
 
-    curves = [(r["name"], *r["_history"]) for r in rows if r["_history"] and r["_history"][1]]
-    if not curves:
+    def rank(key: str) -> tuple[int, str, str]:
+        metric, output = key.rsplit("_", 1)
+        return (order.get(metric, len(order)), output, metric)
+
+    chosen = sorted(present, key=rank)[:MAX_PANELS]
+    return [
+        (k, f"{labels.get(k.rsplit('_', 1)[0], k.rsplit('_', 1)[0])} of {k.rsplit('_', 1)[1]}")
+        for k in chosen
+    ]
+
+
+def _curve_value(key: str, value: object) -> bool:
+    """True for a numeric ``<metric>_<output>`` entry of a history record (not the step, not a flag)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and key not in ("step", "epoch") and "_" in key
+
+
+def _curves_figure(curves: dict[str, History]) -> Figure | None:
+    from dimcollapse.report.study_figures import grid
+
+    panels = curve_metrics(curves)
+    if not panels:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for name, watch, hist in curves:
-        pts = [(h["step"], h[watch]) for h in hist if isinstance(h.get(watch), (int, float))]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), marker=".", label=f"{name} ({watch})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("watched value")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return Figure(figure_png(fig), "Collapse-monitor history (the value each monitor watched).", "history")
+    fig, axes = grid(len(panels), 4.2, 3.2, cols=2)
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for name, hist in curves.items():
+            pts = [(h["step"], h[key]) for h in hist if isinstance(h.get(key), (int, float))]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker=".", label=name)
+        ax.set_title(title, fontsize="small")
+        ax.set_xlabel("step")
+    axes[0].legend(fontsize=7)
+    caption = "Over training: each monitor's history and each run's checkpoints, one panel per metric."
+    return Figure(figure_png(fig), caption, "history")
 
 
-def build_comparison(folders: Sequence[str | Path], out: str | Path) -> Path:
-    """Write ``out/index.html`` (+ figures) comparing the folders; return the page path."""
-    rows = collect(folders)
-    out_dir = ensure_writable_dir(out)
+def _table(rows: list[CompareRow]) -> Table:
     keys = catalogue.headline_keys()
-    cols = ["name", "embedding", "source", "n", "d", *keys]
-    heads = ["folder", "embedding", "data / source", "N", "D", *[catalogue.label(k) for k in keys]]
-    table = Table([{c: r[c] for c in cols} for r in rows], cols, heads, left=["name", "embedding", "source"],
-                  table_id="compare")  # fmt: skip
+    accs = accuracy_columns([k for r in rows for k in r.accuracies])
+    cols = ["name", "embedding", "source", "n", "d", "steps", *keys, *[k for k, _ in accs]]
+    heads = ["folder", "embedding", "data / source", "N", "D", "steps", *[catalogue.label(k) for k in keys],
+             *[f"{h} (%)" for _, h in accs]]  # fmt: skip
+    body = []
+    for r in rows:
+        cell: dict[str, Any] = {"name": r.name, "embedding": r.embedding, "source": r.source}
+        cell.update({c: "–" if v is None else v for c, v in (("n", r.n), ("d", r.d), ("steps", r.steps))})
+        cell.update({k: catalogue.fmt(k, r.metrics.get(k)) for k in keys})
+        cell.update({k: f"{100 * r.accuracies[k]:.1f}" if k in r.accuracies else "–" for k, _ in accs})
+        body.append(cell)
+    return Table(body, cols, heads, left=["name", "embedding", "source"], table_id="compare")
+
+
+def _layer_tables(rows: list[CompareRow]) -> list[Table]:
+    tables = []
+    for r in rows:
+        if not r.layers:
+            continue
+        stats = list(dict.fromkeys(s for v in r.layers.values() for s in v))
+        body = [
+            {"layer": n, **{s: f"{v.get(s, float('nan')):.4g}" for s in stats}} for n, v in r.layers.items()
+        ]
+        tid = "layers-" + "".join(c if c.isalnum() else "-" for c in r.name)
+        tables.append(Table(body, ["layer", *stats], ["layer", *stats], left=["layer"], table_id=tid))
+    return tables
+
+
+def _sections(got: Collected, figs: list[Figure]) -> list[Section]:
+    rows = got.rows
     note = (
-        f"{len(rows)} folders, each measured where and how it was produced (data, number of rows, seeds "
+        f"{len(rows)} rows, each measured where and how it was produced (data, number of rows, seeds "
         "and training length differ and are not equalised); single measurements, no error bars. "
         f"Collapsed dims: eigenvalues below {catalogue.THRESHOLD_TEXT} of the largest."
     )
-    figs = [f for f in (_spectra_figure(rows), _history_figure(rows)) if f is not None]
+    paras = [note]
+    small = [r.name for r in rows if r.n is not None and r.d is not None and r.n <= r.d]
+    if small:
+        paras.append(f"N <= D for {html.escape(', '.join(small))}: too few rows to resolve every dimension.")
+    if got.skipped:
+        paras.append("Skipped (unreadable): " + "; ".join(html.escape(f"{f} ({w})") for f, w in got.skipped))
+    layer_rows = [r.name for r in rows if r.layers]
+    layer_text = [
+        f"Weight statistics per layer at the last monitor record of: {html.escape(', '.join(layer_rows))}."
+    ]
+    return [
+        Section("Collapse metrics", paras, [_table(rows)], [], "section-compare"),
+        Section("Spectra and training curves", [], [], figs, "section-figures"),
+        *(
+            [Section("Per-layer weights", layer_text, _layer_tables(rows), [], "section-layers")]
+            if layer_rows
+            else []
+        ),
+    ]
+
+
+def build_comparison(
+    folders: Sequence[str | Path], out: str | Path, warn: Callable[[str], None] = stderr_warning
+) -> Path:
+    """Write ``out/index.html`` (+ figures) comparing the folders / checkpoints; return the page path."""
+    got = collect(folders, warn)
+    out_dir = ensure_writable_dir(out)
+    figs = [f for f in (_spectra_figure(got.rows), _curves_figure(got.curves)) if f is not None]
     for f in figs:
         atomic_write_bytes(out_dir / "figures" / f"{f.figure_id}.png", f.png)
-    sections = [Section("Collapse metrics", [note], [table], [], "section-compare"),
-                Section("Spectra and monitors", [], [], figs, "section-figures")]  # fmt: skip
     page = out_dir / "index.html"
-    atomic_write_text(
-        page, render_page("dimcollapse comparison", ", ".join(str(f) for f in folders), sections)
-    )
+    title = ", ".join(str(f) for f in folders)
+    atomic_write_text(page, render_page("dimcollapse comparison", title, _sections(got, figs)))
     return page
 
 
-__all__ = ["build_comparison", "collect"]
+__all__ = ["build_comparison", "collect", "curve_metrics"]

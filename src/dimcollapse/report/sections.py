@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from dimcollapse.records import is_accuracy
 from dimcollapse.report.seed_spread import SOURCE
 from dimcollapse.study.results import read_json
 from dimcollapse.utils.atomic import atomic_write_bytes
@@ -22,7 +23,6 @@ from dimcollapse.utils.html import Figure, Section, Table, figure_png
 
 T = TypeVar("T")
 
-ACCURACY_KEYS = {"knn_k20_top1", "knn_k200_top1", "linear_top1"}
 RUN_COLUMNS = (
     ("run_id", "run"),
     ("variant", "variant"),
@@ -189,7 +189,7 @@ def _claim_cells(c: Mapping[str, Any]) -> dict[str, Any]:
         if m is None:
             out[f"{side}_val"] = "–"
             continue
-        scale, unit = (100.0, "%") if key in ACCURACY_KEYS else (1.0, "")
+        scale, unit = (100.0, "%") if is_accuracy(key) else (1.0, "")
         spread = f" ± {sd * scale:.2g}" if sd is not None else ""
         out[f"{side}_val"] = f"{m * scale:.4g}{spread}{unit} (n={n})"
     return out

@@ -18,7 +18,7 @@ from dimcollapse import diagnostics as dg
 from dimcollapse.diagnostics import catalogue
 
 
-def _grid(n: int, width: float = 3.6, height: float = 3.0, cols: int = 3) -> tuple[Figure, list[Any]]:
+def grid(n: int, width: float = 3.6, height: float = 3.0, cols: int = 3) -> tuple[Figure, list[Any]]:
     cols = max(1, min(cols, n))
     rows = math.ceil(n / cols)
     fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
@@ -30,7 +30,7 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], output
     """Each catalogue metric with ``curve=True`` (erank, RankMe, collapsed dims, LID) of ``output``
     against training step, one line per run (monitor records, see ``curve_value``)."""
     specs = catalogue.curve_specs()
-    fig, axes = _grid(len(specs), 4.2, 3.2, cols=2)
+    fig, axes = grid(len(specs), 4.2, 3.2, cols=2)
     for ax, m in zip(axes, specs, strict=True):
         for label, hist in histories.items():
             steps = [h["step"] for h in hist]
@@ -99,7 +99,7 @@ def layer_spectra_panels(
     The x axis is the rank index divided by the layer's size so layers of different width compare.
     ``limits`` (layer -> (bound, width)) names the rank-limited layers in the legend.
     """
-    fig, axes = _grid(len(per_run))
+    fig, axes = grid(len(per_run))
     for ax, (label, spectra) in zip(axes, per_run.items(), strict=True):
         _depth_lines(ax, {limited_label(n, limits): s for n, s in spectra.items()}, True, kind == "feature")
         ax.set_title(label, fontsize="small")
@@ -161,7 +161,7 @@ def alignment_panels(
 ) -> Figure:
     """|A| = |V2^T U1| heat maps of the last two composable layers of each run (DC fig. 5); ``random``
     (run -> mean, 5%, 95% of random orthonormal bases of the same sizes) goes into each title."""
-    fig, axes = _grid(len(per_run), 3.3, 3.1)
+    fig, axes = grid(len(per_run), 3.3, 3.1)
     for ax, (label, (mat, layers)) in zip(axes, per_run.items(), strict=True):
         full = np.abs(np.asarray(mat))
         m = full[:64, :64]

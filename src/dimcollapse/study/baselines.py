@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from dimcollapse import diagnostics as dg
+from dimcollapse.records import accuracy_key, knn_stem
 from dimcollapse.study.results import read_json
 from dimcollapse.training.config import RunConfig
 from dimcollapse.utils.atomic import atomic_write_json
@@ -28,7 +29,7 @@ def _knn_row(
     row: dict[str, Any] = {"run_id": name, "variant": name, "status": "baseline", "objective": name}
     for k in s.knn_k:
         top1, top5 = knn_accuracy(xtr, ytr, xte, yte, k=int(k), temperature=s.temperature, num_classes=c)
-        row[f"knn_k{int(k)}_top1"], row[f"knn_k{int(k)}_top5"] = top1, top5
+        row[accuracy_key(knn_stem(k), 1)], row[accuracy_key(knn_stem(k), 5)] = top1, top5
     spec = dg.covariance_spectrum(xte)
     row["erank_r"] = dg.effective_rank(spec)
     row["d_r"] = int(xte.shape[1])

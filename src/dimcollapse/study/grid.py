@@ -33,6 +33,8 @@ _VALID_TOP = (
     "baselines",
     "theory",
     "longer_training",
+    "paper",
+    "scale",
 )
 _DEFERRED_KEYS = ("claim", "command", "measured")
 _SAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
@@ -47,6 +49,7 @@ class RunSpec:
     grid_point: dict[str, Any]
     overrides: dict[str, Any]
     recipe: Path | None = None
+    paper: dict[str, float | None] = field(default_factory=dict)  # the paper's reported numbers
 
     def dotlist(self) -> list[str]:
         """Overrides as ``key=value`` strings (values YAML-encoded)."""
@@ -100,6 +103,7 @@ def expand(
     grid: dict[str, list[Any]],
     common: dict[str, Any] | None = None,
     folder: Path | None = None,
+    paper_metric: str | None = None,
 ) -> list[RunSpec]:
     """Cartesian product variants x grid; later overrides win: common < variant < grid point."""
     common = _flatten(common or {})
@@ -113,11 +117,13 @@ def expand(
     for var in variants:
         if not isinstance(var, dict) or "name" not in var:
             raise ConfigError("each entry of 'runs' must be a mapping with a 'name' (and optional 'set').")
-        unknown = set(var) - {"name", "set", "recipe"}
+        unknown = set(var) - {"name", "set", "recipe", "paper"}
         if unknown:
             raise ConfigError(
-                f"run '{var['name']}' has unknown key(s) {sorted(unknown)}; use 'name', 'recipe' and 'set'."
+                f"run '{var['name']}' has unknown key(s) {sorted(unknown)}; use 'name', 'recipe', 'set' "
+                "and 'paper'."
             )
+        paper = paper_numbers(str(var["name"]), var["paper"], paper_metric) if "paper" in var else {}
         recipe = None
         if var.get("recipe") is not None:
             recipe = ((folder or Path(".")) / str(var["recipe"])).resolve()
@@ -131,7 +137,8 @@ def expand(
                     f"two runs of the study would share the id '{rid}': give variants unique names."
                 )
             seen.add(rid)
-            specs.append(RunSpec(rid, str(var["name"]), dict(point), {**common, **vset, **point}, recipe))
+            overrides = {**common, **vset, **point}
+            specs.append(RunSpec(rid, str(var["name"]), dict(point), overrides, recipe, dict(paper)))
     return specs
 
 
@@ -162,6 +169,40 @@ def longer_training(entries: Any) -> list[dict[str, str]]:
             f"{', '.join(_DEFERRED_KEYS)} (a claim id, the command of the longer study, its measured result)."
         )
     return [{k: " ".join(str(e[k]).split()) for k in _DEFERRED_KEYS} for e in entries]
+
+
+def paper_reference(entry: Any) -> dict[str, Any] | None:
+    """Validate a study's ``paper`` entry: ``{table: "DC table 1", metric: linear_top1, ...}`` (the paper's
+    table, the metric key its numbers are compared with; other keys, e.g. ``protocol``, are kept as text)."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("table"), str) or not entry.get("metric"):
+        raise ConfigError(
+            "study key 'paper' must be a mapping with 'table' (the paper's table) and 'metric' (the metric "
+            f"key its numbers are compared with, e.g. linear_top1), got {str(entry)[:60]!r}."
+        )
+    return {str(k): v if isinstance(v, (int, float)) else str(v) for k, v in entry.items()}
+
+
+def paper_numbers(run: str, entry: Any, metric: str | None) -> dict[str, float | None]:
+    """A run's ``paper`` entry as {metric: number}: a number (the study's metric), null (the paper reports
+    none for this row) or a mapping {metric: number} (percent for accuracies, as the papers print)."""
+    if isinstance(entry, dict):
+        values = entry
+    elif metric is None:
+        raise ConfigError(f"run '{run}' gives a paper number but the study has no 'paper: {{metric: ...}}'.")
+    elif entry is None:
+        values = {metric: None}
+    else:
+        values = {metric: entry}
+    out: dict[str, float | None] = {}
+    for key, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(
+                f"run '{run}': paper number for '{key}' must be a number or null, got {value!r}."
+            )
+        out[str(key)] = None if value is None else float(value)
+    return out
 
 
 def load_study(path: str | Path) -> Study:
@@ -195,8 +236,12 @@ def load_study(path: str | Path) -> Study:
     base = (p.parent / str(raw.get("base", runs[0].get("recipe")))).resolve()
     if not base.is_file():
         raise InputError(f"study '{p}': base config '{base}' does not exist. Fix the 'base' path.")
-    specs = expand(runs, raw.get("grid") or {}, raw.get("set") or {}, p.parent)
-    options = {k: raw[k] for k in ("baselines", "theory", "longer_training") if k in raw}
+    paper = paper_reference(raw.get("paper"))
+    metric = str(paper["metric"]) if paper else None
+    specs = expand(runs, raw.get("grid") or {}, raw.get("set") or {}, p.parent, metric)
+    options = {k: raw[k] for k in ("baselines", "theory", "longer_training", "scale") if k in raw}
+    if paper:
+        options["paper"] = paper
     theory_options(options.get("theory"))  # a malformed entry fails here, before anything trains
     if "longer_training" in options:
         options["longer_training"] = longer_training(options["longer_training"])

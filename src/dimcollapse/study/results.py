@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from dimcollapse.errors import InputError
+from dimcollapse.records import RunRecord, read_record
+from dimcollapse.regularizers.coefficients import weight_text
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text
 
 ID_COLUMNS = (
@@ -28,12 +30,10 @@ ID_COLUMNS = (
 
 
 def describe_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields a claim selects on and the data settings it checks, read from a run's config dict."""
+    """The fields a claim selects on and the data settings it checks, read from a run's config dict
+    (regularizer weights as used: the default coefficient when the config gives none)."""
     regs = sorted(str(r.get("name")) for r in cfg.get("regularizers") or [])
-    weights = sorted(
-        f"{r.get('name')}={(r.get('kwargs') or {}).get('weight', 'default')}"
-        for r in cfg.get("regularizers") or []
-    )
+    weights = sorted(weight_text(str(r.get("name")), r.get("kwargs")) for r in cfg.get("regularizers") or [])
     data = cfg.get("data") or {}
     return {
         "objective": cfg.get("objective", {}).get("name"),
@@ -77,7 +77,8 @@ def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def load_results(study_dir: str | Path) -> list[dict[str, Any]]:
-    """Rows of a study folder's results.json; a single run folder gives one row from its metrics.json."""
+    """Rows of a study folder's results.json; a single run folder gives one row from its run record
+    (metrics.json of any schema version; a newer version or a corrupt file raises InputError)."""
     d = Path(study_dir)
     res = d / "results.json"
     if res.is_file():
@@ -91,9 +92,15 @@ def load_results(study_dir: str | Path) -> list[dict[str, Any]]:
                 "`dimcollapse study` on the study file to rebuild it from the run folders."
             )
         return [dict(r) for r in data]
-    metrics = read_json(d / "metrics.json")
-    if metrics is None:
+    if not (d / "metrics.json").is_file():
         return []
+    record = read_record(d / "metrics.json")  # any schema version; a newer one is one clear error
+    if not isinstance(record, RunRecord):
+        raise InputError(
+            f"'{d / 'metrics.json'}' holds an analysed embedding, not a run; compare it with "
+            "`dimcollapse report` on several folders."
+        )
+    metrics = record.fields()
     cfg = read_json(d / "config.json") or {}
     if not cfg and (d / "config.yaml").is_file():
         import yaml

@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from dimcollapse.errors import DimCollapseError, DiskFullError, RunInterrupted, one_line
 from dimcollapse.study.grid import RunSpec, Study
+from dimcollapse.study.paper import PAPER_PREFIX
 from dimcollapse.study.results import describe_config, flat_scalars, read_json, write_results
 from dimcollapse.training.config import RunConfig, load_config, to_dict
 from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir, remove_stale_temp_files
@@ -66,6 +67,7 @@ def _row(spec: RunSpec, cfg: RunConfig, status: str, metrics: dict[str, Any] | N
     row.update({k.split(".")[-1] if k != "trainer.seed" else "seed": v for k, v in spec.grid_point.items()})
     if metrics:
         row.update(flat_scalars(metrics))
+    row.update({f"{PAPER_PREFIX}{k}": v for k, v in spec.paper.items()})  # the paper's number beside ours
     return row
 
 

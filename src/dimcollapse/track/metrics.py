@@ -19,6 +19,15 @@ State (all reducible across processes, so ``compute()`` under DDP equals one pro
   for LiDAR (``update(views=...)``, views shaped (n, q, dim)).
 Every process must call ``update`` at least once before ``compute`` (states are created lazily when
 ``dim`` is not given).
+
+Wide embeddings: when the (dim + 2, dim) float64 moments would exceed the allocation limit
+($DIMCOLLAPSE_MAX_ALLOC_GB, ``utils/memory.py``), the metric keeps the rows instead (state ``rows``) and
+computes the spectra from the N x N Gram matrix, as ``covariance_spectrum`` does for N < D; rows beyond
+what the limit allows are refused with the size. LiDAR needs (dim, dim) matrices and is refused there.
+
+``update`` checks everything first (shape, dtype, finite values, dim), so a rejected batch leaves the
+metric as it was; an empty (0, dim) batch adds nothing. ``update(views=...)`` alone feeds LiDAR only:
+``compute()`` then returns ``lidar``, ``n`` = 0 and ``d``.
 """
 
 from __future__ import annotations
@@ -34,9 +43,12 @@ from torchmetrics.utilities.data import dim_zero_cat
 from dimcollapse.diagnostics.catalogue import COLLAPSE_THRESHOLD, Context, evaluate
 from dimcollapse.diagnostics.lid import lid_mle, lid_mom
 from dimcollapse.diagnostics.lidar import DELTA, EPS, lidar_eigenvalues
-from dimcollapse.diagnostics.spectrum import spectrum_of
+from dimcollapse.diagnostics.spectrum import gram_spectrum, spectrum_of
 from dimcollapse.errors import ConfigError, InputError
+from dimcollapse.track.metric_inputs import metric_rows, overflow_error
 from dimcollapse.utils.distributed import rank
+from dimcollapse.utils.memory import allocation_limit, check_allocation
+from dimcollapse.utils.options import int_option
 
 
 def batch_moments(z: Tensor) -> Tensor:
@@ -89,6 +101,7 @@ class CollapseMetrics(Metric):
     seen: Tensor
     reservoir: list[Tensor] | Tensor
     reservoir_weight: list[Tensor] | Tensor
+    rows: list[Tensor]
     view_means: Tensor
     view_within: Tensor
     view_dof: Tensor
@@ -105,20 +118,26 @@ class CollapseMetrics(Metric):
     ) -> None:
         """``dim``: embedding size (None: taken from the first batch); ``k``: LID neighbours (0: no LID)."""
         super().__init__(**kwargs)
-        if k != 0 and k < 2:
-            raise ConfigError(f"k must be 0 (no LID) or >= 2 neighbours, got {k}.")
-        if reservoir_size < 3:
-            raise ConfigError(f"reservoir_size must be >= 3 rows, got {reservoir_size}.")
-        self.k, self.reservoir_size, self.seed = int(k), int(reservoir_size), int(seed)
+        k = int_option(k, "CollapseMetrics k (LID neighbours)", 2, allow=(0,))
+        reservoir_size = int_option(reservoir_size, "CollapseMetrics reservoir_size", 3)
+        self.k, self.reservoir_size = k, reservoir_size
+        self.seed = int_option(seed, "CollapseMetrics seed", 0)
         self.with_lidar, self.l2_normalize = bool(lidar), bool(l2_normalize)
         self.dim: int | None = None
+        self.keeps_rows = False
         self._gen: torch.Generator | None = None
         if dim is not None:
-            self._create_states(int(dim))
+            self._create_states(int_option(dim, "CollapseMetrics dim", 1))
 
     def _create_states(self, d: int) -> None:
-        self.dim = d
-        self.add_state("moments", torch.zeros(d + 2, d, dtype=torch.float64), dist_reduce_fx=merge_moments)
+        keeps_rows = self._wide(d)
+        self.dim, self.keeps_rows = d, keeps_rows
+        if keeps_rows:  # wide embeddings: keep the rows, spectra from the N x N Gram (module docstring)
+            self.add_state("rows", [], dist_reduce_fx="cat")
+        else:
+            self.add_state(
+                "moments", torch.zeros(d + 2, d, dtype=torch.float64), dist_reduce_fx=merge_moments
+            )
         self.add_state("seen", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("reservoir", [], dist_reduce_fx="cat")
         self.add_state("reservoir_weight", [], dist_reduce_fx="cat")
@@ -129,52 +148,86 @@ class CollapseMetrics(Metric):
             self.add_state("view_within", torch.zeros(d, d, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state("view_dof", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def _rows(self, t: Tensor, name: str, ndim: int) -> Tensor:
-        if not isinstance(t, Tensor):
-            t = torch.as_tensor(np.asarray(t))
-        if t.ndim != ndim:
-            shape = "(batch, dim)" if ndim == 2 else "(samples, views, dim)"
-            raise InputError(f"CollapseMetrics.update: {name} must have shape {shape}, got {tuple(t.shape)}.")
-        t = t.detach().to(self.moments.device if self.dim else t.device, torch.float64)
-        if not bool(torch.isfinite(t).all()):
-            raise InputError(f"CollapseMetrics.update: {name} contains NaN or Inf; the model diverged.")
-        if self.l2_normalize:
-            t = t / torch.linalg.vector_norm(t, dim=-1, keepdim=True).clamp_min(1e-300)
-        return t
+    def _wide(self, d: int) -> bool:
+        """True when the (d + 2, d) moments exceed the allocation limit (rows kept instead); LiDAR refused."""
+        moment_bytes = 8 * (d + 2) * d
+        if moment_bytes > allocation_limit() and self.with_lidar:
+            check_allocation(
+                moment_bytes, f"LiDAR's ({d}, {d}) float64 matrices", "Measure LiDAR on fewer features"
+            )
+        return moment_bytes > allocation_limit()
 
-    def update(self, z: Tensor | None = None, views: Tensor | None = None) -> None:
-        """Add embeddings z (batch, dim) and/or view groups (samples, q views, dim) for LiDAR."""
+    def _state_device(self) -> torch.device:
+        return self.seen.device if self.dim is not None else torch.device("cpu")
+
+    def update(self, z: Any = None, views: Any = None) -> None:
+        """Add embeddings z (batch, dim) and/or view groups (samples, q views, dim) for LiDAR.
+
+        Everything is checked before any state changes (see the module docstring)."""
         if z is None and views is None:
             raise InputError("CollapseMetrics.update needs embeddings z (batch, dim) or views=(n, q, dim).")
-        first = z if z is not None else views
-        assert first is not None
-        if self.dim is None:
-            self._create_states(int(first.shape[-1]))
-        if z is not None:
-            z = self._rows(z, "z", 2)
-            self._check_dim(z)
-            self.moments = merge_moments(torch.stack([self.moments, batch_moments(z)]))
-            if self.k:
-                self._reservoir_add(z.to(torch.float32))
-        if views is not None:
-            self._update_views(views)
-
-    def _check_dim(self, t: Tensor) -> None:
-        if t.shape[-1] != self.dim:
-            raise InputError(f"CollapseMetrics: got dim {t.shape[-1]} but earlier batches had {self.dim}.")
-
-    def _update_views(self, views: Tensor) -> None:
-        if not self.with_lidar:
+        if views is not None and not self.with_lidar:
             raise ConfigError("views were given but LiDAR is off: build CollapseMetrics(lidar=True).")
-        v = self._rows(views, "views", 3)
-        self._check_dim(v)
-        if v.shape[1] < 2:
-            raise InputError(f"views need q >= 2 augmented views per sample, got shape {tuple(v.shape)}.")
-        mu = v.mean(1)
-        dev = (v - mu[:, None, :]).reshape(-1, v.shape[2])
-        self.view_means = merge_moments(torch.stack([self.view_means, batch_moments(mu)]))
-        self.view_within = self.view_within + dev.T @ dev
-        self.view_dof = self.view_dof + v.shape[0] * (v.shape[1] - 1)
+        zt = None if z is None else metric_rows(z, "z", 2, self.l2_normalize)
+        vt = None if views is None else metric_rows(views, "views", 3, self.l2_normalize)
+        if vt is not None and vt.shape[1] < 2:
+            raise InputError(f"views need q >= 2 augmented views per sample, got shape {tuple(vt.shape)}.")
+        dims = {int(t.shape[-1]) for t in (zt, vt) if t is not None} | ({self.dim} if self.dim else set())
+        if len(dims) > 1:
+            raise InputError(
+                f"CollapseMetrics: got dim {sorted(dims)}; every batch (and the views) must have dim "
+                f"{self.dim or max(dims)}."
+            )
+        new = self._new_states(zt, vt, dims.pop())
+        if self.dim is None:
+            self._create_states(int((zt if zt is not None else vt).shape[-1]))  # type: ignore[union-attr]
+        for key, value in new.items():
+            setattr(self, key, value)
+        if zt is not None and zt.shape[0] and self.k:
+            self._reservoir_add(zt.to(self._state_device(), torch.float32))
+
+    def _new_states(self, z: Tensor | None, views: Tensor | None, d: int) -> dict[str, Any]:
+        """The states after adding z and views, computed without touching the metric (may raise)."""
+        new: dict[str, Any] = {}
+        wide = self.keeps_rows if self.dim is not None else self._wide(d)
+        if z is not None and z.shape[0]:
+            z = z.to(self._state_device())
+            if wide:
+                n = int(sum(r.shape[0] for r in self.rows)) if self.dim is not None else 0
+                n += z.shape[0]
+                check_allocation(
+                    8 * n * (n + d),
+                    f"{n} rows of dim {d} and their {n} x {n} Gram matrix (CollapseMetrics keeps the rows "
+                    f"of wide embeddings: their ({d}+2, {d}) moments would need "
+                    f"{8 * (d + 2) * d / 2**30:.1f} GiB)",
+                    "Feed fewer rows or fewer features",
+                )
+                if not bool(torch.isfinite(z.abs().max() ** 2 * n)):
+                    raise overflow_error(z, "z")
+                new["rows"] = [*(self.rows if self.dim is not None else []), z]
+            else:
+                part = batch_moments(z)
+                old = self.moments if self.dim is not None else torch.zeros_like(part)
+                merged = merge_moments(torch.stack([old, part]))
+                if not bool(torch.isfinite(merged).all()):
+                    raise overflow_error(z, "z")
+                new["moments"] = merged
+        if views is not None and views.shape[0]:
+            views = views.to(self._state_device())
+            mu = views.mean(1)
+            dev = (views - mu[:, None, :]).reshape(-1, d)
+            old_means = (
+                self.view_means if self.dim is not None else torch.zeros(d + 2, d, dtype=torch.float64)
+            )
+            new["view_means"] = merge_moments(torch.stack([old_means, batch_moments(mu)]))
+            within = dev.T @ dev
+            new["view_within"] = within + (self.view_within if self.dim is not None else 0)
+            if not (bool(torch.isfinite(new["view_means"]).all()) and bool(torch.isfinite(within).all())):
+                raise overflow_error(views, "views")
+            new["view_dof"] = (self.view_dof if self.dim is not None else 0) + views.shape[0] * (
+                views.shape[1] - 1
+            )
+        return new
 
     def _reservoir_add(self, z: Tensor) -> None:
         if self._gen is None:
@@ -212,41 +265,66 @@ class CollapseMetrics(Metric):
             rows = rows[pick.sort().values.to(rows.device)]
         return rows.cpu()
 
+    def _spectra(self) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+        """(n, centred covariance spectrum, uncentred Gram spectrum); spectra None below 2 rows."""
+        if self.keeps_rows:
+            rows = dim_zero_cat(self.rows) if len(self.rows) else torch.zeros(0, self.dim or 1)
+            n = int(rows.shape[0])
+            if n < 2:
+                return n, None, None
+            return n, gram_spectrum(rows, center=True), gram_spectrum(rows, center=False)
+        n, mean, m2 = unpack_moments(self.moments)
+        if n < 2:
+            return n, None, None
+        gram = (m2 + n * np.outer(mean, mean)) / n
+        return n, spectrum_of((m2 + m2.T) / (2 * n)), spectrum_of((gram + gram.T) / 2)
+
+    def _lidar_eig(self) -> np.ndarray | None:
+        """Eigenvalues of the LiDAR LDA matrix of the view groups (None without 2 groups)."""
+        if not self.with_lidar or float(self.view_means[0, 0]) < 2:
+            return None
+        g, vmean, vm2 = unpack_moments(self.view_means)
+        within = self.view_within.detach().cpu().numpy()
+        return lidar_eigenvalues(
+            g, int(self.view_dof), vmean * g, vm2 + g * np.outer(vmean, vmean), within, DELTA, EPS
+        )
+
     def context(self) -> Context:
         """The catalogue Context of everything seen (synchronised across processes inside compute)."""
         if self.dim is None:
             raise InputError("CollapseMetrics.compute() before any update(); feed embeddings first.")
-        n, mean, m2 = unpack_moments(self.moments)
-        if n < 2:
+        n, eig, gram_eig = self._spectra()
+        if eig is None or gram_eig is None:
             raise InputError(f"CollapseMetrics has {n} row(s); at least 2 are needed for a covariance.")
-        ctx = Context(eig=spectrum_of((m2 + m2.T) / (2 * n)), n=n, threshold=COLLAPSE_THRESHOLD)
-        gram = (m2 + n * np.outer(mean, mean)) / n
-        ctx.gram_eig = spectrum_of((gram + gram.T) / 2)
+        ctx = Context(eig=eig, n=n, threshold=COLLAPSE_THRESHOLD)
+        ctx.gram_eig = gram_eig
         rows = self._lid_rows()
         if rows is not None and rows.shape[0] > 2:
             k = min(self.k, rows.shape[0] - 1)
             ctx.lid_mle, ctx.lid_mom = lid_mle(rows.numpy(), k=k), lid_mom(rows.numpy(), k=k)
             ctx.extra.update({"lid_k": float(k), "lid_points": float(rows.shape[0])})
-        if self.with_lidar and float(self.view_means[0, 0]) >= 2:
-            g, vmean, vm2 = unpack_moments(self.view_means)
-            ctx.lidar_eig = lidar_eigenvalues(
-                g,
-                int(self.view_dof),
-                vmean * g,
-                vm2 + g * np.outer(vmean, vmean),
-                self.view_within.detach().cpu().numpy(),
-                DELTA,
-                EPS,
-            )
+        ctx.lidar_eig = self._lidar_eig()
         return ctx
 
     def compute(self) -> dict[str, Tensor]:
-        """Every catalogue metric available (0-d float64 tensors), plus n, dim and ``spectrum`` (1-D)."""
+        """Every catalogue metric available (0-d float64 tensors), plus n, dim and ``spectrum`` (1-D);
+        only ``lidar``, ``n`` = 0 and ``d`` when views were given but no embeddings z."""
+        if self.dim is not None and self.with_lidar and float(self.seen) == 0 and not self._has_rows():
+            lidar_eig = self._lidar_eig()
+            if lidar_eig is not None:
+                ctx = Context(eig=np.zeros(1), n=0, lidar_eig=lidar_eig)
+                only = {"n": 0.0, "d": float(self.dim), **evaluate(ctx, ["lidar"])}
+                return {k: torch.tensor(v, dtype=torch.float64) for k, v in only.items()}
         ctx = self.context()
         out = {"n": float(ctx.n), "d": float(self.dim or 0), **ctx.extra, **evaluate(ctx)}
         result = {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
         result["spectrum"] = torch.from_numpy(ctx.eig.copy())
         return result
+
+    def _has_rows(self) -> bool:
+        if self.keeps_rows:
+            return bool(len(self.rows))
+        return float(self.moments[0, 0]) > 0
 
     def forward(self, *args: Any, **kwargs: Any) -> None:
         """Same as ``update`` (a per-batch value of these metrics means little); read with ``compute()``."""

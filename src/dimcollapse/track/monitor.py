@@ -25,6 +25,7 @@ from torch import nn
 
 from dimcollapse.track.probe import Embed
 from dimcollapse.track.recorder import CollapseRecorder, RecorderOptions, scalar_items
+from dimcollapse.utils.options import int_option
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -48,11 +49,7 @@ class CollapseMonitor(L.Callback):
         ``log_spectra`` adds TensorBoard histograms.
         """
         super().__init__()
-        if int(every_n_steps) < 1:
-            from dimcollapse.errors import ConfigError
-
-            raise ConfigError(f"every_n_steps must be >= 1, got {every_n_steps}.")
-        self.every = int(every_n_steps)
+        self.every = int_option(every_n_steps, "every_n_steps", 1)
         self.recorder = CollapseRecorder(probe, embed, **options)
         self.log_spectra = bool(log_spectra)
         self._last_step = -1

@@ -31,6 +31,7 @@ from dimcollapse.errors import ConfigError, DivergedError
 from dimcollapse.track.layers import layer_view
 from dimcollapse.track.probe import Embed, Probe
 from dimcollapse.utils.atomic import atomic_write_json
+from dimcollapse.utils.options import float_option, int_option
 
 log = logging.getLogger("dimcollapse.monitor")
 
@@ -94,10 +95,9 @@ class CollapseRecorder:
         unknown = [m for m in metrics if m not in catalogue.BY_KEY]
         if unknown:
             raise ConfigError(f"unknown metric(s) {unknown}; catalogue keys: {', '.join(catalogue.BY_KEY)}.")
-        if not 0.0 <= warn_fraction <= 1.0 or patience < 1:
-            raise ConfigError(
-                f"warn_fraction must be in [0, 1] and patience >= 1, got {warn_fraction}, {patience}."
-            )
+        warn_fraction = float_option(warn_fraction, "warn_fraction", 0.0, 1.0)
+        patience, lid_k = int_option(patience, "patience", 1), int_option(lid_k, "lid_k", 0)
+        n_views = int_option(n_views, "n_views (LiDAR views per probe sample)", 2)
         self.probe = Probe(probe, embed)
         self.layers, self.metrics, self.lid_k = layers, tuple(metrics), int(lid_k)
         self.warn_fraction, self.watch = float(warn_fraction), watch

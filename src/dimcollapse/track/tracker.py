@@ -19,6 +19,7 @@ from torch import nn
 from dimcollapse.errors import ConfigError
 from dimcollapse.track.probe import Embed
 from dimcollapse.track.recorder import CollapseRecorder, RecorderOptions
+from dimcollapse.utils.options import int_option
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -41,9 +42,7 @@ class Tracker:
         ``options``: ``recorder.RecorderOptions`` (layers, metrics, lid_k, warn_fraction, ..., out_path)."""
         if not isinstance(model, nn.Module):
             raise ConfigError(f"Tracker needs the model (an nn.Module) first, got {type(model).__name__}.")
-        if int(every) < 1:
-            raise ConfigError(f"every must be >= 1 step, got {every}.")
-        self.model, self.every = model, int(every)
+        self.model, self.every = model, int_option(every, "every (steps between measurements)", 1)
         self.steps_per_epoch, self.log = steps_per_epoch, log
         self.recorder = CollapseRecorder(probe, embed, **options)
         self._last = 0

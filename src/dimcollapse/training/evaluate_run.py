@@ -21,11 +21,12 @@ from torch import Tensor
 
 from dimcollapse import diagnostics as dg
 from dimcollapse.errors import InputError
+from dimcollapse.records import EmbeddingRecord, RunRecord, accuracy_key, knn_stem, write_record
+from dimcollapse.records.accuracy import TOPS
 from dimcollapse.training.checkpoint import data_info_changes, load_run
 from dimcollapse.training.config import RunConfig
 from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.evaluation import extract_features, knn_accuracies, linear_probe
-from dimcollapse.utils.atomic import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -70,27 +71,27 @@ class EvalData:
 
 
 def _accuracies(
-    prefix: str, s: EvalSettings, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, num_classes: int
+    variant: str, s: EvalSettings, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, num_classes: int
 ) -> dict[str, float]:
     out: dict[str, float] = {}
-    for k, (top1, top5) in knn_accuracies(xtr, ytr, xte, yte, s.knn_k, s.temperature, num_classes).items():
-        out[f"knn_k{k}_top1{prefix}"], out[f"knn_k{k}_top5{prefix}"] = top1, top5
+    for k, tops in knn_accuracies(xtr, ytr, xte, yte, s.knn_k, s.temperature, num_classes).items():
+        out.update({accuracy_key(knn_stem(k), t, variant): v for t, v in zip(TOPS, tops, strict=True)})
     if s.linear_probe:
-        top1, top5 = linear_probe(
-            xtr, ytr, xte, yte, num_classes, s.linear_probe_epochs, s.linear_probe_weight_decay
-        )
-        out[f"linear_top1{prefix}"], out[f"linear_top5{prefix}"] = top1, top5
+        epochs, decay = s.linear_probe_epochs, s.linear_probe_weight_decay
+        tops = linear_probe(xtr, ytr, xte, yte, num_classes, epochs, decay)
+        out.update({accuracy_key("linear", t, variant): v for t, v in zip(TOPS, tops, strict=True)})
     return out
 
 
-def _diagnostics(name: str, z: Tensor, max_points: int = 5000, k: int = 20) -> dict[str, float]:
+def _diagnostics(name: str, z: Tensor, max_points: int = 5000, k: int = 20) -> EmbeddingRecord:
     stats = dg.summarize(z, k=k, lid_max_points=max_points)
-    return {f"{key}_{name}": float(v) for key, v in stats.items()}
+    return EmbeddingRecord.from_fields({key: float(v) for key, v in stats.items()}, output=name)
 
 
 @torch.no_grad()
-def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> dict[str, Any]:
-    """Metrics of ``module`` on ``data``: kNN/linear accuracies (fractions) and diagnostics of r and z."""
+def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> RunRecord:
+    """The record of ``module`` on ``data``: kNN/linear accuracies (fractions), diagnostics of r and z
+    and the evaluation settings (``details``)."""
     t0 = time.perf_counter()
     was_training = module.training
     module.eval()
@@ -107,28 +108,28 @@ def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> dict
     labelled = ytr >= 0
     rtr_l, ytr_l = rtr[labelled], ytr[labelled]
     c, s = data.num_classes, settings
-    metrics: dict[str, Any] = {}
-    metrics.update(_accuracies("", s, rtr_l, ytr_l, rte, yte, c))
+    rec = RunRecord(accuracies=_accuracies("", s, rtr_l, ytr_l, rte, yte, c))
     d0 = getattr(module.model.objective, "d0", None)
     if d0 is not None and int(d0) < rtr.shape[1]:
-        metrics.update(_accuracies("_d0", s, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
-        metrics["d0"] = int(d0)
-    metrics.update(_diagnostics("r", rte, k=s.lid_k))
-    metrics.update(_diagnostics("z", zte, k=s.lid_k))
-    metrics["eval_train_size"] = int(rtr_l.shape[0])
-    metrics["eval_test_size"] = int(rte.shape[0])
-    metrics["eval_dataset"] = s.dataset
-    metrics["eval_knn_temperature"] = s.temperature
-    metrics["eval_linear_probe_epochs"] = s.linear_probe_epochs if s.linear_probe else 0
-    metrics["eval_time_s"] = time.perf_counter() - t0
-    return metrics
+        rec.accuracies.update(_accuracies("d0", s, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
+        rec.details["d0"] = int(d0)
+    rec.outputs = {"r": _diagnostics("r", rte, k=s.lid_k), "z": _diagnostics("z", zte, k=s.lid_k)}
+    rec.details.update(
+        {
+            "eval_train_size": int(rtr_l.shape[0]),
+            "eval_test_size": int(rte.shape[0]),
+            "eval_dataset": s.dataset,
+            "eval_knn_temperature": s.temperature,
+            "eval_linear_probe_epochs": s.linear_probe_epochs if s.linear_probe else 0,
+            "eval_time_s": time.perf_counter() - t0,
+        }
+    )
+    return rec
 
 
-def evaluate_checkpoint(
-    checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None
-) -> dict[str, Any]:
-    """Rebuild the model of ``checkpoint`` from its stored config, evaluate it and write metrics.json
-    next to the checkpoint (or into ``out_dir``); returns the metrics."""
+def checkpoint_record(checkpoint: str | os.PathLike[str]) -> RunRecord:
+    """The record of ``checkpoint`` (``training.steps``: its global step): its model rebuilt from the stored
+    config and evaluated on its run's data (which must be the data it was trained on); nothing is written."""
     path = Path(checkpoint)
     run = load_run(path)
     cfg, module = run.config, run.module
@@ -140,9 +141,19 @@ def evaluate_checkpoint(
             f"checkpoint '{path}' was trained on other data than '{cfg.data.name}' found now "
             f"({', '.join(diff)}); point $DIMCOLLAPSE_DATA / the data folder at the data of the run."
         )
-    metrics = evaluate_module(module, EvalData.from_datamodule(dm), EvalSettings.from_config(cfg))
-    metrics["checkpoint"] = str(path)
-    metrics["step"] = metrics["steps"] = int(run.checkpoint.get("global_step", 0))
+    rec = evaluate_module(module, EvalData.from_datamodule(dm), EvalSettings.from_config(cfg))
+    rec.training.steps = int(run.checkpoint.get("global_step", 0))
+    return rec
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """Rebuild the model of ``checkpoint`` from its stored config, evaluate it and write metrics.json
+    next to the checkpoint (or into ``out_dir``); returns the metrics."""
+    path = Path(checkpoint)
+    record = checkpoint_record(path)
+    record.details.update({"checkpoint": str(path), "step": record.training.steps})
     target = Path(out_dir) if out_dir is not None else path.parent
-    atomic_write_json(target / "metrics.json", metrics)
-    return metrics
+    write_record(target / "metrics.json", record)
+    return record.to_json()

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from dimcollapse.errors import DivergedError
+from dimcollapse.records import RunRecord, write_record
 from dimcollapse.training.callbacks import CollapseMonitor, GracefulStop, LrOverride, OnlineProbe
 from dimcollapse.training.callbacks.progress import ProgressWriter
 from dimcollapse.training.checkpoint import (
@@ -41,7 +42,7 @@ from dimcollapse.training.preflight import clean_stale_temp_files
 from dimcollapse.training.prepared import Prepared, prepare
 from dimcollapse.training.run_folder import FINAL, LAST, LOCK, PROGRESS, FolderState, check_unchanged
 from dimcollapse.training.run_results import diverged_error, final_metrics, git_commit, versions
-from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
+from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.distributed import end_process_group
 from dimcollapse.utils.lock import folder_lock
 
@@ -275,12 +276,13 @@ def _run(
         if not trainer.is_global_zero:
             return {}
         stop.after_training = True  # a signal now stops at once: last.ckpt holds the final state
-        metrics = final_metrics(trainer, prep, watch.monitor, watch.probe, out, fit_s)
-        atomic_write_json(out / "metrics.json", metrics)
+        record = RunRecord.from_fields(final_metrics(trainer, prep, watch.monitor, watch.probe, out, fit_s))
+        write_record(out / "metrics.json", record)
+        metrics = record.to_json()
         stop.after_training = False
     except BaseException as e:
         stop.after_training = False
         progress.stopped(e)
         raise
-    progress.write("done", int(metrics.get("steps", progress.step)))
+    progress.write("done", record.training.steps)
     return metrics

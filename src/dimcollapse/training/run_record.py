@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dimcollapse.regularizers.coefficients import effective_weight
 from dimcollapse.training.config import RunConfig
 from dimcollapse.training.datamodule import planned_world_size
 
@@ -52,6 +53,19 @@ def training_record(
     if reason == TIME_CAP:
         record["stop_reason"] = f"{TIME_CAP} (optim.max_time_minutes={max_time_minutes:g})"
     return record
+
+
+def components_used(cfg: RunConfig) -> dict[str, Any]:
+    """The run record's ``components``: objective, backbone, projector and each regularizer with the
+    coefficient it trained with (the config's weight or the class default: ``so`` -> 0.0001)."""
+    return {
+        "objective": cfg.objective.name,
+        "backbone": cfg.model.backbone,
+        "projector": cfg.model.projector,
+        "regularizers": [
+            {"name": r.name, "weight": effective_weight(r.name, r.kwargs)} for r in cfg.regularizers
+        ],
+    }
 
 
 def global_batch_size(cfg: RunConfig) -> int:

@@ -20,7 +20,12 @@ from dimcollapse.training.config import RunConfig
 from dimcollapse.training.evaluate_run import EvalData, evaluate_module
 from dimcollapse.training.prepared import Prepared
 from dimcollapse.training.run_folder import FINAL, last_checkpoint
-from dimcollapse.training.run_record import global_batch_size, scale_record, training_record
+from dimcollapse.training.run_record import (
+    components_used,
+    global_batch_size,
+    scale_record,
+    training_record,
+)
 
 
 def git_commit() -> str:
@@ -97,7 +102,7 @@ def final_metrics(
             monitor.load_state_dict(final["callbacks"][monitor.state_key])
     train_s = float(final.get("dimcollapse_train_time_s", module.train_time_s))
     session_s = max(train_s - time_before, 1e-9)
-    metrics = evaluate_module(module, EvalData.from_datamodule(dm), prep.evaluation)
+    metrics: dict[str, Any] = evaluate_module(module, EvalData.from_datamodule(dm), prep.evaluation).fields()
     metrics.update(
         {
             **training_record(
@@ -110,6 +115,7 @@ def final_metrics(
             "versions": versions(),
             "git_commit": git_commit(),
             "resumed": bool(prep.mode.resume),
+            "components": components_used(cfg),
             **scale_record(cfg),
             **job_info().record(),
         }

@@ -1,0 +1,225 @@
+"""The rows of the comparison page, read from folders of any kind through the result records.
+
+A folder contributes: a run (its ``RunRecord``, the representation r), a study (each finished run under
+``runs/``), ``analyze`` output (its ``EmbeddingRecord``), or only a monitor.json (``CollapseMonitor`` /
+``Tracker``: the last measurement); a list of checkpoints (``.ckpt`` files) contributes one row per
+checkpoint, evaluated on its run's data, and one curve per run. A folder that cannot be read (corrupt
+files, another schema version, garbage artifacts) is skipped with the reason; only when nothing is left
+is it an error.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dimcollapse import errors
+from dimcollapse.errors import DimCollapseError, InputError
+from dimcollapse.records import EmbeddingRecord, Record, RunRecord, read_record
+from dimcollapse.records.embedding import is_number
+from dimcollapse.study.results import read_json
+
+# what a broken file raises on its way in (np.load of garbage, int(inf), a history without steps, ...)
+UNREADABLE = (DimCollapseError, OSError, ValueError, KeyError, TypeError, OverflowError, EOFError,
+              zipfile.BadZipFile)  # fmt: skip
+History = list[dict[str, Any]]
+Warn = Callable[[str], None]
+
+
+def stderr_warning(text: str) -> None:
+    """One line ``warning: ...`` on stderr (what the CLI shows for a skipped input)."""
+    sys.stderr.write(f"warning: {errors.one_line(text)}\n")
+
+
+@dataclass
+class CompareRow:
+    """One row of the page: the shown embedding's n, d, catalogue metrics and spectrum, the run's
+    accuracies and trained steps, and the per-layer weight statistics of its last monitor record."""
+
+    name: str
+    folder: str
+    source: str
+    embedding: str
+    n: int | None = None
+    d: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    accuracies: dict[str, float] = field(default_factory=dict)
+    steps: int | None = None
+    spectrum: np.ndarray | None = None
+    layers: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class Collected:
+    """Rows, curves against the step (name -> records with ``step``) and the skipped inputs (why)."""
+
+    rows: list[CompareRow] = field(default_factory=list)
+    curves: dict[str, History] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def clean_history(raw: object) -> History:
+    """The records of a monitor history that carry a finite numeric ``step``, by step."""
+    if not isinstance(raw, list):
+        raise InputError("its history is not a list of records")
+    recs = [h for h in raw if isinstance(h, dict) and is_number(h.get("step")) and math.isfinite(h["step"])]
+    return sorted(recs, key=lambda h: float(h["step"]))
+
+
+def _output_of(rec: Mapping[str, Any]) -> str:
+    """The first output measured in a monitor record (``spectrum_<o>``), 'r' when none."""
+    return next((k[len("spectrum_") :] for k in rec if k.startswith("spectrum_")), "r")
+
+
+def _monitor_row(name: str, folder: Path, history: History) -> CompareRow:
+    """A row from a monitor's last record: its first output's metrics, spectrum and layers."""
+    last = history[-1]
+    out = _output_of(last)
+    metrics = {
+        k[: -len(out) - 1]: float(v) for k, v in last.items() if k.endswith(f"_{out}") and is_number(v)
+    }
+    spectrum = last.get(f"spectrum_{out}")
+    row = CompareRow(name, str(folder), "monitor.json", f"{out} (monitor, step {int(last['step'])})")
+    row.metrics, row.steps = metrics, int(last["step"])
+    row.spectrum = None if spectrum is None else np.asarray(spectrum, dtype=np.float64)
+    row.d = None if row.spectrum is None else int(row.spectrum.size)
+    row.layers = _layers(last.get("layers"))
+    return row
+
+
+def _layers(raw: object) -> dict[str, dict[str, float]]:
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(n): {k: float(v) for k, v in s.items() if is_number(v)}
+        for n, s in raw.items()
+        if isinstance(s, dict)
+    }
+
+
+def _record_row(name: str, folder: Path, rec: Record) -> CompareRow:
+    """A row from a run's record (its r) or an analysed embedding's record."""
+    emb: EmbeddingRecord | None = rec.output("r") if isinstance(rec, RunRecord) else rec
+    source = rec.details.get("eval_dataset") if isinstance(rec, RunRecord) else None
+    if isinstance(rec, EmbeddingRecord):
+        source = rec.details.get("data") or rec.details.get("source")
+    row = CompareRow(
+        name, str(folder), str(source or ""), "r (run)" if isinstance(rec, RunRecord) else "file"
+    )
+    if isinstance(rec, EmbeddingRecord):
+        row.embedding = str(rec.details.get("embedding", "file"))
+    if emb is not None:
+        row.n, row.d, row.metrics = emb.n, emb.d, {k: float(v) for k, v in emb.metrics.items()}
+        row.spectrum = None if emb.spectrum is None else np.asarray(emb.spectrum, dtype=np.float64)
+    if isinstance(rec, RunRecord):
+        row.accuracies, row.steps = dict(rec.accuracies), rec.training.steps
+        art = folder / "artifacts.npz"
+        if row.spectrum is None and art.is_file():
+            with np.load(art, allow_pickle=False) as z:
+                row.spectrum = (
+                    np.asarray(z["spectrum_r"], dtype=np.float64) if "spectrum_r" in z.files else None
+                )
+    return row
+
+
+def _folder(name: str, folder: Path, got: Collected, warn: Callable[[str], None]) -> bool:
+    """Add the row (and monitor curve) of one run / analyze / monitor folder; False when it holds none."""
+    has_metrics, mon_path = (folder / "metrics.json").is_file(), folder / "monitor.json"
+    if not has_metrics and not mon_path.is_file():
+        return False
+    history: History = []
+    if mon_path.is_file():
+        try:
+            mon = read_json(mon_path)
+            if mon is None:
+                raise InputError("not valid JSON")
+            history = clean_history(mon.get("history", []))
+        except UNREADABLE as e:
+            if not has_metrics:
+                raise InputError(f"monitor.json: {e}") from None
+            warn(f"{mon_path}: ignored ({e}); the folder's metrics are still compared")
+    if has_metrics:
+        row = _record_row(name, folder, read_record(folder / "metrics.json"))
+        if history:
+            row.layers = _layers(history[-1].get("layers"))
+    elif history:
+        row = _monitor_row(name, folder, history)
+    else:
+        raise InputError("monitor.json holds no measurement with a step")
+    got.rows.append(row)
+    if history:
+        got.curves[name] = history
+    return True
+
+
+def _checkpoints(paths: Sequence[Path], got: Collected, warn: Callable[[str], None]) -> None:
+    """Rows for checkpoint files (evaluated on their run's data) and one curve per run folder."""
+    from dimcollapse.training.evaluate_run import checkpoint_record
+
+    series: dict[str, History] = {}
+    for p in paths:
+        run = p.parent.parent.name if p.parent.name == "checkpoints" else p.parent.name
+        try:
+            rec = checkpoint_record(p)
+            row = _record_row(f"{run}/{p.stem}", p, rec)
+            step = int(rec.training.steps or 0)
+        except UNREADABLE as e:
+            got.skipped.append((str(p), str(e)))
+            warn(f"skipped '{p}': {e}")
+            continue
+        row.steps, row.embedding = step, f"r (checkpoint, step {step})"
+        got.rows.append(row)
+        point = {"step": step, **{f"{k}_r": v for k, v in row.metrics.items()}}
+        series.setdefault(f"{run} (checkpoints)", []).append(point)
+    for name, hist in series.items():
+        got.curves[name] = sorted(hist, key=lambda h: h["step"])
+
+
+def collect(folders: Sequence[str | Path], warn: Callable[[str], None] = lambda _: None) -> Collected:
+    """Rows of every folder (a study: each finished run; checkpoints: one row each). Unreadable inputs are
+    skipped and reported through ``warn``; a folder holding no result at all, or nothing left, raises."""
+    got = Collected()
+    paths = [Path(f) for f in folders]
+    for p in paths:
+        if p.is_file() and p.suffix == ".ckpt":
+            continue
+        runs = (
+            sorted(q.parent for q in (p / "runs").glob("*/metrics.json"))
+            if (p / "results.json").is_file()
+            else []
+        )
+        items = [(f"{p.name}/{r.name}", r) for r in runs] or [(p.name, p)]
+        found = False
+        for name, folder in items:
+            try:
+                found = _folder(name, folder, got, warn) or found
+            except UNREADABLE as e:
+                got.skipped.append((str(folder), str(e)))
+                warn(f"skipped '{folder}': {e}")
+                found = True
+        if not found:
+            raise InputError(
+                f"'{p}' holds no metrics.json (a run or `analyze` output), no monitor.json and no "
+                "results.json (a study). Pass folders written by train, study, analyze or a monitor, "
+                "or checkpoint files (.ckpt)."
+            )
+    _checkpoints([p for p in paths if p.is_file() and p.suffix == ".ckpt"], got, warn)
+    if not got.rows:
+        why = "; ".join(f"{f}: {r}" for f, r in got.skipped)
+        raise InputError(f"nothing to compare: every input was unreadable ({why}).")
+    _unique_names(got.rows)
+    return got
+
+
+def _unique_names(rows: list[CompareRow]) -> None:
+    names = [r.name for r in rows]
+    for i, r in enumerate(rows):
+        if names.count(r.name) > 1:
+            r.name = f"{i + 1:02d}_{r.name}"
