@@ -185,6 +185,15 @@ def sum_detached(x: Tensor) -> Tensor:
     return out
 
 
+def max_over_ranks(value: int, device: torch.device | None = None) -> int:
+    """max_k value_k over processes (one int, not differentiable); ``value`` when not distributed."""
+    if not is_distributed():
+        return int(value)
+    flag = torch.tensor([int(value)], dtype=torch.int64, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
+
+
 def end_process_group() -> None:
     """Destroy the default process group of this process, if any (after training: every rank calls it).
 

@@ -21,23 +21,18 @@ from types import FrameType
 from typing import Any
 
 import lightning as L
-import torch
-import torch.distributed as dist
 
 from dimcollapse.errors import RunInterrupted
 from dimcollapse.training.checkpoint import describe_bad, save_if_finite
 from dimcollapse.training.cluster import JobInfo, requeue_job, requeue_wanted
+from dimcollapse.utils.distributed import max_over_ranks
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 def agreed_signal(local: int, trainer: L.Trainer) -> int:
     """max over ranks of each rank's received signal number (0: none); ``local`` when not distributed."""
-    if not (dist.is_available() and dist.is_initialized()) or int(trainer.world_size) <= 1:
-        return local
-    flag = torch.tensor([local], dtype=torch.int32, device=trainer.strategy.root_device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return int(flag.item())
+    return max_over_ranks(local, trainer.strategy.root_device)
 
 
 class GracefulStop(L.Callback):
