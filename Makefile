@@ -43,7 +43,7 @@ demo: setup
 	$(PYTHON) -m dimcollapse demo
 
 bench: setup
-	$(PIP) install -q -e ".[bench]" || echo "warning: scikit-dimension/faiss not installable; their comparisons are skipped"
+	$(PIP) install -q -e ".[bench]" || echo "warning: scikit-dimension/faiss/kornia not installable; their comparisons are skipped"
 	@# lightly only for its NTXentLoss in the training comparison; --no-deps: it would pull torchvision
 	$(PIP) install -q --no-deps lightly || echo "warning: lightly not installable; its comparison is skipped"
 	$(PYTHON) benchmarks/run_all.py $(BENCH_ARGS)

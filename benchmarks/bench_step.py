@@ -114,18 +114,18 @@ def term_jobs(module: Any, premade: torch.Tensor, dm: Any, every: int) -> dict[s
     half = r.shape[0] // 2
     jobs: dict[str, Callable[[], Any]] = {}
     for name in ("so", "srip"):
-        reg = build("regularizer", name, weight=1e-4)
+        reg = build("regularizer", name)
 
         def weight_term(reg: Any = reg) -> None:
             backbone.zero_grad(set_to_none=True)
-            reg(backbone).backward()
+            (1e-4 * reg(backbone)).backward()
 
         jobs[name] = weight_term
-    ldreg = build("regularizer", "ldreg", weight=0.01)
+    ldreg = build("regularizer", "ldreg")
 
     def ldreg_term() -> None:
         leaf = r.detach().requires_grad_(True)
-        ldreg([leaf[:half], leaf[half:]]).backward()
+        (0.01 * ldreg([leaf[:half], leaf[half:]])).backward()
 
     jobs["ldreg"] = ldreg_term
     monitor = CollapseMonitor(dm.pool_images[:512], every_n_steps=every)

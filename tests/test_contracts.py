@@ -8,8 +8,6 @@ attributes are checked against what it actually does.
 
 from __future__ import annotations
 
-import inspect
-import itertools
 from typing import Any
 
 import pytest
@@ -19,8 +17,7 @@ from torch import nn
 from dimcollapse import contracts
 from dimcollapse.errors import ConfigError
 from dimcollapse.registry import build, get, keyword_options, names
-from dimcollapse.regularizers.base import Regularizer
-from dimcollapse.regularizers.schedule import SCHEDULE_OPTIONS
+from dimcollapse.training.schedules import SCHEDULE_OPTIONS, coefficient_schedule, split_term_kwargs
 
 # small constructor keywords per registered name; a name not listed gets the kind's DEFAULT
 BACKBONE_KW: dict[str, dict[str, Any]] = {
@@ -124,22 +121,25 @@ def test_objective_contract(name: str) -> None:
     targets = [torch.randn(ROWS, DIM) for _ in range(2)] if loss.uses_momentum_target else []
     value = loss(z1, z2, *targets)
     assert value.dim() == 0 and torch.isfinite(value)
-    assert loss.last_stats and all(isinstance(v, float) for v in loss.last_stats.values())
+    stats = loss.last_stats.values()  # detached tensors: no host sync inside forward
+    assert stats and all(
+        isinstance(v, torch.Tensor) and not v.requires_grad and v.numel() == 1 for v in stats
+    )
     value.backward()
     # every view that reaches the loss gets a finite gradient (ReSSL's weak view 2 feeds only the teacher)
     grads = [z.grad for z in (z1, z2) if z.grad is not None]
     assert z1.grad is not None and all(bool(torch.isfinite(g).all()) for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
     assert _finite_grads([p for p in loss.parameters() if p.requires_grad])
-    if loss.uses_momentum_target:  # tau(progress) non-decreasing in [0, 1], ending at 1
-        assert isinstance(loss, contracts.MomentumObjective)
-        taus = [loss.momentum(p) for p in (0.0, 0.25, 0.5, 1.0)]
-        assert all(0.0 <= a <= b <= 1.0 for a, b in itertools.pairwise(taus))
-        assert taus[-1] == pytest.approx(1.0)
+    base, final = loss.default_momentum  # read by the run's schedules (the objective holds none)
+    assert 0.0 <= base <= final <= 1.0
+    assert not hasattr(loss, "set_progress") and not hasattr(loss, "momentum")  # no clock, no schedule
+    for online, target in loss.momentum_pairs():
+        assert all(not p.requires_grad for p in target.parameters()) and online is not target
 
 
-def _regularizer(name: str, weight: float) -> nn.Module:
-    return build("regularizer", name, weight=weight, **REGULARIZER_KW.get(name, REGULARIZER_DEFAULT))
+def _regularizer(name: str) -> nn.Module:
+    return build("regularizer", name, **REGULARIZER_KW.get(name, REGULARIZER_DEFAULT))
 
 
 def _apply(reg: nn.Module, inputs: Any) -> torch.Tensor:
@@ -148,7 +148,7 @@ def _apply(reg: nn.Module, inputs: Any) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", names("regularizer"))
 def test_regularizer_contract(name: str) -> None:
-    reg = _regularizer(name, 0.5)
+    reg = _regularizer(name)
     assert isinstance(reg, nn.Module) and isinstance(reg, contracts.Regularizer)
     assert reg.target in ("weights", "features")
     torch.manual_seed(0)
@@ -162,36 +162,30 @@ def test_regularizer_contract(name: str) -> None:
         feats = [torch.randn(12, DIM, requires_grad=True) for _ in range(2)]
         inputs = (feats, [torch.randn(12, DIM)])
         leaves = feats
-    reg.set_progress(0.5)
-    assert reg.coefficient() == pytest.approx(0.5)  # default schedule: constant, no warm-up
+    assert not hasattr(reg, "set_progress") and not hasattr(reg, "coefficient")  # no clock, no weight
     torch.manual_seed(1)
     term = _apply(reg, inputs)
     assert term.dim() == 0 and torch.isfinite(term)
-    assert reg.last_stats and all(isinstance(v, float) for v in reg.last_stats.values())
+    stats = reg.last_stats.values()  # detached tensors: no host sync inside forward
+    assert stats and all(isinstance(v, torch.Tensor) and not v.requires_grad for v in stats)
     term.backward()
     assert any(t.grad is not None and t.grad.abs().sum() > 0 for t in leaves)
     assert all(t.grad is None or torch.isfinite(t.grad).all() for t in leaves)
-    # the returned term already carries the coefficient: twice the weight, twice the term
-    double = _regularizer(name, 1.0)
-    double.set_progress(0.5)
+    # the returned term is the raw one: the same for a second instance (the run owns the coefficient)
+    again = _regularizer(name)
     torch.manual_seed(1)
-    assert _apply(double, inputs).item() == pytest.approx(2 * term.item(), rel=1e-5, abs=1e-12)
+    assert _apply(again, inputs).item() == pytest.approx(term.item(), rel=1e-5, abs=1e-12)
 
 
 @pytest.mark.parametrize("name", names("regularizer"))
-def test_regularizer_takes_the_schedule_keywords_and_rejects_unknown_ones(name: str) -> None:
-    valid = keyword_options(get("regularizer", name))
-    assert valid is not None and set(SCHEDULE_OPTIONS) <= set(valid)
-    with pytest.raises(ConfigError, match=r"unknown option.*Valid options: .*warmup_epochs"):
+def test_regularizer_entry_splits_into_schedule_and_term_keywords(name: str) -> None:
+    cls = get("regularizer", name)
+    with pytest.raises(ConfigError, match=r"unknown option"):
         build("regularizer", name, not_an_option=1)
-    reg = build("regularizer", name, weight=2.0, schedule="step", milestones=[1.0], multipliers=[0.25])
-    reg.set_progress(1.5)
-    assert reg.coefficient() == pytest.approx(0.5)
-    reg = build("regularizer", name, weight=2.0, off_epoch=1.0)
-    reg.set_progress(1.0)
-    assert reg.coefficient() == 0.0
-
-
-def test_schedule_options_are_the_base_class_keywords() -> None:
-    params = list(inspect.signature(Regularizer.__init__).parameters)
-    assert tuple(params[2:]) == SCHEDULE_OPTIONS  # self, weight, then the schedule keywords
+    for key in SCHEDULE_OPTIONS:  # the coefficient's keywords belong to the run, never to the term
+        assert key not in (keyword_options(cls) or [])
+    entry = {"weight": 2.0, "schedule": "step", "milestones": [1.0], "multipliers": [0.25]}
+    sched, own = split_term_kwargs({**entry, **REGULARIZER_KW.get(name, REGULARIZER_DEFAULT)})
+    assert sched == entry and own == REGULARIZER_KW.get(name, REGULARIZER_DEFAULT)
+    assert coefficient_schedule(cls, sched)(1.5) == pytest.approx(0.5)
+    assert coefficient_schedule(cls, {"weight": 2.0, "off_epoch": 1.0})(1.0) == 0.0

@@ -17,6 +17,7 @@ from dimcollapse.objectives import (
     ema_update,
 )
 from dimcollapse.registry import build, get, names
+from dimcollapse.training.schedules import cosine_momentum
 
 
 def _simplex(n: int) -> torch.Tensor:
@@ -135,14 +136,16 @@ def test_simsiam_gradient_is_the_predictor_path_only() -> None:
 
 
 def test_momentum_schedule_values() -> None:
-    loss = build("objective", "byol", dim=4, hidden_dim=8)
-    assert loss.momentum(0.0) == pytest.approx(0.99)
-    assert loss.momentum(0.5) == pytest.approx(0.995)
-    assert loss.momentum(1.0) == pytest.approx(1.0)
-    assert loss.momentum(0.25) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 4) + 1) / 2)
-    other = build("objective", "byol", dim=4, hidden_dim=8, base_momentum=0.996)
-    assert (other.momentum(0.0), other.momentum(0.5)) == pytest.approx((0.996, 0.998))
-    assert loss.momentum(2.0) == 1.0  # clipped to the end of training
+    from dimcollapse.training.schedules import MomentumSchedule
+
+    m = MomentumSchedule(*build("objective", "byol", dim=4, hidden_dim=8).default_momentum)
+    assert m(0.0) == pytest.approx(0.99)
+    assert m(0.5) == pytest.approx(0.995)
+    assert m(1.0) == pytest.approx(1.0)
+    assert m(0.25) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 4) + 1) / 2)
+    other = MomentumSchedule(0.996, 1.0)
+    assert (other(0.0), other(0.5)) == pytest.approx((0.996, 0.998))
+    assert m(2.0) == 1.0  # clipped to the end of training
 
 
 def test_ema_update_moves_target_towards_online() -> None:
@@ -190,7 +193,7 @@ def test_adam_steps_decrease_each_loss(name: str) -> None:
         value.backward()
         opt.step()
         if loss.uses_momentum_target:
-            ema_update(target, model, loss.momentum(step / 40))
+            ema_update(target, model, cosine_momentum(step / 40, *loss.default_momentum))
     end = evaluate()
     assert end < start - 0.05 * abs(start)
 

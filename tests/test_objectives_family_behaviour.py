@@ -10,25 +10,33 @@ import pytest
 import torch
 
 from dimcollapse.errors import ConfigError, InputError
-from dimcollapse.objectives import cosine_momentum, ema_update
-from dimcollapse.objectives.dino import teacher_temperature
+from dimcollapse.objectives import ema_update
 from dimcollapse.objectives.queue import FeatureQueue
-from dimcollapse.registry import build
+from dimcollapse.registry import build, get
+from dimcollapse.training.ema import EMAHook
+from dimcollapse.training.schedules import (
+    OBJECTIVE_SCHEDULES,
+    MomentumSchedule,
+    cosine_momentum,
+    momentum_schedule,
+    teacher_temperature,
+)
 
 KW: dict[str, dict[str, Any]] = {
     # m = 0: the key encoder is the online one (with a lagging target the positives' cosine falls while
     # the online network trains, which is MoCo's dynamics, not a failure to optimise)
-    "mocov2plus": {"dim": 8, "queue_size": 64, "base_momentum": 0.0, "final_momentum": 0.0},
+    "mocov2plus": {"dim": 8, "queue_size": 64},
     "mocov3": {"dim": 8, "hidden_dim": 16},
     "nnclr": {"dim": 8, "hidden_dim": 16, "queue_size": 64},
     "nnbyol": {"dim": 8, "hidden_dim": 16, "queue_size": 64},
-    "dino": {"dim": 8, "n_prototypes": 16, "base_momentum": 0.9},
+    "dino": {"dim": 8, "n_prototypes": 16},
     "swav": {"dim": 8, "n_prototypes": 6},
-    "ressl": {"dim": 8, "queue_size": 64, "base_momentum": 0.0, "final_momentum": 0.0},
+    "ressl": {"dim": 8, "queue_size": 64},
     "vibcreg": {},
     "wmse": {"w_size": 32},
     "dcl": {},
 }
+MOMENTUM = {"mocov2plus": (0.0, 0.0), "ressl": (0.0, 0.0), "dino": (0.9, 1.0)}  # (base, final) of the run
 
 
 def _two_views(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,9 +80,9 @@ def test_adam_steps_decrease_each_loss(name: str) -> None:
         value.backward()
         opt.step()
         if loss.uses_momentum_target:
-            m = loss.momentum(step / 60)
+            m = cosine_momentum(step / 60, *MOMENTUM.get(name, type(loss).default_momentum))
             ema_update(target, model, m)
-            loss.update_target(m)
+            EMAHook(loss.momentum_pairs()).step(m)
     assert evaluate() < start - 0.02 * abs(start)
 
 
@@ -96,46 +104,58 @@ def test_one_momentum_schedule_for_every_ema_method() -> None:
            "mocov2plus": {"dim": 4, "queue_size": 4}, "mocov3": {"dim": 4, "hidden_dim": 4},
            "dino": {"dim": 4, "n_prototypes": 3}, "ressl": {"dim": 4, "queue_size": 4}}  # fmt: skip
     for name, kw in kws.items():
-        loss = build("objective", name, base_momentum=0.9, final_momentum=1.0, **kw)
+        loss = build("objective", name, **kw)
         assert loss.uses_momentum_target, name
+        with pytest.raises(ConfigError, match="base_momentum"):  # the objective holds no schedule
+            build("objective", name, base_momentum=0.9, **kw)
+        sched = momentum_schedule(type(loss), {"base_momentum": 0.9, "final_momentum": None}, {})
+        assert sched is not None
         for p in (0.0, 0.3, 1.0):
-            assert loss.momentum(p) == pytest.approx(cosine_momentum(p, 0.9, 1.0)), name
+            assert sched(p) == pytest.approx(cosine_momentum(p, 0.9, 1.0)), name
         with pytest.raises(ConfigError, match="base_momentum"):
-            build("objective", name, base_momentum=1.1, **kw)
-    assert build("objective", "dino", dim=4, n_prototypes=3).momentum(0.0) == pytest.approx(0.996)
+            momentum_schedule(type(loss), {"base_momentum": 1.1}, {})
+    dino = momentum_schedule(get("objective", "dino"), {}, {})
+    assert dino is not None and dino(0.0) == pytest.approx(0.996)  # DINO's default, from the class
+    assert momentum_schedule(get("objective", "simclr"), {}, {}) is None
+    with pytest.raises(ConfigError, match="no momentum target"):
+        momentum_schedule(get("objective", "simclr"), {"base_momentum": 0.9}, {})
+    assert MomentumSchedule(0.99, 1.0)(2.0) == 1.0  # clipped to the end of training
 
 
 def test_dino_teacher_temperature_warmup_and_ema_prototypes() -> None:
     assert [teacher_temperature(e, 0.04, 0.07, 4) for e in (0, 1.5, 3, 10)] == pytest.approx(
         [0.04, 0.05, 0.07, 0.07]
     )
-    loss = build("objective", "dino", dim=4, n_prototypes=5, teacher_temp=0.07, warmup_teacher_temp=0.04,
-                 warmup_teacher_temp_epochs=4)  # fmt: skip
-    loss.set_progress(1.5)
+    loss = build("objective", "dino", dim=4, n_prototypes=5)
+    settings = {"teacher_temp": 0.07, "warmup_teacher_temp": 0.04, "warmup_teacher_temp_epochs": 4,
+                "freeze_last_layer_epochs": 0.0}  # fmt: skip
+    values = OBJECTIVE_SCHEDULES["dino"].values(settings, 1.5)
+    assert values["teacher_temp"] == pytest.approx(0.05)
     z = [torch.randn(6, 4) for _ in range(4)]
-    loss(*z)
-    assert loss.last_stats["teacher_temp"] == pytest.approx(0.05)
+    loss(*z, **values)
+    assert loss.last_stats["teacher_temp"].item() == pytest.approx(0.05)
     with torch.no_grad():
         loss.prototypes.weight.add_(1.0)
     old = loss.teacher_prototypes.module.weight.clone()
-    loss.update_target(0.75)
+    EMAHook(loss.momentum_pairs()).step(0.75)
     expected = 0.75 * old + 0.25 * loss.prototypes.weight
     torch.testing.assert_close(loss.teacher_prototypes.module.weight, expected)
     assert not loss.teacher_prototypes.module.weight.requires_grad
 
 
 def test_swav_prototypes_are_unit_rows_and_frozen_early() -> None:
-    loss = build("objective", "swav", dim=4, n_prototypes=6, freeze_prototypes_epochs=1)
+    loss = build("objective", "swav", dim=4, n_prototypes=6)
+    settings = {"queue_start_epoch": 0.0, "freeze_prototypes_epochs": 1.0}
+    early, later = (OBJECTIVE_SCHEDULES["swav"].values(settings, e) for e in (0.0, 1.0))
     with torch.no_grad():
         loss.prototypes.weight.mul_(3.0)
     z1, z2 = torch.randn(8, 4, requires_grad=True), torch.randn(8, 4)
-    loss(z1, z2).backward()
+    loss.forward_views([z1, z2], **early).backward()
     torch.testing.assert_close(loss.prototypes.weight.norm(dim=1), torch.ones(6))
     grad = loss.prototypes.weight.grad
     assert grad is not None and float(grad.abs().max()) == 0.0  # frozen in epoch 0 (in the graph for DDP)
     assert z1.grad is not None and float(z1.grad.abs().max()) > 0
-    loss.set_progress(1.0)
-    loss(z1, z2).backward()
+    loss.forward_views([z1, z2], **later).backward()
     assert float(loss.prototypes.weight.grad.abs().max()) > 0
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from dimcollapse.registry import build
+from dimcollapse.training.schedules import OBJECTIVE_SCHEDULES
 
 TOL = {"rtol": 1e-6, "atol": 1e-6}
 
@@ -84,10 +85,12 @@ def test_dcl_equals_lightly(lightly_loss: Any) -> None:
 def test_dino_multicrop_equals_lightly_with_centre_and_warmup(lightly_loss: Any, epoch: int) -> None:
     n, d, k = 5, 4, 9
     torch.manual_seed(0)
-    ours = build("objective", "dino", dim=d, n_prototypes=k, teacher_temp=0.07, warmup_teacher_temp=0.04,
-                 warmup_teacher_temp_epochs=3, center_momentum=0.8).double()  # fmt: skip
+    ours = build("objective", "dino", dim=d, n_prototypes=k, center_momentum=0.8).double()
     ours.center.copy_(_randn(1, k, seed=9) * 0.1)
-    ours.set_progress(epoch + 0.5)
+    schedule = OBJECTIVE_SCHEDULES["dino"]  # the run's schedule gives the teacher temperature of the epoch
+    settings = {"teacher_temp": 0.07, "warmup_teacher_temp": 0.04, "warmup_teacher_temp_epochs": 3,
+                "freeze_last_layer_epochs": 0.0}  # fmt: skip
+    values = schedule.values(settings, epoch + 0.5)
     with torch.no_grad():  # a teacher that differs from the student
         ours.teacher_prototypes.module.weight.add_(0.1 * _randn(k, d, seed=8))
     zs = [_randn(n, d, seed=s) for s in range(4)]  # 2 global + 2 local crops
@@ -100,7 +103,7 @@ def test_dino_multicrop_equals_lightly_with_centre_and_warmup(lightly_loss: Any,
     student = [F.normalize(z, dim=1) @ w_s.T for z in zs]
     teacher = [F.normalize(t, dim=1) @ w_t.T for t in ts]
     ref = crit(teacher, student, epoch=epoch)
-    torch.testing.assert_close(ours.forward_views(zs, ts), ref, **TOL)
+    torch.testing.assert_close(ours.forward_views(zs, ts, **values), ref, **TOL)
     torch.testing.assert_close(ours.center, crit.center.view(1, k), **TOL)
 
 
@@ -137,16 +140,16 @@ def test_wmse_equals_lightly(lightly_loss: Any) -> None:
 
 def test_koleo_equals_lightly(lightly_loss: Any) -> None:
     x = _randn(12, 5, seed=3)
-    ours = build("regularizer", "koleo", weight=1.0)([x])
+    ours = build("regularizer", "koleo")([x])
     torch.testing.assert_close(ours, lightly_loss.KoLeoLoss()(x), **TOL)
-    two = build("regularizer", "koleo", weight=0.5)([x, 2 * x.flip(0)])
+    two = 0.5 * build("regularizer", "koleo")([x, 2 * x.flip(0)])
     torch.testing.assert_close(two, 0.5 * lightly_loss.KoLeoLoss()(x), **TOL)  # scale-free, order-free
 
 
 def test_sigreg_equals_lightly(lightly_loss: Any) -> None:
     x = _randn(20, 6, seed=4) * 1.3 + 0.2
     torch.manual_seed(7)  # both draw the random directions as randn(D, M) from the global RNG
-    ours = build("regularizer", "sigreg", weight=1.0, num_directions=32)([x])
+    ours = build("regularizer", "sigreg", num_directions=32)([x])
     torch.manual_seed(7)
     ref = lightly_loss.SIGReg(num_vectors=32)(x)
     torch.testing.assert_close(ours, ref, **TOL)

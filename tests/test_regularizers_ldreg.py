@@ -11,7 +11,7 @@ from torch import nn
 
 from dimcollapse.diagnostics import lid_mle, lid_mom
 from dimcollapse.errors import ConfigError
-from dimcollapse.registry import build
+from dimcollapse.registry import build, get
 from dimcollapse.utils.distributed import local_only, world_size
 from dimcollapse.utils.distributed import rank as dist_rank
 
@@ -40,7 +40,7 @@ def low_dim_views(n: int = 40, d: int = 12, intrinsic: int = 3, seed: int = 0) -
 @pytest.mark.parametrize("form", ["l1", "l2"])
 def test_ldreg_lid_matches_diagnostics_and_numpy(estimator: str, form: str) -> None:
     views = low_dim_views()
-    reg = build("regularizer", "ldreg", weight=0.01, k=10, estimator=estimator, form=form)
+    reg = build("regularizer", "ldreg", k=10, estimator=estimator, form=form)  # the raw term: -raw
     term = reg(views)
     z = torch.cat(views)
     diag = (lid_mom if estimator == "mom" else lid_mle)(z.numpy(), k=10)
@@ -48,16 +48,16 @@ def test_ldreg_lid_matches_diagnostics_and_numpy(estimator: str, form: str) -> N
     np.testing.assert_allclose(diag, ref, rtol=1e-9)
     logs = np.log(ref)
     raw = logs.mean() if form == "l1" else np.sqrt((logs**2).mean())
-    assert term.item() == pytest.approx(-0.01 * raw, rel=1e-9)
+    assert term.item() == pytest.approx(-raw, rel=1e-9)
     assert reg.last_stats["lid_geomean"] == pytest.approx(np.exp(logs.mean()), rel=1e-9)
-    minlid = build("regularizer", "minlid", weight=0.01, k=10, estimator=estimator, form=form)
-    assert minlid(views).item() == pytest.approx(0.01 * raw, rel=1e-9)
+    minlid = build("regularizer", "minlid", k=10, estimator=estimator, form=form)
+    assert minlid(views).item() == pytest.approx(raw, rel=1e-9)
 
 
 def test_ldreg_reference_includes_target_features() -> None:
     views = low_dim_views(n=30)
     target = [v + 0.1 for v in low_dim_views(n=30, seed=1)]
-    reg = build("regularizer", "ldreg", weight=1.0, k=8)
+    reg = build("regularizer", "ldreg", k=8)
     term = reg(views, reference=target)
     q = torch.cat(views).numpy()
     ref = np.concatenate([q, torch.cat(target).numpy()])
@@ -67,7 +67,7 @@ def test_ldreg_reference_includes_target_features() -> None:
 
 def test_ldreg_gradient_matches_independent_torch_and_k_clamp() -> None:
     views = [v.clone().requires_grad_(True) for v in low_dim_views(n=6, d=4)]
-    reg = build("regularizer", "ldreg", weight=1.0)  # default k = 64 clamped to 12 - 2 = 10
+    reg = build("regularizer", "ldreg")  # default k = 64 clamped to 12 - 2 = 10
     reg(views).backward()
     assert reg.last_stats["k"] == 10.0
     # independent: cdist to the detached batch, own row masked, MoM on the 10 nearest
@@ -83,10 +83,12 @@ def test_ldreg_gradient_matches_independent_torch_and_k_clamp() -> None:
     assert torch.isfinite(build("regularizer", "ldreg", k=11)(views))
 
 
-def test_ldreg_warmup_returns_zero() -> None:
-    reg = build("regularizer", "ldreg", warmup_epochs=1)
-    reg.set_progress(0.5)
-    assert reg(low_dim_views()).item() == 0.0
+def test_ldreg_warmup_holds_the_term_off() -> None:
+    from dimcollapse.training.schedules import coefficient_schedule
+
+    c = coefficient_schedule(get("regularizer", "ldreg"), {"warmup_epochs": 1})
+    assert (c(0.5), c(1.0)) == (0.0, 0.01)  # held at 0 (not ramped), then LDReg's default weight
+    assert get("regularizer", "ldreg").skip_when_off  # the module skips its k-NN search meanwhile
 
 
 FORMS = ("l1", "l2")
@@ -100,14 +102,14 @@ def _ddp_worker(
     result = {}
     for form in FORMS:
         local = [v[bounds[rank] : bounds[rank + 1]].clone().requires_grad_(True) for v in views]
-        term = build("regularizer", "ldreg", weight=0.5, k=12, form=form)(local)
+        term = build("regularizer", "ldreg", k=12, form=form)(local)
         term.backward()
         result[form] = {"term": term.detach(), "grads": [v.grad for v in local]}
     result["world"] = (world_size(), dist_rank())
     with local_only():  # every process on its own rows, no collectives (rank-0 callbacks do this alone)
         result["world_local_only"] = (world_size(), dist_rank())
         local = [v[bounds[rank] : bounds[rank + 1]].clone().requires_grad_(True) for v in views]
-        term = build("regularizer", "ldreg", weight=0.5, k=6)(local)
+        term = build("regularizer", "ldreg", k=6)(local)
         term.backward()
         result["local_only"] = {"term": term.detach(), "grads": [v.grad for v in local]}
     torch.save(result, f"{out}_{rank}.pt")
@@ -124,7 +126,7 @@ def test_ldreg_ddp_equals_single_process_on_gathered_batch(tmp_path, bounds: lis
     mp.spawn(_ddp_worker, args=args, nprocs=world)
     for form in FORMS:
         full = [v.clone().requires_grad_(True) for v in views]
-        single = build("regularizer", "ldreg", weight=0.5, k=12, form=form)(full)
+        single = build("regularizer", "ldreg", k=12, form=form)(full)
         single.backward()
         for rank in range(world):
             got = torch.load(tmp_path / f"out_{rank}.pt")[form]
@@ -138,7 +140,7 @@ def test_ldreg_ddp_equals_single_process_on_gathered_batch(tmp_path, bounds: lis
         assert saved["world"] == (world, rank) and saved["world_local_only"] == (1, 0)
         got = saved["local_only"]
         mine = [v[bounds[rank] : bounds[rank + 1]].clone().requires_grad_(True) for v in views]
-        alone = build("regularizer", "ldreg", weight=0.5, k=6)(mine)
+        alone = build("regularizer", "ldreg", k=6)(mine)
         alone.backward()
         assert got["term"].item() == pytest.approx(alone.item(), rel=1e-10)
         for view, grad in zip(mine, got["grads"], strict=True):
@@ -166,13 +168,13 @@ def _train_tiny(name: str, beta: float, steps: int = 150) -> tuple[float, float]
         s[2:] *= 0.3
         model[2].weight.copy_(u @ torch.diag(s) @ vh)
     x = torch.randn(128, 16)
-    reg = build("regularizer", name, weight=beta, k=16)
+    reg = build("regularizer", name, k=16)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     with torch.no_grad():
         before = effective_rank_np(model(x).numpy())
     for _ in range(steps):
         opt.zero_grad()
-        reg([model(x), model(x + 0.05 * torch.randn_like(x))]).backward()
+        (beta * reg([model(x), model(x + 0.05 * torch.randn_like(x))])).backward()
         opt.step()
     with torch.no_grad():
         after = effective_rank_np(model(x).numpy())
@@ -192,7 +194,7 @@ def test_whitening_terms_against_numpy() -> None:
     views = [
         torch.randn(50, 6, generator=gen, dtype=torch.float64) * torch.linspace(0.1, 2, 6) for _ in range(2)
     ]
-    reg = build("regularizer", "whitening", weight=2.0, variance_weight=25.0, covariance_weight=1.0)
+    reg = build("regularizer", "whitening", variance_weight=25.0, covariance_weight=1.0)
     term = reg(views)
     want = []
     for v in views:
@@ -202,7 +204,7 @@ def test_whitening_terms_against_numpy() -> None:
         cov = ((c**2).sum() - (np.diag(c) ** 2).sum()) / 6
         want.append((var, cov))
     var_m, cov_m = np.mean(want, axis=0)
-    assert term.item() == pytest.approx(2.0 * (25.0 * var_m + cov_m), rel=1e-9)
+    assert term.item() == pytest.approx(25.0 * var_m + cov_m, rel=1e-9)
     # whitened data: zero covariance term and no variance hinge
     raw = torch.randn(50, 6, dtype=torch.float64)
     white = torch.linalg.qr(raw - raw.mean(0)).Q * np.sqrt(49)  # centred, covariance exactly I

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dimcollapse.errors import ConfigError
-from dimcollapse.registry import build
+from dimcollapse.registry import build, get
 from dimcollapse.regularizers.gram import gram_deviation_norm, gram_deviation_sq
 from dimcollapse.regularizers.srip import power_sigma_max
 
@@ -71,12 +71,14 @@ def test_channels_last_conv_weight_same_terms_and_gradient_layout() -> None:
     assert gram_deviation_sq(tall).item() == pytest.approx(np_so(tall.numpy()), rel=1e-10)
 
 
-def test_so_module_sums_layers_times_coefficient() -> None:
+def test_so_module_sums_layers_and_holds_no_weight() -> None:
     model = TinyBackbone().double()
-    reg = build("regularizer", "so", weight=0.5)
+    reg = build("regularizer", "so")
     want = sum(np_so(m.weight.detach().numpy()) for _, m in model.weight_layers())
-    assert reg(model).item() == pytest.approx(0.5 * want, rel=1e-10)
-    assert reg.last_stats["raw"] == pytest.approx(want, rel=1e-10)
+    assert reg(model).item() == pytest.approx(want, rel=1e-10)
+    assert reg.last_stats["raw"].item() == pytest.approx(want, rel=1e-10)
+    with pytest.raises(ConfigError, match="unknown option"):  # the weight is the run's, not the term's
+        build("regularizer", "so", weight=0.5)
 
 
 @pytest.mark.parametrize("shape", [(5, 12), (12, 5)])
@@ -103,12 +105,12 @@ def test_so_zero_for_orthonormal(shape: tuple[int, int]) -> None:
 
 def test_last_layer_uses_rows_form_and_only_last_layer() -> None:
     model = TinyBackbone().double()
-    reg = build("regularizer", "last_layer", weight=1.0)
+    reg = build("regularizer", "last_layer")
     w = model.fc2.weight.detach().numpy()
     want = float(((w @ w.T - np.eye(w.shape[0])) ** 2).sum())
     assert reg(model).item() == pytest.approx(want, rel=1e-10)
     # a tall layer: W W^T value (includes the rows - cols constant)
-    tall = build("regularizer", "last_layer", weight=1.0, layer="fc1")
+    tall = build("regularizer", "last_layer", layer="fc1")
     w1 = model.fc1.weight.detach().numpy()
     assert tall(model).item() == pytest.approx(float(((w1 @ w1.T - np.eye(16)) ** 2).sum()), rel=1e-10)
 
@@ -119,7 +121,7 @@ def test_werank_sums_rows_form_over_layers() -> None:
     for _, m in model.weight_layers():
         w = m.weight.detach().reshape(m.weight.shape[0], -1).numpy()
         want += float(((w @ w.T - np.eye(w.shape[0])) ** 2).sum())
-    assert build("regularizer", "werank", weight=1.0)(model).item() == pytest.approx(want, rel=1e-10)
+    assert build("regularizer", "werank")(model).item() == pytest.approx(want, rel=1e-10)
 
 
 @pytest.mark.parametrize("shape", [(6, 20), (20, 6)])
@@ -129,11 +131,11 @@ def test_srip_power_iteration_matches_numpy(shape: tuple[int, int]) -> None:
     m = w.numpy()
     g = m @ m.T if shape[0] <= shape[1] else m.T @ m
     want = np.linalg.svd(g - np.eye(g.shape[0]), compute_uv=False)[0]
-    reg = build("regularizer", "srip", weight=1.0, power_steps=60, persistent=False)
+    reg = build("regularizer", "srip", power_steps=60, persistent=False)
     model = nn.Linear(shape[1], shape[0], bias=False).double()
     model.weight.data.copy_(w)
     assert abs(reg(model).item() - want) < 1e-3
-    sq = build("regularizer", "srip", weight=1.0, power_steps=60, persistent=False, squared=True)
+    sq = build("regularizer", "srip", power_steps=60, persistent=False, squared=True)
     assert abs(sq(model).item() - want**2) < 2e-3 * want
 
 
@@ -158,7 +160,7 @@ def test_srip_persistent_vector_converges_over_calls() -> None:
     want = np.linalg.svd(m @ m.T - np.eye(8), compute_uv=False)[0]
     model = nn.Linear(30, 8, bias=False).double()
     model.weight.data.copy_(w)
-    reg = build("regularizer", "srip", weight=1.0, power_steps=2, persistent=True)
+    reg = build("regularizer", "srip", power_steps=2, persistent=True)
     values = [reg(model).item() for _ in range(40)]
     assert abs(values[-1] - want) < 1e-3
     assert all(v <= want + 1e-9 for v in values)  # ||D v|| never exceeds sigma_max
@@ -166,15 +168,15 @@ def test_srip_persistent_vector_converges_over_calls() -> None:
 
 def test_srip_vectors_travel_with_the_state_dict() -> None:
     model = nn.Sequential(nn.Linear(30, 8, bias=False)).double()
-    reg = build("regularizer", "srip", weight=1.0, power_steps=2, persistent=True)
+    reg = build("regularizer", "srip", power_steps=2, persistent=True)
     for _ in range(5):
         reg(model)
     state = reg.state_dict()
     assert set(state) == {"_extra_state"} and set(state["_extra_state"]) == {"0"}
-    copy = build("regularizer", "srip", weight=1.0, power_steps=2, persistent=True)
+    copy = build("regularizer", "srip", power_steps=2, persistent=True)
     copy.load_state_dict(state)
     assert reg(model).item() == copy(model).item()  # same warm start, same value
-    fresh = build("regularizer", "srip", weight=1.0, power_steps=2, persistent=True)
+    fresh = build("regularizer", "srip", power_steps=2, persistent=True)
     with pytest.raises(ConfigError, match="SRIP state is not a mapping"):
         fresh.load_state_dict({"_extra_state": [1.0]})
 
@@ -204,7 +206,7 @@ def test_so_optimisation_drives_w_to_orthogonal() -> None:
     model = nn.Linear(12, 6, bias=False)
     with torch.no_grad():
         model.weight.mul_(3.0)
-    reg = build("regularizer", "so", weight=1.0)
+    reg = build("regularizer", "so")
     before = gram_deviation_sq(model.weight).item()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     for _ in range(200):
@@ -219,13 +221,13 @@ def test_so_optimisation_drives_w_to_orthogonal() -> None:
 
 def test_layer_selection_patterns_and_ssl_model() -> None:
     ssl = TinySSL()
-    reg = build("regularizer", "so", weight=1.0)
+    reg = build("regularizer", "so")
     assert [n for n, _ in reg.selected(ssl)] == ["backbone.conv", "backbone.fc1", "backbone.fc2"]
-    fc = build("regularizer", "so", weight=1.0, layers="fc*")
+    fc = build("regularizer", "so", layers="fc*")
     assert [n for n, _ in fc.selected(ssl)] == ["backbone.fc1", "backbone.fc2"]
-    rx = build("regularizer", "so", weight=1.0, layers=["re:conv$"], include_projector=True)
+    rx = build("regularizer", "so", layers=["re:conv$"], include_projector=True)
     assert [n for n, _ in rx.selected(ssl)] == ["backbone.conv"]
-    allp = build("regularizer", "werank", weight=1.0, include_projector=True, include_predictor=True)
+    allp = build("regularizer", "werank", include_projector=True, include_predictor=True)
     names = [n for n, _ in allp.selected(ssl)]
     assert names == [
         "backbone.conv",
@@ -235,7 +237,7 @@ def test_layer_selection_patterns_and_ssl_model() -> None:
         "projector.2",
         "objective.predictor",
     ]
-    ll = build("regularizer", "last_layer", weight=1.0)
+    ll = build("regularizer", "last_layer")
     assert [n for n, _ in ll.selected(ssl)] == ["backbone.fc2"]
     # gradient reaches only the selected layers
     fc(ssl).backward()
@@ -243,27 +245,18 @@ def test_layer_selection_patterns_and_ssl_model() -> None:
 
 
 def test_schedule_step_decay_warmup_and_off() -> None:
-    reg = build(
-        "regularizer",
-        "so",
-        weight=0.1,
-        schedule="step",
-        milestones=[20, 50, 70],
-        multipliers=[1e-3, 1e-4, 1e-6],
-        off_epoch=120,
-        warmup_epochs=2,
-    )
+    from dimcollapse.training.schedules import coefficient_schedule
+
+    options = {"weight": 0.1, "schedule": "step", "milestones": [20, 50, 70],
+               "multipliers": [1e-3, 1e-4, 1e-6], "off_epoch": 120, "warmup_epochs": 2}  # fmt: skip
+    c = coefficient_schedule(get("regularizer", "so"), options)
     expected = {0: 0.0, 1: 0.05, 2: 0.1, 19.9: 0.1, 20: 1e-4, 55: 1e-5, 70: 1e-7, 119: 1e-7, 120: 0.0}
     for epoch, want in expected.items():
-        reg.set_progress(epoch)
-        assert reg.coefficient() == pytest.approx(want, rel=1e-12, abs=1e-15)
-    model = TinyBackbone()
-    assert reg(model).item() == 0.0
-    ld = build("regularizer", "ldreg", warmup_epochs=3)  # LDReg warm-up: term off, not ramped
-    ld.set_progress(2.9)
-    assert ld.coefficient() == 0.0
-    ld.set_progress(3)
-    assert ld.coefficient() == pytest.approx(0.01)
+        assert c(epoch) == pytest.approx(want, rel=1e-12, abs=1e-15)
+    ld = coefficient_schedule(get("regularizer", "ldreg"), {"warmup_epochs": 3})  # off, not ramped
+    assert ld(2.9) == 0.0
+    assert ld(3) == pytest.approx(0.01)
+    assert coefficient_schedule(get("regularizer", "so"), {})(0.0) == 1e-4  # the class's default weight
 
 
 def test_bad_input_errors() -> None:
@@ -275,13 +268,19 @@ def test_bad_input_errors() -> None:
         build("regularizer", "srip")(nn.Sequential(nn.ReLU(), nn.BatchNorm1d(3)))
     with pytest.raises(ConfigError, match="no weight layers"):
         build("regularizer", "last_layer")(nn.Sequential(nn.ReLU()))
+    from dimcollapse.training.schedules import coefficient_schedule
+
     for name in ("so", "srip", "last_layer", "werank", "ldreg", "minlid", "whitening"):
         with pytest.raises(ConfigError, match=">= 0"):
-            build("regularizer", name, weight=-1.0)
+            coefficient_schedule(get("regularizer", name), {"weight": -1.0})
     with pytest.raises(ConfigError, match="multiplier"):
-        build("regularizer", "so", schedule="step", milestones=[1], multipliers=[-1e-3])
+        coefficient_schedule(
+            get("regularizer", "so"), {"schedule": "step", "milestones": [1], "multipliers": [-1e-3]}
+        )
     with pytest.raises(ConfigError, match="same non-zero length"):
-        build("regularizer", "so", schedule="step", milestones=[1, 2], multipliers=[1e-3])
+        coefficient_schedule(
+            get("regularizer", "so"), {"schedule": "step", "milestones": [1, 2], "multipliers": [1e-3]}
+        )
     with pytest.raises(ConfigError, match=r"not a weight layer.*conv, fc1, fc2"):
         build("regularizer", "last_layer", layer="head")(TinyBackbone())
     with pytest.raises(ConfigError, match="power_steps"):
@@ -291,11 +290,11 @@ def test_bad_input_errors() -> None:
 def test_real_backbone_layers_and_last_layer() -> None:
     net = build("backbone", "small_resnet", in_channels=1)
     names = [n for n, _ in net.weight_layers()]
-    so = build("regularizer", "so", weight=1.0)
+    so = build("regularizer", "so")
     assert [n for n, _ in so.selected(net)] == names
     want = sum(np_so(m.weight.detach().numpy()) for _, m in net.weight_layers())
     assert so(net).item() == pytest.approx(want, rel=1e-4)
-    ll = build("regularizer", "last_layer", weight=1.0)
+    ll = build("regularizer", "last_layer")
     assert [n for n, _ in ll.selected(net)] == [net.last_layer_name]
     deep = build("regularizer", "srip", layers="layer4.*")
     assert [n for n, _ in deep.selected(net)] == [n for n in names if n.startswith("layer4.")]
@@ -325,17 +324,17 @@ def test_last_layer_never_picks_a_head_in_any_layout() -> None:
             self.stem, self.body = nn.Conv2d(1, 4, 3), nn.Linear(4, 6)
             self.projection_head = _head()
 
-    ll = build("regularizer", "last_layer", weight=1.0)
+    ll = build("regularizer", "last_layer")
     m = LightlyStyle()
     want = ((m.backbone[4].weight @ m.backbone[4].weight.T - torch.eye(6)) ** 2).sum()
     assert ll(m).item() == pytest.approx(want.item(), rel=1e-6)
     n = NoEncoderName()
     want = ((n.body.weight @ n.body.weight.T - torch.eye(6)) ** 2).sum()
-    assert build("regularizer", "last_layer", weight=1.0)(n).item() == pytest.approx(want.item(), rel=1e-6)
+    assert build("regularizer", "last_layer")(n).item() == pytest.approx(want.item(), rel=1e-6)
     seq = nn.Sequential(_encoder(), _head())
     with pytest.raises(ConfigError, match="encoder='0'"):
-        build("regularizer", "last_layer", weight=1.0)(seq)
-    named = build("regularizer", "last_layer", weight=1.0, encoder="0")
+        build("regularizer", "last_layer")(seq)
+    named = build("regularizer", "last_layer", encoder="0")
     want = ((seq[0][4].weight @ seq[0][4].weight.T - torch.eye(6)) ** 2).sum()
     assert named(seq).item() == pytest.approx(want.item(), rel=1e-6)
 
@@ -347,14 +346,14 @@ def test_any_head_can_be_included_by_name_or_pattern() -> None:
             self.backbone, self.projection_head, self.prediction_head = _encoder(), _head(), _head()
 
     m = LightlyStyle()
-    so = build("regularizer", "so", weight=1.0)
+    so = build("regularizer", "so")
     base = {n for n, _ in so.selected(m)}
     assert base == {"backbone.0", "backbone.4"}
-    with_proj = build("regularizer", "so", weight=1.0, include_projector=True)
+    with_proj = build("regularizer", "so", include_projector=True)
     assert {n for n, _ in with_proj.selected(m)} == base | {"projection_head.0", "projection_head.2"}
-    with_pred = build("regularizer", "so", weight=1.0, include_predictor=True)
+    with_pred = build("regularizer", "so", include_predictor=True)
     assert {n for n, _ in with_pred.selected(m)} == base | {"prediction_head.0", "prediction_head.2"}
-    by_name = build("regularizer", "so", weight=1.0, include_projector=["projection_head"])
+    by_name = build("regularizer", "so", include_projector=["projection_head"])
     assert {n for n, _ in by_name.selected(m)} == base | {"projection_head.0", "projection_head.2"}
-    by_pattern = build("regularizer", "so", weight=1.0, layers="projection_head.*")
+    by_pattern = build("regularizer", "so", layers="projection_head.*")
     assert [n for n, _ in by_pattern.selected(m)] == ["projection_head.0", "projection_head.2"]

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import lightning as L
+import pytest
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -19,6 +20,7 @@ from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.module import ModuleSettings, SSLModule, step_seed
 from dimcollapse.training.parts import module_from_record
 from dimcollapse.training.plan import plan_run
+from dimcollapse.training.schedules import plain_schedules
 from lightning_helpers import quiet_trainer
 
 TINY = [
@@ -71,11 +73,13 @@ def test_a_module_of_hand_made_parts_trains_and_its_first_step_is_plain_sgd_on_t
     y = torch.randint(0, 4, (32,), generator=gen)
     loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=False)
     backbone, projector = TinyNet(), nn.Linear(6, 5)
-    objective, koleo = NTXent(temperature=0.5), KoLeo(weight=0.1)
+    objective, koleo = NTXent(temperature=0.5), KoLeo()
     views = ViewAugment("simclr", image_size=8, channels=1)
     lr, seed = 0.2, 11
     optim = OptimConfig(name="sgd", lr=lr, momentum=0.0, weight_decay=0.0, warmup_epochs=0.0, max_steps=2)
-    settings = ModuleSettings(optim=optim, steps_per_epoch=2, batch_size=16, seed=seed)
+    settings = ModuleSettings(
+        optim=optim, schedules=plain_schedules(optim, 2, [0.1]), batch_size=16, seed=seed
+    )
     module = SSLModule(backbone, projector, objective, views, settings, [("koleo", koleo)])
     assert module.term_names == ["koleo"] and module.total_steps == 2
 
@@ -83,13 +87,14 @@ def test_a_module_of_hand_made_parts_trains_and_its_first_step_is_plain_sgd_on_t
     torch.manual_seed(step_seed(seed, 0, 0))
     v1, v2 = views(x[:16])
     r1, r2 = ref_b(v1), ref_b(v2)
-    loss = NTXent(temperature=0.5)(ref_p(r1), ref_p(r2)) + KoLeo(weight=0.1)([r1, r2], None)
+    loss = NTXent(temperature=0.5)(ref_p(r1), ref_p(r2)) + 0.1 * KoLeo()([r1, r2], None)
     loss.backward()
     expected = {f"model.backbone.{n}": p.detach() - lr * p.grad for n, p in ref_b.named_parameters()}
     expected.update({f"model.projector.{n}": p.detach() - lr * p.grad for n, p in ref_p.named_parameters()})
 
     first = _AfterFirstStep()
-    trainer = quiet_trainer(2, [first])
+    terms = _Terms()
+    trainer = quiet_trainer(2, [first, terms])
     trainer.fit(module, train_dataloaders=loader)
     assert trainer.global_step == 2
     for name, want in expected.items():
@@ -97,8 +102,18 @@ def test_a_module_of_hand_made_parts_trains_and_its_first_step_is_plain_sgd_on_t
     moved = module.model.backbone.conv.weight.detach()
     assert not torch.equal(moved, first.params["model.backbone.conv.weight"])  # step 2 trained too
     assert torch.isfinite(moved).all()
-    assert set(module.last_terms) == {"koleo"} and module.last_terms["koleo"]["coefficient"] == 0.1
+    assert set(terms.seen) == {"koleo"} and terms.seen["koleo"]["coefficient"].item() == pytest.approx(0.1)
     assert module.hparams == {}  # no config anywhere: nothing stored for load_run
+
+
+class _Terms(L.Callback):
+    """Keeps the regularizer statistics a step returns in its outputs (what callbacks read)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Any] = {}
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
+        self.seen = outputs["terms"]
 
 
 def _fit_state(module: SSLModule, dm: SSLDataModule) -> dict[str, Tensor]:
@@ -121,10 +136,11 @@ def test_plan_run_and_the_same_parts_built_by_hand_train_to_identical_weights() 
     projector = build("projector", "mlp", in_dim=backbone.out_dim, hidden_dim=16, out_dim=8)
     objective = build("objective", "simclr")
     views = ViewAugment({"name": "simclr"}, image_size=8, channels=1, n_views=2, dataset="synthetic")
-    regs = [("koleo", build("regularizer", "koleo", weight=0.01))]
+    regs = [("koleo", build("regularizer", "koleo"))]
+    optim = OptimConfig(name="sgd", lr=0.05, max_steps=2, warmup_epochs=0.0)
     settings = ModuleSettings(
-        optim=OptimConfig(name="sgd", lr=0.05, max_steps=2, warmup_epochs=0.0),
-        steps_per_epoch=plan.datamodule.info.steps_per_epoch,
+        optim=optim,
+        schedules=plain_schedules(optim, plan.datamodule.info.steps_per_epoch, [0.01]),
         batch_size=16,
         seed=cfg.trainer.seed,
     )

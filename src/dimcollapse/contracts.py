@@ -9,7 +9,7 @@ the behaviour behind each attribute. Code that composes components (training, tr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
@@ -47,47 +47,57 @@ class Projector(Protocol):
 class Objective(Protocol):
     """SSL loss of two views' embeddings: ``loss(z1, z2)`` -> scalar (``loss(z1, z2, t1, t2)`` with a target).
 
-    ``needs_dim``: the training module passes ``dim=projector.out_dim``. ``uses_momentum_target``: the
-    objective also needs the momentum target's embeddings t1, t2 and has ``momentum(progress)``.
-    ``last_stats`` holds the loss components of the last forward, for logging.
+    A pure term: no weight, schedule or clock. ``needs_dim``: the training module passes
+    ``dim=projector.out_dim``. ``uses_momentum_target``: the objective also needs the momentum target's
+    embeddings t1, t2; the run's EMA hook moves the target network and ``momentum_pairs()`` (the
+    objective's own EMA copies) with the ``ema`` block's tau(step), the class's ``default_momentum`` when
+    the block gives none. ``multi_view``: the module calls ``forward_views(zs, ts, **scheduled)`` once with
+    every view. Scheduled values (DINO's teacher temperature) arrive as keyword arguments.
+    ``last_stats`` holds the loss components of the last forward as detached tensors, for logging.
     """
 
     uses_momentum_target: bool
     needs_dim: bool
-    last_stats: dict[str, float]
+    multi_view: bool
+    default_momentum: tuple[float, float]
+    last_stats: dict[str, Tensor]
 
-    def __call__(self, z1: Tensor, z2: Tensor, *targets: Tensor) -> Tensor: ...
+    def __call__(self, z1: Tensor, z2: Tensor, *targets: Tensor, **scheduled: float | bool) -> Tensor: ...
 
+    def forward_views(self, zs: list[Tensor], ts: list[Tensor] | None = None, **scheduled: Any) -> Tensor:
+        """All views at once (multi_view objectives): global views first, ``ts`` the targets of those."""
+        ...
 
-@runtime_checkable
-class MomentumObjective(Objective, Protocol):
-    """An objective with a momentum target (BYOL): EMA coefficient tau(progress), progress in [0, 1]."""
-
-    def momentum(self, progress: float) -> float: ...
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, EMA copy) pairs the objective owns besides the target network (DINO: prototypes)."""
+        ...
 
 
 @runtime_checkable
 class Regularizer(Protocol):
-    """An anti-collapse term with a coefficient schedule: term = coefficient(epoch) * raw term."""
+    """An anti-collapse term: ``forward`` returns the raw term; the run weights it by c(step).
+
+    ``default_weight`` / ``default_warmup`` / ``skip_when_off`` are read by the run's schedules only.
+    ``last_stats`` holds detached tensors of the last call (``raw`` and the term's own statistics).
+    """
 
     target: Literal["weights", "features"]
-    last_stats: dict[str, float]
-
-    def set_progress(self, epoch: float) -> None: ...
-
-    def coefficient(self) -> float: ...
+    default_weight: float | None
+    default_warmup: str
+    skip_when_off: bool
+    last_stats: dict[str, Tensor]
 
 
 @runtime_checkable
 class WeightRegularizer(Regularizer, Protocol):
-    """``target == "weights"``: ``reg(model)`` -> weighted scalar; model is a backbone or an SSLModel."""
+    """``target == "weights"``: ``reg(model)`` -> raw scalar; model is a backbone or an SSLModel."""
 
     def __call__(self, model: nn.Module) -> Tensor: ...
 
 
 @runtime_checkable
 class FeatureRegularizer(Regularizer, Protocol):
-    """``target == "features"``: ``reg(features, reference=None)`` -> weighted scalar.
+    """``target == "features"``: ``reg(features, reference=None)`` -> raw scalar.
 
     ``features`` are the representations r of each view (with gradient); ``reference`` extra detached
     features (e.g. the BYOL target's).

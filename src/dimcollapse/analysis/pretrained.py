@@ -106,6 +106,10 @@ def _from_transformers(source: str, kwargs: Mapping[str, Any]) -> LoadedModel:
     offline = local or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     try:
         model = transformers.AutoModel.from_pretrained(source, local_files_only=True, **kwargs)
+    except ImportError as e:
+        raise ConfigError(
+            f"transformers cannot build '{source}' here ({str(e).splitlines()[0][:200]})."
+        ) from None
     except (OSError, ValueError) as first:
         if offline:
             where = f"folder '{source}'" if local else "the local Hugging Face cache (HF_HUB_OFFLINE is set)"

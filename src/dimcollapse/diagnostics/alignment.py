@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from dimcollapse.diagnostics._validate import ArrayLike
+from dimcollapse.diagnostics.matrices import as_matrix
 from dimcollapse.errors import InputError
 
 
@@ -33,7 +34,7 @@ def _as_matrix(w: ArrayLike, name: str) -> np.ndarray:
     a = np.asarray(w, dtype=np.float64)
     if a.ndim < 2:
         raise InputError(f"{name} must be a weight matrix (2-D or a conv kernel), got shape {a.shape}.")
-    a = a.reshape(a.shape[0], -1)
+    a = as_matrix(torch.from_numpy(a)).numpy()
     if not np.isfinite(a).all():
         raise InputError(f"{name} contains NaN or Inf.")
     return a

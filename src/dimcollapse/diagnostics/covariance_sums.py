@@ -13,6 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from dimcollapse.diagnostics.moments import merge_moments_into
+
 _MAX_LANES = 8  # running sums folded independently (one worker thread each at a time)
 _LANE_BYTES = 2**27  # at most this many bytes of lane sums (D x D float64 each)
 
@@ -58,11 +60,7 @@ class Moments:
         if self.m2 is None:
             self.m2, self.mean = m2.clone(), mean
         else:
-            self.m2 += m2
-            if mean is not None and self.mean is not None:
-                delta = mean - self.mean
-                self.m2 += torch.outer(delta, delta) * (self.n * n / (self.n + n))
-                self.mean = self.mean + delta * (n / (self.n + n))
+            self.mean = merge_moments_into(self.m2, self.n, self.mean, n, mean, m2)
         self.n += n
 
 

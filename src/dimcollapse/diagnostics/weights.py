@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dimcollapse.diagnostics.matrices import as_matrix
 from dimcollapse.errors import InputError
 
 WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (
@@ -38,8 +39,7 @@ def weight_matrix(module: nn.Module) -> torch.Tensor | None:
     if isinstance(module, nn.Linear):
         return module.weight
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        w = module.weight
-        return w.reshape(w.shape[0], -1)
+        return as_matrix(module.weight)
     return None
 
 

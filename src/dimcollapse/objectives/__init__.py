@@ -2,7 +2,9 @@
 
 ``build("objective", name, **kw)`` returns a module called as ``loss(z1, z2)`` (BYOL:
 ``loss(z1, z2, t1, t2)``; multi-view objectives also ``forward_views(zs, ts)``); each fills
-``last_stats`` on forward. DDP conventions: ``utils/distributed.py``; EMA targets: ``momentum.py``.
+``last_stats`` (detached tensors) on forward. Pure terms: scheduled values (DINO's teacher temperature,
+SwAV's queue start) are keyword arguments, the EMA momentum is the run's (``training/schedules.py``).
+DDP conventions: ``utils/distributed.py``; EMA copies: ``momentum.py``.
 """
 
 from dimcollapse.objectives.barlow_twins import BarlowTwins
@@ -13,7 +15,7 @@ from dimcollapse.objectives.dino import DINO
 from dimcollapse.objectives.directclr import DirectCLR
 from dimcollapse.objectives.mocov2 import MoCoV2Plus
 from dimcollapse.objectives.mocov3 import MoCoV3
-from dimcollapse.objectives.momentum import EMACopy, MomentumSchedule, cosine_momentum, ema_update
+from dimcollapse.objectives.momentum import EMACopy, ema_update
 from dimcollapse.objectives.nnbyol import NNBYOL
 from dimcollapse.objectives.nnclr import NNCLR
 from dimcollapse.objectives.predictor import Predictor
@@ -43,7 +45,6 @@ __all__ = [
     "GlobalBatchNorm2d",
     "MoCoV2Plus",
     "MoCoV3",
-    "MomentumSchedule",
     "NTXent",
     "Objective",
     "Predictor",
@@ -53,7 +54,6 @@ __all__ = [
     "VICReg",
     "VIbCReg",
     "convert_to_global_batchnorm",
-    "cosine_momentum",
     "ema_update",
     "local_only",
 ]

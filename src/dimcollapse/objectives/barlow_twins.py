@@ -54,9 +54,9 @@ class BarlowTwins(Objective):
         off_diag = c.pow(2).sum() - diag.pow(2).sum()
         loss = self.scale * (on_diag + self.lambd * off_diag)
         self.last_stats = {
-            "loss": float(loss.detach()),
-            "on_diag": float(on_diag.detach()),
-            "off_diag": float(off_diag.detach()),
-            "mean_diag_corr": float(diag.detach().mean()),
+            "loss": loss.detach(),
+            "on_diag": on_diag.detach(),
+            "off_diag": off_diag.detach(),
+            "mean_diag_corr": (diag.detach().mean()).detach(),
         }
         return loss

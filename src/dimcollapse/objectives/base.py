@@ -12,31 +12,24 @@ from dimcollapse.errors import ConfigError, InputError
 
 
 class Objective(nn.Module):
-    """Base class: ``forward(z1, z2) -> scalar``; ``last_stats`` holds the loss components for logging."""
+    """Base class: ``forward(z1, z2) -> scalar``; ``last_stats`` holds the loss components for logging
+    as detached tensors (no host sync). A pure term: no clock, no schedule; scheduled values (DINO's
+    teacher temperature) arrive as keyword arguments from ``training/schedules.py``."""
 
     uses_momentum_target: ClassVar[bool] = False
     needs_dim: ClassVar[bool] = False
     multi_view: ClassVar[bool] = False  # True: called once per step as forward_views(zs, ts), all views
     name: ClassVar[str] = "objective"
+    # EMA (base, final) momentum when the run's ``ema`` block gives none (read by the schedules only)
+    default_momentum: ClassVar[tuple[float, float]] = (0.99, 1.0)
 
     def __init__(self) -> None:
         super().__init__()
-        self.last_stats: dict[str, float] = {}
-        self.epoch = 0.0
+        self.last_stats: dict[str, Tensor] = {}
 
-    def set_progress(self, epoch: float) -> None:
-        """Record the (fractional) epoch, for objectives with epoch schedules (DINO, SwAV)."""
-        self.epoch = float(epoch)
-
-    def momentum(self, progress: float) -> float:
-        """EMA coefficient m(p) of a momentum-target objective (its ``schedule``, momentum.py)."""
-        schedule = getattr(self, "schedule", None)
-        if schedule is None:
-            raise ConfigError(f"{self.name}: this objective has no momentum target.")
-        return float(schedule(progress))
-
-    def update_target(self, momentum: float) -> None:
-        """EMA step of the objective's own teacher parts (none by default; DINO: its prototypes)."""
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, EMA copy) pairs the objective owns besides the target network (DINO: prototypes)."""
+        return []
 
     def forward_views(self, zs: list[Tensor], ts: list[Tensor] | None = None) -> Tensor:
         """All views at once (multi_view objectives): global views first, ``ts`` the targets of those."""

@@ -8,12 +8,9 @@ from torch import Tensor
 
 from dimcollapse.errors import InputError
 from dimcollapse.objectives.base import Objective, normalize_rows
-from dimcollapse.objectives.momentum import MomentumSchedule, cosine_momentum, ema_update
 from dimcollapse.objectives.predictor import Predictor
 from dimcollapse.registry import register
 from dimcollapse.utils.distributed import global_batch_size, local_share
-
-__all__ = ["BYOL", "cosine_momentum", "ema_update"]  # the schedule and EMA live in momentum.py
 
 
 @register("objective", "byol")
@@ -28,15 +25,10 @@ class BYOL(Objective):
         self,
         dim: int | None = None,
         hidden_dim: int = 4096,
-        base_momentum: float = 0.99,
-        final_momentum: float = 1.0,
         sync_bn: bool = True,
     ) -> None:
         super().__init__()
         self.predictor = Predictor(dim, hidden_dim, sync_bn=sync_bn)
-        self.schedule = MomentumSchedule("byol", base_momentum, final_momentum)
-        self.base_momentum = self.schedule.base
-        self.final_momentum = self.schedule.final
 
     def forward(self, z1: Tensor, z2: Tensor, t1: Tensor | None = None, t2: Tensor | None = None) -> Tensor:
         """L = (1/2N) sum_i [(2 - 2 cos(q(z1_i), t2_i)) + (2 - 2 cos(q(z2_i), t1_i))], sg t; in [0, 4]."""
@@ -58,7 +50,7 @@ class BYOL(Objective):
         n_total = global_batch_size(z1.shape[0], z1.device)
         loss = local_share((2 - 2 * cos12).sum() + (2 - 2 * cos21).sum(), 2 * n_total)
         self.last_stats = {
-            "loss": float(loss.detach()),
-            "pred_target_cos": float(0.5 * (cos12.detach().mean() + cos21.detach().mean())),
+            "loss": loss.detach(),
+            "pred_target_cos": (0.5 * (cos12.detach().mean() + cos21.detach().mean())).detach(),
         }
         return loss

@@ -39,5 +39,5 @@ class DCL(Objective):
         positive = logits.gather(1, pos_idx).squeeze(1)
         negatives = logits.scatter(1, self_idx, float("-inf")).scatter(1, pos_idx, float("-inf"))
         loss = local_share((torch.logsumexp(negatives, dim=1) - positive).sum(), 2 * n_total)
-        self.last_stats = {"loss": float(loss.detach())}
+        self.last_stats = {"loss": loss.detach()}
         return loss

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.objectives.base import Objective, check_positive, normalize_rows
-from dimcollapse.objectives.momentum import EMACopy, MomentumSchedule
+from dimcollapse.objectives.momentum import EMACopy
 from dimcollapse.registry import register
 from dimcollapse.utils.distributed import all_reduce_sum, global_batch_size, local_share
 
@@ -38,14 +38,6 @@ class Prototypes(nn.Module):
         return a @ F.normalize(w, dim=1).to(a.dtype).T
 
 
-def teacher_temperature(epoch: float, warmup_temp: float, temp: float, warmup_epochs: int) -> float:
-    """tau_t(e) = warmup + (temp - warmup) e / (W - 1) for the integer epoch e < W (DINO), else temp."""
-    e = int(epoch)
-    if e >= warmup_epochs:
-        return temp
-    return warmup_temp + (temp - warmup_temp) * (e / (warmup_epochs - 1) if warmup_epochs > 1 else 0.0)
-
-
 @register("objective", "dino")
 class DINO(Objective):
     """L = mean over pairs (teacher view a, student view b != a) of (1/N) sum_i
@@ -55,60 +47,64 @@ class DINO(Objective):
     needs_dim: ClassVar[bool] = True
     multi_view: ClassVar[bool] = True
     name: ClassVar[str] = "dino"
+    default_momentum: ClassVar[tuple[float, float]] = (0.996, 1.0)
 
     def __init__(
         self,
         dim: int | None = None,
         n_prototypes: int = 65536,
         student_temp: float = 0.1,
-        teacher_temp: float = 0.04,
-        warmup_teacher_temp: float = 0.04,
-        warmup_teacher_temp_epochs: int = 0,
         center_momentum: float = 0.9,
-        base_momentum: float = 0.996,
-        final_momentum: float = 1.0,
-        freeze_last_layer_epochs: float = 0.0,
     ) -> None:
         super().__init__()
-        check_positive("dino", student_temp=student_temp, teacher_temp=teacher_temp)
-        check_positive("dino", warmup_teacher_temp=warmup_teacher_temp)
+        check_positive("dino", student_temp=student_temp)
         if dim is None or isinstance(n_prototypes, bool) or int(n_prototypes) < 1:
             raise ConfigError("dino: dim (projector out_dim) and n_prototypes >= 1 are required.")
-        if not 0.0 <= center_momentum < 1.0 or warmup_teacher_temp_epochs < 0:
-            raise ConfigError("dino: center_momentum must be in [0, 1) and warmup_teacher_temp_epochs >= 0.")
+        if not 0.0 <= center_momentum < 1.0:
+            raise ConfigError("dino: center_momentum must be in [0, 1).")
         self.prototypes = Prototypes(dim, int(n_prototypes))
         self.teacher_prototypes = EMACopy(self.prototypes)
-        self.schedule = MomentumSchedule("dino", base_momentum, final_momentum)
-        self.temps = (float(student_temp), float(teacher_temp), float(warmup_teacher_temp))
-        self.warmup_epochs = int(warmup_teacher_temp_epochs)
+        self.student_temp = float(student_temp)
         self.center_momentum = float(center_momentum)
-        self.freeze_last_layer_epochs = float(freeze_last_layer_epochs)
         self.center: Tensor
         self.register_buffer("center", torch.zeros(1, int(n_prototypes)))
 
-    def update_target(self, momentum: float) -> None:
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """The teacher's prototypes follow the student's with the target network's momentum."""
-        self.teacher_prototypes.update(self.prototypes, momentum)
+        return [(self.prototypes, self.teacher_prototypes.module)]
 
-    def teacher_temp(self) -> float:
-        """tau_t at the current epoch (linear warm-up over the first epochs, DINO section 3.1)."""
-        return teacher_temperature(self.epoch, self.temps[2], self.temps[1], self.warmup_epochs)
-
-    def forward(self, z1: Tensor, z2: Tensor, t1: Tensor | None = None, t2: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        z1: Tensor,
+        z2: Tensor,
+        t1: Tensor | None = None,
+        t2: Tensor | None = None,
+        teacher_temp: float = 0.04,
+        freeze_prototypes: bool = False,
+    ) -> Tensor:
         """Two views: forward_views([z1, z2], [t1, t2])."""
-        return self.forward_views([z1, z2], None if t1 is None or t2 is None else [t1, t2])
+        ts = None if t1 is None or t2 is None else [t1, t2]
+        return self.forward_views([z1, z2], ts, teacher_temp, freeze_prototypes)
 
-    def forward_views(self, zs: list[Tensor], ts: list[Tensor] | None = None) -> Tensor:
-        """zs: student embeddings of all crops (global first), ts: teacher embeddings of the global crops."""
+    def forward_views(
+        self,
+        zs: list[Tensor],
+        ts: list[Tensor] | None = None,
+        teacher_temp: float = 0.04,
+        freeze_prototypes: bool = False,
+    ) -> Tensor:
+        """zs: student embeddings of all crops (global first), ts: teacher embeddings of the global crops;
+        ``teacher_temp`` tau_t and ``freeze_prototypes`` (no gradient to them) from the run's schedules."""
         if ts is None or not ts or len(zs) < 2 or len(ts) > len(zs):
             raise InputError(
                 "dino: needs the student embeddings of >= 2 crops and the teacher's (momentum target) "
                 "embeddings of the global crops: loss(z1, z2, t1, t2) or forward_views(zs, ts)."
             )
-        frozen = self.epoch < self.freeze_last_layer_epochs
-        log_s = [F.log_softmax(self.prototypes(z, frozen) / self.temps[0], dim=1) for z in zs]
+        if not teacher_temp > 0:
+            raise InputError(f"dino: teacher_temp must be a positive number, got {teacher_temp!r}.")
+        log_s = [F.log_softmax(self.prototypes(z, freeze_prototypes) / self.student_temp, dim=1) for z in zs]
         t_logits = [self.teacher_prototypes(t.detach()) for t in ts]
-        tau_t = self.teacher_temp()
+        tau_t = teacher_temp
         p_t = [F.softmax((t - self.center.to(t.dtype)) / tau_t, dim=1) for t in t_logits]
         total, pairs = zs[0].new_zeros(()), 0
         for a, pa in enumerate(p_t):
@@ -122,8 +118,8 @@ class DINO(Objective):
             self._update_center(t_logits, n_total)
         with torch.no_grad():
             entropy = -(p_t[0] * p_t[0].clamp_min(1e-30).log()).sum(1).mean()
-        self.last_stats = {"loss": float(loss.detach()), "teacher_entropy": float(entropy),
-                           "teacher_temp": tau_t}  # fmt: skip
+        self.last_stats = {"loss": loss.detach(), "teacher_entropy": entropy,
+                           "teacher_temp": loss.new_tensor(tau_t).detach()}  # fmt: skip
         return loss
 
     @torch.no_grad()

@@ -54,5 +54,5 @@ class DirectCLR(Objective):
         with torch.no_grad():
             pos_sim = (a1 * a2).sum(dim=1).mean()
             acc = (logits12.argmax(dim=1) == target).float().mean()
-        self.last_stats = {"loss": float(loss.detach()), "pos_sim": float(pos_sim), "top1": float(acc)}
+        self.last_stats = {"loss": loss.detach(), "pos_sim": pos_sim.detach(), "top1": acc.detach()}
         return loss

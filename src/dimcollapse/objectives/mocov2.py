@@ -12,7 +12,6 @@ from torch import Tensor
 
 from dimcollapse.errors import InputError
 from dimcollapse.objectives.base import Objective, check_positive, normalize_rows
-from dimcollapse.objectives.momentum import MomentumSchedule
 from dimcollapse.objectives.queue import FeatureQueue
 from dimcollapse.registry import register
 from dimcollapse.utils.distributed import global_batch_size, local_share
@@ -54,15 +53,12 @@ class MoCoV2Plus(Objective):
         dim: int | None = None,
         temperature: float = 0.2,
         queue_size: int = 65536,
-        base_momentum: float = 0.99,
-        final_momentum: float = 1.0,
     ) -> None:
         super().__init__()
         check_positive("mocov2plus", temperature=temperature)
         if dim is None:
             raise InputError("mocov2plus: dim (the projector's out_dim) is required for the key queues.")
         self.temperature = float(temperature)
-        self.schedule = MomentumSchedule("mocov2plus", base_momentum, final_momentum)
         self.queue1 = FeatureQueue(queue_size, dim)
         self.queue2 = FeatureQueue(queue_size, dim)
 
@@ -79,5 +75,5 @@ class MoCoV2Plus(Objective):
             self.queue2.push(k2)
         with torch.no_grad():
             pos = 0.5 * ((q1 * k2).sum(1).mean() + (q2 * k1).sum(1).mean())
-        self.last_stats = {"loss": float(loss.detach()), "pos_sim": float(pos)}
+        self.last_stats = {"loss": loss.detach(), "pos_sim": pos.detach()}
         return loss

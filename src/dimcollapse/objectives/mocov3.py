@@ -10,7 +10,6 @@ from torch import Tensor
 
 from dimcollapse.objectives.base import Objective, check_positive, normalize_rows
 from dimcollapse.objectives.mocov2 import require_targets
-from dimcollapse.objectives.momentum import MomentumSchedule
 from dimcollapse.objectives.predictor import Predictor
 from dimcollapse.registry import register
 from dimcollapse.utils.distributed import all_gather_with_grad, local_share
@@ -36,15 +35,12 @@ class MoCoV3(Objective):
         dim: int | None = None,
         hidden_dim: int = 4096,
         temperature: float = 0.2,
-        base_momentum: float = 0.99,
-        final_momentum: float = 1.0,
         sync_bn: bool = True,
     ) -> None:
         super().__init__()
         check_positive("mocov3", temperature=temperature)
         self.predictor = Predictor(dim, hidden_dim, sync_bn=sync_bn)
         self.temperature = float(temperature)
-        self.schedule = MomentumSchedule("mocov3", base_momentum, final_momentum)
 
     def forward(self, z1: Tensor, z2: Tensor, t1: Tensor | None = None, t2: Tensor | None = None) -> Tensor:
         """ctr(q, k) = 2 tau mean_i CE(q_i k^T / tau, i) over the global batch of keys."""
@@ -56,5 +52,5 @@ class MoCoV3(Objective):
         tau = self.temperature
         total = batch_infonce(q1, keys[:, 1], offset, tau) + batch_infonce(q2, keys[:, 0], offset, tau)
         loss = 2 * tau * local_share(total, n_total)
-        self.last_stats = {"loss": float(loss.detach())}
+        self.last_stats = {"loss": loss.detach()}
         return loss

@@ -29,11 +29,9 @@ class NNBYOL(BYOL):
         dim: int | None = None,
         hidden_dim: int = 4096,
         queue_size: int = 65536,
-        base_momentum: float = 0.99,
-        final_momentum: float = 1.0,
         sync_bn: bool = True,
     ) -> None:
-        super().__init__(dim, hidden_dim, base_momentum, final_momentum, sync_bn)
+        super().__init__(dim, hidden_dim, sync_bn)
         if dim is None:
             raise InputError("nnbyol: dim (the projector's out_dim) is required for the support queue.")
         self.support = FeatureQueue(queue_size, dim)

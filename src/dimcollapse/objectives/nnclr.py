@@ -62,5 +62,5 @@ class NNCLR(Objective):
             self.support.push(a1.detach())
         with torch.no_grad():
             nn_sim = 0.5 * ((a1 * nn1).sum(1).mean() + (a2 * nn2).sum(1).mean())
-        self.last_stats = {"loss": float(loss.detach()), "nn_sim": float(nn_sim)}
+        self.last_stats = {"loss": loss.detach(), "nn_sim": nn_sim.detach()}
         return loss

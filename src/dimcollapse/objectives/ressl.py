@@ -13,7 +13,6 @@ from torch import Tensor
 from dimcollapse.errors import InputError
 from dimcollapse.objectives.base import Objective, check_positive, normalize_rows
 from dimcollapse.objectives.mocov2 import require_targets
-from dimcollapse.objectives.momentum import MomentumSchedule
 from dimcollapse.objectives.queue import FeatureQueue
 from dimcollapse.registry import register
 from dimcollapse.utils.distributed import global_batch_size, local_share
@@ -34,15 +33,12 @@ class ReSSL(Objective):
         temperature_q: float = 0.1,
         temperature_k: float = 0.04,
         queue_size: int = 65536,
-        base_momentum: float = 0.99,
-        final_momentum: float = 1.0,
     ) -> None:
         super().__init__()
         check_positive("ressl", temperature_q=temperature_q, temperature_k=temperature_k)
         if dim is None:
             raise InputError("ressl: dim (the projector's out_dim) is required for the queue.")
         self.temperature_q, self.temperature_k = float(temperature_q), float(temperature_k)
-        self.schedule = MomentumSchedule("ressl", base_momentum, final_momentum)
         self.queue = FeatureQueue(queue_size, dim)
 
     def forward(self, z1: Tensor, z2: Tensor, t1: Tensor | None = None, t2: Tensor | None = None) -> Tensor:
@@ -58,5 +54,5 @@ class ReSSL(Objective):
             self.queue.push(k)
         with torch.no_grad():
             pos = (q * k).sum(1).mean()
-        self.last_stats = {"loss": float(loss.detach()), "pos_sim": float(pos)}
+        self.last_stats = {"loss": loss.detach(), "pos_sim": pos.detach()}
         return loss

@@ -47,8 +47,8 @@ class NTXent(Objective):
             neg_sim = neg_sum / (2 * n * (2 * n_total - 2)) if n_total > 1 else pos_sum * 0
             pos_sim = pos_sum / n
         self.last_stats = {
-            "loss": float(loss.detach()),
-            "pos_sim": float(pos_sim),
-            "neg_sim": float(neg_sim),
+            "loss": loss.detach(),
+            "pos_sim": pos_sim.detach(),
+            "neg_sim": neg_sim.detach(),
         }
         return loss

@@ -33,8 +33,8 @@ class SimSiam(Objective):
         loss = local_share(-(cos12.sum() + cos21.sum()), 2 * n_total)
         with_std = normalize_rows(z1.detach()).std(dim=0).mean() if z1.shape[0] > 1 else z1.new_zeros(())
         self.last_stats = {
-            "loss": float(loss.detach()),
-            "pred_cos": float(0.5 * (cos12.detach().mean() + cos21.detach().mean())),
-            "z_std": float(with_std),
+            "loss": loss.detach(),
+            "pred_cos": (0.5 * (cos12.detach().mean() + cos21.detach().mean())).detach(),
+            "z_std": with_std.detach(),
         }
         return loss

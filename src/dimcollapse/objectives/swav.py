@@ -67,8 +67,6 @@ class SwAV(Objective):
         sinkhorn_iterations: int = 3,
         epsilon: float = 0.05,
         queue_size: int = 0,
-        queue_start_epoch: float = 0.0,
-        freeze_prototypes_epochs: float = 0.0,
         n_global: int = 2,
     ) -> None:
         super().__init__()
@@ -78,8 +76,6 @@ class SwAV(Objective):
         self.prototypes = Prototypes(dim, int(n_prototypes))
         self.temperature, self.epsilon = float(temperature), float(epsilon)
         self.iterations = int(sinkhorn_iterations)
-        self.queue_start_epoch = float(queue_start_epoch)
-        self.freeze_prototypes_epochs = float(freeze_prototypes_epochs)
         self.n_global = int(n_global)
         self.queues = nn.ModuleList(
             [FeatureQueue(int(queue_size), dim, init="empty") for _ in range(self.n_global)]
@@ -102,16 +98,22 @@ class SwAV(Objective):
             extra = self.prototypes(self._queue(a).values().to(scores.dtype), frozen=True)
         return sinkhorn(scores.detach(), self.iterations, self.epsilon, extra)
 
-    def forward_views(self, zs: list[Tensor], ts: list[Tensor] | None = None) -> Tensor:
-        """zs: embeddings of all crops, the n_global global crops first."""
+    def forward_views(
+        self,
+        zs: list[Tensor],
+        ts: list[Tensor] | None = None,
+        use_queue: bool = True,
+        freeze_prototypes: bool = False,
+    ) -> Tensor:
+        """zs: embeddings of all crops, the n_global global crops first; ``use_queue``: push this batch into
+        the queues (the run's schedule: from queue_start_epoch on); ``freeze_prototypes``: no gradient."""
         n_g = min(self.n_global, len(zs))
         if len(zs) < 2:
             raise InputError("swav: needs at least 2 crops (two views or multi-crop).")
         if self.training:
             with torch.no_grad():  # unit prototypes before every step (SwAV normalises them after each)
                 self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
-        frozen = self.epoch < self.freeze_prototypes_epochs
-        scores = [self.prototypes(z, frozen) for z in zs]
+        scores = [self.prototypes(z, freeze_prototypes) for z in zs]
         log_p = [F.log_softmax(s / self.temperature, dim=1) for s in scores]
         total = zs[0].new_zeros(())
         for a in range(n_g):
@@ -119,8 +121,8 @@ class SwAV(Objective):
             total = total + sum(-(q * log_p[b]).sum() for b in range(len(zs)) if b != a) / (len(zs) - 1)
         n_total = global_batch_size(zs[0].shape[0], zs[0].device)
         loss = local_share(total, n_g * n_total)
-        if self.training and self.queues and self.epoch >= self.queue_start_epoch:
+        if self.training and self.queues and use_queue:
             for a in range(n_g):
                 self._queue(a).push(normalize_rows(zs[a]).detach())
-        self.last_stats = {"loss": float(loss.detach())}
+        self.last_stats = {"loss": loss.detach()}
         return loss

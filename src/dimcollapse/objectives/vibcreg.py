@@ -56,9 +56,9 @@ class VIbCReg(Objective):
         sim, std, cov = self.coeffs
         loss = sim * invariance + std * (v1 + v2) + cov * (c1 + c2)
         self.last_stats = {
-            "loss": float(loss.detach()),
-            "invariance": float(invariance.detach()),
-            "variance": float((v1 + v2).detach()),
-            "correlation": float((c1 + c2).detach()),
+            "loss": loss.detach(),
+            "invariance": invariance.detach(),
+            "variance": (v1 + v2).detach(),
+            "correlation": (c1 + c2).detach(),
         }
         return loss

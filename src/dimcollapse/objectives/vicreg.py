@@ -55,9 +55,9 @@ class VICReg(Objective):
         covariance = c1 + c2
         loss = self.sim_coeff * invariance + self.std_coeff * variance + self.cov_coeff * covariance
         self.last_stats = {
-            "loss": float(loss.detach()),
-            "invariance": float(invariance.detach()),
-            "variance": float(variance.detach()),
-            "covariance": float(covariance.detach()),
+            "loss": loss.detach(),
+            "invariance": invariance.detach(),
+            "variance": variance.detach(),
+            "covariance": covariance.detach(),
         }
         return loss

@@ -81,5 +81,5 @@ class WMSE(Objective):
                     - 2 * (F.normalize(white[a], dim=1) * F.normalize(white[b], dim=1)).sum(1).mean()
                 )
         loss = total / (self.w_iter * len(pairs))
-        self.last_stats = {"loss": float(loss.detach())}
+        self.last_stats = {"loss": loss.detach()}
         return loss

@@ -1,8 +1,8 @@
 """Anti-collapse regularizers, registered under "regularizer" (SPEC section 4).
 
 from dimcollapse.registry import build
-so = build("regularizer", "so", weight=1e-3)            # weights: so(model) -> weighted term
-ld = build("regularizer", "ldreg", weight=0.01)         # features: ld([r1, r2], reference=None)
+so = build("regularizer", "so")             # weights: so(model) -> raw term (the run weights it)
+ld = build("regularizer", "ldreg")         # features: ld([r1, r2], reference=None)
 """
 
 from dimcollapse.regularizers.base import Regularizer
@@ -11,7 +11,6 @@ from dimcollapse.regularizers.koleo import KoLeo, koleo_term
 from dimcollapse.regularizers.last_layer import LastLayerRegularizer
 from dimcollapse.regularizers.layers import last_weight_layer, select_weight_layers
 from dimcollapse.regularizers.ldreg import LDReg, MinLID
-from dimcollapse.regularizers.schedule import CoefficientSchedule
 from dimcollapse.regularizers.sigreg import SIGReg, epps_pulley
 from dimcollapse.regularizers.so import SoftOrthogonality
 from dimcollapse.regularizers.srip import SRIP, power_sigma_max
@@ -21,7 +20,6 @@ from dimcollapse.regularizers.whitening import FeatureWhitening, covariance_term
 
 __all__ = [
     "SRIP",
-    "CoefficientSchedule",
     "FeatureWhitening",
     "KoLeo",
     "LDReg",

@@ -10,22 +10,10 @@ from typing import Any
 
 import torch
 
+from dimcollapse.diagnostics.matrices import as_matrix
 
-def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
-    """W as a matrix: rows are output units / filters, W.shape = (C_out, C_in*kh*kw).
-
-    The columns follow the weight's memory layout (a channels_last conv gives kh*kw*C_in order), so the
-    matrix is a view and its gradient lands in the parameter's own layout without a copy. Every term
-    here is invariant to a permutation P of the columns: (W P)(W P)^T = W W^T, and (W P)^T (W P) =
-    P^T W^T W P has the same ||G - I||_F and spectrum.
-    """
-    if weight.dim() <= 2 or weight.is_contiguous():
-        return weight.reshape(weight.shape[0], -1)
-    order = sorted(range(1, weight.dim()), key=lambda d: -weight.stride()[d])
-    permuted = weight.permute(0, *order)
-    if permuted.is_contiguous():
-        return permuted.view(weight.shape[0], -1)
-    return weight.reshape(weight.shape[0], -1)
+# W as a matrix (C_out x C_in*kh*kw, a view in the weight's own layout): the one helper of diagnostics
+weight_matrix = as_matrix
 
 
 def gram(mat: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@ Kozachenko-Leonenko differential-entropy estimator, which spreads the l2-normali
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -11,10 +11,6 @@ import torch.nn.functional as F
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
-from dimcollapse.regularizers.schedule import ScheduleOptions
-
-if TYPE_CHECKING:
-    from typing import Unpack
 
 
 def koleo_term(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -30,18 +26,17 @@ def koleo_term(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 @register("regularizer", "koleo")
 class KoLeo(Regularizer):
-    """coefficient * mean over views of koleo_term(r_v) (DINOv2 uses 0.1 on the class token; per-process
+    """mean over views of koleo_term(r_v) (DINOv2 uses 0.1 on the class token; per-process
     batch under DDP, as DINOv2)."""
 
     target: ClassVar[Literal["weights", "features"]] = "features"
+    default_weight = 0.1
 
     def __init__(
         self,
-        weight: float = 0.1,
         eps: float = 1e-8,
-        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(weight, **schedule)
+        super().__init__()
         if not eps > 0:
             raise ConfigError(f"koleo eps must be > 0, got {eps!r}.")
         self.eps = float(eps)
@@ -49,8 +44,8 @@ class KoLeo(Regularizer):
     def forward(
         self, features: list[torch.Tensor], reference: list[torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """Weighted KoLeo term of each view's representations (reference unused)."""
+        """KoLeo term of each view's representations (reference unused)."""
         if not features or any(r.shape[0] < 2 for r in features):
             raise InputError("koleo needs at least one batch of >= 2 representations (a nearest neighbour).")
         raw = torch.stack([koleo_term(r, self.eps) for r in features]).mean()
-        return self.weighted(raw)
+        return self.record(raw)

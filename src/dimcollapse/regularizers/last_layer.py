@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
 from dimcollapse.registry import register
 from dimcollapse.regularizers.gram import gram_deviation_sq
 from dimcollapse.regularizers.layers import last_weight_layer
-from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.regularizers.weights import WeightLayerRegularizer
-
-if TYPE_CHECKING:
-    from typing import Unpack
 
 
 @register("regularizer", "last_layer")
 class LastLayerRegularizer(WeightLayerRegularizer):
-    """coefficient * ||W W^T - I||_F^2 for W the encoder's last layer (or ``layer``); never a head's layer.
+    """||W W^T - I||_F^2 for W the encoder's last layer (or ``layer``); never a head's layer.
 
     The encoder is found in any module layout (``regularizers.layers.find_encoder``) or named by ``encoder``.
     """
 
+    default_weight = 1e-3
+
     def __init__(
         self,
-        weight: float = 1e-3,
         layer: str | None = None,
         encoder: str | None = None,
-        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(weight, None, encoder=encoder, **schedule)
+        super().__init__(None, encoder=encoder)
         self.layer = layer
 
     def selected(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from dimcollapse.diagnostics.layer_names import PATTERN_HELP, matching, name_matches
 from dimcollapse.diagnostics.weights import weight_layers
 from dimcollapse.errors import ConfigError
 
@@ -91,7 +90,7 @@ def _head_children(model: nn.Module, heads: Heads, defaults: tuple[str, ...]) ->
     if heads is True:
         return [n for n in children if n in defaults]
     patterns = [heads] if isinstance(heads, str) else list(heads)
-    return [n for n in children if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    return matching(children, patterns)
 
 
 def candidate_layers(
@@ -118,13 +117,6 @@ def candidate_layers(
     for name in _head_children(model, include_predictor, PREDICTOR_NAMES):
         layers += _module_weight_layers(getattr(model, name), name)
     return layers
-
-
-def _matches(name: str, pattern: str) -> bool:
-    if pattern.startswith("re:"):
-        return re.search(pattern[3:], name) is not None
-    short = name.split("backbone.", 1)[1] if name.startswith("backbone") else name
-    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(short, pattern)
 
 
 def select_weight_layers(
@@ -154,14 +146,14 @@ def select_weight_layers(
     patterns = [layers] if isinstance(layers, str) else list(layers)
     chosen: list[tuple[str, torch.Tensor]] = []
     for pattern in patterns:
-        hits = [(n, w) for n, w in weights if _matches(n, pattern)]
+        hits = [(n, w) for n, w in weights if name_matches(n, pattern)]
         if not hits:
-            hits = [(n, w) for n, w in everything if _matches(n, pattern)]
+            hits = [(n, w) for n, w in everything if name_matches(n, pattern)]
         if not hits:
             names = ", ".join(n for n, _ in everything)
             raise ConfigError(
                 f"layer pattern '{pattern}' matches no weight layer. Layer names: {names}. "
-                "Use a glob (e.g. 'layer4.*') or a regex prefixed with 're:'."
+                f"Use {PATTERN_HELP}."
             )
         chosen += [(n, w) for n, w in hits if all(n != c for c, _ in chosen)]
     order = {n: i for i, (n, _) in enumerate([*weights, *everything])}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -12,11 +12,7 @@ from dimcollapse.diagnostics.lid import lid_from_distances
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
-from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.utils.distributed import gather_detached, sum_detached, world_size
-
-if TYPE_CHECKING:
-    from typing import Unpack
 
 DEFAULT_K = 64
 ESTIMATORS = ("mom", "mle")
@@ -45,19 +41,19 @@ class LDReg(Regularizer):
     """
 
     target: ClassVar[Literal["weights", "features"]] = "features"
+    default_weight = 0.01
     default_warmup: ClassVar[str] = "off"
+    skip_when_off: ClassVar[bool] = True  # the k-NN search is skipped while the coefficient is 0
     sign: ClassVar[float] = -1.0
 
     def __init__(
         self,
-        weight: float = 0.01,
         k: int | None = None,
         estimator: str = "mom",
         form: str = "l1",
         knn_backend: str = "exact",
-        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(weight, **schedule)
+        super().__init__()
         self.knn_backend = resolve_backend(knn_backend)  # the engine that finds the reference neighbours
         if estimator not in ESTIMATORS:
             raise ConfigError(
@@ -88,14 +84,10 @@ class LDReg(Regularizer):
     def forward(
         self, features: list[torch.Tensor], reference: list[torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """sign * coefficient * (mean ln LID  |  root mean square of ln LID) over all views' samples."""
+        """sign * (mean ln LID  |  root mean square of ln LID) over all views' samples."""
         if not features:
             raise InputError("LDReg needs at least one batch of representations.")
-        coef = self.coefficient()
         queries = torch.cat([f.flatten(1) for f in features], dim=0)
-        if coef == 0.0:
-            self.last_stats = {"coefficient": 0.0}
-            return queries.new_zeros(())
         local_ref = torch.cat([queries.detach()] + [r.detach().flatten(1) for r in reference or []], dim=0)
         size = world_size()
         ref = gather_detached(local_ref)
@@ -117,14 +109,7 @@ class LDReg(Regularizer):
             root = torch.sqrt(mean.clamp_min(1e-12))
             stat = root + (surrogate - mean) / (2.0 * root)
         log_mean = totals[2] / count
-        self.last_stats = {
-            "raw": float(stat.detach()),
-            "value": self.sign * coef * float(stat.detach()),
-            "lid_geomean": float(torch.exp(log_mean)),
-            "k": float(k),
-            "coefficient": coef,
-        }
-        return self.sign * coef * stat
+        return self.record(self.sign * stat, lid_geomean=torch.exp(log_mean), k=log_mean.new_tensor(float(k)))
 
 
 @register("regularizer", "minlid")

@@ -4,18 +4,14 @@ statistic, a weighted L2 distance between its empirical characteristic function 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
-from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.utils.distributed import all_reduce_sum, broadcast_from_rank0, global_batch_size
-
-if TYPE_CHECKING:
-    from typing import Unpack
 
 
 def trapezoid_knots(knots: int, t_max: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,20 +45,19 @@ def random_directions(dim: int, m: int, like: torch.Tensor) -> torch.Tensor:
 
 @register("regularizer", "sigreg")
 class SIGReg(Regularizer):
-    """coefficient * mean over views of epps_pulley(r_v, A), A new random unit directions at every call
+    """mean over views of epps_pulley(r_v, A), A new random unit directions at every call
     (LeJEPA: 1024 slices, 17 knots on [0, 3]); the batch statistics are global under DDP."""
 
     target: ClassVar[Literal["weights", "features"]] = "features"
+    default_weight = 0.05
 
     def __init__(
         self,
-        weight: float = 0.05,
         num_directions: int = 1024,
         knots: int = 17,
         t_max: float = 3.0,
-        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(weight, **schedule)
+        super().__init__()
         if int(num_directions) < 1 or int(knots) < 2 or not t_max > 0:
             raise ConfigError(
                 f"sigreg needs num_directions >= 1, knots >= 2, t_max > 0, got {num_directions}, {knots}, "
@@ -73,7 +68,7 @@ class SIGReg(Regularizer):
     def forward(
         self, features: list[torch.Tensor], reference: list[torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """Weighted SIGReg statistic of each view's representations (reference unused)."""
+        """SIGReg statistic of each view's representations (reference unused)."""
         if not features or any(r.shape[0] < 2 for r in features):
             raise InputError("sigreg needs at least one batch of >= 2 representations.")
         terms = []
@@ -82,4 +77,4 @@ class SIGReg(Regularizer):
             a = random_directions(x.shape[1], self.num_directions, x)
             terms.append(epps_pulley(x, a, self.knots, self.t_max))
         raw = torch.stack(terms).mean()
-        return self.weighted(raw)
+        return self.record(raw)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -11,11 +10,7 @@ from dimcollapse.errors import ConfigError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.gram import gram_deviation_norm, gram_minus_identity_matvec, weight_matrix
 from dimcollapse.regularizers.layers import Heads
-from dimcollapse.regularizers.schedule import ScheduleOptions
 from dimcollapse.regularizers.weights import WeightLayerRegularizer
-
-if TYPE_CHECKING:
-    from typing import Unpack
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
@@ -43,16 +38,17 @@ def power_sigma_max(
 
 @register("regularizer", "srip")
 class SRIP(WeightLayerRegularizer):
-    """SRIP: coefficient * sum_l sigma_max(G_l - I) (or its square), G_l the smaller Gram (SPEC 4).
+    """SRIP: sum_l sigma_max(G_l - I) (or its square), G_l the smaller Gram (SPEC 4).
 
     ``power_steps`` power iterations per call; ``persistent=True`` keeps each layer's vector between calls
     (warm start, converges over training), ``False`` draws a random start every call. The kept vectors are
     part of the state_dict (``_extra_state``), so a resumed run continues from the same vectors.
     """
 
+    default_weight = 1e-4
+
     def __init__(
         self,
-        weight: float = 1e-4,
         layers: str | Sequence[str] | None = None,
         include_projector: Heads = False,
         include_predictor: Heads = False,
@@ -60,9 +56,8 @@ class SRIP(WeightLayerRegularizer):
         persistent: bool = True,
         squared: bool = False,
         encoder: str | None = None,
-        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(weight, layers, include_projector, include_predictor, encoder, **schedule)
+        super().__init__(layers, include_projector, include_predictor, encoder)
         if int(power_steps) != power_steps or power_steps < 0:
             raise ConfigError(f"power_steps must be an integer >= 0, got {power_steps}.")
         self.power_steps = int(power_steps)

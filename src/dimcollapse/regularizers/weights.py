@@ -4,35 +4,29 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from dimcollapse.regularizers.base import Regularizer
 from dimcollapse.regularizers.layers import Heads, select_weight_layers
-from dimcollapse.regularizers.schedule import ScheduleOptions
-
-if TYPE_CHECKING:
-    from typing import Unpack
 
 
 class WeightLayerRegularizer(Regularizer, ABC):
     """Base of weight regularizers: selects layers by pattern (cached per model) and sums a per-layer term."""
 
     target: ClassVar[Literal["weights", "features"]] = "weights"
-    default_weight: ClassVar[float] = 1e-4  # subclasses set their own default coefficient
+    default_weight: ClassVar[float | None] = 1e-4  # subclasses set their own default coefficient
 
     def __init__(
         self,
-        weight: float | None = None,
         layers: str | Sequence[str] | None = None,
         include_projector: Heads = False,
         include_predictor: Heads = False,
         encoder: str | None = None,
-        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(self.default_weight if weight is None else weight, **schedule)
+        super().__init__()
         self.layers = layers
         self.include_projector = include_projector
         self.include_predictor = include_predictor
@@ -53,15 +47,7 @@ class WeightLayerRegularizer(Regularizer, ABC):
         """The raw term of one layer."""
 
     def forward(self, model: nn.Module) -> torch.Tensor:
-        """coefficient * sum over selected layers of layer_term(W)."""
+        """sum over the selected layers of layer_term(W)."""
         layers = self.selected(model)
         raw = torch.stack([self.layer_term(name, w) for name, w in layers]).sum()
-        coef = self.coefficient()
-        term = raw * coef
-        self.last_stats = {
-            "raw": float(raw.detach()),
-            "value": float(term.detach()),
-            "coefficient": coef,
-            "layers": float(len(layers)),
-        }
-        return term
+        return self.record(raw, layers=raw.new_tensor(float(len(layers))))

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 from dimcollapse.regularizers.base import Regularizer
-from dimcollapse.regularizers.schedule import ScheduleOptions
-
-if TYPE_CHECKING:
-    from typing import Unpack
 
 
 def variance_term(r: torch.Tensor, target_std: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
@@ -33,19 +29,18 @@ def covariance_term(r: torch.Tensor) -> torch.Tensor:
 
 @register("regularizer", "whitening")
 class FeatureWhitening(Regularizer):
-    """coefficient * mean over views of (variance_weight * var(r) + covariance_weight * cov(r))."""
+    """mean over views of (variance_weight * var(r) + covariance_weight * cov(r))."""
 
     target: ClassVar[Literal["weights", "features"]] = "features"
+    default_weight = 1.0
 
     def __init__(
         self,
-        weight: float = 1.0,
         variance_weight: float = 25.0,
         covariance_weight: float = 1.0,
         target_std: float = 1.0,
-        **schedule: Unpack[ScheduleOptions],
     ) -> None:
-        super().__init__(weight, **schedule)
+        super().__init__()
         for name, value in (("variance_weight", variance_weight), ("covariance_weight", covariance_weight)):
             if value < 0:
                 raise ConfigError(f"whitening {name} must be >= 0, got {value}.")
@@ -58,7 +53,7 @@ class FeatureWhitening(Regularizer):
     def forward(
         self, features: list[torch.Tensor], reference: list[torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """Weighted VICReg variance + covariance terms of each view's representations (reference unused)."""
+        """VICReg variance + covariance terms of each view's representations (reference unused)."""
         if not features:
             raise InputError("whitening needs at least one batch of representations.")
         if any(r.shape[0] < 2 for r in features):
@@ -66,4 +61,4 @@ class FeatureWhitening(Regularizer):
         var = torch.stack([variance_term(r.flatten(1), self.target_std) for r in features]).mean()
         cov = torch.stack([covariance_term(r.flatten(1)) for r in features]).mean()
         raw = self.variance_weight * var + self.covariance_weight * cov
-        return self.weighted(raw, variance=float(var.detach()), covariance=float(cov.detach()))
+        return self.record(raw, variance=var, covariance=cov)

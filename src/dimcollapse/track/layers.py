@@ -1,19 +1,21 @@
 """Which weight layers a monitor watches, and the statistics of one layer's singular values.
 
 Layers are ``named_modules`` names (as ``diagnostics.weights.named_weight_matrices`` keys them: every
-Linear, Conv and attention projection); a selection is a list of names or shell patterns
-(``"projection_head.*"``, ``"encoder.layer.*.attention.*"``); ``None`` means every such layer.
+Linear, Conv and attention projection); a selection is a list of names or patterns in the one layer
+grammar (``diagnostics/layer_names.py``: shell patterns such as ``"projection_head.*"``,
+``"encoder.layer.*.attention.*"``, or ``re:<regex>``); ``None`` means every such layer.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from dimcollapse.diagnostics.layer_names import PATTERN_HELP, matching
+from dimcollapse.diagnostics.matrices import as_matrix
 from dimcollapse.diagnostics.rank import effective_rank
 from dimcollapse.diagnostics.weights import named_weight_matrices, singular_values
 from dimcollapse.errors import ConfigError
@@ -22,7 +24,7 @@ from dimcollapse.errors import ConfigError
 def parameter_matrices(module: nn.Module) -> dict[str, torch.Tensor]:
     """Fallback for modules whose layer types are hidden (TorchScript): every 'x.weight' with >= 2 dims."""
     return {
-        name[: -len(".weight")]: p.reshape(p.shape[0], -1)
+        name[: -len(".weight")]: as_matrix(p)
         for name, p in module.named_parameters()
         if name.endswith(".weight") and p.ndim >= 2
     }
@@ -35,13 +37,13 @@ def select_layers(module: nn.Module, patterns: Sequence[str] | None = None) -> d
         return weights
     if isinstance(patterns, str):
         patterns = [patterns]
-    chosen = {n: w for n, w in weights.items() if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+    chosen = {n: weights[n] for n in matching(weights, patterns)}
     if not chosen:
         shown = ", ".join(list(weights)[:12]) + (", ..." if len(weights) > 12 else "")
         raise ConfigError(
             f"no weight layer matches {list(patterns)}; layers with a weight matrix are: "
             f"{shown or '(none)'}. "
-            "Pass names or patterns such as 'projection_head.*'."
+            f"Pass names or patterns: {PATTERN_HELP}."
         )
     return chosen
 

@@ -43,6 +43,7 @@ from torchmetrics.utilities.data import dim_zero_cat
 from dimcollapse.diagnostics.catalogue import COLLAPSE_THRESHOLD, Context, evaluate
 from dimcollapse.diagnostics.lid import lid_mle, lid_mom
 from dimcollapse.diagnostics.lidar import DELTA, EPS, lidar_eigenvalues
+from dimcollapse.diagnostics.moments import merge_moments_into
 from dimcollapse.diagnostics.spectrum import gram_spectrum, spectrum_of
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.track.metric_inputs import metric_rows, overflow_error
@@ -66,7 +67,7 @@ def batch_moments(z: Tensor) -> Tensor:
 
 
 def merge_moments(stacked: Tensor) -> Tensor:
-    """Merge packed moments along dim 0: Chan et al. M2 = M2_a + M2_b + delta delta^T n_a n_b / n."""
+    """Merge packed moments along dim 0 with the one exact merge (``diagnostics.moments``, Chan et al.)."""
     if stacked.ndim == 2:
         return stacked
     out = stacked[0].clone()
@@ -77,11 +78,10 @@ def merge_moments(stacked: Tensor) -> Tensor:
         if float(na) == 0:
             out = part.clone()
             continue
-        n = na + nb
-        delta = part[1] - out[1]
-        out[2:] += part[2:] + torch.outer(delta, delta) * (na * nb / n)
-        out[1] = out[1] + delta * (nb / n)
-        out[0, 0] = n
+        mean = merge_moments_into(out[2:], float(na), out[1], float(nb), part[1], part[2:])
+        assert mean is not None
+        out[1] = mean
+        out[0, 0] = na + nb
     return out
 
 

@@ -71,15 +71,20 @@ def describe_bad(bad: list[str], limit: int = 3) -> str:
 class FiniteModelCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that never overwrites a good checkpoint with a non-finite state.
 
-    Parameters, buffers (BatchNorm running statistics) and the optimizer state are checked before every
-    save; a non-finite state is not written and stops training (DivergedError). ``last_good_step`` is the
-    global step of the last checkpoint written; ``first_bad`` the step and names of the refused state.
+    The module's non-finite loss flag (``SSLModule.check_finite``, kept on the device between logging
+    steps), then parameters, buffers (BatchNorm running statistics) and the optimizer state are checked
+    before every save; a non-finite state is not written and stops training (DivergedError).
+    ``last_good_step`` is the global step of the last checkpoint written; ``first_bad`` the step and names
+    of the refused state.
     """
 
     last_good_step: int | None = None
     first_bad: tuple[int, list[str]] | None = None
 
     def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+        check_loss = getattr(trainer.lightning_module, "check_finite", None)
+        if callable(check_loss):  # a loss that became non-finite since the last read: name its step
+            check_loss()
         bad = nonfinite_state(trainer.lightning_module, list(trainer.optimizers))
         if bad:
             step = int(trainer.global_step)

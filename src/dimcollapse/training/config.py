@@ -81,6 +81,16 @@ class RegularizerConfig:
 
 
 @dataclass
+class EMAConfig:
+    """The momentum target's EMA: tau from base_momentum to final_momentum by a cosine over the run.
+
+    None: the objective's default (BYOL 0.99 -> 1, DINO 0.996 -> 1; ``default_momentum``)."""
+
+    base_momentum: float | None = None
+    final_momentum: float | None = None
+
+
+@dataclass
 class OptimConfig:
     """Optimizer (sgd | lars | adamw), learning rate schedule (linear warm-up + cosine) and length."""
 
@@ -155,6 +165,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     regularizers: list[RegularizerConfig] = field(default_factory=list)
+    ema: EMAConfig = field(default_factory=EMAConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)

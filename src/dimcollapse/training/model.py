@@ -16,6 +16,7 @@ from dimcollapse.errors import ConfigError
 from dimcollapse.objectives.momentum import ema_update, frozen_copy
 from dimcollapse.registry import build, get
 from dimcollapse.training.config import ModelConfig, ObjectiveConfig
+from dimcollapse.training.schedules import split_objective_kwargs
 
 
 def _accepts(factory: Any, key: str) -> bool:
@@ -42,7 +43,7 @@ def build_network(
     if not hasattr(backbone, "out_dim"):
         raise ConfigError(f"backbone '{model.backbone}' does not expose out_dim; it breaks the contract.")
     projector = build("projector", model.projector, in_dim=int(backbone.out_dim), **model.projector_kwargs)
-    okw = dict(objective.kwargs)
+    okw = split_objective_kwargs(objective.name, objective.kwargs)[1]  # scheduled keys: the run's schedules
     obj_cls = get("objective", objective.name)
     if getattr(obj_cls, "needs_dim", False):
         okw.setdefault("dim", int(projector.out_dim))
@@ -97,19 +98,23 @@ class SSLModel(nn.Module):
         r = self.momentum_target["backbone"](x)
         return r, self.momentum_target["projector"](r)
 
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, EMA target) pairs: backbone and projector, then the objective's own (DINO's prototypes);
+        empty without a momentum target. The EMA hook (``training/ema.py``) moves them."""
+        if self.momentum_target is None:
+            return []
+        pairs: list[tuple[nn.Module, nn.Module]] = [
+            (self.backbone, self.momentum_target["backbone"]),
+            (self.projector, self.momentum_target["projector"]),
+        ]
+        own = getattr(self.objective, "momentum_pairs", None)
+        return pairs + (list(own()) if callable(own) else [])
+
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        """theta_t <- m theta_t + (1 - m) theta_online (parameters); buffers copied (BYOL section 3.1).
-
-        The objective's own teacher parts (DINO's prototypes) take the same step (objective.update_target).
-        """
-        if self.momentum_target is None:
-            return
-        for name in ("backbone", "projector"):
-            ema_update(self.momentum_target[name], getattr(self, name), momentum)
-        update = getattr(self.objective, "update_target", None)
-        if update is not None:
-            update(momentum)
+        """theta_t <- m theta_t + (1 - m) theta_online for every momentum pair (BYOL section 3.1)."""
+        for online, target in self.momentum_pairs():
+            ema_update(target, online, momentum)
 
     def online_modules(self) -> nn.ModuleDict:
         """The modules the optimizer trains, without the momentum target (for parameter groups)."""

@@ -1,6 +1,10 @@
 """The LightningModule: views -> backbone -> projector -> objective (+ regularizers) -> optimizer step.
 
-L = L_ssl + sum_j term_j (SPEC section 4). Every term is logged on its own with its share term_j / L.
+L = L_ssl + sum_j c_j(step) * term_j (SPEC section 4): the terms are pure modules, the coefficients c_j and
+every other scheduled value come from the run's schedules (``training/schedules.py``) as values. Every term
+is logged on its own with its share term_j / L. Losses, statistics and the non-finite check stay tensors:
+the step makes no host sync outside logging steps (the non-finite flag is read at logging steps, before
+every checkpoint and at the end).
 Randomness of step s (views, random sub-vector masks, dropout) comes from a seed derived from (seed, s,
 rank), so a resumed run repeats an uninterrupted one exactly.
 """
@@ -12,7 +16,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import lightning as L
 import torch
@@ -21,8 +25,11 @@ from torch import Tensor, nn
 from dimcollapse.data.views import ViewAugment
 from dimcollapse.errors import ConfigError, DivergedError
 from dimcollapse.training.config import OptimConfig
+from dimcollapse.training.ema import EMAHook
 from dimcollapse.training.model import SSLModel
-from dimcollapse.training.optim import build_optimizer, build_scheduler
+from dimcollapse.training.nonfinite import NonFiniteFlag
+from dimcollapse.training.optim import build_optimizer
+from dimcollapse.training.schedules import Schedules, StepValues
 from dimcollapse.utils.batchnorm import convert_to_global_batchnorm
 
 
@@ -45,26 +52,44 @@ def term_names(names: list[str]) -> list[str]:
     return out
 
 
+class StepOutput(TypedDict):
+    """What ``training_step`` returns: the loss (Lightning backpropagates it) and, for the callbacks that
+    read ``outputs`` in ``on_train_batch_end``, r of the first view (detached), the labels and each
+    regularizer's statistics (detached tensors)."""
+
+    loss: Tensor
+    r: Tensor
+    y: Tensor
+    terms: dict[str, dict[str, Tensor]]
+
+
 @dataclass(frozen=True)
 class ModuleSettings:
     """The plain settings the training module needs (no config object).
 
-    ``steps_per_epoch`` converts steps to epochs (regularizer / objective schedules, the lr warm-up);
-    ``global_batchnorm`` swaps BatchNorm for the all-reducing GlobalBatchNorm (CPU multi-process runs);
-    ``objective_name`` names the loss in error messages.
+    ``schedules`` gives every scheduled value at a step (lr, coefficients, EMA momentum, the objective's
+    scheduled keywords); ``global_batchnorm`` swaps BatchNorm for the all-reducing GlobalBatchNorm (CPU
+    multi-process runs); ``objective_name`` names the loss in error messages; ``log_every`` is the logging
+    cadence (the steps at which values reach the host).
     """
 
     optim: OptimConfig
-    steps_per_epoch: int
+    schedules: Schedules
     batch_size: int
     seed: int = 0
     global_batchnorm: bool = False
     objective_name: str = "objective"
+    log_every: int = 1
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch."""
+        return self.schedules.steps_per_epoch
 
     @property
     def total_steps(self) -> int:
         """Optimizer steps of the whole run: optim.max_steps, else epochs x steps per epoch."""
-        return int(self.optim.max_steps or self.optim.epochs * self.steps_per_epoch)
+        return self.schedules.total_steps
 
 
 @dataclass(frozen=True)
@@ -77,7 +102,7 @@ class ModelParts:
     projector: nn.Module
     objective: nn.Module
     views: ViewAugment
-    regularizers: tuple[tuple[str, nn.Module], ...]  # (registry name, regularizer with its schedule)
+    regularizers: tuple[tuple[str, nn.Module], ...]  # (registry name, pure regularizer term)
     settings: ModuleSettings
     record: dict[str, Any] | None = None  # {"config", "data_info"}: what a checkpoint stores to rebuild
 
@@ -128,9 +153,14 @@ class SSLModule(L.LightningModule):
             )
         self.regularizers = nn.ModuleList([reg for _, reg in regularizers])
         self.term_names = term_names([name for name, _ in regularizers])
-        self.last_terms: dict[str, dict[str, float]] = {}
-        self.last_r: Tensor | None = None
-        self.last_y: Tensor | None = None
+        n_coef = len(settings.schedules.coefficients)
+        if n_coef != len(self.regularizers):
+            raise ConfigError(
+                f"{len(self.regularizers)} regularizers but {n_coef} coefficient schedules; build the "
+                "settings' schedules from the same regularizer entries (training/schedules.py)."
+            )
+        self.ema = EMAHook(self.model.momentum_pairs())
+        self.nonfinite = NonFiniteFlag(len(self.regularizers) + 1)
         self.train_time_s = 0.0  # accumulated over resumed sessions
         self._t_session: float | None = None
 
@@ -157,13 +187,14 @@ class SSLModule(L.LightningModule):
 
     def progress(self) -> float:
         """Fraction of the run done, in [0, 1]."""
-        return min(1.0, self.global_step / max(1, self.total_steps))
+        return self.settings.schedules.progress(int(self.global_step))
 
     def configure_optimizers(self) -> Any:
-        """Optimizer over the online network (biases/norms without decay) and a per-step warm-up+cosine."""
+        """Optimizer over the online network (biases/norms without decay); lr = optim.lr x the schedules'
+        per-step factor (warm-up + cosine)."""
         s = self.settings
         opt = build_optimizer(self.model.online_modules(), s.optim)
-        sched = build_scheduler(opt, s.optim, s.steps_per_epoch, self.total_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, s.schedules.lr)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     # -- forward --------------------------------------------------------------------------------------
@@ -171,26 +202,43 @@ class SSLModule(L.LightningModule):
         """(r, z) of un-augmented images (the caller sets eval mode and no_grad)."""
         return self.model.encode(self.views.eval_transform(x_uint8))
 
-    def _ssl_loss(self, zs: list[Tensor], ts: list[Tensor] | None) -> Tensor:
+    def _ssl_loss(self, zs: list[Tensor], ts: list[Tensor] | None, values: StepValues) -> Tensor:
         """Objective averaged over every pair of views (i < j); BYOL-like losses also get the targets.
 
-        A multi-view objective (DINO, SwAV, W-MSE) is called once with every view (global ones first)."""
+        A multi-view objective (DINO, SwAV, W-MSE) is called once with every view (global ones first).
+        The objective's scheduled keywords (``values.objective``) are passed to every call."""
         objective: Any = self.model.objective
+        kw = values.objective
         if objective.multi_view:
-            loss: Tensor = objective.forward_views(zs, ts)
+            loss: Tensor = objective.forward_views(zs, ts, **kw)
             return loss
         losses = []
         for i, j in itertools.combinations(range(len(zs)), 2):
             if ts is not None:
-                losses.append(self.model.objective(zs[i], zs[j], ts[i], ts[j]))
+                losses.append(objective(zs[i], zs[j], ts[i], ts[j], **kw))
             else:
-                losses.append(self.model.objective(zs[i], zs[j]))
+                losses.append(objective(zs[i], zs[j], **kw))
         return torch.stack(losses).mean() if len(losses) > 1 else losses[0]
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        """One SSL step on a uint8 batch; returns L = L_ssl + sum of regularizer terms."""
+    def _terms(self, rs: list[Tensor], tr: list[Tensor] | None, values: StepValues) -> list[Tensor | None]:
+        """Each regularizer's raw term (None: its coefficient is 0 and it skips work while off)."""
+        raws: list[Tensor | None] = []
+        reg: Any
+        for reg, coef in zip(self.regularizers, values.coefficients, strict=True):
+            if coef == 0.0 and getattr(reg, "skip_when_off", False):
+                raws.append(None)
+            elif reg.target == "weights":
+                raws.append(reg(self.model))
+            else:
+                raws.append(reg(rs, tr))
+        return raws
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> StepOutput:
+        """One SSL step on a uint8 batch: L = L_ssl + sum_j c_j(step) * term_j, with its outputs (the
+        loss for the optimizer; r of the first view, labels and per-term statistics for the callbacks)."""
         x, y = batch
         step = int(self.global_step)
+        values = self.settings.schedules.at(step)
         acc = int(self.trainer.accumulate_grad_batches) if self._trainer is not None else 1
         micro = step * acc + batch_idx % acc  # the micro-batch's own seed (= step without accumulation)
         torch.manual_seed(step_seed(self.settings.seed, micro, self.global_rank))
@@ -200,24 +248,19 @@ class SSLModule(L.LightningModule):
         tz: list[Tensor] | None = None
         if self.model.uses_momentum_target:  # the target sees the global views only
             tr, tz = self._encode_views(views[: self.views.n_views], self.model.encode_target)
-        epoch = step / max(1, self.settings.steps_per_epoch)
-        objective: Any = self.model.objective
-        objective.set_progress(epoch)
-        ssl = self._ssl_loss(zs, tz)
-        terms: list[Tensor] = []
-        reg: Any
-        for reg in self.regularizers:
-            reg.set_progress(epoch)
-            if reg.target == "weights":
-                terms.append(reg(self.model))
-            else:
-                terms.append(reg(rs, tr))
+        ssl = self._ssl_loss(zs, tz, values)
+        raws = self._terms(rs, tr, values)
+        terms = [
+            ssl.new_zeros(()) if raw is None else raw * c
+            for raw, c in zip(raws, values.coefficients, strict=True)
+        ]
         total = ssl + torch.stack(terms).sum() if terms else ssl
-        if not bool(torch.isfinite(total.detach())):
-            self._raise_nonfinite(step, ssl, terms)
-        self._log_terms(total, ssl, terms)
-        self.last_r, self.last_y = rs[0].detach(), y
-        return total
+        self.nonfinite.update(step, [ssl, *terms])
+        stats = self._term_stats(total, terms, values)
+        if self._is_log_step(step):
+            self.check_finite()
+            self._log_terms(total, ssl, stats)
+        return {"loss": total, "r": rs[0].detach(), "y": y, "terms": stats}
 
     @staticmethod
     def _encode_views(views: list[Tensor], encode: Any) -> tuple[list[Tensor], list[Tensor]]:
@@ -231,32 +274,58 @@ class SSLModule(L.LightningModule):
                 r_out[i], z_out[i] = r, z
         return [r for r in r_out if r is not None], [z for z in z_out if z is not None]
 
-    def _log_terms(self, total: Tensor, ssl: Tensor, terms: list[Tensor]) -> None:
-        """Log L, L_ssl, each term and its share term / L, the regularizers' and objective's stats, the lr."""
+    def _term_stats(
+        self, total: Tensor, terms: list[Tensor], values: StepValues
+    ) -> dict[str, dict[str, Tensor]]:
+        """Per regularizer: value c * term, its share of |L|, the coefficient and the term's own statistics
+        (detached tensors, no host sync)."""
+        denom = total.detach().abs()
+        denom = torch.where(denom == 0, torch.ones_like(denom), denom)
+        out: dict[str, dict[str, Tensor]] = {}
+        for name, reg, term, coef in zip(
+            self.term_names, self.regularizers, terms, values.coefficients, strict=True
+        ):
+            value = term.detach()
+            stats = {"value": value, "share": value / denom, "coefficient": value.new_tensor(coef)}
+            if coef != 0.0 or not getattr(reg, "skip_when_off", False):
+                stats.update(getattr(reg, "last_stats", {}))
+            out[name] = stats
+        return out
+
+    def _is_log_step(self, step: int) -> bool:
+        """True on the steps whose values reach the host (every ``log_every``-th step, and the last)."""
+        every = max(1, int(self.settings.log_every))
+        return (step + 1) % every == 0 or step + 1 >= self.total_steps
+
+    def _log_terms(self, total: Tensor, ssl: Tensor, stats: dict[str, dict[str, Tensor]]) -> None:
+        """Log L, L_ssl, each term and its share term / L, the regularizers' and objective's stats, the lr.
+
+        L and L_ssl are logged as the global values (mean over processes)."""
         bs = int(self.settings.batch_size)
-        denom = float(total.detach().abs()) or 1.0
-        logs = {"train/loss": float(total.detach()), "train/ssl_loss": float(ssl.detach())}
-        self.last_terms = {}
-        for name, reg, term in zip(self.term_names, self.regularizers, terms, strict=True):
-            value = float(term.detach())
-            coef: Any = getattr(reg, "coefficient", lambda: float("nan"))
-            stats = {"value": value, "share": value / denom, "coefficient": float(coef())}
-            stats.update({k: float(v) for k, v in getattr(reg, "last_stats", {}).items()})
-            self.last_terms[name] = stats
-            for key, v in stats.items():
+        logs: dict[str, Tensor | float] = {}
+        for name, term in stats.items():
+            for key, v in term.items():
                 logs[f"train/reg/{name}" if key == "value" else f"train/reg/{name}_{key}"] = v
         for key, v in getattr(self.model.objective, "last_stats", {}).items():
-            logs[f"train/objective/{key}"] = float(v)
+            logs[f"train/objective/{key}"] = v
         if self._trainer is not None and self.trainer.optimizers:
             logs["train/lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+        glob = {"train/loss": total.detach(), "train/ssl_loss": ssl.detach()}
+        self.log_dict(glob, on_step=True, on_epoch=False, batch_size=bs, prog_bar=False, sync_dist=True)
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=bs, prog_bar=False)
-        self.log("loss", logs["train/loss"], on_step=True, prog_bar=True, logger=False, batch_size=bs)
+        self.log("loss", total.detach(), on_step=True, prog_bar=True, logger=False, batch_size=bs)
 
-    def _raise_nonfinite(self, step: int, ssl: Tensor, terms: list[Tensor]) -> None:
-        bad = [] if bool(torch.isfinite(ssl.detach())) else [f"objective {self.settings.objective_name}"]
-        bad += [
-            f"regularizer {n}" for n, t in zip(self.term_names, terms, strict=True) if not torch.isfinite(t)
-        ]
+    def check_finite(self) -> None:
+        """Raise NonFiniteLossError if a loss term was NaN/Inf at any step so far (one host read)."""
+        bad = self.nonfinite.first_bad()
+        if bad is not None:
+            step, which = bad
+            names = [f"objective {self.settings.objective_name}"] + [
+                f"regularizer {n}" for n in self.term_names
+            ]
+            self._raise_nonfinite(step, [n for n, b in zip(names, which, strict=True) if b])
+
+    def _raise_nonfinite(self, step: int, bad: list[str]) -> None:
         cb = getattr(self._trainer, "checkpoint_callback", None) if self._trainer is not None else None
         last = getattr(cb, "last_model_path", "") if cb is not None else ""
         good = getattr(cb, "last_good_step", None)
@@ -276,11 +345,11 @@ class SSLModule(L.LightningModule):
 
     # -- hooks ----------------------------------------------------------------------------------------
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        """Optimizer step, then the EMA update of the momentum target with the objective's m(progress)."""
+        """Optimizer step, then the EMA hook moves the momentum pairs with the schedules' m(step)."""
         super().optimizer_step(*args, **kwargs)
-        if self.model.uses_momentum_target:
-            momentum: Any = self.model.objective.momentum
-            self.model.update_target(float(momentum(self.progress())))
+        momentum = self.settings.schedules.at(int(self.global_step)).momentum
+        if momentum is not None:
+            self.ema.step(momentum)
 
     def on_train_start(self) -> None:
         """Start the session clock."""
@@ -291,12 +360,14 @@ class SSLModule(L.LightningModule):
         return 0.0 if self._t_session is None else time.perf_counter() - self._t_session
 
     def on_train_end(self) -> None:
-        """Accumulate the session's training time."""
+        """Check the non-finite flag a last time; accumulate the session's training time."""
+        self.check_finite()
         self.train_time_s += self.session_time()
         self._t_session = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the accumulated training time."""
+        """Refuse a state reached through a non-finite loss; store the accumulated training time."""
+        self.check_finite()
         checkpoint["dimcollapse_train_time_s"] = self.train_time_s + self.session_time()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -130,12 +130,3 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_fraction: 
     span = max(1, total_steps - warmup_steps)
     t = min(1.0, max(0.0, (step - warmup_steps) / span))
     return min_fraction + (1.0 - min_fraction) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-def build_scheduler(
-    optimizer: Optimizer, cfg: OptimConfig, steps_per_epoch: int, total_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step LambdaLR implementing ``warmup_cosine`` (warm-up length = warmup_epochs * steps_per_epoch)."""
-    warmup = min(total_steps, round(cfg.warmup_epochs * steps_per_epoch))
-    frac = cfg.min_lr_fraction
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, total_steps, frac))

@@ -10,11 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from dimcollapse.data.views import ViewAugment
-from dimcollapse.registry import build
+from dimcollapse.registry import build, get
 from dimcollapse.training.config import RunConfig, from_dict, to_dict
 from dimcollapse.training.datamodule import DataInfo
 from dimcollapse.training.model import build_network
 from dimcollapse.training.module import ModelParts, ModuleSettings, SSLModule
+from dimcollapse.training.schedules import Schedules, build_schedules, split_term_kwargs
+
+
+def run_schedules(cfg: RunConfig, info: DataInfo) -> Schedules:
+    """The schedules of ``cfg`` on data described by ``info`` (total steps: optim.max_steps, else epochs)."""
+    spe = int(info.steps_per_epoch)
+    total = int(cfg.optim.max_steps or cfg.optim.epochs * spe)
+    terms = [get("regularizer", r.name) for r in cfg.regularizers]
+    return build_schedules(cfg, spe, total, get("objective", cfg.objective.name), terms)
 
 
 def module_settings(cfg: RunConfig, info: DataInfo) -> ModuleSettings:
@@ -22,11 +31,12 @@ def module_settings(cfg: RunConfig, info: DataInfo) -> ModuleSettings:
     t = cfg.trainer
     return ModuleSettings(
         optim=cfg.optim,
-        steps_per_epoch=int(info.steps_per_epoch),
+        schedules=run_schedules(cfg, info),
         batch_size=int(cfg.data.batch_size),
         seed=int(t.seed),
         global_batchnorm=bool(t.sync_batchnorm and t.accelerator == "cpu"),
         objective_name=str(cfg.objective.name),
+        log_every=int(t.log_every),
     )
 
 
@@ -34,6 +44,7 @@ def build_parts(cfg: RunConfig, info: DataInfo) -> ModelParts:
     """Backbone, projector, objective, views and regularizers of ``cfg`` on data described by ``info``,
     built in this order (the order fixes the initial weights of a seed)."""
     size = int(cfg.data.views.image_size or info.image_size)
+    settings = module_settings(cfg, info)  # schedules checked before anything is built
     backbone, projector, objective = build_network(cfg.model, cfg.objective, info.channels, size)
     v = cfg.data.views
     views = ViewAugment(
@@ -43,9 +54,11 @@ def build_parts(cfg: RunConfig, info: DataInfo) -> ModelParts:
         n_views=v.n_views,
         dataset=cfg.data.name,
     )
-    regs = tuple((r.name, build("regularizer", r.name, **r.kwargs)) for r in cfg.regularizers)
+    regs = tuple(
+        (r.name, build("regularizer", r.name, **split_term_kwargs(r.kwargs)[1])) for r in cfg.regularizers
+    )
     record = {"config": to_dict(cfg), "data_info": dict(info.__dict__)}
-    return ModelParts(backbone, projector, objective, views, regs, module_settings(cfg, info), record)
+    return ModelParts(backbone, projector, objective, views, regs, settings, record)
 
 
 def module_from_record(config: dict[str, Any], data_info: dict[str, Any]) -> SSLModule:

@@ -127,6 +127,7 @@ def final_metrics(
         metrics["monitor_fraction"] = monitor.time_s / max(train_s, 1e-9)
         metrics["monitor_warnings"] = monitor.warnings
         monitor.write()
-    if probe is not None and module.last_r is not None and module.last_y is not None:
-        metrics["online_probe_last_batch_top1"] = probe.accuracy(module.last_r, module.last_y)
+    last_top1 = probe.last_batch_accuracy() if probe is not None else None
+    if last_top1 is not None:
+        metrics["online_probe_last_batch_top1"] = last_top1
     return metrics

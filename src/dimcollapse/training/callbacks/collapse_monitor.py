@@ -5,7 +5,8 @@ Nothing here is special to the callback: the engine passes
   (records ``erank_r``, ``rankme_r``, ``lid_r``, ``spectrum_r`` and the same for z);
 - ``weights_of`` / ``layers``: the backbone and projector layers of ``SSLModule.model`` (names
   ``backbone.conv1``, ``projector.net.0``, ...);
-- ``annotate``: each regularizer's last terms and, per layer, the regularizers that act on it.
+- ``annotate``: each regularizer's terms of the measured step (read from the step's ``outputs``) and, per
+  layer, the regularizers that act on it.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ def engine_weights(module: Any) -> nn.Module:
     return model
 
 
-def annotate_terms(module: Any, rec: dict[str, Any]) -> None:
-    """Add the regularizer terms of the last step and, per layer, the regularizers that act on it."""
+def annotate_terms(
+    module: Any, rec: dict[str, Any], terms: dict[str, dict[str, Tensor]] | None = None
+) -> None:
+    """Add the regularizer ``terms`` of the step (floats) and, per layer, the regularizers that act on it."""
     acting: dict[str, list[str]] = {}
     for name, reg in zip(module.term_names, module.regularizers, strict=True):
         select = getattr(reg, "selected", None)  # only weight regularizers select layers
@@ -42,7 +45,7 @@ def annotate_terms(module: Any, rec: dict[str, Any]) -> None:
                 acting.setdefault(layer, []).append(name)
     for layer, stats in rec.get("layers", {}).items():
         stats["regularized_by"] = acting.get(layer, [])
-    rec["regularizers"] = {k: dict(v) for k, v in module.last_terms.items()}
+    rec["regularizers"] = {k: {s: float(v) for s, v in t.items()} for k, t in (terms or {}).items()}
 
 
 class CollapseMonitor(_GenericMonitor):
@@ -69,8 +72,17 @@ class CollapseMonitor(_GenericMonitor):
             weight_spectra=weight_spectra,
             out_path=out_path,
             weights_of=engine_weights,
-            annotate=annotate_terms,
+            annotate=self._annotate,
         )
+        self._terms: dict[str, dict[str, Tensor]] | None = None
+
+    def _annotate(self, module: Any, rec: dict[str, Any]) -> None:
+        annotate_terms(module, rec, self._terms)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
+        """Keep the step's regularizer terms (``outputs["terms"]``) for the record, then measure."""
+        self._terms = outputs.get("terms") if isinstance(outputs, dict) else None
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, idx)
 
     @property
     def state_key(self) -> str:

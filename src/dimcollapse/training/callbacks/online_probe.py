@@ -24,6 +24,7 @@ class OnlineProbe(L.Callback):
         self.correct = 0.0
         self.seen = 0.0
         self._pending: dict[str, Any] | None = None
+        self.last_batch: tuple[torch.Tensor, torch.Tensor] | None = None  # (r, y) of the last step seen
 
     def _restore(self, device: torch.device) -> None:
         self.head.to(device)
@@ -35,26 +36,35 @@ class OnlineProbe(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int
     ) -> None:
-        """One probe step on (r, y) of the batch; logs the running training accuracy of the probe."""
-        r, y = getattr(pl_module, "last_r", None), getattr(pl_module, "last_y", None)
-        if r is None or y is None:
+        """One probe step on the step's outputs (r, y); logs the probe's training accuracy (tensors).
+
+        Rows with a negative label (unlabelled) weigh 0, so the step needs no host sync."""
+        if not isinstance(outputs, dict) or outputs.get("r") is None or outputs.get("y") is None:
             return
+        r, y = outputs["r"], outputs["y"]
+        self.last_batch = (r, y)
         self._restore(r.device)
-        keep = y >= 0
-        if not bool(keep.any()):
-            return
+        keep = (y >= 0).to(r.dtype)
+        n = keep.sum()
         with torch.enable_grad():
-            logits = self.head(r[keep].float())
-            loss = F.cross_entropy(logits, y[keep])
+            logits = self.head(r.float())
+            per_row = F.cross_entropy(logits, y.clamp_min(0), reduction="none")
+            loss = (per_row * keep).sum() / n.clamp_min(1.0)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-        acc = float((logits.argmax(1) == y[keep]).float().mean())
+        acc = ((logits.argmax(1) == y).to(r.dtype) * keep).sum() / n.clamp_min(1.0)
         pl_module.log_dict(
-            {"train/online_probe_loss": float(loss.detach()), "train/online_probe_acc": acc},
+            {"train/online_probe_loss": loss.detach(), "train/online_probe_acc": acc.detach()},
             on_step=True,
-            batch_size=int(keep.sum()),
+            batch_size=r.shape[0],
         )
+
+    def last_batch_accuracy(self) -> float | None:
+        """Top-1 accuracy of the probe on the last training batch it saw (None: none seen)."""
+        if self.last_batch is None:
+            return None
+        return self.accuracy(*self.last_batch)
 
     @torch.no_grad()
     def accuracy(self, r: torch.Tensor, y: torch.Tensor) -> float:
