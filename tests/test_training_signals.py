@@ -93,6 +93,7 @@ def _stopped_at(err: str) -> tuple[int, int]:
 
 
 @pytest.mark.ddp
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("target", ["rank 1", "launcher"])
 def test_ddp_stop_signal_to_one_process_stops_both_ranks_after_the_same_step(
     tmp_path: Path, target: str
@@ -111,6 +112,7 @@ def test_ddp_stop_signal_to_one_process_stops_both_ranks_after_the_same_step(
 
 
 @pytest.mark.ddp
+@pytest.mark.timeout(900)
 def test_ddp_run_stopped_mid_training_resumes_by_itself_to_the_uninterrupted_metrics(tmp_path: Path) -> None:
     cfg, steps = _cfg(tmp_path), "optim.max_steps=40"
     full = _finish(cfg, tmp_path / "full", tmp_path / "e0", *DDP, steps)
