@@ -187,3 +187,32 @@ def test_options_are_checked_before_the_model_is_read(
     # a bad option is reported even though the model file is garbage: it is checked first
     assert run(_argv("random.pt", "--map", "umapp")) == 2
     assert "umapp" in capsys.readouterr().err
+
+
+def test_embeddings_files_options_checked_before_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "z.npy").write_bytes(b"not an npy file")  # would be refused as corrupt if it were read first
+    assert run(["analyze", str(tmp_path / "z.npy"), "--map", "umapp", "--out", str(tmp_path / "out")]) == 2
+    assert "umapp" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_image_folder_is_decoded_at_the_model_size_and_limited_before_decoding(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from dimcollapse.analysis.inputs import load_inputs
+
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(
+            tmp_path / "imgs" / "a" / f"{i}.png"
+        )
+    (tmp_path / "imgs" / "b" / "broken.png").write_bytes(
+        b"not a png"
+    )  # sorted last: never decoded with --limit
+    inputs = load_inputs(str(tmp_path / "imgs"), limit=4, decode_size=16)
+    batches = list(inputs.batches(batch_size=3))
+    assert [tuple(b.shape) for b in batches] == [(3, 3, 16, 16), (1, 3, 16, 16)] and inputs.n == 4
+    assert inputs.labels is not None and inputs.labels.tolist() == [0, 0, 0, 0]

@@ -37,12 +37,13 @@ LAYERS: dict[str, set[str]] = {
     "objectives": BOTTOM | {"diagnostics", "models"},
     "regularizers": BOTTOM | {"diagnostics", "models"},
     "training": BOTTOM | COMPONENTS | {"diagnostics", "track"},
-    "study": BOTTOM | COMPONENTS | {"diagnostics", "track", "training"},
+    "launch": {"errors", "utils"},  # executors: start `dimcollapse train` processes; no training engine
+    "study": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "launch"},
     "report": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "study", "theory"},
     "analysis": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "report"},
     "cli": BOTTOM
     | COMPONENTS
-    | {"diagnostics", "track", "training", "study", "report", "theory", "analysis"},
+    | {"diagnostics", "track", "training", "study", "report", "theory", "analysis", "launch"},
     "__init__": {"errors", "track"},  # the package root re-exports the ways in (lazily)
     "__main__": {"cli"},
 }
@@ -56,6 +57,10 @@ THIRD_PARTY: dict[str, set[str]] = {
     "records": set(),
     "diagnostics": {"numpy", "torch", "scipy", "sklearn", "faiss", "skdim", "threadpoolctl"},
     "track": {"numpy", "torch", "lightning", "torchmetrics"},
+    "launch": {
+        "submitit",
+        "yaml",
+    },  # a launcher starts processes: no torch, no Lightning in the study process
 }
 # nothing below training may depend on the training engine or the CLI, nor draw (theory draws its figures)
 ENGINE = {"lightning", "omegaconf", "typer", "rich"}

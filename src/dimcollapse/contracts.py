@@ -72,6 +72,10 @@ class Objective(Protocol):
         """(online, EMA copy) pairs the objective owns besides the target network (DINO: prototypes)."""
         ...
 
+    def embedding_slice(self) -> int | None:
+        """d0 when the loss reads only z[:, :d0] (DirectCLR), else None."""
+        ...
+
 
 @runtime_checkable
 class Regularizer(Protocol):

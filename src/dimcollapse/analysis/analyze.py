@@ -231,6 +231,7 @@ def _prepare(
     """Read and check every input and the output folder; nothing is written before this succeeds."""
     if not paths:
         raise InputError("no embeddings path given. Pass a file or a folder of files.")
+    check_options(opts, 2**62, "")  # the options alone (k, map, LID points), before any file is read
     files: list[Path] = []
     for p in paths:
         files.extend(embedding_files(p))

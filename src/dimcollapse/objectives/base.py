@@ -27,6 +27,11 @@ class Objective(nn.Module):
         super().__init__()
         self.last_stats: dict[str, Tensor] = {}
 
+    def embedding_slice(self) -> int | None:
+        """d0 when the loss reads only the leading slice z[:, :d0] (DirectCLR), None when it reads all of z;
+        the run checks d0 against the embedding size and also evaluates the slice."""
+        return None
+
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, EMA copy) pairs the objective owns besides the target network (DINO: prototypes)."""
         return []

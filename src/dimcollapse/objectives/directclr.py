@@ -32,6 +32,10 @@ class DirectCLR(Objective):
         self.d0 = d0
         self.temperature = float(temperature)
 
+    def embedding_slice(self) -> int:
+        """d0: the loss reads z[:, :d0] only."""
+        return self.d0
+
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         """L = (CE(z1 z2^T / tau, I) + CE(z2 z1^T / tau, I)) / 2 on z = normalize(r[:, :d0]), mean over N."""
         self.check_pair(z1, z2, min_rows=1)

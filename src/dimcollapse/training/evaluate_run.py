@@ -27,6 +27,7 @@ from dimcollapse.training.checkpoint import data_info_changes, load_run
 from dimcollapse.training.config import RunConfig
 from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.evaluation import extract_features, knn_accuracies, linear_probe
+from dimcollapse.training.model import embedding_slice
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class EvalSettings:
     linear_probe_weight_decay: float
     lid_k: int
     dataset: str  # recorded with the sizes: what a claim checks before comparing runs
+    online_probe: bool = False  # the online linear probe trained during the run (a callback)
+    online_probe_lr: float = 0.1
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> EvalSettings:
@@ -53,6 +56,8 @@ class EvalSettings:
             float(e.linear_probe_weight_decay),
             int(e.lid_k),
             str(cfg.data.name),
+            bool(e.online_probe),
+            float(e.online_probe_lr),
         )
 
 
@@ -109,8 +114,8 @@ def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> RunR
     rtr_l, ytr_l = rtr[labelled], ytr[labelled]
     c, s = data.num_classes, settings
     rec = RunRecord(accuracies=_accuracies("", s, rtr_l, ytr_l, rte, yte, c))
-    d0 = getattr(module.model.objective, "d0", None)
-    if d0 is not None and int(d0) < rtr.shape[1]:
+    d0 = embedding_slice(module.model.objective)
+    if d0 is not None and d0 < rtr.shape[1]:
         rec.accuracies.update(_accuracies("d0", s, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
         rec.details["d0"] = int(d0)
     rec.outputs = {"r": _diagnostics("r", rte, k=s.lid_k), "z": _diagnostics("z", zte, k=s.lid_k)}

@@ -48,8 +48,8 @@ def build_network(
     if getattr(obj_cls, "needs_dim", False):
         okw.setdefault("dim", int(projector.out_dim))
     loss = build("objective", objective.name, **okw)
-    d0 = getattr(loss, "d0", None)
-    if d0 is not None and int(d0) > int(projector.out_dim):
+    d0 = embedding_slice(loss)
+    if d0 is not None and d0 > int(projector.out_dim):
         raise ConfigError(
             f"objective {objective.name}: d0 = {d0} is larger than the embedding size "
             f"{projector.out_dim} "
@@ -57,6 +57,14 @@ def build_network(
             f"choose d0 <= {projector.out_dim}."
         )
     return backbone, projector, loss
+
+
+def embedding_slice(objective: nn.Module) -> int | None:
+    """The objective's ``embedding_slice()`` (d0 of DirectCLR), None for objectives that read all of z or
+    do not declare it (a user's loss that is not an ``Objective``)."""
+    declared = getattr(objective, "embedding_slice", None)
+    value = declared() if callable(declared) else None
+    return None if value is None else int(value)
 
 
 class SSLModel(nn.Module):

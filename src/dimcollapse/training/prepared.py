@@ -20,7 +20,7 @@ from dimcollapse.training.config import RunConfig
 from dimcollapse.training.datamodule import SSLDataModule
 from dimcollapse.training.evaluate_run import EvalSettings
 from dimcollapse.training.module import SSLModule
-from dimcollapse.training.plan import plan_run
+from dimcollapse.training.plan import RunPlan, plan_run
 from dimcollapse.training.preflight import check_machine
 from dimcollapse.training.resume import resume_config, stored_config
 from dimcollapse.training.run_folder import FolderState, Mode, decide, last_checkpoint
@@ -35,8 +35,13 @@ class Prepared:
     module: SSLModule
     previous: dict[str, Any] | None
     lr_change: dict[str, float] | None
-    evaluation: EvalSettings
+    plan: RunPlan  # the one carrier from the config to the trainer, the callbacks and the final metrics
     mode: Mode = field(default_factory=lambda: Mode(resume=False, auto=False))
+
+    @property
+    def evaluation(self) -> EvalSettings:
+        """The evaluation settings of the plan."""
+        return self.plan.evaluation
 
     @property
     def start_step(self) -> int:
@@ -98,4 +103,4 @@ def prepare(
     if previous is not None:
         check_compatible(module.state_dict(), previous["state_dict"], str(last))
         _check_data_info(previous, dm, str(last))
-    return Prepared(cfg, dm, module, previous, lr_change, plan.evaluation, mode)
+    return Prepared(cfg, dm, module, previous, lr_change, plan, mode)

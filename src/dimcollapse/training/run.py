@@ -152,28 +152,30 @@ def _callbacks(
 ) -> _Watchers:
     """Monitor, online probe, checkpoints (finite only, final, on signals), progress.json, lr override,
     progress bar."""
-    cfg, dm, module = prep.cfg, prep.dm, prep.module
+    plan, dm, module = prep.plan, prep.dm, prep.module
+    mon, trainer_cfg = plan.monitor, plan.trainer
     ckpt_dir = out / "checkpoints"
     callbacks: list[L.Callback] = []
     monitor: CollapseMonitor | None = None
-    if cfg.monitor.enabled and dm.probe_index.numel() >= 4:
+    if mon.enabled and dm.probe_index.numel() >= 4:
         monitor = CollapseMonitor(
             dm.probe_batch()[0],
-            every_n_steps=cfg.monitor.every_n_steps,
-            warn_fraction=cfg.monitor.warn_fraction,
-            lid_k=cfg.monitor.lid_k,
-            weight_spectra=cfg.monitor.weight_spectra,
+            every_n_steps=mon.every_n_steps,
+            warn_fraction=mon.warn_fraction,
+            lid_k=mon.lid_k,
+            weight_spectra=mon.weight_spectra,
             out_path=out / "monitor.json",
+            max_share=mon.max_share,
         )
         callbacks.append(monitor)
     probe: OnlineProbe | None = None
-    if cfg.eval.online_probe:
+    if plan.evaluation.online_probe:
         out_dim: Any = module.model.backbone.out_dim
-        probe = OnlineProbe(int(out_dim), dm.info.num_classes, cfg.eval.online_probe_lr)
+        probe = OnlineProbe(int(out_dim), dm.info.num_classes, plan.evaluation.online_probe_lr)
         callbacks.append(probe)
     checkpointer = FiniteModelCheckpoint(
         dirpath=str(ckpt_dir),
-        every_n_train_steps=cfg.trainer.checkpoint_every,
+        every_n_train_steps=trainer_cfg.checkpoint_every,
         save_top_k=0,
         save_last=True,
         save_on_train_epoch_end=False,
@@ -187,7 +189,7 @@ def _callbacks(
     ]
     if prep.lr_change is not None:
         callbacks.append(LrOverride(prep.lr_change["from"], prep.lr_change["to"]))
-    if cfg.trainer.progress_bar:
+    if trainer_cfg.progress_bar:
         callbacks.append(_progress_bar())
     callbacks.extend(extra or [])
     return _Watchers(callbacks, checkpointer, monitor, probe)
@@ -257,7 +259,7 @@ def _run(
     cfg, module = prep.cfg, prep.module
     if rank0:
         clean_stale_temp_files(out)
-        atomic_write_text(out / "config.yaml", to_yaml(cfg))
+        atomic_write_text(out / "config.yaml", to_yaml(prep.plan.config))
         if prep.mode.auto:
             log.warning(
                 "resuming the interrupted run in %s from step %d of %d (%s)",

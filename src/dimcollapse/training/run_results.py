@@ -111,7 +111,7 @@ def final_metrics(
             "train_time_s": train_s,
             "fit_time_s": fit_s,
             "images_per_s": (steps - start_step) * global_batch_size(cfg) / session_s,
-            "seed": cfg.trainer.seed,
+            "seed": prep.plan.trainer.seed,
             "versions": versions(),
             "git_commit": git_commit(),
             "resumed": bool(prep.mode.resume),
@@ -126,6 +126,8 @@ def final_metrics(
         metrics["monitor_time_s"] = monitor.time_s
         metrics["monitor_fraction"] = monitor.time_s / max(train_s, 1e-9)
         metrics["monitor_warnings"] = monitor.warnings
+        metrics["monitor_skipped"] = monitor.recorder.budget.skipped
+        metrics["monitor_verdict"] = monitor.verdict()
         monitor.write()
     last_top1 = probe.last_batch_accuracy() if probe is not None else None
     if last_top1 is not None:
