@@ -25,6 +25,8 @@ from dimcollapse.training.preflight import check_machine
 from dimcollapse.training.resume import resume_config, stored_config
 from dimcollapse.training.run_folder import FolderState, Mode, decide, last_checkpoint
 
+OVERRIDE_LR_MAX = 100.0  # --override-lr accepts (0, OVERRIDE_LR_MAX]; the NaN stop advises a value in it
+
 
 @dataclass
 class Prepared:
@@ -85,8 +87,8 @@ def prepare(
     mode = decide(out, state if state is not None else FolderState.of(out), resume)
     if override_lr is not None and not resume:
         raise ConfigError("--override-lr applies to --resume only; for a new run set optim.lr=VALUE.")
-    if override_lr is not None and not (math.isfinite(override_lr) and 0 < override_lr <= 100):
-        raise ConfigError(f"--override-lr must be a number in (0, 100], got {override_lr!r}.")
+    if override_lr is not None and not (math.isfinite(override_lr) and 0 < override_lr <= OVERRIDE_LR_MAX):
+        raise ConfigError(f"--override-lr must be a number in (0, {OVERRIDE_LR_MAX:g}], got {override_lr!r}.")
     previous: dict[str, Any] | None = None
     lr_change: dict[str, float] | None = None
     cfg = config

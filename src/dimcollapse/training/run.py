@@ -39,14 +39,24 @@ from dimcollapse.training.cluster import JobInfo, cluster_plugins, job_info, lau
 from dimcollapse.training.config import RunConfig, to_yaml
 from dimcollapse.training.precision import choose_precision
 from dimcollapse.training.preflight import clean_stale_temp_files
-from dimcollapse.training.prepared import Prepared, prepare
+from dimcollapse.training.prepared import OVERRIDE_LR_MAX, Prepared, prepare
 from dimcollapse.training.run_folder import FINAL, LAST, LOCK, PROGRESS, FolderState, check_unchanged
 from dimcollapse.training.run_results import diverged_error, final_metrics, git_commit, versions
 from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.distributed import end_process_group
 from dimcollapse.utils.lock import folder_lock
 
-__all__ = ["FINAL", "LAST", "Prepared", "build_trainer", "git_commit", "prepare", "train", "versions"]
+__all__ = [
+    "FINAL",
+    "LAST",
+    "OVERRIDE_LR_MAX",
+    "Prepared",
+    "build_trainer",
+    "git_commit",
+    "prepare",
+    "train",
+    "versions",
+]
 
 log = logging.getLogger("dimcollapse.train")
 

@@ -18,7 +18,7 @@ from dimcollapse.training.checkpoint import FiniteModelCheckpoint, describe_bad,
 from dimcollapse.training.cluster import job_info
 from dimcollapse.training.config import RunConfig
 from dimcollapse.training.evaluate_run import EvalData, evaluate_module
-from dimcollapse.training.prepared import Prepared
+from dimcollapse.training.prepared import OVERRIDE_LR_MAX, Prepared
 from dimcollapse.training.run_folder import FINAL, last_checkpoint
 from dimcollapse.training.run_record import (
     components_used,
@@ -53,7 +53,7 @@ def versions() -> dict[str, str]:
 def diverged_error(e: DivergedError, cfg: RunConfig, ckpt: FiniteModelCheckpoint, out: Path) -> DivergedError:
     """The divergence error with the step, the kept checkpoint and a fix that works."""
     last = last_checkpoint(out)
-    lower = f"{cfg.optim.lr / 10:.3g}"
+    lower = f"{min(cfg.optim.lr / 10, OVERRIDE_LR_MAX):.3g}"  # a value --override-lr accepts
     if e.what == "the probe embeddings":
         head = f"the monitor's probe embeddings became non-finite at step {e.step}"
     elif e.what.startswith(("objective", "regularizer", "the sum")) or not e.what:
