@@ -38,11 +38,12 @@ LAYERS: dict[str, set[str]] = {
     "regularizers": BOTTOM | {"diagnostics", "models"},
     "training": BOTTOM | COMPONENTS | {"diagnostics", "track"},
     "study": BOTTOM | COMPONENTS | {"diagnostics", "track", "training"},
-    "report": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "study", "theory"},
-    "analysis": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "report"},
+    "viz": {"errors", "utils"},
+    "report": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "study", "theory", "viz"},
+    "analysis": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "viz"},
     "cli": BOTTOM
     | COMPONENTS
-    | {"diagnostics", "track", "training", "study", "report", "theory", "analysis"},
+    | {"diagnostics", "track", "training", "study", "report", "theory", "analysis", "viz"},
     "__init__": {"errors", "track"},  # the package root re-exports the ways in (lazily)
     "__main__": {"cli"},
 }
@@ -56,6 +57,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "records": set(),
     "diagnostics": {"numpy", "torch", "scipy", "sklearn", "faiss", "skdim", "threadpoolctl"},
     "track": {"numpy", "torch", "lightning", "torchmetrics"},
+    "viz": {"numpy", "matplotlib", "sklearn", "umap"},
 }
 # nothing below training may depend on the training engine or the CLI, nor draw (theory draws its figures)
 ENGINE = {"lightning", "omegaconf", "typer", "rich"}
