@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml Makefile
 	@$(MAKE) --no-print-directory system-deps
 	@touch $(STAMP)
 
+# A one-node SLURM on localhost for the tests marked `slurm` (root only; idempotent, instant when up).
+.PHONY: slurm
+slurm:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then scripts/slurm-up.sh; \
+	else echo "note: not root: SLURM tests are skipped unless sbatch is installed (scripts/slurm-up.sh)"; fi
+
 .PHONY: system-deps
 system-deps:
 	@if [ ! -d "$(FMNIST_DIR)" ] || ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
@@ -36,7 +42,7 @@ system-deps:
 	fi
 
 # Two worker processes (one per core); each test process runs torch on one thread (tests/conftest.py).
-test: setup
+test: setup slurm
 	$(PYTHON) -m pytest -q -n 2
 
 demo: setup

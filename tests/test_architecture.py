@@ -37,13 +37,14 @@ LAYERS: dict[str, set[str]] = {
     "objectives": BOTTOM | {"diagnostics", "models"},
     "regularizers": BOTTOM | {"diagnostics", "models"},
     "training": BOTTOM | COMPONENTS | {"diagnostics", "track"},
-    "study": BOTTOM | COMPONENTS | {"diagnostics", "track", "training"},
+    "launch": {"errors", "utils"},  # executors: start `dimcollapse train` processes; no training engine
+    "study": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "launch"},
     "viz": {"errors", "utils"},
     "report": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "study", "theory", "viz"},
     "analysis": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "viz"},
     "cli": BOTTOM
     | COMPONENTS
-    | {"diagnostics", "track", "training", "study", "report", "theory", "analysis", "viz"},
+    | {"diagnostics", "track", "training", "study", "report", "theory", "analysis", "launch", "viz"},
     "__init__": {"errors", "track"},  # the package root re-exports the ways in (lazily)
     "__main__": {"cli"},
 }
@@ -58,6 +59,10 @@ THIRD_PARTY: dict[str, set[str]] = {
     "diagnostics": {"numpy", "torch", "scipy", "sklearn", "faiss", "skdim", "threadpoolctl"},
     "track": {"numpy", "torch", "lightning", "torchmetrics"},
     "viz": {"numpy", "matplotlib", "sklearn", "umap"},
+    "launch": {
+        "submitit",
+        "yaml",
+    },  # a launcher starts processes: no torch, no Lightning in the study process
 }
 # nothing below training may depend on the training engine or the CLI, nor draw (theory draws its figures)
 ENGINE = {"lightning", "omegaconf", "typer", "rich"}

@@ -64,3 +64,9 @@ def one_line(message: object, limit: int = MAX_MESSAGE) -> str:
             text = _EXC_PREFIX.sub("", lines[-1])
     text = " ".join(_CONTROL.sub(" ", text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class RunsFailed(DimCollapseError):
+    """Every run of a study failed: the study's results say why (exit status 1, not a usage error)."""
+
+    exit_code = 1

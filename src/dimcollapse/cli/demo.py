@@ -42,9 +42,9 @@ def demo(
     t0 = time.perf_counter()
     where = f"'{escape(str(path))}' into '{escape(str(out))}'"
     console.print(f"[bold]dimcollapse demo[/]: {len(study.runs)} runs of {where}")
-    resolve_configs(study, list(overrides or []))
+    plan = resolve_configs(study, list(overrides or []))
     with folder_lock(out / LOCK, "study folder"):
-        result, page = run_pipeline(study, out, list(overrides or []), console=console)
+        result, page = run_pipeline(study, out, list(overrides or []), console=console, plan=plan)
     minutes = (time.perf_counter() - t0) / 60
     Console().print(f"demo finished in {minutes:.1f} min; open the report: [bold]{escape(str(page))}[/]")
     if result.failed:

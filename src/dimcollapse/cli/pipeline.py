@@ -6,8 +6,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from dimcollapse.launch.base import Executor
 from dimcollapse.study.grid import Study, theory_options
-from dimcollapse.study.runner import StudyRun, resolve_configs, run_study
+from dimcollapse.study.runner import Plan, StudyRun, resolve_configs, run_study
 
 
 def run_pipeline(
@@ -19,11 +20,13 @@ def run_pipeline(
     report: bool = True,
     fail_fast: bool = False,
     console: Console | None = None,
+    executor: Executor | None = None,
+    plan: Plan | None = None,
 ) -> tuple[StudyRun, Path | None]:
     """Run ``study`` into ``out_dir`` (resumable); return the outcome and the report page (if written)."""
     console = console or Console(stderr=True)
     out = Path(out_dir)
-    plan = resolve_configs(study, overrides)
+    plan = plan if plan is not None else resolve_configs(study, overrides)
     theory = theory_options(study.options.get("theory"))
     if theory is not None:
         from dimcollapse.theory.summary import run_all
@@ -37,7 +40,15 @@ def run_pipeline(
         console.rule("[bold]baselines[/]: raw pixels and random init")
         out.mkdir(parents=True, exist_ok=True)
         compute_baselines(plan[0][1], out)
-    result = run_study(study, out, extra_overrides=overrides, fail_fast=fail_fast, console=console)
+    result = run_study(
+        study,
+        out,
+        extra_overrides=overrides,
+        fail_fast=fail_fast,
+        console=console,
+        executor=executor,
+        plan=plan,
+    )
     paper = study.options.get("paper")
     if paper:
         from rich.markup import escape

@@ -14,6 +14,7 @@ expands to len(runs) * prod(len(values)) runs, each with a unique, file-system-s
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,9 @@ import yaml
 
 from dimcollapse.errors import ConfigError, InputError
 
+MAX_RUNS = 5000  # a larger grid is refused: split it into several studies
 _VALID_TOP = (
+    "executor",
     "name",
     "base",
     "set",
@@ -111,6 +114,12 @@ def expand(
     for k in keys:
         if not isinstance(grid[k], list) or not grid[k]:
             raise ConfigError(f"study grid key '{k}' must map to a non-empty list of values.")
+    count = max(1, len(variants)) * math.prod(len(grid[k]) for k in keys)
+    if count > MAX_RUNS:
+        raise ConfigError(
+            f"the study expands to {count:,} runs, more than the limit of {MAX_RUNS:,}: split it into "
+            "several studies (fewer grid values or variants each)."
+        )
     points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
     specs: list[RunSpec] = []
     seen: set[str] = set()
@@ -171,6 +180,28 @@ def longer_training(entries: Any) -> list[dict[str, str]]:
     return [{k: " ".join(str(e[k]).split()) for k in _DEFERRED_KEYS} for e in entries]
 
 
+MAX_VALUES = 1_000_000  # values of a study file once its YAML aliases are expanded
+
+
+def expanded_size(node: Any) -> int:
+    """Number of values in ``node`` with every shared (aliased) part counted each time it is used.
+
+    Counted with memoisation by object identity, so an alias bomb is measured without expanding it.
+    """
+    memo: dict[int, int] = {}
+
+    def size(x: Any) -> int:
+        if isinstance(x, (dict, list)):
+            if id(x) not in memo:
+                memo[id(x)] = 0  # a cycle counts once (PyYAML can build recursive aliases)
+                items = list(x.keys()) + list(x.values()) if isinstance(x, dict) else x
+                memo[id(x)] = min(1 + sum(size(v) for v in items), MAX_VALUES + 1)
+            return memo[id(x)]
+        return 1
+
+    return size(node)
+
+
 def paper_reference(entry: Any) -> dict[str, Any] | None:
     """Validate a study's ``paper`` entry: ``{table: "DC table 1", metric: linear_top1, ...}`` (the paper's
     table, the metric key its numbers are compared with; other keys, e.g. ``protocol``, are kept as text)."""
@@ -214,6 +245,11 @@ def load_study(path: str | Path) -> Study:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
         raise InputError(f"study file '{p}' is not valid YAML: {e}. Fix the syntax.") from None
+    if expanded_size(raw) > MAX_VALUES:
+        raise InputError(
+            f"study file '{p}' expands to more than {MAX_VALUES:,} values through YAML aliases (an alias "
+            "bomb?); write the values out or use fewer aliases."
+        )
     if not isinstance(raw, dict):
         raise InputError(f"study file '{p}' must be a mapping with keys {', '.join(_VALID_TOP)}.")
     unknown = sorted(set(raw) - set(_VALID_TOP))
@@ -239,7 +275,11 @@ def load_study(path: str | Path) -> Study:
     paper = paper_reference(raw.get("paper"))
     metric = str(paper["metric"]) if paper else None
     specs = expand(runs, raw.get("grid") or {}, raw.get("set") or {}, p.parent, metric)
-    options = {k: raw[k] for k in ("baselines", "theory", "longer_training", "scale") if k in raw}
+    options = {k: raw[k] for k in ("baselines", "theory", "longer_training", "scale", "executor") if k in raw}
+    if "baselines" in options and not isinstance(options["baselines"], bool):
+        raise ConfigError(
+            f"study file '{p}': 'baselines' must be true or false, got {options['baselines']!r}."
+        )
     if paper:
         options["paper"] = paper
     theory_options(options.get("theory"))  # a malformed entry fails here, before anything trains

@@ -1,9 +1,9 @@
-"""Run a study's runs one after another, each in its own folder; rerunning skips finished runs and
-resumes a run that was killed (its ``checkpoints/last.ckpt`` exists but ``metrics.json`` does not)."""
+"""Run a study's runs through an executor (each run its own ``dimcollapse train`` process by default),
+wait for them, and gather their results from the run folders; rerunning skips finished runs and resumes
+a run that was killed (its ``checkpoints/last.ckpt`` exists but ``metrics.json`` does not)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,18 +13,25 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from dimcollapse.errors import DimCollapseError, DiskFullError, RunInterrupted, one_line
+from dimcollapse.errors import DimCollapseError, InputError, RunInterrupted
+from dimcollapse.launch.base import DONE, Executor, Outcome
+from dimcollapse.launch.inline import InlineExecutor
+from dimcollapse.launch.local import LocalExecutor
+from dimcollapse.launch.task import LAST, RunTask, make_task
 from dimcollapse.study.grid import RunSpec, Study
+from dimcollapse.study.ledger import Ledger
 from dimcollapse.study.paper import PAPER_PREFIX
+from dimcollapse.study.plan import MAX_RUNS, resolve_configs
 from dimcollapse.study.results import describe_config, flat_scalars, read_json, write_results
-from dimcollapse.training.config import RunConfig, load_config, to_dict
+from dimcollapse.training.config import RunConfig, to_dict, to_yaml
 from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir, remove_stale_temp_files
 from dimcollapse.utils.lock import folder_lock
-from dimcollapse.utils.names import check_folder_name
 
 LOCK = ".study.lock"
+__all__ = ["LOCK", "MAX_RUNS", "StudyRun", "TrainFn", "resolve_configs", "run_study", "write_tasks"]
 
 TrainFn = Callable[[RunConfig, Path, bool], dict[str, Any]]
+Plan = list[tuple[RunSpec, RunConfig]]
 
 
 @dataclass
@@ -38,27 +45,10 @@ class StudyRun:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
 
-
-def _default_train(cfg: RunConfig, out: Path, resume: bool) -> dict[str, Any]:
-    from dimcollapse.training.run import train
-
-    return train(cfg, out, resume=resume)
-
-
-def resolve_configs(
-    study: Study, extra_overrides: list[str] | None = None
-) -> list[tuple[RunSpec, RunConfig]]:
-    """Validate every run's config before anything trains (a typo fails the study at once)."""
-    out = []
-    for spec in study.runs:
-        check_folder_name(spec.run_id, "study run")
-        try:
-            overrides = [*spec.dotlist(), *(extra_overrides or []), f"name={spec.run_id}"]
-            cfg = load_config(spec.recipe or study.base, overrides)
-        except DimCollapseError as e:
-            raise type(e)(f"study run '{spec.run_id}': {e}") from None
-        out.append((spec, cfg))
-    return out
+    @property
+    def all_failed(self) -> bool:
+        """True when runs were attempted and every one of them failed."""
+        return bool(self.failed) and not (self.trained or self.resumed or self.skipped)
 
 
 def _row(spec: RunSpec, cfg: RunConfig, status: str, metrics: dict[str, Any] | None) -> dict[str, Any]:
@@ -71,6 +61,25 @@ def _row(spec: RunSpec, cfg: RunConfig, status: str, metrics: dict[str, Any] | N
     return row
 
 
+def write_tasks(out: Path, plan: Plan) -> list[RunTask]:
+    """Each run's resolved config as ``launch/configs/<run>.yaml``; the launch tasks, in plan order."""
+    tasks = []
+    for spec, cfg in plan:
+        config_file = out / "launch" / "configs" / f"{spec.run_id}.yaml"
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(config_file, to_yaml(cfg))
+        log = out / "launch" / "logs" / f"{spec.run_id}.log"
+        tasks.append(
+            make_task(spec.run_id, config_file, out / "runs" / spec.run_id, log, to_dict(cfg)["trainer"])
+        )
+    return tasks
+
+
+def _inline(plan: Plan, train_fn: TrainFn) -> InlineExecutor:
+    configs = {spec.run_id: cfg for spec, cfg in plan}
+    return InlineExecutor(lambda task, resume: train_fn(configs[task.run_id], task.out_dir, resume))
+
+
 def run_study(
     study: Study,
     out_dir: str | Path,
@@ -79,85 +88,154 @@ def run_study(
     train_fn: TrainFn | None = None,
     console: Console | None = None,
     fail_fast: bool = False,
+    executor: Executor | None = None,
+    plan: Plan | None = None,
 ) -> StudyRun:
-    """Train every run of ``study`` under ``out_dir/runs/<run_id>``; gather results after each run.
+    """Train every run of ``study`` under ``out_dir/runs/<run_id>``; gather results as runs end.
 
-    The folder is locked (``.study.lock``) for the duration; a run that fails (bad checkpoint,
-    divergence, any error of its own) is recorded as failed and the study goes on, unless
-    ``fail_fast``. A full disk and SIGTERM / SIGINT stop the study.
+    Each run is a ``dimcollapse train`` process started by ``executor`` (default: local, one at a
+    time); ``train_fn`` instead trains in this process (tests). The folder is locked (``.study.lock``)
+    for the duration; a run that fails is recorded as failed and the study goes on, unless
+    ``fail_fast``. A full disk and SIGTERM / SIGINT stop the study (local runs save a checkpoint).
     """
-    plan = resolve_configs(study, extra_overrides)
+    plan = plan if plan is not None else resolve_configs(study, extra_overrides)
     out = ensure_writable_dir(out_dir)
     with folder_lock(out / LOCK, "study folder"):
         console = console or Console(stderr=True)
-        return _run_locked(study, out, plan, train_fn or _default_train, console, fail_fast)
+        chosen = _inline(plan, train_fn) if train_fn is not None else executor or LocalExecutor()
+        return _run_locked(study, out, plan, chosen, console, fail_fast)
 
 
 def _run_locked(
-    study: Study,
-    out: Path,
-    plan: list[tuple[RunSpec, RunConfig]],
-    train_fn: TrainFn,
-    console: Console,
-    fail_fast: bool,
+    study: Study, out: Path, plan: Plan, executor: Executor, console: Console, fail_fast: bool
 ) -> StudyRun:
     remove_stale_temp_files(out)  # results.json / study.yaml writes of a killed study process
     if study.path.is_file():
         atomic_write_text(out / "study.yaml", study.path.read_text())
     result = StudyRun(out, [])
-    durations: list[float] = []
-    t_study = time.perf_counter()
-    for i, (spec, cfg) in enumerate(plan):
-        run_dir = out / "runs" / spec.run_id
-        done = read_json(run_dir / "metrics.json")
-        if done is not None:
-            result.skipped.append(spec.run_id)
-            result.rows.append(_row(spec, cfg, "done", done))
+    rows: dict[str, dict[str, Any]] = {}
+    todo: Plan = []
+    for spec, cfg in plan:
+        done = read_json(out / "runs" / spec.run_id / "metrics.json")
+        if done is None:
+            todo.append((spec, cfg))
             continue
-        resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
-        todo = len(plan) - i
-        eta = f", ETA {_fmt(todo * sum(durations) / len(durations))}" if durations else ""
-        verb = "resuming" if resume else "training"
-        console.rule(f"[bold]run {i + 1}/{len(plan)}[/]: {verb} {escape(spec.run_id)}{eta}")
-        if not resume and run_dir.exists():
-            shutil.rmtree(run_dir)  # a run killed before its first checkpoint: start it afresh
-        t0 = time.perf_counter()
-        try:
-            metrics = train_fn(cfg, run_dir, resume)
-        except DiskFullError:
-            write_results(out, result.rows)
-            raise
-        except RunInterrupted as e:
-            write_results(out, result.rows)
-            raise RunInterrupted(
-                f"study '{study.name}', run {spec.run_id}: {e} (For the study: rerun the same study "
-                "command; it resumes this run from its checkpoint.)",
-                e.exit_code,
-            ) from None
-        except Exception as e:  # one run's failure (corrupt checkpoint, NaN, a bug) must not end the study
-            if fail_fast:
-                raise
-            reason = one_line(e, 500)
-            reason = reason if isinstance(e, DimCollapseError) else f"{type(e).__name__}: {reason}"
-            console.print(f"[bold red]run {escape(spec.run_id)} failed:[/] {escape(reason)}")
-            result.failed[spec.run_id] = reason
-            result.rows.append({**_row(spec, cfg, f"failed: {reason}", None), "stop_reason": _failure(e)})
-            write_results(out, result.rows)
-            continue
-        durations.append(time.perf_counter() - t0)
-        (result.resumed if resume else result.trained).append(spec.run_id)
-        result.rows.append(_row(spec, cfg, "done", metrics))
-        write_results(out, result.rows)
-    write_results(out, result.rows)
+        result.skipped.append(spec.run_id)
+        rows[spec.run_id] = _row(spec, cfg, "done", done)
+    gather = _Gatherer(study, out, plan, result, rows, console)
+    if todo:
+        tasks = write_tasks(out, todo)
+        gather.resuming = {t.run_id for t in tasks if (t.out_dir / LAST).is_file()}
+        for task in tasks:
+            if task.run_id in gather.resuming:
+                console.print(f"resuming {escape(task.run_id)} from its checkpoints/last.ckpt")
+        ledger = Ledger(out)
+        ledger.record(executor.submit(tasks), executor.name)
+        gather.ledger = ledger
+        console.print(f"study '{escape(study.name)}': {len(tasks)} run(s) to train with the {executor.name} "
+                      f"executor, {len(result.skipped)} already done")  # fmt: skip
+        _wait(executor, gather, fail_fast)
+    gather.write()
     console.print(
         f"study '{escape(study.name)}': {len(result.trained)} trained, {len(result.resumed)} resumed, "
         f"{len(result.skipped)} already done, {len(result.failed)} failed in "
-        f"{_fmt(time.perf_counter() - t_study)}; results in {escape(str(out / 'results.csv'))}"
+        f"{_fmt(time.perf_counter() - gather.t0)}; results in {escape(str(out / 'results.csv'))}"
     )
     return result
 
 
-def _failure(error: Exception) -> str:
+def _wait(executor: Executor, gather: _Gatherer, fail_fast: bool) -> None:
+    """Poll ``executor`` until every run ended; record each as it ends."""
+    try:
+        while executor.pending():
+            ended = executor.poll()
+            for outcome in ended:
+                gather.ended(outcome)
+                if outcome.state != DONE and fail_fast:
+                    executor.cancel()
+                    if outcome.exception is not None:
+                        raise outcome.exception
+                    raise InputError(f"run '{outcome.run_id}' failed: {outcome.error} (--fail-fast)")
+            if not ended:
+                time.sleep(executor.poll_interval_s)
+    except BaseException as e:
+        executor.cancel()
+        gather.write()
+        if isinstance(executor, InlineExecutor) or isinstance(e, (DimCollapseError, SystemExit)):
+            raise
+        if not isinstance(e, (KeyboardInterrupt,)) and type(e).__name__ != "Terminated":
+            raise
+        where = ("its runs keep running on SLURM; rerun the same study command to gather them"
+                 if executor.name == "slurm" else "running runs saved a checkpoint; rerun the same study "
+                 "command to resume them")  # fmt: skip
+        raise RunInterrupted(f"study '{gather.study.name}' interrupted: {where}.",
+                             130 if isinstance(e, KeyboardInterrupt) else 143) from None  # fmt: skip
+
+
+class _Gatherer:
+    """Rows of the runs as they end, written to results.json/csv in plan order."""
+
+    def __init__(
+        self,
+        study: Study,
+        out: Path,
+        plan: Plan,
+        result: StudyRun,
+        rows: dict[str, dict[str, Any]],
+        console: Console,
+    ) -> None:
+        self.study, self.out, self.plan, self.result, self.rows, self.console = (
+            study,
+            out,
+            plan,
+            result,
+            rows,
+            console,
+        )
+        self.by_id = {spec.run_id: (spec, cfg) for spec, cfg in plan}
+        self.resuming: set[str] = set()
+        self.ledger: Ledger | None = None
+        self.t0 = time.perf_counter()
+        self.ended_count = 0
+
+    def ended(self, outcome: Outcome) -> None:
+        """Record one run's end (its metrics.json, or its failure)."""
+        spec, cfg = self.by_id[outcome.run_id]
+        self.ended_count += 1
+        total = len(self.plan) - len(self.result.skipped)
+        elapsed = time.perf_counter() - self.t0
+        eta = _fmt(elapsed / self.ended_count * (total - self.ended_count))
+        if outcome.state == DONE:
+            metrics = read_json(self.out / "runs" / spec.run_id / "metrics.json") or {}
+            resumed = spec.run_id in self.resuming or metrics.get("resumed") is True  # also a requeued job
+            (self.result.resumed if resumed else self.result.trained).append(spec.run_id)
+            self.rows[spec.run_id] = _row(spec, cfg, "done", metrics)
+            self.console.print(f"run {self.ended_count}/{total} done: {escape(spec.run_id)} "
+                               f"({_fmt(elapsed)} elapsed, ETA {eta})")  # fmt: skip
+        else:
+            reason = outcome.error or "failed"
+            self.console.print(f"[bold red]run {escape(spec.run_id)} failed:[/] {escape(reason)}")
+            self.result.failed[spec.run_id] = reason
+            stop = _failure(outcome.exception) if outcome.exception is not None else _failure_text(reason)
+            self.rows[spec.run_id] = {**_row(spec, cfg, f"failed: {reason}", None), "stop_reason": stop}
+        if self.ledger is not None:
+            self.ledger.update(spec.run_id, outcome.state, outcome.error, outcome.job_id)
+        self.write()
+
+    def write(self) -> None:
+        """results.json / results.csv of the runs ended so far, in plan order."""
+        self.result.rows = [self.rows[s.run_id] for s, _ in self.plan if s.run_id in self.rows]
+        write_results(self.out, self.result.rows)
+
+
+def _failure_text(reason: str) -> str:
+    """The stop reason of a run that failed in its own process, from its one-line error."""
+    from dimcollapse.training.run_record import NON_FINITE
+
+    return NON_FINITE if "became non-finite" in reason else "failed"
+
+
+def _failure(error: BaseException) -> str:
     """The stop reason recorded for a run that raised ``error``."""
     from dimcollapse.training.module import NonFiniteLossError
     from dimcollapse.training.run_record import NON_FINITE

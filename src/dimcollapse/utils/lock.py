@@ -46,28 +46,45 @@ def is_stale(holder: dict[str, Any] | None) -> bool:
     return holder.get("host") == socket.gethostname() and not process_alive(pid)
 
 
+def _create(path: Path, content: str) -> bool:
+    """Create ``path`` holding ``content`` in one step (False if it exists): a reader never sees it empty.
+
+    The content goes into a private temporary file first, which is then hard-linked to ``path``
+    (``link`` fails when ``path`` exists, like O_EXCL, but the file appears complete).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    with open(tmp, "x") as fh:
+        fh.write(content)
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
 def acquire(path: Path, what: str) -> None:
-    """Create the lock file ``path`` atomically (O_EXCL) or raise InputError naming the holder."""
+    """Create the lock file ``path`` with its holder atomically or raise InputError naming the holder."""
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = read_lock(path)
-            if is_stale(holder):
-                log.warning("removing stale lock %s (holder %s is not running)", path, holder)
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                continue
-            assert holder is not None
-            raise InputError(
-                f"{what} '{path.parent}' is in use by process {holder.get('pid')} on host "
-                f"{holder.get('host')} (since {holder.get('started')}, lock {path}); wait for it to finish, "
-                "or delete the lock file if that process no longer runs."
-            ) from None
-        with os.fdopen(fd, "w") as fh:
-            json.dump(me, fh)
-        return
+        if _create(path, json.dumps(me)):
+            return
+        holder = read_lock(path)
+        if is_stale(holder):
+            log.warning("removing stale lock %s (holder %s is not running)", path, holder)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            continue
+        assert holder is not None
+        raise InputError(
+            f"{what} '{path.parent}' is in use by process {holder.get('pid')} on host "
+            f"{holder.get('host')} (since {holder.get('started')}, lock {path}); wait for it to finish, "
+            "or delete the lock file if that process no longer runs."
+        ) from None
     raise InputError(f"cannot take the lock {path}; another process keeps replacing it. Retry later.")
 
 
