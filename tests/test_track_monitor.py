@@ -135,6 +135,7 @@ def test_stop_on_collapse_like_early_stopping(tmp_path: Path) -> None:
         stop_on_collapse=True,
         patience=2,
         warn_fraction=0.5,
+        warmup_steps=0,  # this loss collapses from its first step: the erank baseline is step 1's
         lid_k=5,
     )
     data = DataLoader(TensorDataset(torch.randn(512, 6)), batch_size=32)

@@ -44,9 +44,28 @@ def weight_matrix(module: nn.Module) -> torch.Tensor | None:
 
 
 def singular_values(w: torch.Tensor) -> np.ndarray:
-    """Singular values of a matrix in float64, descending."""
-    m = w.detach().to("cpu", torch.float64)
-    return torch.linalg.svdvals(m).numpy()
+    """Singular values of a matrix, float64, descending: s_i = sqrt(lambda_i(G)), G the smaller Gram.
+
+    G = W W^T (or W^T W) is formed in float64 on the weight's own device and its eigenvalues taken
+    there: 15-30x faster than a float64 SVD on a CPU for conv weights (512 x 4608: 0.6 s against 15 s)
+    and, unlike float32, exact enough for the erank (within 2e-5 of the float64 SVD's on rank-2 to
+    full-rank ResNet-shaped weights; a float32 SVD misses by up to 3.5e-4, a float32 Gram by 0.3, on
+    low-rank ones: benchmarks/bench_monitor.py). Round-off negatives of G become 0.
+    """
+    m = w.detach()
+    if m.ndim != 2:
+        m = m.reshape(m.shape[0], -1)
+    if min(m.shape) == 0:
+        return np.zeros(0)
+    if not bool(torch.isfinite(m).all()):
+        raise InputError(
+            f"a weight matrix of shape {tuple(m.shape)} holds NaN or Inf: its spectrum is undefined "
+            "(the model diverged, or the checkpoint is damaged)."
+        )
+    a = m.to(torch.float64)
+    gram = a @ a.mT if a.shape[0] <= a.shape[1] else a.mT @ a
+    eig = torch.linalg.eigvalsh(gram).clamp_min(0.0).sqrt()
+    return eig.flip(0).cpu().numpy().copy()
 
 
 def named_weight_matrices(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -3,11 +3,15 @@
 Layers are ``named_modules`` names (as ``diagnostics.weights.named_weight_matrices`` keys them: every
 Linear, Conv and attention projection); a selection is a list of names or patterns in the one layer
 grammar (``diagnostics/layer_names.py``: shell patterns such as ``"projection_head.*"``,
-``"encoder.layer.*.attention.*"``, or ``re:<regex>``); ``None`` means every such layer.
+``"encoder.layer.*.attention.*"``, or ``re:<regex>``); ``None`` means every such layer except the
+momentum / EMA copies (a name part such as ``backbone_momentum``, ``momentum_target``, ``teacher``,
+``target_encoder``, ``ema_model``: they are not trained, they follow the online layers); name them to
+watch them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,11 +34,21 @@ def parameter_matrices(module: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+_COPY_PART = re.compile(r"(^|_)(momentum|ema|teacher|target)(_|$)", re.IGNORECASE)
+
+
+def is_momentum_copy(name: str) -> bool:
+    """True when a part of the dotted layer name marks a momentum / EMA / teacher / target copy."""
+    return any(_COPY_PART.search(part) for part in name.split("."))
+
+
 def select_layers(module: nn.Module, patterns: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-    """Weight matrices of ``module`` whose name matches any pattern (all of them for None), in order."""
+    """Weight matrices of ``module`` whose name matches any pattern, in order (None: all but the
+    momentum copies, or all when every layer is one)."""
     weights = named_weight_matrices(module) or parameter_matrices(module)
     if patterns is None:
-        return weights
+        online = {n: w for n, w in weights.items() if not is_momentum_copy(n)}
+        return online or weights
     if isinstance(patterns, str):
         patterns = [patterns]
     chosen = {n: weights[n] for n in matching(weights, patterns)}
@@ -66,4 +80,4 @@ def layer_view(module: nn.Module, patterns: Sequence[str] | None = None) -> dict
     return {name: layer_stats(singular_values(w)) for name, w in select_layers(module, patterns).items()}
 
 
-__all__ = ["layer_stats", "layer_view", "parameter_matrices", "select_layers"]
+__all__ = ["is_momentum_copy", "layer_stats", "layer_view", "parameter_matrices", "select_layers"]

@@ -10,12 +10,18 @@ attention projection), and LiDAR when ``augment`` is given (``recorder.py`` list
 Scalars go to every logger of the Trainer as ``monitor/<key>``; spectra also as TensorBoard
 histograms. The history is written to ``out_path`` (default ``<trainer.default_root_dir>/monitor.json``)
 at the end of training or on an exception, and kept in checkpoints. With ``stop_on_collapse=True``,
-training stops (like ``EarlyStopping``) after ``patience`` collapse warnings in a row.
+training stops (like ``EarlyStopping``) after ``patience`` collapse warnings in a row (``rule.py``: the
+watched shape metric or the scale signals below a fraction of their best after a warm-up, default
+``max(2 x every_n_steps, 100, 5% of the run's steps)``); ``verdict()`` is the one-line summary.
+
+Several monitors fit in one Trainer when each has its own ``name`` (its checkpoint state key, its
+``monitor-<name>.json`` and its logger prefix ``monitor/<name>/``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,21 +46,32 @@ class CollapseMonitor(L.Callback):
         embed: Embed | None = None,
         every_n_steps: int = 50,
         log_spectra: bool = True,
+        name: str | None = None,
         **options: Unpack[RecorderOptions],
     ) -> None:
         """``probe``: tensor or DataLoader; ``embed(module, x)`` -> tensor or dict (default module(x)).
 
         ``options``: ``recorder.RecorderOptions`` (layers, metrics, lid_k, warn_fraction, watch,
         stop_on_collapse, patience, weight_spectra, augment, n_views, out_path, annotate, weights_of);
-        ``log_spectra`` adds TensorBoard histograms.
+        ``log_spectra`` adds TensorBoard histograms; ``name`` tells several monitors of one Trainer
+        apart (state key, ``monitor-<name>.json``, logger prefix ``monitor/<name>/``).
         """
         super().__init__()
-        self.every = int_option(every_n_steps, "every_n_steps", 1)
+        if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[\w-]+", name)):
+            from dimcollapse.errors import ConfigError
+
+            raise ConfigError(f"name must be letters, digits, '-' or '_', got {name!r}.")
+        self.every, self.name = int_option(every_n_steps, "every_n_steps", 1), name
         self.recorder = CollapseRecorder(probe, embed, **options)
         self.log_spectra = bool(log_spectra)
         self._last_step = -1
 
     # -- what run code reads ------------------------------------------------------------------------
+    @property
+    def state_key(self) -> str:
+        """'CollapseMonitor' (older checkpoints' key) or, with a ``name``, one key per named monitor."""
+        return "CollapseMonitor" if self.name is None else self._generate_state_key(name=self.name)
+
     @property
     def history(self) -> list[dict[str, Any]]:
         """Every record so far."""
@@ -83,15 +100,29 @@ class CollapseMonitor(L.Callback):
         """The monitor.json content."""
         return self.recorder.summary(self.every)
 
+    def verdict(self) -> str:
+        """One line, 'collapsing: yes/no (why)' (``track.verdict.collapse_verdict`` of the summary)."""
+        return self.recorder.verdict()
+
     def write(self) -> None:
         """Write monitor.json (atomically)."""
         self.recorder.write(self.every)
 
     # -- hooks --------------------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Default out_path: <default_root_dir>/monitor.json."""
+        """Default out_path: <default_root_dir>/monitor.json (monitor-<name>.json for a named monitor)."""
         if self.recorder.out_path is None:
-            self.recorder.out_path = Path(trainer.default_root_dir) / "monitor.json"
+            file = "monitor.json" if self.name is None else f"monitor-{self.name}.json"
+            self.recorder.out_path = Path(trainer.default_root_dir) / file
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The default warm-up from the run's optimizer steps (``rule.default_warmup``)."""
+        try:
+            total: float | None = float(trainer.estimated_stepping_batches)
+        except Exception:  # an iterable without length: the run's length is unknown
+            total = None
+        self.recorder.resolve_warmup(self.every, total)
+        self.recorder.budget.begin()
 
     def _epoch(self, trainer: L.Trainer, step: int) -> float | None:
         per_epoch = trainer.num_training_batches
@@ -99,24 +130,27 @@ class CollapseMonitor(L.Callback):
             return None
         return step / max(1, int(per_epoch) // max(1, trainer.accumulate_grad_batches))
 
-    def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+    def _measure(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, step: int, force: bool = False
+    ) -> None:
         if not trainer.is_global_zero:  # one process measures (eval-mode forward, no collectives)
             return
-        rec = self.recorder.record(pl_module, step, self._epoch(trainer, step))
+        rec = self.recorder.record(pl_module, step, self._epoch(trainer, step), force)
         if rec is not None:
             self._log(trainer, rec, step)
 
     def _log(self, trainer: L.Trainer, rec: dict[str, Any], step: int) -> None:
         if trainer.logger is None:
             return
-        scalars = scalar_items(rec)
+        scalars = scalar_items(rec, "monitor" if self.name is None else f"monitor/{self.name}")
         for lg in trainer.loggers:
             lg.log_metrics(scalars, step=step)
             add_histogram = getattr(getattr(lg, "experiment", None), "add_histogram", None)
             if self.log_spectra and callable(add_histogram):
                 for key, value in rec.items():
                     if key.startswith("spectrum_"):
-                        add_histogram(f"monitor/{key}", torch.tensor(value).clamp_min(0), step)
+                        tag = f"monitor/{key}" if self.name is None else f"monitor/{self.name}/{key}"
+                        add_histogram(tag, torch.tensor(value).clamp_min(0), step)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
@@ -135,7 +169,7 @@ class CollapseMonitor(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Measure the final state (if the last step was not measured) and write the history."""
         if trainer.is_global_zero:
-            self._measure(trainer, pl_module, int(trainer.global_step))
+            self._measure(trainer, pl_module, int(trainer.global_step), force=True)
             self.write()
 
     def on_exception(

@@ -5,10 +5,11 @@ monitored catalogue metric m the value ``<m>_<o>`` (m by its spec's ``record_nam
 ``lid_mle_gmean``; default metrics: the catalogue's ``monitored_keys()``; the
 k-NN metrics (LID) only for the first output, they cost the most), the
 covariance spectrum ``spectrum_<o>``, LiDAR ``lidar_<o>`` when an ``augment`` function is given,
-per-layer weight statistics ``layers`` and ``warning``. A warning is raised when the watched value
-(default ``erank`` of the first output) falls below ``warn_fraction`` x its best so far; after
-``patience`` warnings in a row the recorder asks to stop (when ``stop_on_collapse``).
-``summary()`` is what ``monitor.json`` holds.
+the scale signals ``std_norm_<o>`` and ``total_var_<o>`` (``signals.py``), per-layer weight statistics
+``layers``, ``warning`` and ``warning_reasons``. ``rule.py`` says when a record warns: the watched value
+(default ``erank`` of the first output) or the output's scale signals fall below a fraction of their best
+after a warm-up; after ``patience`` warnings in a row the recorder asks to stop (when
+``stop_on_collapse``). ``summary()`` is what ``monitor.json`` holds, with its one-line ``verdict``.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ from dimcollapse.diagnostics.catalogue import evaluate
 from dimcollapse.diagnostics.lidar import lidar
 from dimcollapse.diagnostics.summary import embedding_context
 from dimcollapse.errors import ConfigError, DivergedError
+from dimcollapse.track.budget import TimeBudget
 from dimcollapse.track.layers import layer_view
 from dimcollapse.track.probe import Embed, Probe
+from dimcollapse.track.rule import CollapseRule, default_warmup, watched_output
+from dimcollapse.track.signals import normalized_std, total_variance
+from dimcollapse.track.verdict import collapse_verdict
 from dimcollapse.utils.atomic import atomic_write_json
-from dimcollapse.utils.options import float_option, int_option
+from dimcollapse.utils.options import int_option
 
 log = logging.getLogger("dimcollapse.monitor")
 
@@ -47,6 +52,9 @@ class RecorderOptions(TypedDict, total=False):
     metrics: Sequence[str] | None
     lid_k: int
     warn_fraction: float
+    variance_fraction: float
+    warmup_steps: int | None
+    max_share: float | None
     watch: str | None
     stop_on_collapse: bool
     patience: int
@@ -75,6 +83,9 @@ class CollapseRecorder:
         metrics: Sequence[str] | None = None,
         lid_k: int = 20,
         warn_fraction: float = 0.5,
+        variance_fraction: float = 0.1,
+        warmup_steps: int | None = None,
+        max_share: float | None = None,
         watch: str | None = None,
         stop_on_collapse: bool = False,
         patience: int = 1,
@@ -89,18 +100,21 @@ class CollapseRecorder:
         ``layers`` names or patterns.
 
         ``weights_of(module)`` is the sub-module whose layers are read (default: the module itself);
-        ``annotate(module, record)`` may add fields to each record.
+        ``annotate(module, record)`` may add fields to each record; ``warn_fraction``,
+        ``variance_fraction`` and ``warmup_steps`` (None: set from the cadence) as in ``rule.py``;
+        ``max_share``: the share of the training time the measurements may take (``budget.py``).
         """
         metrics = catalogue.monitored_keys() if metrics is None else tuple(metrics)
         unknown = [m for m in metrics if m not in catalogue.BY_KEY]
         if unknown:
             raise ConfigError(f"unknown metric(s) {unknown}; catalogue keys: {', '.join(catalogue.BY_KEY)}.")
-        warn_fraction = float_option(warn_fraction, "warn_fraction", 0.0, 1.0)
         patience, lid_k = int_option(patience, "patience", 1), int_option(lid_k, "lid_k", 0)
         n_views = int_option(n_views, "n_views (LiDAR views per probe sample)", 2)
+        self.rule = CollapseRule(warn_fraction, variance_fraction, warmup_steps)
+        self.budget = TimeBudget(max_share)
         self.probe = Probe(probe, embed)
         self.layers, self.metrics, self.lid_k = layers, tuple(metrics), int(lid_k)
-        self.warn_fraction, self.watch = float(warn_fraction), watch
+        self.warn_fraction, self.watch = self.rule.warn_fraction, watch
         self.stop_on_collapse, self.patience = bool(stop_on_collapse), int(patience)
         self.weight_spectra, self.augment, self.n_views = bool(weight_spectra), augment, int(n_views)
         self.out_path = Path(out_path) if out_path is not None else None
@@ -109,6 +123,7 @@ class CollapseRecorder:
         self.best = -math.inf
         self.warnings, self.streak, self.time_s = 0, 0, 0.0
         self.stopped_at: int | None = None
+        self.probe_dim: int | None = None
 
     def _embedding_metrics(self, name: str, z: Tensor, rec: dict[str, Any], with_lid: bool) -> None:
         k = min(self.lid_k, z.shape[0] - 2)
@@ -118,6 +133,8 @@ class CollapseRecorder:
         values = evaluate(ctx, keys)
         for m in keys:
             rec[record_key(m, name)] = values.get(m, float("nan"))
+        rec[f"std_norm_{name}"] = normalized_std(z)
+        rec[f"total_var_{name}"] = total_variance(ctx.eig)
         rec[f"spectrum_{name}"] = ctx.eig.tolist()
 
     def _lidar(self, module: nn.Module, rec: dict[str, Any]) -> None:
@@ -153,6 +170,11 @@ class CollapseRecorder:
             self.annotate(module, rec)
         return rec
 
+    def resolve_warmup(self, every: int, total_steps: float | None = None) -> None:
+        """Set the default warm-up (``rule.default_warmup``) unless one was given."""
+        if self.rule.warmup_steps is None:
+            self.rule.warmup_steps = default_warmup(every, total_steps)
+
     def watched(self, rec: dict[str, Any]) -> str:
         """The record key the collapse warning watches (default erank of the first output)."""
         if self.watch is None:
@@ -163,33 +185,61 @@ class CollapseRecorder:
             raise ConfigError(f"watch='{self.watch}' is not a measured value; choose one of {keys}.")
         return self.watch
 
-    def record(self, module: nn.Module, step: int, epoch: float | None = None) -> dict[str, Any] | None:
-        """Measure, update best / warnings / stop decision and keep the record (once per step)."""
+    def _probe_check(self, rec: dict[str, Any]) -> None:
+        """Note the watched output's dimension and warn once when the probe has N <= D rows."""
+        if self.probe_dim is not None:
+            return
+        name = self.watched_output(rec)
+        spectrum = rec.get(f"spectrum_{name}") if name else None
+        if not spectrum:
+            return
+        self.probe_dim = len(spectrum)
+        n = self.probe.size
+        if n <= self.probe_dim:
+            log.warning(
+                "the monitor's probe has %d rows <= %d dimensions of '%s': erank, RankMe and the "
+                "collapsed dimensions are bounded by N - 1 = %d (not collapse); give the probe more "
+                "than %d rows",
+                n,
+                self.probe_dim,
+                name,
+                n - 1,
+                self.probe_dim,
+            )
+
+    def watched_output(self, rec: dict[str, Any]) -> str | None:
+        """The embed output of the watched key (its scale signals are checked too)."""
+        outputs = [k[len("spectrum_") :] for k in rec if k.startswith("spectrum_")]
+        return watched_output(self.watched(rec), outputs)
+
+    def record(
+        self, module: nn.Module, step: int, epoch: float | None = None, force: bool = False
+    ) -> dict[str, Any] | None:
+        """Measure, update bests / warnings / stop decision and keep the record (once per step; None
+        when already recorded, or when the time budget has no room for it and ``force`` is False)."""
         if self.history and self.history[-1]["step"] == step:
+            return None
+        if not force and not self.budget.allows():
             return None
         t0 = time.perf_counter()
         rec = self.measure(module, step, epoch)
         key = self.watched(rec)
-        value = float(rec[key])
-        self.best = max(self.best, value) if math.isfinite(value) else self.best
-        rec["warning"] = bool(value < self.warn_fraction * self.best or not math.isfinite(value))
-        if rec["warning"]:
+        self._probe_check(rec)
+        reasons = self.rule.check(rec, key, self.watched_output(rec))
+        self.best = self.rule.best.get(key, self.best)
+        rec["warning"], rec["warning_reasons"] = bool(reasons), reasons
+        if reasons:
             self.warnings += 1
             self.streak += 1
-            log.warning(
-                "collapse warning at step %d: %s = %.3g is below %.2f x its best %.3g",
-                step,
-                key,
-                value,
-                self.warn_fraction,
-                self.best,
-            )
+            log.warning("collapse warning at step %d: %s", step, "; ".join(reasons))
             if self.stop_on_collapse and self.streak >= self.patience and self.stopped_at is None:
                 self.stopped_at = int(step)
         else:
             self.streak = 0
         self.history.append(rec)
-        self.time_s += time.perf_counter() - t0
+        cost = time.perf_counter() - t0
+        self.time_s += cost
+        self.budget.charge(cost)
         return rec
 
     @property
@@ -198,19 +248,34 @@ class CollapseRecorder:
         return self.stopped_at is not None
 
     def summary(self, every: int) -> dict[str, Any]:
-        """What monitor.json holds: settings, best watched value, warnings, time and the history."""
+        """What monitor.json holds: settings, bests past the warm-up, warnings, time, history, verdict."""
         watch = self.watch or "erank"
-        return {
+        out: dict[str, Any] = {
             "every_n_steps": int(every),
             "probe_size": self.probe.size,
+            "probe_dim": self.probe_dim,
             "warn_fraction": self.warn_fraction,
+            "variance_fraction": self.rule.variance_fraction,
+            "warmup_steps": self.rule.warmup_steps,
             "watch": watch,
+            "watched_output": self.watched_output(self.history[-1]) if self.history else None,
             f"best_{watch}": self.best if math.isfinite(self.best) else 0.0,
+            "baselines": dict(self.rule.best),
+            "baseline_steps": dict(self.rule.best_step),
             "warnings": self.warnings,
             "stopped_at": self.stopped_at,
             "time_s": self.time_s,
+            "max_share": self.budget.max_share,
+            "time_share": self.budget.share(),
+            "skipped": self.budget.skipped,
             "history": self.history,
         }
+        out["verdict"] = collapse_verdict(out)
+        return out
+
+    def verdict(self) -> str:
+        """The one-line verdict 'collapsing: yes/no (why)' of the history so far (``verdict.py``)."""
+        return collapse_verdict(self.summary(0))
 
     def write(self, every: int) -> None:
         """Write monitor.json atomically when an output path is set."""
@@ -227,6 +292,7 @@ class CollapseRecorder:
             "time_s": self.time_s,
             "watch": self.watch,
             "stopped_at": self.stopped_at,
+            "rule": self.rule.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -237,17 +303,18 @@ class CollapseRecorder:
         self.time_s = float(state.get("time_s", 0.0))
         self.watch = state.get("watch", self.watch)
         self.stopped_at = state.get("stopped_at")
+        self.rule.load_state_dict(state.get("rule", {}))
 
 
-def scalar_items(rec: dict[str, Any]) -> dict[str, float]:
-    """The record's numbers for a logger: ``monitor/<key>`` and ``monitor/layer_erank/<layer>``."""
+def scalar_items(rec: dict[str, Any], prefix: str = "monitor") -> dict[str, float]:
+    """The record's numbers for a logger: ``<prefix>/<key>`` and ``<prefix>/layer_erank/<layer>``."""
     out = {
-        f"monitor/{k}": float(v)
+        f"{prefix}/{k}": float(v)
         for k, v in rec.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch")
     }
     for name, stats in rec.get("layers", {}).items():
-        out[f"monitor/layer_erank/{name}"] = float(stats["erank"])
+        out[f"{prefix}/layer_erank/{name}"] = float(stats["erank"])
     return out
 
 

@@ -35,16 +35,20 @@ class Tracker:
         embed: Embed | None = None,
         every: int = 50,
         steps_per_epoch: int | None = None,
+        total_steps: int | None = None,
         log: Callable[[dict[str, float], int], None] | None = None,
         **options: Unpack[RecorderOptions],
     ) -> None:
         """``log(scalars, step)`` receives each record's numbers (e.g. a TensorBoard writer's adder);
+        ``total_steps`` (when known) sets the default warm-up (``rule.default_warmup``);
         ``options``: ``recorder.RecorderOptions`` (layers, metrics, lid_k, warn_fraction, ..., out_path)."""
         if not isinstance(model, nn.Module):
             raise ConfigError(f"Tracker needs the model (an nn.Module) first, got {type(model).__name__}.")
         self.model, self.every = model, int_option(every, "every (steps between measurements)", 1)
         self.steps_per_epoch, self.log = steps_per_epoch, log
         self.recorder = CollapseRecorder(probe, embed, **options)
+        self.recorder.resolve_warmup(self.every, total_steps)
+        self.recorder.budget.begin()  # training time counts from here
         self._last = 0
 
     @property
@@ -57,10 +61,11 @@ class Tracker:
         """True once collapse persisted for ``patience`` records (with ``stop_on_collapse``)."""
         return self.recorder.should_stop
 
-    def measure_now(self, step: int) -> dict[str, Any] | None:
-        """Record step ``step`` regardless of ``every`` (None if that step is already recorded)."""
+    def measure_now(self, step: int, force: bool = True) -> dict[str, Any] | None:
+        """Record step ``step`` regardless of ``every`` (None if that step is already recorded, or if
+        ``force`` is False and the time budget ``max_share`` has no room for it)."""
         epoch = None if not self.steps_per_epoch else step / self.steps_per_epoch
-        rec = self.recorder.record(self.model, int(step), epoch)
+        rec = self.recorder.record(self.model, int(step), epoch, force)
         if rec is not None and self.log is not None:
             from dimcollapse.track.recorder import scalar_items
 
@@ -72,7 +77,7 @@ class Tracker:
         self._last = max(self._last, int(step))
         if step != 1 and step % self.every != 0:
             return None
-        return self.measure_now(step)
+        return self.measure_now(step, force=False)
 
     def write(self) -> None:
         """Write monitor.json (atomically) when ``out_path`` is set."""
@@ -87,6 +92,10 @@ class Tracker:
     def summary(self) -> dict[str, Any]:
         """The monitor.json content."""
         return self.recorder.summary(self.every)
+
+    def verdict(self) -> str:
+        """One line, 'collapsing: yes/no (why)' (``track.verdict.collapse_verdict`` of the summary)."""
+        return self.recorder.verdict()
 
 
 __all__ = ["Tracker"]

@@ -131,6 +131,7 @@ class MonitorConfig:
     warn_fraction: float = 0.5
     lid_k: int = 20
     weight_spectra: bool = True
+    max_share: float | None = None  # a due measurement is skipped beyond this share of training time
 
 
 @dataclass
@@ -311,6 +312,9 @@ def _check_values(cfg: RunConfig) -> None:
     if not 0.0 <= cfg.monitor.warn_fraction <= 1.0:
         raise ConfigError(f"monitor.warn_fraction must be in [0, 1], got {cfg.monitor.warn_fraction!r}.")
     positive("monitor.lid_k", cfg.monitor.lid_k)
+    share = cfg.monitor.max_share
+    if share is not None and not 0.0 < share <= 1.0:
+        raise ConfigError(f"monitor.max_share must be in (0, 1] (e.g. 0.01) or null, got {share!r}.")
     if not cfg.eval.knn_k or any(int(k) < 1 for k in cfg.eval.knn_k):
         raise ConfigError(
             f"eval.knn_k must be a non-empty list of integers >= 1, got {list(cfg.eval.knn_k)!r}."

@@ -41,6 +41,8 @@ class EvalSettings:
     linear_probe_weight_decay: float
     lid_k: int
     dataset: str  # recorded with the sizes: what a claim checks before comparing runs
+    online_probe: bool = False  # the online linear probe trained during the run (a callback)
+    online_probe_lr: float = 0.1
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> EvalSettings:
@@ -54,6 +56,8 @@ class EvalSettings:
             float(e.linear_probe_weight_decay),
             int(e.lid_k),
             str(cfg.data.name),
+            bool(e.online_probe),
+            float(e.online_probe_lr),
         )
 
 

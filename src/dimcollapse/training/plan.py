@@ -24,16 +24,17 @@ from dimcollapse.utils.seeding import seed_everything
 
 @dataclass(frozen=True)
 class RunPlan:
-    """Everything a training run is made of, built from one validated config by ``plan_run``."""
+    """Everything a training run is made of, built from one validated config by ``plan_run``; the one
+    carrier from the config to the trainer, the callbacks and the final metrics (``training/run.py``)."""
 
-    config: RunConfig  # kept for the run's files (config.yaml) and the checkpoint record
-    world_size: int
-    data: DataSettings
+    config: RunConfig  # the run's config.yaml (the checkpoint record is in ``parts.record``)
+    world_size: int  # processes: the global batch of images_per_s
+    data: DataSettings  # what the datamodule was built from (batch size of images_per_s)
     datamodule: SSLDataModule  # set up: data loaded, probe batch split off, ``info`` known
-    parts: ModelParts  # backbone, projector, objective, views, regularizers (+ schedules), settings
-    evaluation: EvalSettings
-    trainer: TrainerConfig
-    monitor: MonitorConfig
+    parts: ModelParts  # backbone, projector, objective, views, pure regularizers, settings + schedules
+    evaluation: EvalSettings  # the final evaluation and the online probe callback
+    trainer: TrainerConfig  # checkpoint cadence, progress bar, seed
+    monitor: MonitorConfig  # the collapse monitor callback
 
 
 def plan_run(cfg: RunConfig, world_size: int | None = None) -> RunPlan:

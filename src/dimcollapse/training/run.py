@@ -41,10 +41,10 @@ from dimcollapse.training.checkpoint import (
     save_if_finite,
 )
 from dimcollapse.training.config import RunConfig, to_yaml
-from dimcollapse.training.datamodule import SSLDataModule, planned_world_size
+from dimcollapse.training.datamodule import SSLDataModule
 from dimcollapse.training.evaluate_run import EvalData, EvalSettings, evaluate_module
 from dimcollapse.training.module import SSLModule
-from dimcollapse.training.plan import plan_run
+from dimcollapse.training.plan import RunPlan, plan_run
 from dimcollapse.training.precision import choose_precision
 from dimcollapse.training.preflight import check_machine, clean_stale_temp_files
 from dimcollapse.training.resume import resume_config, stored_config
@@ -170,7 +170,12 @@ class Prepared:
     module: SSLModule
     previous: dict[str, Any] | None
     lr_change: dict[str, float] | None
-    evaluation: EvalSettings
+    plan: RunPlan  # the one carrier from the config to the trainer, the callbacks and the final metrics
+
+    @property
+    def evaluation(self) -> EvalSettings:
+        """The evaluation settings of the plan."""
+        return self.plan.evaluation
 
 
 def _check_out(out: Path) -> None:
@@ -228,7 +233,7 @@ def prepare(config: RunConfig, out: Path, resume: bool, override_lr: float | Non
     if previous is not None:
         check_compatible(module.state_dict(), previous["state_dict"], str(last))
         _check_data_info(previous, dm, str(last))
-    return Prepared(cfg, dm, module, previous, lr_change, plan.evaluation)
+    return Prepared(cfg, dm, module, previous, lr_change, plan)
 
 
 def _diverged(e: DivergedError, cfg: RunConfig, ckpt: FiniteModelCheckpoint, out: Path) -> DivergedError:
@@ -270,28 +275,30 @@ class _Watchers:
 
 def _callbacks(prep: Prepared, out: Path, extra: list[L.Callback] | None) -> _Watchers:
     """Monitor, online probe, checkpoints (finite only, final, on signals), lr override, progress bar."""
-    cfg, dm, module = prep.cfg, prep.dm, prep.module
+    plan, dm, module = prep.plan, prep.dm, prep.module
+    mon, trainer_cfg = plan.monitor, plan.trainer
     ckpt_dir = out / "checkpoints"
     callbacks: list[L.Callback] = []
     monitor: CollapseMonitor | None = None
-    if cfg.monitor.enabled and dm.probe_index.numel() >= 4:
+    if mon.enabled and dm.probe_index.numel() >= 4:
         monitor = CollapseMonitor(
             dm.probe_batch()[0],
-            every_n_steps=cfg.monitor.every_n_steps,
-            warn_fraction=cfg.monitor.warn_fraction,
-            lid_k=cfg.monitor.lid_k,
-            weight_spectra=cfg.monitor.weight_spectra,
+            every_n_steps=mon.every_n_steps,
+            warn_fraction=mon.warn_fraction,
+            lid_k=mon.lid_k,
+            weight_spectra=mon.weight_spectra,
             out_path=out / "monitor.json",
+            max_share=mon.max_share,
         )
         callbacks.append(monitor)
     probe: OnlineProbe | None = None
-    if cfg.eval.online_probe:
+    if plan.evaluation.online_probe:
         out_dim: Any = module.model.backbone.out_dim
-        probe = OnlineProbe(int(out_dim), dm.info.num_classes, cfg.eval.online_probe_lr)
+        probe = OnlineProbe(int(out_dim), dm.info.num_classes, plan.evaluation.online_probe_lr)
         callbacks.append(probe)
     checkpointer = FiniteModelCheckpoint(
         dirpath=str(ckpt_dir),
-        every_n_train_steps=cfg.trainer.checkpoint_every,
+        every_n_train_steps=trainer_cfg.checkpoint_every,
         save_top_k=0,
         save_last=True,
         save_on_train_epoch_end=False,
@@ -304,7 +311,7 @@ def _callbacks(prep: Prepared, out: Path, extra: list[L.Callback] | None) -> _Wa
     ]
     if prep.lr_change is not None:
         callbacks.append(LrOverride(prep.lr_change["from"], prep.lr_change["to"]))
-    if cfg.trainer.progress_bar:
+    if trainer_cfg.progress_bar:
         callbacks.append(_progress_bar())
     callbacks.extend(extra or [])
     return _Watchers(callbacks, checkpointer, monitor, probe)
@@ -346,7 +353,7 @@ def train(
     cfg, dm, module = prep.cfg, prep.dm, prep.module
     out = ensure_writable_dir(out)
     clean_stale_temp_files(out)
-    atomic_write_text(out / "config.yaml", to_yaml(cfg))
+    atomic_write_text(out / "config.yaml", to_yaml(prep.plan.config))
     if cfg.trainer.num_threads:
         torch.set_num_threads(int(cfg.trainer.num_threads))
     watch = _callbacks(prep, out, extra_callbacks)
@@ -365,7 +372,7 @@ def _final_metrics(
     trainer: L.Trainer, prep: Prepared, watch: _Watchers, out: Path, resume: bool, fit_s: float
 ) -> dict[str, Any]:
     """Evaluation of the final model plus what was trained, how long, and the monitor's summary."""
-    cfg, dm, module, monitor = prep.cfg, prep.dm, prep.module, watch.monitor
+    cfg, dm, module, monitor, plan = prep.cfg, prep.dm, prep.module, watch.monitor, prep.plan
     ckpt_dir = out / "checkpoints"
     start_step, time_before = 0, 0.0
     if prep.previous is not None:
@@ -389,8 +396,8 @@ def _final_metrics(
             ),
             "train_time_s": train_s,
             "fit_time_s": fit_s,
-            "images_per_s": (steps - start_step) * cfg.data.batch_size * planned_world_size(cfg) / session_s,
-            "seed": cfg.trainer.seed,
+            "images_per_s": (steps - start_step) * plan.data.batch_size * plan.world_size / session_s,
+            "seed": plan.trainer.seed,
             "versions": versions(),
             "git_commit": git_commit(),
             "resumed": bool(resume),
@@ -403,6 +410,8 @@ def _final_metrics(
         metrics["monitor_time_s"] = monitor.time_s
         metrics["monitor_fraction"] = monitor.time_s / max(train_s, 1e-9)
         metrics["monitor_warnings"] = monitor.warnings
+        metrics["monitor_skipped"] = monitor.recorder.budget.skipped
+        metrics["monitor_verdict"] = monitor.verdict()
         monitor.write()
     probe = watch.probe
     last_top1 = probe.last_batch_accuracy() if probe is not None else None

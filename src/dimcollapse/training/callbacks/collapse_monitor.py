@@ -59,6 +59,7 @@ class CollapseMonitor(_GenericMonitor):
         lid_k: int = 20,
         weight_spectra: bool = True,
         out_path: str | Path | None = None,
+        max_share: float | None = None,
     ) -> None:
         """Probe: uint8 images; the rest as in ``dimcollapse.track.CollapseMonitor``."""
         super().__init__(
@@ -73,6 +74,7 @@ class CollapseMonitor(_GenericMonitor):
             out_path=out_path,
             weights_of=engine_weights,
             annotate=self._annotate,
+            max_share=max_share,
         )
         self._terms: dict[str, dict[str, Tensor]] | None = None
 

@@ -1,0 +1,66 @@
+"""The monitor's one-line verdict, ``collapsing: yes/no (why)``, from a monitor summary (monitor.json).
+
+``collapse_verdict(summary)`` reads only the summary's keys, so the monitor, the Tracker, the CLI and
+the report print the same line for the same run (an older monitor.json without the scale signals
+gets the line from its ``warning`` flags).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+def _ratio_text(last: Mapping[str, Any], key: str, best: Mapping[str, Any]) -> str | None:
+    value, top = last.get(key), best.get(key)
+    if not isinstance(value, (int, float)) or not isinstance(top, (int, float)) or top <= 0:
+        return None
+    return f"{key} {float(value) / float(top):.2f} x its best"
+
+
+def _spread_text(last: Mapping[str, Any], output: str | None) -> str | None:
+    if output is None:
+        return None
+    s, spectrum = last.get(f"std_norm_{output}"), last.get(f"spectrum_{output}")
+    if not isinstance(s, (int, float)) or not isinstance(spectrum, list) or not spectrum:
+        return None
+    ideal = 1.0 / math.sqrt(len(spectrum))
+    return f"std of normalised {output} {float(s) / ideal:.2f} x ideal 1/sqrt({len(spectrum)})"
+
+
+def probe_note(summary: Mapping[str, Any]) -> str:
+    """'' or the N <= D caveat of the summary's probe (erank and collapsed dims are bounded by N - 1)."""
+    n, d = summary.get("probe_size"), summary.get("probe_dim")
+    if isinstance(n, int) and isinstance(d, int) and n <= d:
+        return f"; caution: the probe has {n} rows <= {d} dims, so the rank metrics are bounded by N - 1"
+    return ""
+
+
+def collapse_verdict(summary: Mapping[str, Any]) -> str:
+    """'collapsing: yes (why)' when the last record warned or the run stopped, else 'collapsing: no (...)'."""
+    history = summary.get("history") or []
+    if not history:
+        return "collapsing: unknown (no measurement recorded)"
+    last, note = history[-1], probe_note(summary)
+    step = last.get("step", "?")
+    stopped = summary.get("stopped_at")
+    if last.get("warning") or stopped is not None:
+        reasons = last.get("warning_reasons") or [f"{summary.get('watch', 'the watched value')} fell"]
+        where = f"stopped at step {stopped}" if stopped is not None else f"step {step}"
+        return f"collapsing: yes ({where}: {'; '.join(reasons)}){note}"
+    warmup = summary.get("warmup_steps")
+    if isinstance(warmup, int) and isinstance(step, int) and step < warmup:
+        return f"collapsing: no (step {step} is inside the {warmup}-step warm-up: no baseline yet){note}"
+    output, best = summary.get("watched_output"), summary.get("baselines") or {}
+    keys = [summary.get("watch", "")] + ([f"total_var_{output}"] if output else [])
+    parts = [t for t in (_ratio_text(last, k, best) for k in keys) if t]
+    spread = _spread_text(last, output)
+    parts += [spread] if spread else []
+    warned = [h.get("step") for h in history if h.get("warning")]
+    if warned:
+        parts.append(f"{len(warned)} earlier warning(s), last at step {warned[-1]}")
+    return f"collapsing: no (step {step}: {', '.join(parts) or 'no warning'}){note}"
+
+
+__all__ = ["collapse_verdict", "probe_note"]
