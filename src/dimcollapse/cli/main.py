@@ -20,7 +20,7 @@ from types import FrameType
 
 import typer
 
-from dimcollapse.errors import DimCollapseError, one_line
+from dimcollapse.errors import DimCollapseError, allocation_failure, one_line
 
 try:  # typer >= 0.20 vendors click
     from typer._click import exceptions as _cx
@@ -102,10 +102,15 @@ def _run(argv: list[str] | None) -> int:
     except OSError as e:
         print_error(os_error_message(e))
         return 2
-    except MemoryError:
-        print_error("out of memory; use a smaller input (fewer rows, a smaller model or batch) and retry.")
-        return 2
     except Exception as e:
+        size = allocation_failure(e)  # MemoryError, or torch's allocation failure (a RuntimeError)
+        if size is not None:
+            asked = f" ({size} asked for)" if size else ""
+            print_error(
+                f"out of memory{asked}; use a smaller input or setting (fewer rows, a smaller model, batch, "
+                "queue or number of prototypes) and retry."
+            )
+            return 2
         if os.environ.get("DIMCOLLAPSE_DEBUG"):
             raise
         print_error(f"internal error ({type(e).__name__}: {e}); rerun with DIMCOLLAPSE_DEBUG=1 for the "

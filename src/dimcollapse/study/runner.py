@@ -130,8 +130,9 @@ def _run_locked(
             if task.run_id in gather.resuming:
                 console.print(f"resuming {escape(task.run_id)} from its checkpoints/last.ckpt")
         ledger = Ledger(out)
-        ledger.record(executor.submit(tasks), executor.name)
         gather.ledger = ledger
+        fresh = [t for t in tasks if not _adopted(executor, ledger, t, console)]
+        ledger.record(executor.submit(fresh) if fresh else [], executor.name)
         console.print(f"study '{escape(study.name)}': {len(tasks)} run(s) to train with the {executor.name} "
                       f"executor, {len(result.skipped)} already done")  # fmt: skip
         _wait(executor, gather, fail_fast)
@@ -142,6 +143,17 @@ def _run_locked(
         f"{_fmt(time.perf_counter() - gather.t0)}; results in {escape(str(out / 'results.csv'))}"
     )
     return result
+
+
+def _adopted(executor: Executor, ledger: Ledger, task: RunTask, console: Console) -> bool:
+    """True when ``task``'s job from an earlier study process still runs and is now followed again."""
+    entry = ledger.jobs.get(task.run_id, {})
+    if entry.get("executor") != executor.name or not executor.adopt(str(entry.get("job_id", "")), task):
+        return False
+    console.print(
+        f"following {escape(task.run_id)}'s job {escape(str(entry.get('job_id')))}, still in the queue"
+    )
+    return True
 
 
 def _wait(executor: Executor, gather: _Gatherer, fail_fast: bool) -> None:

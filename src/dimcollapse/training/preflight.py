@@ -104,6 +104,14 @@ def check_machine(cfg: RunConfig) -> None:
 def check_eval_sizes(cfg: RunConfig, n_train: int, n_test: int) -> None:
     """The final evaluation's LID needs more than eval.lid_k test rows and kNN needs training rows."""
     k = int(cfg.eval.lid_k)
+    if n_test < 3:  # no eval.lid_k >= 2 below n_test exists: say the split is (nearly) empty
+        cap = f" (eval.max_test={cfg.eval.max_test})" if cfg.eval.max_test is not None else ""
+        raise ConfigError(
+            f"the evaluation test split of '{cfg.data.name}' has {n_test} image(s){cap}; the final "
+            "evaluation needs at least 3 (LID with eval.lid_k >= 2 neighbours). Give the dataset test "
+            "images (e.g. raise data.fraction, or a folder's test split)"
+            + (" or raise eval.max_test." if cap else ".")
+        )
     if n_test <= k:
         raise ConfigError(
             f"eval.lid_k={k} needs more than {k} test images but the evaluation test split of "

@@ -53,6 +53,7 @@ from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir
 
 LAST = "last.ckpt"
 FINAL = "final.ckpt"
+OVERRIDE_LR_MAX = 100.0  # --override-lr accepts (0, OVERRIDE_LR_MAX]; the NaN stop advises a value in it
 
 
 def git_commit() -> str:
@@ -215,8 +216,8 @@ def prepare(config: RunConfig, out: Path, resume: bool, override_lr: float | Non
         )
     if override_lr is not None and not resume:
         raise ConfigError("--override-lr applies to --resume only; for a new run set optim.lr=VALUE.")
-    if override_lr is not None and not (math.isfinite(override_lr) and 0 < override_lr <= 100):
-        raise ConfigError(f"--override-lr must be a number in (0, 100], got {override_lr!r}.")
+    if override_lr is not None and not (math.isfinite(override_lr) and 0 < override_lr <= OVERRIDE_LR_MAX):
+        raise ConfigError(f"--override-lr must be a number in (0, {OVERRIDE_LR_MAX:g}], got {override_lr!r}.")
     previous: dict[str, Any] | None = None
     lr_change: dict[str, float] | None = None
     cfg = config
@@ -239,7 +240,7 @@ def prepare(config: RunConfig, out: Path, resume: bool, override_lr: float | Non
 def _diverged(e: DivergedError, cfg: RunConfig, ckpt: FiniteModelCheckpoint, out: Path) -> DivergedError:
     """The divergence error with the step, the kept checkpoint and a fix that works."""
     last = out / "checkpoints" / LAST
-    lower = f"{cfg.optim.lr / 10:.3g}"
+    lower = f"{min(cfg.optim.lr / 10, OVERRIDE_LR_MAX):.3g}"  # a value --override-lr accepts
     if e.what == "the probe embeddings":
         head = f"the monitor's probe embeddings became non-finite at step {e.step}"
     elif e.what.startswith(("objective", "regularizer", "the sum")) or not e.what:
