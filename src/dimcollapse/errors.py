@@ -35,11 +35,13 @@ class DivergedError(InputError):
 
 
 class RunInterrupted(DimCollapseError):
-    """Training stopped by SIGTERM / SIGINT after saving a resumable checkpoint (exit 143 / 130)."""
+    """Training stopped by a signal after saving a resumable checkpoint (exit 128 + signal on rank 0, 0 on
+    the other ranks); ``requeued`` when the SLURM job was requeued."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, requeued: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.requeued = requeued
 
 
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> ConfigError:

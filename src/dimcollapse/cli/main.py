@@ -83,8 +83,12 @@ def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="dimcollapse")
     except DimCollapseError as e:
+        code = int(getattr(e, "exit_code", 2))
+        if code == 0:  # a training rank other than 0 that stopped with the others: a note, not an error
+            sys.stderr.write(f"{one_line(e)}\n")
+            return 0
         print_error(e)
-        return int(getattr(e, "exit_code", 2))
+        return code
     except _cx.NoArgsIsHelpError as e:
         e.show()
         return 2
