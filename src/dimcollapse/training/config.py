@@ -281,6 +281,22 @@ def _check_loader(cfg: RunConfig) -> None:
             )
 
 
+def _check_probe(cfg: RunConfig) -> None:
+    """eval.linear_probe_kind / knn_storage are known names; the SGD probe's lr and batch are positive."""
+    e = cfg.eval
+    for key, value, valid in (
+        ("eval.linear_probe_kind", e.linear_probe_kind, PROBE_KINDS),
+        ("eval.knn_storage", e.knn_storage, KNN_STORAGE),
+    ):
+        if str(value) not in valid:
+            raise ConfigError(f"{key} = {value!r} is not valid. Valid values: {', '.join(valid)}.")
+    if not e.sgd_probe_lr > 0 or e.sgd_probe_batch_size < 1:
+        raise ConfigError(
+            f"eval.sgd_probe_lr must be > 0 and eval.sgd_probe_batch_size >= 1, got {e.sgd_probe_lr} "
+            f"and {e.sgd_probe_batch_size}."
+        )
+
+
 def _check_values(cfg: RunConfig) -> None:
     """Range and choice checks that the type system does not express."""
 
@@ -356,10 +372,7 @@ def _check_values(cfg: RunConfig) -> None:
     positive("eval.batch_size", cfg.eval.batch_size)
     positive("eval.max_train", cfg.eval.max_train, allow_none=True)
     positive("eval.max_test", cfg.eval.max_test, allow_none=True)
-    choice("eval.linear_probe_kind", cfg.eval.linear_probe_kind, PROBE_KINDS)
-    choice("eval.knn_storage", cfg.eval.knn_storage, KNN_STORAGE)
-    positive("eval.sgd_probe_lr", cfg.eval.sgd_probe_lr)
-    positive("eval.sgd_probe_batch_size", cfg.eval.sgd_probe_batch_size)
+    _check_probe(cfg)
     if cfg.eval.lid_k < 2:
         raise ConfigError(f"eval.lid_k must be >= 2 (LID needs two neighbours), got {cfg.eval.lid_k}.")
 
