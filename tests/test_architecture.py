@@ -56,7 +56,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "contracts": {"torch"},
     "records": set(),
     "diagnostics": {"numpy", "torch", "scipy", "sklearn", "faiss", "skdim", "threadpoolctl"},
-    "track": {"numpy", "torch", "lightning", "torchmetrics"},
+    "track": {"numpy", "torch", "lightning", "torchmetrics", "wandb"},  # wandb: only for a WandbLogger given
     "launch": {
         "submitit",
         "yaml",

@@ -25,7 +25,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 
 import dimcollapse
 from dimcollapse.errors import ConfigError, DivergedError, InputError
@@ -43,6 +43,7 @@ from dimcollapse.training.checkpoint import (
 from dimcollapse.training.config import RunConfig, to_yaml
 from dimcollapse.training.datamodule import SSLDataModule
 from dimcollapse.training.evaluate_run import EvalData, EvalSettings, evaluate_module
+from dimcollapse.training.loggers import build_loggers
 from dimcollapse.training.module import SSLModule
 from dimcollapse.training.plan import RunPlan, plan_run
 from dimcollapse.training.precision import choose_precision
@@ -91,13 +92,8 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 
 
 def _loggers(cfg: RunConfig, out: Path) -> list[Logger]:
-    loggers: list[Logger] = [CSVLogger(save_dir=str(out), name="logs")]
-    if cfg.trainer.tensorboard:
-        try:
-            loggers.append(TensorBoardLogger(save_dir=str(out), name="tb", default_hp_metric=False))
-        except ModuleNotFoundError:  # tensorboard / tensorboardX missing: CSV only
-            logging.getLogger("dimcollapse").warning("tensorboard is not installed; logging to CSV only")
-    return loggers
+    names = [n for n in cfg.trainer.loggers if cfg.trainer.tensorboard or n != "tensorboard"]
+    return build_loggers(names, out, cfg.name)
 
 
 def build_trainer(
