@@ -187,3 +187,29 @@ def test_a_partition_that_does_not_exist_is_refused(
     assert status == 2 and err.count("\n") == 1 and "SLURM partition 'nosuchpart' does not exist" in err
     assert not (tmp_path / "o").exists()
     assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout == before
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(900)
+def test_a_rerun_follows_the_jobs_still_queued_instead_of_submitting_twice(tmp_path: Path) -> None:
+    require_slurm()
+    study = write_study(tmp_path / "spec", "name: one\nbase: base.yaml\nruns: [{name: a}]\n")
+    out = tmp_path / "o"
+    argv = [sys.executable, "-m", "dimcollapse", "study", str(study), "--out", str(out)]
+    argv += ["--executor", "slurm", "--no-report", "--no-baselines"]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    jobs = out / "launch" / "jobs.json"
+    try:
+        _wait_for(jobs.is_file, 120, "the submission")
+        job_id = json.loads(jobs.read_text())["a"]["job_id"]
+        first.terminate()  # the study process stops; its job runs on
+        text, _ = first.communicate(timeout=60)
+        assert first.returncode == 143 and "keep running on SLURM" in text, text
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=800)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode == 0, second.stderr
+    assert f"following a's job {job_id}" in " ".join(second.stderr.split())
+    assert json.loads(jobs.read_text())["a"]["job_id"] == job_id  # not submitted a second time
+    assert metrics(out / "runs" / "a")["steps"] > 0

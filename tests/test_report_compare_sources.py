@@ -117,6 +117,10 @@ def test_training_runs_show_n_and_every_accuracy_on_the_comparison_page(
     for k in (20, 200):
         assert f"kNN k={k} (%)" in page
     assert f"{100 * metrics['knn_k20_top1']:.1f}" in page
+    from dimcollapse.study.results import load_results
+
+    rows = load_results(tiny_study.folder)  # the record's kind and version are no result columns
+    assert rows and all("schema_version" not in r and "record" not in r for r in rows)
 
 
 def test_study_report_skips_a_runs_garbage_artifacts(tiny_study: TinyStudy, tmp_path: Path) -> None:

@@ -55,6 +55,10 @@ class Executor(abc.ABC):
     def cancel(self) -> None:  # noqa: B027 (optional: most executors have nothing to stop)
         """Stop what this executor started (local runs get SIGTERM and save a checkpoint)."""
 
+    def adopt(self, job_id: str, task: RunTask) -> bool:
+        """Follow ``job_id``, submitted by an earlier study process, if it still runs (default: never)."""
+        return False
+
     def running(self) -> list[str]:
         """Ids of the runs that are running now (for progress lines)."""
         return []

@@ -111,6 +111,14 @@ class SlurmExecutor(Executor):
         self.jobs[job.job_id] = job
         self.tasks[job.job_id] = task
 
+    def adopt(self, job_id: str, task: RunTask) -> bool:
+        """Follow a job of an earlier study process that SLURM still holds, instead of submitting it twice."""
+        states = squeue([job_id]) if job_id else None
+        if not states or job_id not in states or states[job_id][0] not in ACTIVE:
+            return False
+        self.attach(Job(task.run_id, job_id), task)
+        return True
+
     def submit(self, tasks: list[RunTask]) -> list[Job]:
         """One job array per shape; each array task trains one run."""
         import submitit

@@ -6,7 +6,6 @@ recorded the same (``so=0.0001``): the run record and the study table write :fun
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,19 +14,12 @@ from dimcollapse.registry import get
 
 
 def effective_weight(name: str, kwargs: Mapping[str, Any] | None = None) -> float | None:
-    """kwargs['weight'] when given, else the registered class's default (``weight=`` default, or its
-    ``default_weight`` when that default is None); None when ``name`` has no weight at all."""
+    """kwargs['weight'] when given, else the registered class's ``default_weight`` (the rule the training
+    schedules apply, ``training/schedules.py:coefficient_schedule``); None when it has neither."""
     given = (kwargs or {}).get("weight")
     if given is not None:
         return float(given)
-    factory = get("regularizer", name)
-    try:
-        param = inspect.signature(factory).parameters.get("weight")
-    except (TypeError, ValueError):
-        param = None
-    default = None if param is None or param.default is inspect.Parameter.empty else param.default
-    if default is None:
-        default = getattr(factory, "default_weight", None)
+    default = getattr(get("regularizer", name), "default_weight", None)
     return None if default is None else float(default)
 
 

@@ -7,10 +7,11 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from dimcollapse.errors import InputError
 from dimcollapse.records import RunRecord, read_record
+from dimcollapse.records.schema import RECORD_KEY, VERSION_KEY
 from dimcollapse.regularizers.coefficients import weight_text
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text
 
@@ -29,7 +30,24 @@ ID_COLUMNS = (
 )
 
 
-def describe_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+Scalar = str | int | float | bool | None  # a result column's value
+
+
+class RunDescription(TypedDict):
+    """The columns ``describe_config`` reads from a run's config (regularizer weights as used)."""
+
+    objective: Scalar
+    projector: Scalar
+    backbone: Scalar
+    regularizers: str
+    regularizer_weights: str
+    seed: Scalar
+    dataset: Scalar
+    batch_size: Scalar
+    image_size: Scalar
+
+
+def describe_config(cfg: Mapping[str, Any]) -> RunDescription:
     """The fields a claim selects on and the data settings it checks, read from a run's config dict
     (regularizer weights as used: the default coefficient when the config gives none)."""
     regs = sorted(str(r.get("name")) for r in cfg.get("regularizers") or [])
@@ -48,9 +66,23 @@ def describe_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def flat_scalars(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Top-level scalar entries of a metrics dict (nested dicts/lists are left to metrics.json)."""
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+def flat_scalars(metrics: Mapping[str, object]) -> dict[str, Scalar]:
+    """Top-level scalar entries of a metrics dict (nested dicts/lists are left to metrics.json; the record's
+    kind and schema version are the file's, not a result column)."""
+    out: dict[str, Scalar] = {}
+    for k, v in metrics.items():
+        if (isinstance(v, (int, float, str, bool)) or v is None) and k not in (RECORD_KEY, VERSION_KEY):
+            out[k] = v
+    return out
+
+
+def run_metrics(path: Path) -> dict[str, Any] | None:
+    """A finished run's metrics.json as its record's flat fields (any schema version; None when the file is
+    missing or unreadable, i.e. the run did not finish); a newer schema version raises InputError."""
+    raw = read_json(path)
+    if raw is None:
+        return None
+    return dict(RunRecord.from_json(raw, str(path)).fields())
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from dimcollapse.study.grid import RunSpec, Study
 from dimcollapse.study.ledger import Ledger
 from dimcollapse.study.paper import PAPER_PREFIX
 from dimcollapse.study.plan import MAX_RUNS, resolve_configs
-from dimcollapse.study.results import describe_config, flat_scalars, read_json, write_results
+from dimcollapse.study.results import describe_config, flat_scalars, run_metrics, write_results
 from dimcollapse.training.config import RunConfig, to_dict, to_yaml
 from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir, remove_stale_temp_files
 from dimcollapse.utils.lock import folder_lock
@@ -116,7 +116,7 @@ def _run_locked(
     rows: dict[str, dict[str, Any]] = {}
     todo: Plan = []
     for spec, cfg in plan:
-        done = read_json(out / "runs" / spec.run_id / "metrics.json")
+        done = run_metrics(out / "runs" / spec.run_id / "metrics.json")
         if done is None:
             todo.append((spec, cfg))
             continue
@@ -130,8 +130,9 @@ def _run_locked(
             if task.run_id in gather.resuming:
                 console.print(f"resuming {escape(task.run_id)} from its checkpoints/last.ckpt")
         ledger = Ledger(out)
-        ledger.record(executor.submit(tasks), executor.name)
         gather.ledger = ledger
+        fresh = [t for t in tasks if not _adopted(executor, ledger, t, console)]
+        ledger.record(executor.submit(fresh) if fresh else [], executor.name)
         console.print(f"study '{escape(study.name)}': {len(tasks)} run(s) to train with the {executor.name} "
                       f"executor, {len(result.skipped)} already done")  # fmt: skip
         _wait(executor, gather, fail_fast)
@@ -142,6 +143,17 @@ def _run_locked(
         f"{_fmt(time.perf_counter() - gather.t0)}; results in {escape(str(out / 'results.csv'))}"
     )
     return result
+
+
+def _adopted(executor: Executor, ledger: Ledger, task: RunTask, console: Console) -> bool:
+    """True when ``task``'s job from an earlier study process still runs and is now followed again."""
+    entry = ledger.jobs.get(task.run_id, {})
+    if entry.get("executor") != executor.name or not executor.adopt(str(entry.get("job_id", "")), task):
+        return False
+    console.print(
+        f"following {escape(task.run_id)}'s job {escape(str(entry.get('job_id')))}, still in the queue"
+    )
+    return True
 
 
 def _wait(executor: Executor, gather: _Gatherer, fail_fast: bool) -> None:
@@ -206,7 +218,7 @@ class _Gatherer:
         elapsed = time.perf_counter() - self.t0
         eta = _fmt(elapsed / self.ended_count * (total - self.ended_count))
         if outcome.state == DONE:
-            metrics = read_json(self.out / "runs" / spec.run_id / "metrics.json") or {}
+            metrics = run_metrics(self.out / "runs" / spec.run_id / "metrics.json") or {}
             resumed = spec.run_id in self.resuming or metrics.get("resumed") is True  # also a requeued job
             (self.result.resumed if resumed else self.result.trained).append(spec.run_id)
             self.rows[spec.run_id] = _row(spec, cfg, "done", metrics)

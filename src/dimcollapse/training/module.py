@@ -16,12 +16,13 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict, cast
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
+from dimcollapse import contracts
 from dimcollapse.data.views import ViewAugment
 from dimcollapse.errors import ConfigError, DivergedError
 from dimcollapse.training.config import OptimConfig
@@ -145,7 +146,7 @@ class SSLModule(L.LightningModule):
             # torch's SyncBatchNorm is CUDA-only; ours all-reduces batch statistics with any backend
             self.model = convert_to_global_batchnorm(self.model)
         self.views = views
-        loss: Any = self.model.objective
+        loss = self.objective
         if self.views.n_local and self.model.uses_momentum_target and not loss.multi_view:
             raise ConfigError(
                 f"objective {settings.objective_name} compares view pairs with a momentum target, which sees "
@@ -173,6 +174,11 @@ class SSLModule(L.LightningModule):
     def from_parts(cls, p: ModelParts) -> SSLModule:
         """The module of built parts (``training/plan.py:build_parts``)."""
         return cls(p.backbone, p.projector, p.objective, p.views, p.settings, p.regularizers, p.record)
+
+    @property
+    def objective(self) -> contracts.Objective:
+        """The objective, typed by its contract (``dimcollapse.contracts.Objective``)."""
+        return cast(contracts.Objective, self.model.objective)
 
     @property
     def input_size(self) -> int:
@@ -207,7 +213,7 @@ class SSLModule(L.LightningModule):
 
         A multi-view objective (DINO, SwAV, W-MSE) is called once with every view (global ones first).
         The objective's scheduled keywords (``values.objective``) are passed to every call."""
-        objective: Any = self.model.objective
+        objective = self.objective
         kw = values.objective
         if objective.multi_view:
             loss: Tensor = objective.forward_views(zs, ts, **kw)
@@ -223,14 +229,14 @@ class SSLModule(L.LightningModule):
     def _terms(self, rs: list[Tensor], tr: list[Tensor] | None, values: StepValues) -> list[Tensor | None]:
         """Each regularizer's raw term (None: its coefficient is 0 and it skips work while off)."""
         raws: list[Tensor | None] = []
-        reg: Any
-        for reg, coef in zip(self.regularizers, values.coefficients, strict=True):
+        for term, coef in zip(self.regularizers, values.coefficients, strict=True):
+            reg = cast(contracts.Regularizer, term)
             if coef == 0.0 and getattr(reg, "skip_when_off", False):
                 raws.append(None)
             elif reg.target == "weights":
-                raws.append(reg(self.model))
+                raws.append(cast(contracts.WeightRegularizer, reg)(self.model))
             else:
-                raws.append(reg(rs, tr))
+                raws.append(cast(contracts.FeatureRegularizer, reg)(rs, tr))
         return raws
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> StepOutput:
@@ -239,7 +245,9 @@ class SSLModule(L.LightningModule):
         x, y = batch
         step = int(self.global_step)
         values = self.settings.schedules.at(step)
-        torch.manual_seed(step_seed(self.settings.seed, step, self.global_rank))
+        acc = int(self.trainer.accumulate_grad_batches) if self._trainer is not None else 1
+        micro = step * acc + batch_idx % acc  # the micro-batch's own seed (= step without accumulation)
+        torch.manual_seed(step_seed(self.settings.seed, micro, self.global_rank))
         views = self.views(x)
         rs, zs = self._encode_views(views, self.model.encode)
         tr: list[Tensor] | None = None
