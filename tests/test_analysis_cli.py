@@ -135,7 +135,7 @@ def test_directory_and_compare(tmp_path, capsys):
         assert rows[name]["erank"] == m["erank"]
     _check_png(out / "compare_spectrum.png")
     # the overlay holds one line per run, each log10 of that run's positive eigenvalues
-    from dimcollapse.report.plots import plot_log_spectrum
+    from dimcollapse.viz.plots import plot_log_spectrum
 
     spectra = {n: np.asarray(json.loads((out / n / "metrics.json").read_text())["spectrum"]) for n in rows}
     lines = plot_log_spectrum(spectra).axes[0].get_lines()

@@ -56,7 +56,9 @@ def test_final_ckpt_default_is_the_encoders_r(byol_run: Path, tmp_path: Path) ->
     assert m["outputs"]["z"]["erank"] == pytest.approx(np_erank(z.double().numpy()), rel=1e-4)
     # BYOL's momentum copies and predictor never run in the encoder's forward: skipped and named, not fatal
     skipped = m["features_skipped"]
-    assert "model.momentum_target.backbone.conv1" in skipped and "model.objective.predictor.net.0" in skipped
+    assert "model.objective.predictor.net.0" in skipped
+    # momentum copies are either left out of the default layers or, when chosen, skipped
+    assert all(name in skipped for name in m["layers"] if name.startswith("model.momentum_target."))
     assert all(name.startswith(("model.momentum_target.", "model.objective.")) for name in skipped)
     assert any("never ran" in w for w in m["warnings"])
     assert "model.backbone.conv1" in m["features"]

@@ -1,4 +1,4 @@
-"""report.plots: the drawn data equal the quantities computed independently; files are valid PNG/SVG."""
+"""viz.plots: the drawn data equal the quantities computed independently; files are valid PNG/SVG."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from dimcollapse.report import plots
+from dimcollapse.viz import plots
 
 
 def test_log_spectrum_lines_are_log10_eigenvalues():

@@ -234,4 +234,5 @@ def test_lightly_style_byol_checkpoint(tmp_path: Path, images: torch.Tensor) -> 
         r = model.backbone(_normalised(images, np.full(3, 0.5), np.full(3, 0.5))).flatten(1).double().numpy()
     assert m["erank"] == pytest.approx(np_erank(r), rel=1e-4) and m["d"] == 8  # (B, 8, 1, 1) -> 8 features
     assert m["model"]["dropped_hyper_parameters"] == ["callback_injected"]
-    assert "backbone_momentum.0" in m["features_skipped"]  # never runs: skipped and named, not fatal
+    # the momentum copies never run: left out of the default layers, or skipped and named, never fatal
+    assert all(n in m["features_skipped"] for n in m["layers"] if "momentum" in n)

@@ -39,11 +39,12 @@ LAYERS: dict[str, set[str]] = {
     "training": BOTTOM | COMPONENTS | {"diagnostics", "track"},
     "launch": {"errors", "utils"},  # executors: start `dimcollapse train` processes; no training engine
     "study": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "launch"},
-    "report": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "study", "theory"},
-    "analysis": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "report"},
+    "viz": {"errors", "utils"},
+    "report": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "study", "theory", "viz"},
+    "analysis": BOTTOM | COMPONENTS | {"diagnostics", "track", "training", "viz"},
     "cli": BOTTOM
     | COMPONENTS
-    | {"diagnostics", "track", "training", "study", "report", "theory", "analysis", "launch"},
+    | {"diagnostics", "track", "training", "study", "report", "theory", "analysis", "launch", "viz"},
     "__init__": {"errors", "track"},  # the package root re-exports the ways in (lazily)
     "__main__": {"cli"},
 }
@@ -57,6 +58,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "records": set(),
     "diagnostics": {"numpy", "torch", "scipy", "sklearn", "faiss", "skdim", "threadpoolctl"},
     "track": {"numpy", "torch", "lightning", "torchmetrics"},
+    "viz": {"numpy", "matplotlib", "sklearn", "umap"},
     "launch": {
         "submitit",
         "yaml",

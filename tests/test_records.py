@@ -180,3 +180,17 @@ def test_the_report_of_a_run_of_a_newer_schema_is_one_error_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "schema version 3" in err
     assert not (tmp_path / "report").exists()  # nothing written
+
+
+def test_a_study_reads_its_runs_through_the_record(tmp_path: Path) -> None:
+    from dimcollapse.study.results import run_metrics
+
+    path = tmp_path / "metrics.json"
+    assert run_metrics(path) is None  # not finished
+    path.write_text(json.dumps(RUN_V1))
+    assert run_metrics(path) == RUN_V1  # an old run: every value, no stamp
+    path.write_text(json.dumps({**RUN_V1, "record": "run", "schema_version": 2}))
+    assert run_metrics(path) == RUN_V1
+    path.write_text(json.dumps({**RUN_V1, "record": "run", "schema_version": 7}))
+    with pytest.raises(InputError, match="schema version 7"):
+        run_metrics(path)

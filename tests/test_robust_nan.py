@@ -86,7 +86,7 @@ def test_monitor_nan_embedding_names_the_step() -> None:
 
 def test_monitor_divergence_message_gives_step_checkpoint_and_fix(tmp_path: Path) -> None:
     from dimcollapse.training.checkpoint import FiniteModelCheckpoint
-    from dimcollapse.training.run import _diverged
+    from dimcollapse.training.run_results import diverged_error as _diverged
 
     cfg = load_config(None, [*TINY, "optim.lr=0.5"])
     ckpt = FiniteModelCheckpoint(dirpath=str(tmp_path / "checkpoints"))

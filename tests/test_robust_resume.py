@@ -1,9 +1,11 @@
 """--resume continues the checkpoint's own config: a run-changing override is refused in one line and
 rewrites nothing; --override-lr really changes the lr (the restored schedule is rescaled) and is
-recorded; SIGTERM / SIGINT save a resumable checkpoint and exit 143 / 130; stale temp files go."""
+recorded; SIGTERM / SIGINT / SIGUSR1 save a resumable checkpoint and exit 143 / 130 / 138, and the same
+command then resumes by itself; stale temp files go."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -87,7 +89,9 @@ class SendSignal(L.Callback):
             os.kill(os.getpid(), self.signum)
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGUSR1, 138)]
+)
 def test_signal_saves_a_resumable_checkpoint_and_exits_128_plus_signal(
     tmp_path: Path, signum: int, code: int
 ) -> None:
@@ -100,8 +104,12 @@ def test_signal_saves_a_resumable_checkpoint_and_exits_128_plus_signal(
     step = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"]
     assert step in (3, 4)  # the step that was running when the signal came, finished and saved
     msg = str(err.value)
-    assert f"interrupted by {signal.Signals(signum).name} at step {step}" in msg and "--resume" in msg
-    assert prepare(cfg, tmp_path, resume=True).previous is not None  # resumable as it is
+    assert f"interrupted by {signal.Signals(signum).name} at step {step}" in msg
+    assert "resumes from the checkpoint by itself" in msg
+    again = prepare(cfg, tmp_path, resume=False)  # the same command resumes, without --resume
+    assert again.mode.auto and again.previous is not None and again.start_step == step
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert progress["state"] == "interrupted" and progress["step"] == step and not progress["requeued"]
 
 
 def test_cli_exit_status_of_an_interrupted_run(

@@ -76,10 +76,10 @@ def test_resume_after_kill_mid_epoch_matches_uninterrupted(tmp_path: Path, case:
     with pytest.raises(RuntimeError, match="simulated kill"):
         train(cfg, tmp_path / "killed", extra_callbacks=[Kill(at=11)])  # epoch 2, step 2 of 9
     assert load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.ckpt")["global_step"] == 8
-    with pytest.raises(InputError, match="already holds a run"):
+    resumed = train(cfg, tmp_path / "killed")  # an interrupted run in --out resumes by itself
+    assert resumed["resumed"] and resumed["steps"] == full["steps"] == 14
+    with pytest.raises(InputError, match="already holds a run"):  # a finished one is refused
         train(cfg, tmp_path / "killed")
-    resumed = train(cfg, tmp_path / "killed", resume=True)
-    assert resumed["steps"] == full["steps"] == 14
     for key in ("knn_k5_top1", "linear_top1", "erank_r", "rankme_z", "lid_mle_gmean_r"):
         assert resumed[key] == pytest.approx(full[key], rel=1e-6, abs=1e-9), key
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "final.ckpt")["state_dict"]

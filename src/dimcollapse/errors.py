@@ -35,17 +35,39 @@ class DivergedError(InputError):
 
 
 class RunInterrupted(DimCollapseError):
-    """Training stopped by SIGTERM / SIGINT after saving a resumable checkpoint (exit 143 / 130)."""
+    """Training stopped by a signal after saving a resumable checkpoint (exit 128 + signal on rank 0, 0 on
+    the other ranks); ``requeued`` when the SLURM job was requeued."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, requeued: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.requeued = requeued
 
 
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> ConfigError:
     """Build the error for an unknown component name, listing the valid ones."""
     listing = ", ".join(sorted(valid)) or "(none registered)"
     return ConfigError(f"unknown {kind} '{name}'. Valid {kind} names: {listing}.")
+
+
+_ALLOC = re.compile(r"(?:tried to allocate|Tried to allocate) (\d+(?:\.\d+)?) ?(bytes|[KMGT]i?B)")
+_ALLOC_FAILED = ("can't allocate memory", "out of memory", "Cannot allocate memory")
+
+
+def allocation_failure(e: BaseException) -> str | None:
+    """For a MemoryError or torch's allocation failure (a RuntimeError), the size asked for ("2980.2 GiB"
+    or "" when the message has none); None for any other exception."""
+    if isinstance(e, MemoryError):
+        return ""
+    text = str(e)
+    if not isinstance(e, RuntimeError) or not any(s in text for s in _ALLOC_FAILED):
+        return None
+    m = _ALLOC.search(text)
+    if m is None:
+        return ""
+    value, unit = float(m.group(1)), m.group(2)
+    scale = {"bytes": 1, "KB": 2**10, "KiB": 2**10, "MB": 2**20, "MiB": 2**20, "GB": 2**30, "GiB": 2**30}
+    return f"{value * scale.get(unit, 2**40) / 2**30:.1f} GiB"
 
 
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")

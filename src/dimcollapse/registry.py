@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import numbers
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from dimcollapse.errors import ConfigError, unknown_name
+from dimcollapse.errors import ConfigError, InputError, allocation_failure, unknown_name
 
 KINDS: dict[str, str] = {
     "backbone": "dimcollapse.models",
@@ -108,4 +110,57 @@ def build(kind: str, name: str, **kwargs: Any) -> Any:
                 f"{kind} '{name}' got unknown option(s) {', '.join(bad)}. "
                 f"Valid options: {', '.join(valid) or '(none)'}."
             )
-    return factory(**kwargs)
+    _check_numbers(kind, name, factory, kwargs)
+    try:
+        return factory(**kwargs)
+    except (RuntimeError, MemoryError) as e:
+        size = allocation_failure(e)
+        if size is None:
+            raise
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if isinstance(v, numbers.Number))
+        raise InputError(
+            f"{kind} '{name}' ({given or 'default options'}) could not allocate its buffers"
+            f"{f' ({size})' if size else ''}: more memory than this machine has. Use smaller values for "
+            "these options."
+        ) from None
+
+
+_NUMERIC = {"int", "float"}
+_NOT_NUMBERS = (str, bytes, list, tuple, set, dict)
+_NUMBER_SEQ = re.compile(r"^(list|tuple|Sequence)\[(int|float)(, \.\.\.)?\]$")
+
+
+def _check_numbers(kind: str, name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """ConfigError naming the option when a parameter annotated as a number (int / float, maybe | None) or
+    a list of numbers gets text or a mapping, e.g. ``base_momentum: abc`` or ``1e5`` (text in YAML 1.1)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    for key, value in kwargs.items():
+        p = params.get(key)
+        if p is None or value is None or isinstance(value, numbers.Number):
+            continue
+        ann = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+        parts = {a.strip() for a in str(ann).split("|")}
+        if parts <= {"None"} | {a for a in parts if _NUMBER_SEQ.match(a)} and parts - {"None"}:
+            items = value if isinstance(value, (list, tuple)) else [value] if isinstance(value, str) else []
+            if any(isinstance(v, bool) or not isinstance(v, numbers.Number) for v in items):
+                raise ConfigError(
+                    f"{kind} '{name}': option {key} must be a list of numbers ({ann}), got {value!r}."
+                )
+            continue
+        if parts & _NUMERIC and parts <= _NUMERIC | {"None", "bool"} and isinstance(value, _NOT_NUMBERS):
+            raise ConfigError(
+                f"{kind} '{name}': option {key} must be a number ({ann}), got {value!r}"
+                + (" (YAML reads 1e5 as text: write 100000 or 1.0e5)." if _number_text(value) else ".")
+            )
+
+
+def _number_text(value: object) -> bool:
+    """True for a string that Python reads as a number (YAML 1.1 leaves e.g. '1e5' a string)."""
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)

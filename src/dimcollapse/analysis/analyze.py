@@ -104,7 +104,7 @@ def render_figures(
     name: str, arrays: dict[str, Any], labels: np.ndarray | None, opts: Options
 ) -> dict[str, bytes]:
     """PNG and SVG bytes of each figure of one embedding, keyed by file name (e.g. ``spectrum.png``)."""
-    from dimcollapse.report import plots
+    from dimcollapse.viz import plots
 
     figs: dict[str, Callable[[], Any]] = {
         "spectrum": lambda: plots.plot_log_spectrum(
@@ -302,7 +302,7 @@ def compare_paths(
     Also writes ``out/compare.json``: one row of scalar metrics per run. ``figures=False`` skips the
     per-run figures (the overlays are always drawn).
     """
-    from dimcollapse.report import plots
+    from dimcollapse.viz import plots
 
     opts = Options(l2_normalize, k, lid_max_points, map_method, seed)
     jobs = _prepare(paths, out, key, labels, drop_nonfinite, opts, force_subdirs=True)

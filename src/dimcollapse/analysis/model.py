@@ -252,7 +252,7 @@ def _write(
 
 def _layer_figures(spectra: dict[str, np.ndarray], feats: dict[str, np.ndarray]) -> dict[str, bytes]:
     from dimcollapse.analysis.analyze import _render
-    from dimcollapse.report import plots
+    from dimcollapse.viz import plots
 
     return _render(
         {

@@ -24,7 +24,7 @@ from dimcollapse.analysis.inputs import Inputs, Preprocess
 from dimcollapse.analysis.model_options import ModelOptions
 from dimcollapse.diagnostics import effective_rank
 from dimcollapse.diagnostics.spectrum import CovarianceAccumulator, spectrum_of
-from dimcollapse.errors import DimCollapseError, InputError
+from dimcollapse.errors import DimCollapseError, InputError, allocation_failure
 
 PENULTIMATE = "penultimate"
 SIDE_MAX_DIM = 4096  # other outputs wider than this are listed with their shape only
@@ -144,6 +144,8 @@ def collect(
                 try:
                     out = forward(module, x)
                 except (RuntimeError, ValueError, AssertionError, TypeError, IndexError) as e:
+                    if allocation_failure(e) is not None:
+                        raise  # out of memory: the CLI says so, with the size asked for
                     raise model_failure(e, opts, tuple(x.shape)) from None
             outs, auto = _outputs_of(out, probe or HeadProbe(nn.Identity()), opts.output)
             if chosen is None:

@@ -20,7 +20,7 @@ from types import FrameType
 
 import typer
 
-from dimcollapse.errors import DimCollapseError, one_line
+from dimcollapse.errors import DimCollapseError, allocation_failure, one_line
 
 try:  # typer >= 0.20 vendors click
     from typer._click import exceptions as _cx
@@ -83,8 +83,12 @@ def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="dimcollapse")
     except DimCollapseError as e:
+        code = int(getattr(e, "exit_code", 2))
+        if code == 0:  # a training rank other than 0 that stopped with the others: a note, not an error
+            sys.stderr.write(f"{one_line(e)}\n")
+            return 0
         print_error(e)
-        return int(getattr(e, "exit_code", 2))
+        return code
     except _cx.NoArgsIsHelpError as e:
         e.show()
         return 2
@@ -102,10 +106,15 @@ def _run(argv: list[str] | None) -> int:
     except OSError as e:
         print_error(os_error_message(e))
         return 2
-    except MemoryError:
-        print_error("out of memory; use a smaller input (fewer rows, a smaller model or batch) and retry.")
-        return 2
     except Exception as e:
+        size = allocation_failure(e)  # MemoryError, or torch's allocation failure (a RuntimeError)
+        if size is not None:
+            asked = f" ({size} asked for)" if size else ""
+            print_error(
+                f"out of memory{asked}; use a smaller input or setting (fewer rows, a smaller model, batch, "
+                "queue or number of prototypes) and retry."
+            )
+            return 2
         if os.environ.get("DIMCOLLAPSE_DEBUG"):
             raise
         print_error(f"internal error ({type(e).__name__}: {e}); rerun with DIMCOLLAPSE_DEBUG=1 for the "

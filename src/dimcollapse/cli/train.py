@@ -46,6 +46,8 @@ def train(
 
     out_dir = out if out is not None else Path("runs") / config.stem
     metrics = run_train(cfg, out_dir, resume=resume, override_lr=override_lr)
+    if not metrics:  # a DDP rank other than 0: rank 0 evaluates, writes and reports
+        return
     console = Console()
     for key in summary_keys(metrics):
         if key in metrics:

@@ -29,7 +29,7 @@ MAX_PANELS = 8
 
 
 def _spectra_figure(rows: list[CompareRow]) -> Figure | None:
-    from dimcollapse.report import plots
+    from dimcollapse.viz import plots
 
     spectra = {r.name: r.spectrum for r in rows if r.spectrum is not None and r.spectrum.size}
     if not spectra:

@@ -12,10 +12,11 @@ from functools import partial
 
 import numpy as np
 
-from dimcollapse.report import plots, study_figures
+from dimcollapse.report import study_figures
 from dimcollapse.report.sections import ReportInputs, prefixed
 from dimcollapse.study.results import read_json
 from dimcollapse.utils.html import Section, Table
+from dimcollapse.viz import plots
 
 
 def spectra_sections(inp: ReportInputs) -> list[Section]:

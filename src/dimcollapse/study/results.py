@@ -76,6 +76,15 @@ def flat_scalars(metrics: Mapping[str, object]) -> dict[str, Scalar]:
     return out
 
 
+def run_metrics(path: Path) -> dict[str, Any] | None:
+    """A finished run's metrics.json as its record's flat fields (any schema version; None when the file is
+    missing or unreadable, i.e. the run did not finish); a newer schema version raises InputError."""
+    raw = read_json(path)
+    if raw is None:
+        return None
+    return dict(RunRecord.from_json(raw, str(path)).fields())
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON file's content, or None when missing or unreadable (a run killed mid-write)."""
     try:

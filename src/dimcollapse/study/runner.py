@@ -22,7 +22,7 @@ from dimcollapse.study.grid import RunSpec, Study
 from dimcollapse.study.ledger import Ledger
 from dimcollapse.study.paper import PAPER_PREFIX
 from dimcollapse.study.plan import MAX_RUNS, resolve_configs
-from dimcollapse.study.results import describe_config, flat_scalars, read_json, write_results
+from dimcollapse.study.results import describe_config, flat_scalars, run_metrics, write_results
 from dimcollapse.training.config import RunConfig, to_dict, to_yaml
 from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir, remove_stale_temp_files
 from dimcollapse.utils.lock import folder_lock
@@ -116,7 +116,7 @@ def _run_locked(
     rows: dict[str, dict[str, Any]] = {}
     todo: Plan = []
     for spec, cfg in plan:
-        done = read_json(out / "runs" / spec.run_id / "metrics.json")
+        done = run_metrics(out / "runs" / spec.run_id / "metrics.json")
         if done is None:
             todo.append((spec, cfg))
             continue
@@ -218,7 +218,7 @@ class _Gatherer:
         elapsed = time.perf_counter() - self.t0
         eta = _fmt(elapsed / self.ended_count * (total - self.ended_count))
         if outcome.state == DONE:
-            metrics = read_json(self.out / "runs" / spec.run_id / "metrics.json") or {}
+            metrics = run_metrics(self.out / "runs" / spec.run_id / "metrics.json") or {}
             resumed = spec.run_id in self.resuming or metrics.get("resumed") is True  # also a requeued job
             (self.result.resumed if resumed else self.result.trained).append(spec.run_id)
             self.rows[spec.run_id] = _row(spec, cfg, "done", metrics)

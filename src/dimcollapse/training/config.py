@@ -45,8 +45,11 @@ class DataConfig:
     name: str = "fashion_mnist"
     root: str | None = None
     fraction: float = 1.0
-    batch_size: int = 256
+    batch_size: int = 256  # per process and per micro-batch (global: x processes x accumulation)
     num_workers: int = 0
+    pin_memory: bool = False  # page-locked batches for faster host-to-GPU copies (used on CUDA only)
+    persistent_workers: bool = False  # keep loader workers between epochs (needs num_workers >= 1)
+    prefetch_factor: int | None = None  # batches each worker loads ahead (needs num_workers >= 1)
     kwargs: dict[str, Any] = field(default_factory=dict)
     views: ViewsConfig = field(default_factory=ViewsConfig)
 
@@ -106,10 +109,13 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
-    """Lightning trainer settings: device, precision, seed, logging and checkpoint cadence."""
+    """Lightning trainer settings: devices and nodes, gradient accumulation, precision, seed, logging and
+    checkpoint cadence."""
 
     accelerator: str = "cpu"
     devices: Any = 1
+    num_nodes: int = 1  # > 1 under a multi-node launcher only (srun, torchrun)
+    accumulate_grad_batches: int = 1  # micro-batches per optimizer step
     strategy: str = "auto"
     precision: str = "32-true"
     num_threads: int | None = None  # torch CPU threads (None: torch's default)
@@ -252,6 +258,21 @@ def _check_devices(devices: Any) -> None:
         )
 
 
+def _check_loader(cfg: RunConfig) -> None:
+    """data.persistent_workers / data.prefetch_factor need loader worker processes (num_workers >= 1)."""
+    d = cfg.data
+    if d.prefetch_factor is not None and d.prefetch_factor < 1:
+        raise ConfigError(
+            f"data.prefetch_factor must be >= 1 (or null: the default), got {d.prefetch_factor}."
+        )
+    for key, on in (("persistent_workers", d.persistent_workers), ("prefetch_factor", d.prefetch_factor)):
+        if on and d.num_workers < 1:
+            raise ConfigError(
+                f"data.{key} applies to loader worker processes but data.num_workers = {d.num_workers}; "
+                f"set data.num_workers >= 1 or remove data.{key}."
+            )
+
+
 def _check_values(cfg: RunConfig) -> None:
     """Range and choice checks that the type system does not express."""
 
@@ -280,6 +301,7 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"data.fraction must be in (0, 1], got {cfg.data.fraction!r}.")
     positive("data.batch_size", cfg.data.batch_size)
     positive("data.num_workers", cfg.data.num_workers, strict=False)
+    _check_loader(cfg)
     if cfg.data.views.n_views < 2:
         raise ConfigError(
             f"data.views.n_views must be >= 2 (SSL compares views), got {cfg.data.views.n_views}."
@@ -304,6 +326,8 @@ def _check_values(cfg: RunConfig) -> None:
             "remove the key for no time limit."
         )
     positive("trainer.num_threads", cfg.trainer.num_threads, allow_none=True)
+    positive("trainer.num_nodes", cfg.trainer.num_nodes)
+    positive("trainer.accumulate_grad_batches", cfg.trainer.accumulate_grad_batches)
     positive("trainer.log_every", cfg.trainer.log_every)
     positive("trainer.checkpoint_every", cfg.trainer.checkpoint_every)
     positive("monitor.every_n_steps", cfg.monitor.every_n_steps)

@@ -2,7 +2,9 @@
 
 The batch of global step s is a pure function of (seed, s, rank): epoch e = s // steps_per_epoch draws a
 permutation from seed and e, and step s takes its slice. A resumed run therefore sees the same batches as
-an uninterrupted one, even when it was killed in the middle of an epoch.
+an uninterrupted one, even when it was killed in the middle of an epoch. With gradient accumulation over A
+micro-batches, optimizer step s takes micro-batches s*A ... s*A + A - 1 (the same rule in micro-batches),
+and an epoch holds pool // (batch_size x processes x A) whole optimizer steps.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class DataSettings:
     fraction: float = 1.0
     batch_size: int = 256
     num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    prefetch_factor: int | None = None
+    accumulate: int = 1  # micro-batches per optimizer step
     seed: int = 0
     probe_size: int = 0
     eval_max_train: int | None = None
@@ -50,6 +56,10 @@ class DataSettings:
             fraction=float(d.fraction),
             batch_size=int(d.batch_size),
             num_workers=int(d.num_workers),
+            pin_memory=bool(d.pin_memory) and torch.cuda.is_available(),
+            persistent_workers=bool(d.persistent_workers),
+            prefetch_factor=d.prefetch_factor,
+            accumulate=int(cfg.trainer.accumulate_grad_batches),
             seed=int(cfg.trainer.seed),
             probe_size=int(cfg.monitor.probe_size) if cfg.monitor.enabled else 0,
             eval_max_train=cfg.eval.max_train,
@@ -75,31 +85,42 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class StepBatchSampler:
-    """Yields the index lists of the remaining steps of the current epoch, starting at ``start_step()``."""
+    """Yields the index lists of the remaining micro-batches of the current epoch, from ``start_step()``.
+
+    ``accumulate`` micro-batches make one optimizer step; micro-batch m of the run is a pure function of
+    (seed, m, rank), and optimizer step s starts at micro-batch s x accumulate."""
 
     def __init__(
-        self, n: int, batch_size: int, seed: int, start_step: Callable[[], int], rank: int = 0, world: int = 1
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        start_step: Callable[[], int],
+        rank: int = 0,
+        world: int = 1,
+        accumulate: int = 1,
     ) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.accumulate = rank, world, max(1, int(accumulate))
         self.start_step = start_step
-        self.steps_per_epoch = n // (batch_size * world)
+        self.steps_per_epoch = n // (batch_size * world * self.accumulate)  # optimizer steps
+        self.micro_per_epoch = self.steps_per_epoch * self.accumulate
 
     def __len__(self) -> int:
-        return self.steps_per_epoch
+        return self.micro_per_epoch
 
-    def indices(self, step: int) -> list[int]:
-        """Row indices (into the training pool) of global step ``step`` on this rank."""
-        epoch, pos = divmod(int(step), self.steps_per_epoch)
+    def indices(self, micro: int) -> list[int]:
+        """Row indices (into the training pool) of micro-batch ``micro`` (the step when accumulate = 1)."""
+        epoch, pos = divmod(int(micro), self.micro_per_epoch)
         perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch)))
         start = (pos * self.world + self.rank) * self.batch_size
         return perm[start : start + self.batch_size].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
-        s0 = int(self.start_step())
-        epoch, pos = divmod(s0, self.steps_per_epoch)
+        m0 = int(self.start_step()) * self.accumulate
+        epoch, pos = divmod(m0, self.micro_per_epoch)
         perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch)))
-        for p in range(pos, self.steps_per_epoch):
+        for p in range(pos, self.micro_per_epoch):
             start = (p * self.world + self.rank) * self.batch_size
             yield perm[start : start + self.batch_size].tolist()
 
@@ -139,7 +160,11 @@ def _as_tensors(dataset: Any, indices: Tensor | None = None) -> tuple[Tensor, Te
 
 
 def planned_world_size(cfg: RunConfig) -> int:
-    """Number of training processes the config asks for (devices x 1 node); 'auto' / -1 count devices."""
+    """Number of training processes the config asks for (devices x nodes); 'auto' / -1 count devices."""
+    return _devices_per_node(cfg) * max(1, int(cfg.trainer.num_nodes))
+
+
+def _devices_per_node(cfg: RunConfig) -> int:
     devices = cfg.trainer.devices
     if isinstance(devices, (list, tuple)):
         return max(1, len(devices))
@@ -177,12 +202,12 @@ class SSLDataModule(L.LightningDataModule):
         self.probe_index = keep[order[:probe_n]].sort().values
         self.pool_index = keep[order[probe_n:]].sort().values
         self.eval_index = keep
-        global_batch = d.batch_size * self.world_size
+        global_batch = d.batch_size * self.world_size * d.accumulate
         if global_batch > self.pool_index.numel():
+            acc = f" x {d.accumulate} accumulated micro-batches" if d.accumulate > 1 else ""
             raise InputError(
-                f"batch size {d.batch_size} x {self.world_size} process(es) = {global_batch} is larger than "
-                f"the "
-                f"{self.pool_index.numel()} training images of '{d.name}' (fraction {d.fraction}, "
+                f"batch size {d.batch_size} x {self.world_size} process(es){acc} = {global_batch} is larger "
+                f"than the {self.pool_index.numel()} training images of '{d.name}' (fraction {d.fraction}, "
                 f"{probe_n} held out for the monitor); lower data.batch_size or raise data.fraction."
             )
         self.in_memory = hasattr(self.train_set, "images")
@@ -219,21 +244,29 @@ class SSLDataModule(L.LightningDataModule):
             self._global_step,
             self.rank,
             self.world_size,
+            self.settings.accumulate,
         )
 
     def train_dataloader(self) -> DataLoader:
         """Batches of (uint8 images [B, C, H, W], labels [B]) in step order."""
-        sampler = self.sampler()
-        workers = self.settings.num_workers
-        if self.in_memory:
+        sampler, s = self.sampler(), self.settings
+        if self.in_memory:  # one gather per batch in this process: no workers to keep or prefetch
             return DataLoader(
                 _BatchGather(self.pool_images, self.pool_labels),
                 sampler=sampler,
                 batch_size=None,
                 num_workers=0,
+                pin_memory=s.pin_memory,
             )
         pool = torch.utils.data.Subset(self.train_set, self.pool_index.tolist())
-        return DataLoader(pool, batch_sampler=sampler, num_workers=workers, persistent_workers=False)
+        return DataLoader(
+            pool,
+            batch_sampler=sampler,
+            num_workers=s.num_workers,
+            pin_memory=s.pin_memory,
+            persistent_workers=s.persistent_workers and s.num_workers > 0,
+            prefetch_factor=s.prefetch_factor if s.num_workers > 0 else None,
+        )
 
     def probe_batch(self) -> tuple[Tensor, Tensor]:
         """The fixed held-out probe images and labels (empty when the monitor is off)."""

@@ -245,7 +245,9 @@ class SSLModule(L.LightningModule):
         x, y = batch
         step = int(self.global_step)
         values = self.settings.schedules.at(step)
-        torch.manual_seed(step_seed(self.settings.seed, step, self.global_rank))
+        acc = int(self.trainer.accumulate_grad_batches) if self._trainer is not None else 1
+        micro = step * acc + batch_idx % acc  # the micro-batch's own seed (= step without accumulation)
+        torch.manual_seed(step_seed(self.settings.seed, micro, self.global_rank))
         views = self.views(x)
         rs, zs = self._encode_views(views, self.model.encode)
         tr: list[Tensor] | None = None

@@ -1,7 +1,7 @@
 """Checks that run before a training run writes anything: the machine can run the trainer settings,
 the evaluation fits the data, and leftovers of killed atomic writes are removed.
 
-    check_machine(cfg)               # trainer.accelerator / devices / strategy / precision on this host
+    check_machine(cfg)               # trainer.accelerator / devices / nodes / strategy / precision here
     check_eval_sizes(cfg, n_test)    # eval.lid_k and eval.knn_k against the evaluation split sizes
     clean_stale_temp_files(out)      # .<name>.<pid>.*.tmp of writers that no longer run
 """
@@ -61,6 +61,20 @@ def _check_accelerator(cfg: RunConfig) -> None:
         )
 
 
+def _check_nodes(cfg: RunConfig) -> None:
+    """trainer.num_nodes > 1 needs a launcher that starts the other nodes' processes (SLURM, torchrun)."""
+    from dimcollapse.training.cluster import multi_node_launcher
+
+    nodes = int(cfg.trainer.num_nodes)
+    if nodes > 1 and multi_node_launcher() is None:
+        raise ConfigError(
+            f"trainer.num_nodes={nodes} needs a multi-node launcher and none is running this process: under "
+            f"SLURM run `srun -N {nodes} --ntasks-per-node=<trainer.devices> dimcollapse train ...` (or "
+            f"`dimcollapse study --executor slurm`), or on each node `torchrun --nnodes {nodes} "
+            "--nproc-per-node <trainer.devices> ...`; on one machine set trainer.num_nodes=1."
+        )
+
+
 def check_machine(cfg: RunConfig) -> None:
     """Raise ConfigError (with the fix) when this machine cannot run ``cfg.trainer``'s settings.
 
@@ -70,7 +84,10 @@ def check_machine(cfg: RunConfig) -> None:
     """
     import lightning as L
 
+    from dimcollapse.training.cluster import cluster_plugins
+
     _check_accelerator(cfg)
+    _check_nodes(cfg)
     t = cfg.trainer
     names = ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero")
     levels = {n: logging.getLogger(n).level for n in names}
@@ -82,8 +99,10 @@ def check_machine(cfg: RunConfig) -> None:
             L.Trainer(
                 accelerator=t.accelerator,
                 devices=t.devices,
+                num_nodes=t.num_nodes,
                 strategy=t.strategy,
                 precision=t.precision,  # type: ignore[arg-type]
+                plugins=cluster_plugins(),
                 logger=False,
                 enable_checkpointing=False,
                 enable_progress_bar=False,
@@ -104,6 +123,14 @@ def check_machine(cfg: RunConfig) -> None:
 def check_eval_sizes(cfg: RunConfig, n_train: int, n_test: int) -> None:
     """The final evaluation's LID needs more than eval.lid_k test rows and kNN needs training rows."""
     k = int(cfg.eval.lid_k)
+    if n_test < 3:  # no eval.lid_k >= 2 below n_test exists: say the split is (nearly) empty
+        cap = f" (eval.max_test={cfg.eval.max_test})" if cfg.eval.max_test is not None else ""
+        raise ConfigError(
+            f"the evaluation test split of '{cfg.data.name}' has {n_test} image(s){cap}; the final "
+            "evaluation needs at least 3 (LID with eval.lid_k >= 2 neighbours). Give the dataset test "
+            "images (e.g. raise data.fraction, or a folder's test split)"
+            + (" or raise eval.max_test." if cap else ".")
+        )
     if n_test <= k:
         raise ConfigError(
             f"eval.lid_k={k} needs more than {k} test images but the evaluation test split of "

@@ -18,6 +18,9 @@ RUNTIME_KEYS = (
     "name",
     "data.root",
     "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
+    "data.prefetch_factor",
     "trainer.num_threads",
     "trainer.progress_bar",
     "trainer.tensorboard",
@@ -61,10 +64,13 @@ def stored_config(checkpoint: dict[str, Any], source: str) -> RunConfig:
         raise InputError(f"checkpoint '{source}' holds an invalid config ({e}); start a fresh run.") from None
 
 
-def resume_config(stored: RunConfig, given: RunConfig, override_lr: float | None, source: str) -> RunConfig:
+def resume_config(
+    stored: RunConfig, given: RunConfig, override_lr: float | None, source: str, auto: bool = False
+) -> RunConfig:
     """The config of the resumed run: ``stored`` with the runtime settings of ``given`` (and the lr override).
 
-    Raises ConfigError listing the keys that would change the run.
+    Raises ConfigError listing the keys that would change the run (``auto``: the run folder holds an
+    interrupted run that ``train`` would resume without --resume).
     """
     changes = [c for c in changed_keys(stored, given) if not is_runtime_key(c[0])]
     if override_lr is not None:
@@ -72,6 +78,12 @@ def resume_config(stored: RunConfig, given: RunConfig, override_lr: float | None
     if changes:
         listing = ", ".join(f"{k} {clip(old, 30)} -> {clip(new, 30)}" for k, old, new in changes[:6])
         more = f" (+{len(changes) - 6} more)" if len(changes) > 6 else ""
+        if auto:
+            raise ConfigError(
+                f"the --out folder holds an interrupted run ('{source}') of another config: the given config "
+                f"changes {listing}{more}. To resume that run, give its own config (config.yaml beside "
+                "checkpoints/); to train this config, choose another --out."
+            )
         raise ConfigError(
             f"--resume continues the run saved in '{source}' with its own config, but the given config "
             f"changes {listing}{more}. Drop these changes (resume with the same config and overrides), "

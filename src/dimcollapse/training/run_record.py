@@ -1,4 +1,5 @@
-"""What a run actually trained, for metrics.json: planned and trained steps/epochs and why it stopped.
+"""What a run actually trained, for metrics.json: planned and trained steps/epochs, why it stopped, and
+its scale (processes, nodes, gradient accumulation, global batch).
 
 Results of runs that stopped at different steps do not compare; the study table, the report and the
 claims read these keys (``steps``, ``epochs``, ``planned_steps``, ``stopped_early``, ``stop_reason``).
@@ -6,12 +7,11 @@ claims read these keys (``steps``, ``epochs``, ``planned_steps``, ``stopped_earl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dimcollapse.regularizers.coefficients import effective_weight
-
-if TYPE_CHECKING:
-    from dimcollapse.training.config import RunConfig
+from dimcollapse.training.config import RunConfig
+from dimcollapse.training.datamodule import planned_world_size
 
 COMPLETED = "completed"
 TIME_CAP = "time cap"
@@ -65,4 +65,19 @@ def components_used(cfg: RunConfig) -> dict[str, Any]:
         "regularizers": [
             {"name": r.name, "weight": effective_weight(r.name, r.kwargs)} for r in cfg.regularizers
         ],
+    }
+
+
+def global_batch_size(cfg: RunConfig) -> int:
+    """Images per optimizer step: data.batch_size x processes x trainer.accumulate_grad_batches."""
+    return int(cfg.data.batch_size) * planned_world_size(cfg) * int(cfg.trainer.accumulate_grad_batches)
+
+
+def scale_record(cfg: RunConfig) -> dict[str, int]:
+    """metrics.json keys: world_size, num_nodes, accumulate_grad_batches, global_batch_size."""
+    return {
+        "world_size": planned_world_size(cfg),
+        "num_nodes": int(cfg.trainer.num_nodes),
+        "accumulate_grad_batches": int(cfg.trainer.accumulate_grad_batches),
+        "global_batch_size": global_batch_size(cfg),
     }

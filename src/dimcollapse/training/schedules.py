@@ -31,8 +31,19 @@ SCHEDULES = ("constant", "step")
 WARMUP_MODES = ("linear", "off")
 
 
+def number(name: str, value: Any) -> float:
+    """``value`` as a float; text, lists or mappings (e.g. ``base_momentum: abc``) are a ConfigError naming
+    ``name`` instead of float()'s ValueError."""
+    if isinstance(value, (str, bytes, list, tuple, set, dict)) or value is None:
+        raise ConfigError(f"{name} must be a number, got {value!r}.")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}.") from None
+
+
 def _check_nonneg(name: str, value: float) -> float:
-    value = float(value)
+    value = number(name, value)
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name} must be a finite number >= 0, got {value}. Give a non-negative value.")
     return value
@@ -127,7 +138,7 @@ def coefficient_schedule(term_class: Any, options: Mapping[str, Any]) -> Coeffic
     if chosen is None:
         raise ConfigError("a regularizer entry needs a weight (kwargs: {weight: ...}); it has no default.")
     warmup = str(getattr(term_class, "default_warmup", "linear"))
-    return CoefficientSchedule(weight=float(chosen), warmup=warmup, **opts)
+    return CoefficientSchedule(weight=number("regularizer weight", chosen), warmup=warmup, **opts)
 
 
 def split_term_kwargs(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -289,7 +300,7 @@ def objective_settings(name: str, scheduled: Mapping[str, Any]) -> dict[str, flo
     spec = OBJECTIVE_SCHEDULES.get(name)
     if spec is None:
         return {}
-    out = {k: float(scheduled.get(k, v)) for k, v in spec.defaults.items()}
+    out = {k: number(f"objective.kwargs.{k}", scheduled.get(k, v)) for k, v in spec.defaults.items()}
     spec.check(out)
     return out
 
@@ -310,13 +321,15 @@ def momentum_schedule(
     values = [base, final]
     for i, key in enumerate(MOMENTUM_KEYS):
         old, new = scheduled.get(key), ema.get(key)
-        if old is not None and new is not None and float(old) != float(new):
+        old = None if old is None else number(f"objective.kwargs.{key}", old)
+        new = None if new is None else number(f"ema.{key}", new)
+        if old is not None and new is not None and old != new:
             raise ConfigError(
                 f"{key} is given twice (objective.kwargs.{key}={old!r}, ema.{key}={new!r}); keep ema.{key}."
             )
         chosen = new if new is not None else old
         if chosen is not None:
-            values[i] = float(chosen)
+            values[i] = chosen
     return MomentumSchedule(values[0], values[1])
 
 

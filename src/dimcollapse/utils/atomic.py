@@ -124,10 +124,36 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(_json_safe(obj), indent=2, sort_keys=True) + "\n")
 
 
+class _WriteErrors:
+    """A binary file that remembers the OSError of a failed write: torch's zip writer turns it into a
+    RuntimeError ("unexpected pos ..."), which would hide a full disk."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh: IO[bytes] = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fh, name)
+
+
 def atomic_save(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], None]) -> None:
-    """Call ``writer(fh)`` on a binary temp file and rename it onto ``path`` (e.g. torch.save)."""
+    """Call ``writer(fh)`` on a binary temp file and rename it onto ``path`` (e.g. torch.save); a write
+    that failed inside the writer (torch.save's RuntimeError) is raised as its OSError (DiskFullError)."""
     with atomic_open(path, "wb") as fh:
-        writer(fh)
+        rec = _WriteErrors(fh)
+        try:
+            writer(rec)  # type: ignore[arg-type]
+        except Exception as e:
+            if rec.error is not None and not isinstance(e, OSError):
+                raise rec.error from None
+            raise
 
 
 def _umask() -> int:

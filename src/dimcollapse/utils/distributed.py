@@ -183,3 +183,21 @@ def sum_detached(x: Tensor) -> Tensor:
     if is_distributed():
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out
+
+
+def max_over_ranks(value: int, device: torch.device | None = None) -> int:
+    """max_k value_k over processes (one int, not differentiable); ``value`` when not distributed."""
+    if not is_distributed():
+        return int(value)
+    flag = torch.tensor([int(value)], dtype=torch.int64, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
+
+
+def end_process_group() -> None:
+    """Destroy the default process group of this process, if any (after training: every rank calls it).
+
+    Left to the interpreter's exit, a gloo group's teardown takes tens of seconds after an interrupted
+    run; destroying it explicitly returns at once."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

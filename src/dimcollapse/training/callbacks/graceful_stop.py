@@ -1,8 +1,15 @@
-"""SIGTERM / SIGINT during training: finish the current step, save a resumable checkpoint, stop.
+"""SIGTERM / SIGINT / SIGUSR1 during training: every rank stops after the same step, rank 0 saves a
+resumable checkpoint and, under SLURM, requeues the job.
 
-The handlers only set a flag; the next ``on_train_batch_end`` saves ``last.ckpt`` (unless the state is
-non-finite: then the previous good checkpoint stays) and raises ``RunInterrupted`` with exit status
-128 + signal (143 for SIGTERM, 130 for SIGINT). A second SIGINT interrupts at once.
+A handler only records the signal in its process. At every optimizer-step boundary the ranks all-reduce
+(max) that one integer, so a signal that reached any one rank (the launcher alone, one SLURM task, all of
+them) stops all ranks after the same step: every rank takes part in saving ``last.ckpt`` (Lightning's save
+is collective; rank 0 writes it, unless the state is non-finite: then the previous good checkpoint stays),
+rank 0 requeues the SLURM job when there is one (``cluster.requeue_job``), and each rank raises
+``RunInterrupted``: exit status 128 + signal on rank 0 (143 SIGTERM, 130 SIGINT, 138 SIGUSR1), 0 on the
+other ranks (Lightning's launcher kills every rank when a child exits non-zero). A signal that arrives
+after training (during the final evaluation) stops at once: ``last.ckpt`` already holds the final state.
+A second SIGINT interrupts at once.
 """
 
 from __future__ import annotations
@@ -17,43 +24,89 @@ import lightning as L
 
 from dimcollapse.errors import RunInterrupted
 from dimcollapse.training.checkpoint import describe_bad, save_if_finite
+from dimcollapse.training.cluster import JobInfo, requeue_job, requeue_wanted
+from dimcollapse.utils.distributed import max_over_ranks
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+def agreed_signal(local: int, trainer: L.Trainer) -> int:
+    """max over ranks of each rank's received signal number (0: none); ``local`` when not distributed."""
+    return max_over_ranks(local, trainer.strategy.root_device)
 
 
 class GracefulStop(L.Callback):
-    """Turns SIGTERM / SIGINT into a checkpoint at the end of the running step and a RunInterrupted."""
+    """Turns a stop signal on any rank into one agreed stop: checkpoint, requeue, ``RunInterrupted``."""
 
-    def __init__(self, last: Path, out: Path) -> None:
-        self.last, self.out = last, out
+    def __init__(self, last: Path, out: Path, job: JobInfo) -> None:
+        self.last, self.out, self.job = last, out, job
         self.received: int | None = None
+        self.after_training = False  # set after fit: a signal then stops at once
+        self.previous: dict[int, Any] = {}
+        self._checked_step = -1
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         if self.received == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl+C: stop now
         self.received = signum
+        if self.after_training:
+            self.after_training = False  # one stop only
+            raise self._interrupted(signum, "during the final evaluation", rank=0)
+
+    def install(self) -> None:
+        """Install the handlers (remembering the previous ones the first time); main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for s in SIGNALS:
+            current = signal.signal(s, self._handler)
+            self.previous.setdefault(int(s), current)
+
+    def restore(self) -> None:
+        """Put the handlers back that were installed before ``install``."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for s, h in self.previous.items():
+            if h is not None:
+                signal.signal(s, h)
+        self.previous = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Install the handlers (after Lightning's own; the run restores the previous ones after fit)."""
-        if threading.current_thread() is threading.main_thread():
-            for s in SIGNALS:
-                signal.signal(s, self._handler)
+        """Install again (Lightning's trainer set its own SIGTERM handler when fit started)."""
+        self._checked_step = int(trainer.global_step)
+        self.install()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        """After a signal: save the state of the finished step and stop with RunInterrupted."""
-        if self.received is None:
-            return
-        name = signal.Signals(self.received).name
+        """At an optimizer-step boundary: agree on a stop; then save, requeue (rank 0) and stop."""
         step = int(trainer.global_step)
-        bad = save_if_finite(trainer, self.last)  # every process calls it (Lightning's save is collective)
-        saved = (
-            f"checkpoint of step {step} saved to '{self.last}'"
-            if not bad
-            else f"the state holds NaN/Inf ({describe_bad(bad)}), so the last good checkpoint '{self.last}' "
-            "was kept"
-        )
-        raise RunInterrupted(
-            f"training interrupted by {name} at step {step}; {saved}. To continue, rerun the same command "
-            f"with --resume (same config, --out {self.out}).",
-            128 + int(self.received),
+        if step == self._checked_step:  # inside a gradient accumulation window
+            return
+        self._checked_step = step
+        signum = agreed_signal(int(self.received or 0), trainer)
+        if signum == 0 or step >= int(trainer.max_steps):  # the last step: training ends normally
+            return
+        bad = save_if_finite(trainer, self.last)  # every rank calls it (Lightning's save is collective)
+        if not bad:
+            saved = f"checkpoint of step {step} saved to '{self.last}'"
+        else:
+            saved = f"the state holds NaN/Inf ({describe_bad(bad)}), so the last good checkpoint was kept"
+        rank = int(trainer.global_rank)
+        if rank == 0 and requeue_wanted():
+            saved += f"; {requeue_job(self.job)}"
+        world = int(trainer.world_size)
+        where = f"at step {step}" + (f" (all {world} ranks stopped after this step)" if world > 1 else "")
+        raise self._interrupted(signum, where, rank, saved)
+
+    def _interrupted(self, signum: int, where: str, rank: int, saved: str = "") -> RunInterrupted:
+        name = signal.Signals(signum).name
+        if rank != 0:
+            return RunInterrupted(f"rank {rank} stopped {where} with the other ranks on {name}", 0)
+        if not saved:
+            saved = f"'{self.last}' holds the final training state"
+            if requeue_wanted():
+                saved += f"; {requeue_job(self.job)}"
+        return RunInterrupted(
+            f"training interrupted by {name} {where}; {saved}. To continue, rerun the same command "
+            f"(same config, --out {self.out}): it resumes from the checkpoint by itself.",
+            128 + int(signum),
+            requeued="; requeued SLURM job" in saved,
         )
