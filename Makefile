@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c "import sys; assert sys.version_info >= (3, 10), 'Python >= 3.10 required'"
 	@# torch first, pinned: an unpinned torch would pull GBs of CUDA packages.
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[dev,umap,faiss]"
+	$(PIP) install -e ".[dev,umap,faiss,loggers]"
 	@# lightly's losses are the tests' oracles (tests/test_objectives_lightly.py); --no-deps: no torch/torchvision
 	$(PIP) install --no-deps "lightly==1.6.0"
 	@$(MAKE) --no-print-directory system-deps

@@ -57,7 +57,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "contracts": {"torch"},
     "records": set(),
     "diagnostics": {"numpy", "torch", "scipy", "sklearn", "faiss", "skdim", "threadpoolctl"},
-    "track": {"numpy", "torch", "lightning", "torchmetrics"},
+    "track": {"numpy", "torch", "lightning", "torchmetrics", "wandb"},  # wandb: only for a WandbLogger given
     "viz": {"numpy", "matplotlib", "sklearn", "umap"},
     "launch": {
         "submitit",

@@ -242,6 +242,6 @@ def test_knn_accuracy_and_ldreg_accept_the_faiss_engine() -> None:
     flat = knn_accuracies(train_x, train_y, test_x, test_y, ks=(5, 20), backend="faiss-flat")
     assert flat == exact
     feats = [torch.randn(64, 10, generator=g, requires_grad=True) for _ in range(2)]
-    a = LDReg(weight=0.1, k=8)(feats)
-    b = LDReg(weight=0.1, k=8, knn_backend="faiss-flat")(feats)
+    a = LDReg(k=8)(feats)
+    b = LDReg(k=8, knn_backend="faiss-flat")(feats)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

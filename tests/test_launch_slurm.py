@@ -90,6 +90,10 @@ def test_a_grid_runs_as_one_job_array_with_the_local_results(
     ids = sorted(e["job_id"] for e in ledger.values())
     assert len(ids) == 4 and len({i.split("_")[0] for i in ids}) == 1  # one array of 4 SLURM jobs
     assert sorted(int(i.split("_")[1]) for i in ids) == [0, 1, 2, 3]
+    for run_id, entry in ledger.items():  # each run's record names its SLURM job
+        record = metrics(tmp_path / "slurm" / "runs" / run_id)
+        assert record["executor"] == "slurm" and record["job_id"] == entry["job_id"]
+        assert record["slurm_array_task_id"] == entry["job_id"].split("_")[1] and record["host"]
     script = next((tmp_path / "slurm" / "launch" / "slurm").glob("*/*_submission.sh")).read_text()
     assert sbatch_fields(script)["array"] == "0-3%2"
     status, _, err = cli(["study", str(study), "--out", str(tmp_path / "local"), *common], capsys)

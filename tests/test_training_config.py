@@ -33,7 +33,7 @@ def test_overrides_are_typed_and_kwargs_mappings_replace() -> None:
     ("override", "pattern"),
     [
         ("optim.lrr=1", r"unknown config key 'optim.lrr'.*Valid keys here:.*\blr\b.*warmup_epochs"),
-        ("foo=1", r"unknown config key 'foo'.*data, eval, model"),
+        ("foo=1", r"unknown config key 'foo'.*data, ema, eval, model"),
         ("regularizers=[{nam: so}]", r"unknown config key 'nam' in a regularizer entry.*kwargs, name"),
         ("optim.lr=abc", r"bad value for config key 'optim.lr'"),
         ("optim.name=adam", r"optim.name = 'adam' is not valid. Valid values: sgd, lars, adamw"),

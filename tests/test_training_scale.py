@@ -152,7 +152,7 @@ def test_run_record_holds_executor_host_and_slurm_ids(tmp_path: Path) -> None:
                        DIMCOLLAPSE_EXECUTOR="slurm", SLURM_RESTART_COUNT="1", **slurm)  # fmt: skip
     assert proc.wait(timeout=600) == 0, err.read_text()[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    expected = {"executor": "slurm", "slurm_job_id": "4242", "slurm_array_job_id": "4240",
+    expected = {"executor": "slurm", "job_id": "4242", "slurm_job_id": "4242", "slurm_array_job_id": "4240",
                 "slurm_array_task_id": "2", "requeue_count": 1, "world_size": 1, "num_nodes": 1}  # fmt: skip
     assert {k: metrics[k] for k in expected} == expected and metrics["host"]
     progress = json.loads((out / "progress.json").read_text())

@@ -8,7 +8,8 @@ After the first optimizer step and every ``every_n_steps`` steps, process 0 embe
 spectra, the weight-layer statistics (``layers``: names / patterns, default every Linear / Conv /
 attention projection), and LiDAR when ``augment`` is given (``recorder.py`` lists the record keys).
 Scalars go to every logger of the Trainer as ``monitor/<key>``; spectra also as TensorBoard
-histograms. The history is written to ``out_path`` (default ``<trainer.default_root_dir>/monitor.json``)
+and W&B histograms and MLflow JSON artifacts.
+The history is written to ``out_path`` (default ``<trainer.default_root_dir>/monitor.json``)
 at the end of training or on an exception, and kept in checkpoints. With ``stop_on_collapse=True``,
 training stops (like ``EarlyStopping``) after ``patience`` collapse warnings in a row (``rule.py``: the
 watched shape metric or the scale signals below a fraction of their best after a warm-up, default
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,6 +37,23 @@ from dimcollapse.utils.options import int_option
 
 if TYPE_CHECKING:
     from typing import Unpack
+
+
+def log_spectra(lg: Any, spectra: dict[str, list[float]], step: int) -> None:
+    """Spectra to a logger: TensorBoard / W&B histograms, an MLflow JSON artifact (others: none)."""
+    from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
+
+    experiment: Any = getattr(lg, "experiment", None)
+    if isinstance(lg, WandbLogger):
+        import wandb
+
+        histograms = {tag: wandb.Histogram(np.clip(v, 0, None).tolist()) for tag, v in spectra.items()}
+        experiment.log({**histograms, "trainer/global_step": step})
+    elif isinstance(lg, MLFlowLogger):
+        experiment.log_dict(lg.run_id, {"step": step, **spectra}, f"monitor/spectra_step{step:08d}.json")
+    elif callable(getattr(experiment, "add_histogram", None)):
+        for tag, v in spectra.items():
+            experiment.add_histogram(tag, torch.tensor(v).clamp_min(0), step)
 
 
 class CollapseMonitor(L.Callback):
@@ -142,15 +161,13 @@ class CollapseMonitor(L.Callback):
     def _log(self, trainer: L.Trainer, rec: dict[str, Any], step: int) -> None:
         if trainer.logger is None:
             return
-        scalars = scalar_items(rec, "monitor" if self.name is None else f"monitor/{self.name}")
+        prefix = "monitor" if self.name is None else f"monitor/{self.name}"
+        scalars = scalar_items(rec, prefix)
+        spectra = {f"{prefix}/{k}": v for k, v in rec.items() if k.startswith("spectrum_")}
         for lg in trainer.loggers:
             lg.log_metrics(scalars, step=step)
-            add_histogram = getattr(getattr(lg, "experiment", None), "add_histogram", None)
-            if self.log_spectra and callable(add_histogram):
-                for key, value in rec.items():
-                    if key.startswith("spectrum_"):
-                        tag = f"monitor/{key}" if self.name is None else f"monitor/{self.name}/{key}"
-                        add_histogram(tag, torch.tensor(value).clamp_min(0), step)
+            if self.log_spectra and spectra:
+                log_spectra(lg, spectra, step)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int

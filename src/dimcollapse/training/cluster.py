@@ -70,6 +70,7 @@ class JobInfo:
 
     executor: str
     host: str
+    job_id: str | None  # the launcher's name of the job (DIMCOLLAPSE_JOB_ID, else SLURM_JOB_ID)
     slurm_job_id: str | None
     slurm_array_job_id: str | None
     slurm_array_task_id: str | None
@@ -88,15 +89,19 @@ class JobInfo:
 
 
 def job_info() -> JobInfo:
-    """The JobInfo of this process from the environment (DIMCOLLAPSE_EXECUTOR, SLURM_*)."""
+    """The JobInfo of this process from the environment: DIMCOLLAPSE_EXECUTOR, SLURM_*, and what a study's
+    launcher sets (DIMCOLLAPSE_JOB_ID, DIMCOLLAPSE_ARRAY_INDEX, DIMCOLLAPSE_REQUEUE_COUNT) outside SLURM."""
     executor = os.environ.get("DIMCOLLAPSE_EXECUTOR", "").strip().lower() or "none"
+    slurm_job = os.environ.get("SLURM_JOB_ID") or None
     return JobInfo(
         executor=executor if executor in EXECUTORS else "none",
         host=socket.gethostname(),
-        slurm_job_id=os.environ.get("SLURM_JOB_ID") or None,
+        job_id=os.environ.get("DIMCOLLAPSE_JOB_ID") or slurm_job,
+        slurm_job_id=slurm_job,
         slurm_array_job_id=os.environ.get("SLURM_ARRAY_JOB_ID") or None,
-        slurm_array_task_id=os.environ.get("SLURM_ARRAY_TASK_ID") or None,
-        requeue_count=_int_env("SLURM_RESTART_COUNT"),
+        slurm_array_task_id=os.environ.get("SLURM_ARRAY_TASK_ID")
+        or os.environ.get("DIMCOLLAPSE_ARRAY_INDEX"),
+        requeue_count=_int_env("SLURM_RESTART_COUNT", _int_env("DIMCOLLAPSE_REQUEUE_COUNT")),
     )
 
 

@@ -126,7 +126,8 @@ class TrainerConfig:
     sync_batchnorm: bool = False
     checkpoint_every: int = 100
     progress_bar: bool = True
-    tensorboard: bool = True
+    tensorboard: bool = True  # False drops "tensorboard" from loggers
+    loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])  # + wandb, mlflow
 
 
 @dataclass
@@ -360,6 +361,9 @@ def _check_values(cfg: RunConfig) -> None:
     if not 0.0 <= cfg.monitor.warn_fraction <= 1.0:
         raise ConfigError(f"monitor.warn_fraction must be in [0, 1], got {cfg.monitor.warn_fraction!r}.")
     positive("monitor.lid_k", cfg.monitor.lid_k)
+    from dimcollapse.training.loggers import check_logger_names
+
+    check_logger_names(list(cfg.trainer.loggers))
     share = cfg.monitor.max_share
     if share is not None and not 0.0 < share <= 1.0:
         raise ConfigError(f"monitor.max_share must be in (0, 1] (e.g. 0.01) or null, got {share!r}.")

@@ -23,7 +23,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 
 from dimcollapse.errors import DivergedError
 from dimcollapse.records import RunRecord, write_record
@@ -37,6 +37,7 @@ from dimcollapse.training.checkpoint import (
 )
 from dimcollapse.training.cluster import JobInfo, cluster_plugins, job_info, launch_rank
 from dimcollapse.training.config import RunConfig, to_yaml
+from dimcollapse.training.loggers import build_loggers
 from dimcollapse.training.precision import choose_precision
 from dimcollapse.training.preflight import clean_stale_temp_files
 from dimcollapse.training.prepared import OVERRIDE_LR_MAX, Prepared, prepare
@@ -75,13 +76,8 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 
 
 def _loggers(cfg: RunConfig, out: Path) -> list[Logger]:
-    loggers: list[Logger] = [CSVLogger(save_dir=str(out), name="logs")]
-    if cfg.trainer.tensorboard:
-        try:
-            loggers.append(TensorBoardLogger(save_dir=str(out), name="tb", default_hp_metric=False))
-        except ModuleNotFoundError:  # tensorboard / tensorboardX missing: CSV only
-            logging.getLogger("dimcollapse").warning("tensorboard is not installed; logging to CSV only")
-    return loggers
+    names = [n for n in cfg.trainer.loggers if cfg.trainer.tensorboard or n != "tensorboard"]
+    return build_loggers(names, out, cfg.name)
 
 
 def build_trainer(

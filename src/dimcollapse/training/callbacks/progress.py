@@ -68,7 +68,7 @@ class ProgressWriter(L.Callback):
             "updated": utc_now(),
             "session_started": self.session_started,
             "session_start_step": self.session_start_step,
-            "job_id": self.job.slurm_job_id,
+            "job_id": self.job.job_id,
             "array_job_id": self.job.slurm_array_job_id,
             "array_task_id": self.job.slurm_array_task_id,
             "requeue_count": self.job.requeue_count,
