@@ -376,7 +376,6 @@ def _check_values(cfg: RunConfig) -> None:
     positive("eval.batch_size", cfg.eval.batch_size)
     positive("eval.max_train", cfg.eval.max_train, allow_none=True)
     positive("eval.max_test", cfg.eval.max_test, allow_none=True)
-    _check_probe(cfg)
     if cfg.eval.lid_k < 2:
         raise ConfigError(f"eval.lid_k must be >= 2 (LID needs two neighbours), got {cfg.eval.lid_k}.")
 
@@ -421,6 +420,7 @@ def merge_config(base: Any, overrides: list[str] | None = None, check_names: boo
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, RunConfig)
     _check_values(obj)
+    _check_probe(obj)
     if check_names:
         _check_names(obj)
     return obj
