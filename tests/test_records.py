@@ -118,7 +118,7 @@ def test_accuracy_keys_are_catalogue_entries_in_numeric_order() -> None:
         ("knn_k5_top1", "kNN k=5"),
         ("knn_k50_top1", "kNN k=50"),
         ("knn_k200_top1", "kNN k=200"),
-        ("linear_top1", "linear probe"),
+        ("linear_top1", "linear probe (L-BFGS, fast CPU)"),
     ]
     assert ("knn_k200_top1_d0", "kNN k=200 (r[:d0])") in accuracy_columns(keys, variants=True)
     assert accuracy_columns(keys, tops=(5,)) == [("knn_k5_top5", "kNN k=5 top-5")]

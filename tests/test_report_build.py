@@ -172,11 +172,11 @@ def test_accuracy_table_has_runs_and_baselines(tiny_study: TinyStudy, tiny_repor
     for rid in RUN_IDS:
         m = _metrics(tiny_study, rid)
         assert table[rid]["kNN k=200"] == f"{100 * m['knn_k200_top1']:.1f}%"
-        assert table[rid]["linear probe"] == f"{100 * m['linear_top1']:.1f}%"
+        assert table[rid]["linear probe (L-BFGS, fast CPU)"] == f"{100 * m['linear_top1']:.1f}%"
         assert table[rid]["seeds"] == "1"
     assert table["simclr_none"]["projector"] == "none" and table["simclr_so"]["regularizers"] == "so"
     raw = table["raw pixels"]
-    assert raw["dim r"] == str(IMAGE_PIXELS) and raw["linear probe"] == "–"
+    assert raw["dim r"] == str(IMAGE_PIXELS) and raw["linear probe (L-BFGS, fast CPU)"] == "–"
     assert _close(raw["erank r"], _raw_pixel_erank(), 1e-3)
     assert table["random init"]["dim r"] == "32"  # the backbone's last width
 

@@ -3,7 +3,9 @@
 ``conv1x1(x, stride=s) == conv1x1(x[:, :, ::s, ::s], stride=1)`` exactly: a 1x1 kernel reads one pixel, so
 a stride only chooses which pixels. We compute it that way because torch 2.13.0+cpu's oneDNN backward for a
 channels_last 1x1 stride-2 convolution corrupts the heap on AVX2-only CPUs (docs/known_bugs.md); the
-stride-1 kernel is correct on every CPU and just as fast. Parameters and state_dict keys are those of
+stride-1 kernel is correct on every CPU and just as fast. On other devices (CUDA: cuDNN's strided 1x1
+kernel has no such bug and reads 1/s^2 of the input directly, without the strided view's gather) the
+plain ``nn.Conv2d`` kernel runs (``plain_kernel``). Parameters and state_dict keys are those of
 ``nn.Conv2d``, so checkpoints load either way.
 """
 
@@ -14,6 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def plain_kernel(device: torch.device) -> bool:
+    """True where the strided 1x1 kernel is used as is (every device but the CPU)."""
+    return device.type != "cpu"
+
+
 class StridedPointwiseConv2d(nn.Conv2d):
     """y = W * x[:, :, ::s, ::s] (+ b): ``nn.Conv2d(c_in, c_out, 1, stride=s)`` without the strided kernel."""
 
@@ -21,8 +28,10 @@ class StridedPointwiseConv2d(nn.Conv2d):
         super().__init__(c_in, c_out, kernel_size=1, stride=stride, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Subsample by the stride, then the stride-1 1x1 convolution."""
+        """Subsample by the stride, then the stride-1 1x1 convolution (the plain kernel off the CPU)."""
         sh, sw = self.stride
+        if plain_kernel(x.device):
+            return super().forward(x)
         if sh > 1 or sw > 1:
             x = x[:, :, ::sh, ::sw]
         return F.conv2d(x, self.weight, self.bias)

@@ -66,8 +66,15 @@ class AccuracyKey:
 
 VARIANT_LABELS = {"d0": "r[:d0]"}
 KNN = AccuracyKind("knn", r"knn_k(?P<p>\d+)", "kNN k={p}", ("eval_knn_temperature",), order=10)
-LINEAR = AccuracyKind("linear", r"linear", "linear probe", ("eval_linear_probe_epochs",), order=20)
-KINDS: list[AccuracyKind] = [KNN, LINEAR]
+# The fast CPU evaluation: full-batch L-BFGS on centre-crop features (training/evaluation.py:linear_probe).
+LINEAR = AccuracyKind(
+    "linear", r"linear", "linear probe (L-BFGS, fast CPU)", ("eval_linear_probe_epochs",), order=20
+)
+# The papers' protocol: SGD on augmented crops of the frozen encoder (training/probe_sgd.py).
+LINEAR_SGD = AccuracyKind(
+    "linear_sgd", r"linear_sgd", "linear probe (SGD, papers' protocol)", ("eval_sgd_probe",), order=21
+)
+KINDS: list[AccuracyKind] = [KNN, LINEAR, LINEAR_SGD]
 
 
 def register_kind(kind: AccuracyKind) -> AccuracyKind:

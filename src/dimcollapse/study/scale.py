@@ -26,11 +26,13 @@ LR_RULES = ("linear", "sqrt", "none")
 
 
 def global_batch(cfg: RunConfig) -> int:
-    """Images per optimizer step: data.batch_size x devices (a count or a list of device ids) x nodes."""
+    """Images per optimizer step: data.batch_size x devices (a count or a list of device ids) x nodes x
+    accumulated micro-batches."""
     devices = cfg.trainer.devices
     n = len(devices) if isinstance(devices, (list, tuple)) or hasattr(devices, "__len__") else int(devices)
     nodes = int(getattr(cfg.trainer, "num_nodes", 1) or 1)
-    return int(cfg.data.batch_size) * n * nodes
+    accumulate = int(getattr(cfg.trainer, "accumulate_grad_batches", 1) or 1)
+    return int(cfg.data.batch_size) * n * nodes * accumulate
 
 
 def _spec(study: Study, name: str) -> dict[str, Any]:
@@ -83,9 +85,11 @@ def scaled_overrides(cfg: RunConfig, spec: dict[str, Any], rule: str = "linear")
             out["trainer.strategy"] = "auto"
     if "global_batch" in spec:
         new, old = int(spec["global_batch"]), global_batch(cfg)
-        ranks = (devices or old // int(cfg.data.batch_size)) * int(getattr(cfg.trainer, "num_nodes", 1) or 1)
+        nodes = int(getattr(cfg.trainer, "num_nodes", 1) or 1)
+        accumulate = int(getattr(cfg.trainer, "accumulate_grad_batches", 1) or 1)
+        ranks = (devices or old // (int(cfg.data.batch_size) * nodes * accumulate)) * nodes * accumulate
         if new < ranks or new % ranks:
-            raise ConfigError(f"scaled global batch {new} does not divide over {ranks} device(s).")
+            raise ConfigError(f"scaled global batch {new} does not divide over {ranks} micro-batch slot(s).")
         out["data.batch_size"] = new // ranks
         factor = {"linear": new / old, "sqrt": math.sqrt(new / old), "none": 1.0}[rule]
         out["optim.lr"] = float(cfg.optim.lr) * factor

@@ -26,6 +26,8 @@ OPTIMIZERS = ("sgd", "lars", "adamw")
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "auto")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 VIEW_RECIPES = ("simclr", "byol", "none")
+PROBE_KINDS = ("lbfgs", "sgd")
+KNN_STORAGE = ("float32", "float16", "bfloat16")
 
 
 @dataclass
@@ -156,6 +158,12 @@ class EvalConfig:
     max_train: int | None = None
     max_test: int | None = None
     lid_k: int = 20  # neighbours of the final LID estimate (needs more test images than this)
+    linear_probe_kind: str = "lbfgs"  # lbfgs: fast CPU probe on centre crops; sgd: the papers' protocol
+    sgd_probe_lr: float = 0.1  # the SGD probe (DirectCLR's linear_probe.py): lr, batch, weight decay
+    sgd_probe_batch_size: int = 256
+    sgd_probe_weight_decay: float = 1.0e-6
+    sgd_probe_augment: bool = True  # random-resized crop + flip of the training images every epoch
+    knn_storage: str = "float32"  # dtype of the kNN bank on its device: float32 | float16 | bfloat16
 
 
 @dataclass
@@ -274,6 +282,22 @@ def _check_loader(cfg: RunConfig) -> None:
             )
 
 
+def _check_probe(cfg: RunConfig) -> None:
+    """eval.linear_probe_kind / knn_storage are known names; the SGD probe's lr and batch are positive."""
+    e = cfg.eval
+    for key, value, valid in (
+        ("eval.linear_probe_kind", e.linear_probe_kind, PROBE_KINDS),
+        ("eval.knn_storage", e.knn_storage, KNN_STORAGE),
+    ):
+        if str(value) not in valid:
+            raise ConfigError(f"{key} = {value!r} is not valid. Valid values: {', '.join(valid)}.")
+    if not e.sgd_probe_lr > 0 or e.sgd_probe_batch_size < 1:
+        raise ConfigError(
+            f"eval.sgd_probe_lr must be > 0 and eval.sgd_probe_batch_size >= 1, got {e.sgd_probe_lr} "
+            f"and {e.sgd_probe_batch_size}."
+        )
+
+
 def _check_values(cfg: RunConfig) -> None:
     """Range and choice checks that the type system does not express."""
 
@@ -352,6 +376,7 @@ def _check_values(cfg: RunConfig) -> None:
     positive("eval.batch_size", cfg.eval.batch_size)
     positive("eval.max_train", cfg.eval.max_train, allow_none=True)
     positive("eval.max_test", cfg.eval.max_test, allow_none=True)
+    _check_probe(cfg)
     if cfg.eval.lid_k < 2:
         raise ConfigError(f"eval.lid_k must be >= 2 (LID needs two neighbours), got {cfg.eval.lid_k}.")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,11 @@ from dimcollapse.records.accuracy import TOPS
 from dimcollapse.training.checkpoint import data_info_changes, load_run
 from dimcollapse.training.config import RunConfig
 from dimcollapse.training.datamodule import DataSettings, SSLDataModule
-from dimcollapse.training.evaluation import extract_features, knn_accuracies, linear_probe
+from dimcollapse.training.evaluate_sgd import sgd_probe_accuracies
+from dimcollapse.training.evaluation import extract_features, linear_probe
+from dimcollapse.training.knn_eval import device_knn_accuracies
 from dimcollapse.training.model import embedding_slice
+from dimcollapse.training.probe_sgd import SGDProbeSettings
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,23 @@ class EvalSettings:
     dataset: str  # recorded with the sizes: what a claim checks before comparing runs
     online_probe: bool = False  # the online linear probe trained during the run (a callback)
     online_probe_lr: float = 0.1
+    linear_probe_kind: str = "lbfgs"  # lbfgs: the fast CPU probe; sgd: the papers' protocol
+    sgd_probe: SGDProbeSettings = field(default_factory=SGDProbeSettings)
+    sgd_probe_augment: bool = True
+    knn_storage: str = "float32"
+
+    @property
+    def probe_description(self) -> str:
+        """What the linear probe of this evaluation is, for every table that shows its accuracy."""
+        if self.linear_probe_kind == "sgd":
+            p = self.sgd_probe
+            crops = "random-resized crops + flips" if self.sgd_probe_augment else "centre crops"
+            return (
+                f"SGD (papers' protocol): {p.epochs} epochs, lr {p.lr:g} cosine, batch {p.batch_size}, "
+                f"momentum {p.momentum:g}, weight decay {p.weight_decay:g}, on {crops}"
+            )
+        n = self.linear_probe_epochs
+        return f"L-BFGS (fast CPU evaluation): {n} iterations on standardised centre crops"
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> EvalSettings:
@@ -58,6 +78,16 @@ class EvalSettings:
             str(cfg.data.name),
             bool(e.online_probe),
             float(e.online_probe_lr),
+            linear_probe_kind=str(e.linear_probe_kind),
+            sgd_probe=SGDProbeSettings(
+                epochs=int(e.linear_probe_epochs),
+                lr=float(e.sgd_probe_lr),
+                batch_size=int(e.sgd_probe_batch_size),
+                weight_decay=float(e.sgd_probe_weight_decay),
+                seed=int(cfg.trainer.seed),
+            ),
+            sgd_probe_augment=bool(e.sgd_probe_augment),
+            knn_storage=str(e.knn_storage),
         )
 
 
@@ -79,9 +109,10 @@ def _accuracies(
     variant: str, s: EvalSettings, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, num_classes: int
 ) -> dict[str, float]:
     out: dict[str, float] = {}
-    for k, tops in knn_accuracies(xtr, ytr, xte, yte, s.knn_k, s.temperature, num_classes).items():
+    knn = device_knn_accuracies(xtr, ytr, xte, yte, s.knn_k, s.temperature, num_classes, s.knn_storage)
+    for k, tops in knn.items():
         out.update({accuracy_key(knn_stem(k), t, variant): v for t, v in zip(TOPS, tops, strict=True)})
-    if s.linear_probe:
+    if s.linear_probe and s.linear_probe_kind == "lbfgs":
         epochs, decay = s.linear_probe_epochs, s.linear_probe_weight_decay
         tops = linear_probe(xtr, ytr, xte, yte, num_classes, epochs, decay)
         out.update({accuracy_key("linear", t, variant): v for t, v in zip(TOPS, tops, strict=True)})
@@ -114,6 +145,11 @@ def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> RunR
     rtr_l, ytr_l = rtr[labelled], ytr[labelled]
     c, s = data.num_classes, settings
     rec = RunRecord(accuracies=_accuracies("", s, rtr_l, ytr_l, rte, yte, c))
+    if s.linear_probe and s.linear_probe_kind == "sgd":
+        sgd = sgd_probe_accuracies(
+            module, data.train, s.sgd_probe, s.sgd_probe_augment, rtr_l, ytr_l, rte, yte, c
+        )
+        rec.accuracies.update(sgd)
     d0 = embedding_slice(module.model.objective)
     if d0 is not None and d0 < rtr.shape[1]:
         rec.accuracies.update(_accuracies("d0", s, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
@@ -126,6 +162,9 @@ def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> RunR
             "eval_dataset": s.dataset,
             "eval_knn_temperature": s.temperature,
             "eval_linear_probe_epochs": s.linear_probe_epochs if s.linear_probe else 0,
+            "eval_linear_probe": s.probe_description if s.linear_probe else "none",
+            "eval_sgd_probe": s.probe_description if s.linear_probe_kind == "sgd" else "none",
+            "eval_knn_storage": s.knn_storage,
             "eval_time_s": time.perf_counter() - t0,
         }
     )

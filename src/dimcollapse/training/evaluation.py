@@ -142,16 +142,18 @@ def linear_probe(
     num_classes: int | None = None,
     epochs: int = 100,
     weight_decay: float = 1e-4,
+    dtype: torch.dtype = torch.float64,
 ) -> tuple[float, float]:
     """Multinomial logistic regression on standardised frozen features, full-batch L-BFGS for ``epochs``
-    iterations minimising CE + weight_decay/2 ||W||^2; returns test top-1 and top-5."""
+    iterations minimising CE + weight_decay/2 ||W||^2 in ``dtype`` on the features' device; returns test
+    top-1 and top-5 (the fast CPU evaluation; the papers' protocol is training/probe_sgd.py)."""
     _check_features("linear probe train", train_x, train_y)
     _check_features("linear probe test", test_x, test_y)
     c = int(num_classes or int(max(train_y.max(), test_y.max())) + 1)
-    xtr, xte = standardize(train_x.double(), test_x.double())
-    ytr = train_y.long()
-    w = torch.zeros(xtr.shape[1], c, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(c, dtype=torch.float64, requires_grad=True)
+    xtr, xte = standardize(train_x.to(dtype), test_x.to(dtype))
+    ytr = train_y.long().to(xtr.device)
+    w = torch.zeros(xtr.shape[1], c, dtype=dtype, device=xtr.device, requires_grad=True)
+    b = torch.zeros(c, dtype=dtype, device=xtr.device, requires_grad=True)
     opt = torch.optim.LBFGS(
         [w, b],
         lr=1.0,
@@ -170,7 +172,7 @@ def linear_probe(
     with torch.enable_grad():
         opt.step(closure)
     with torch.no_grad():
-        acc = topk_accuracy(xte @ w + b, test_y.long())
+        acc = topk_accuracy(xte @ w + b, test_y.long().to(xte.device))
     return acc[1], acc[5]
 
 
