@@ -129,8 +129,9 @@ def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-
 
 @pytest.mark.slurm
 @pytest.mark.timeout(1200)
+@pytest.mark.parametrize("how", ["scontrol requeue", "USR1 warning"])
 def test_a_requeued_run_resumes_by_itself_with_the_same_metrics(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
 ) -> None:
     require_slurm()
     study = write_study(
@@ -149,7 +150,10 @@ def test_a_requeued_run_resumes_by_itself_with_the_same_metrics(
         _wait_for(lambda: log.is_file() and "Trainer.fit" not in log.read_text()
                   and "training batches" in log.read_text(), 300, "training to start")  # fmt: skip
         time.sleep(2.0)  # a few steps in
-        subprocess.run(["scontrol", "requeue", job_id], check=True, capture_output=True)
+        if how == "scontrol requeue":  # SLURM stops the job (SIGTERM to its tasks) and queues it again
+            subprocess.run(["scontrol", "requeue", job_id], check=True, capture_output=True)
+        else:  # the time-limit / preemption warning: the run saves, requeues its own job and exits
+            subprocess.run(["scancel", "--signal=USR1", job_id], check=True, capture_output=True)
         last = out / "runs" / "long" / "checkpoints" / "last.ckpt"
         _wait_for(last.is_file, 120, "the checkpoint saved on SIGTERM")
         time.sleep(1.0)  # written atomically; the stop also writes its record
@@ -166,7 +170,7 @@ def test_a_requeued_run_resumes_by_itself_with_the_same_metrics(
             proc.kill()
             subprocess.run(["scancel", "--name", "dimcollapse"], capture_output=True)
     assert proc.returncode == 0, text
-    assert "SIGTERM" in log.read_text()  # the first attempt was stopped by the requeue's SIGTERM
+    assert ("SIGTERM" if how == "scontrol requeue" else "SIGUSR1") in log.read_text()  # what stopped it
     resumed = metrics(out / "runs" / "long")
     assert 0 < stopped < resumed["steps"] and resumed["resumed"] is True
     restarts = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
