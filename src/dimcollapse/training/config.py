@@ -298,20 +298,24 @@ def _check_probe(cfg: RunConfig) -> None:
         )
 
 
+def _choice(key: str, value: Any, valid: tuple[str, ...]) -> None:
+    """Refuse ``value`` unless it is one of ``valid``."""
+    if str(value) not in valid:
+        raise ConfigError(f"{key} = {value!r} is not valid. Valid values: {', '.join(valid)}.")
+
+
+def _positive(key: str, value: float | int | None, allow_none: bool = False, strict: bool = True) -> None:
+    """Refuse ``value`` unless it is > 0 (``strict``) or >= 0; ``None`` only with ``allow_none``."""
+    if value is None and allow_none:
+        return
+    if value is None or (value <= 0 if strict else value < 0):
+        bound = "> 0" if strict else ">= 0"
+        raise ConfigError(f"{key} must be {bound}, got {value!r}.")
+
+
 def _check_values(cfg: RunConfig) -> None:
     """Range and choice checks that the type system does not express."""
-
-    def choice(key: str, value: Any, valid: tuple[str, ...]) -> None:
-        if str(value) not in valid:
-            raise ConfigError(f"{key} = {value!r} is not valid. Valid values: {', '.join(valid)}.")
-
-    def positive(key: str, value: float | int | None, allow_none: bool = False, strict: bool = True) -> None:
-        if value is None and allow_none:
-            return
-        if value is None or (value <= 0 if strict else value < 0):
-            bound = "> 0" if strict else ">= 0"
-            raise ConfigError(f"{key} must be {bound}, got {value!r}.")
-
+    choice, positive = _choice, _positive
     choice("optim.name", cfg.optim.name, OPTIMIZERS)
     choice("trainer.precision", cfg.trainer.precision, PRECISIONS)
     choice("trainer.accelerator", cfg.trainer.accelerator, ACCELERATORS)
@@ -355,6 +359,12 @@ def _check_values(cfg: RunConfig) -> None:
     positive("trainer.accumulate_grad_batches", cfg.trainer.accumulate_grad_batches)
     positive("trainer.log_every", cfg.trainer.log_every)
     positive("trainer.checkpoint_every", cfg.trainer.checkpoint_every)
+    _check_monitor_and_eval(cfg)
+
+
+def _check_monitor_and_eval(cfg: RunConfig) -> None:
+    """Range checks of the monitor and eval blocks."""
+    positive = _positive
     positive("monitor.every_n_steps", cfg.monitor.every_n_steps)
     if cfg.monitor.probe_size < 4:
         raise ConfigError(f"monitor.probe_size must be >= 4, got {cfg.monitor.probe_size}.")
