@@ -55,6 +55,11 @@ bench: setup
 	$(PYTHON) benchmarks/run_all.py $(BENCH_ARGS)
 	$(PYTHON) benchmarks/tables.py
 
+# On a GPU machine: are the recipes GPU-bound? (one call, at most ~8 minutes on one GPU; ARGS=--quick: tiny)
+.PHONY: gpu-check
+gpu-check: setup
+	$(PYTHON) benchmarks/gpu_check.py $(ARGS)
+
 lint: setup
 	$(PYTHON) -m ruff check src tests benchmarks
 	$(PYTHON) -m mypy
