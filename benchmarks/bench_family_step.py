@@ -62,6 +62,7 @@ def method_jobs(
     from dimcollapse.training.config import to_dict
     from dimcollapse.training.optim import build_optimizer
     from dimcollapse.training.parts import module_from_record
+    from dimcollapse.training.schedules import cosine_momentum
 
     cfg = _config(method, batch)
     module = module_from_record(to_dict(cfg), dm.info.__dict__)
@@ -72,7 +73,6 @@ def method_jobs(
     x, y = dm.pool_images[:b], dm.pool_labels[:b]
     n_global = module.views.n_views
     premade = torch.cat(module.views(x)[:n_global]).detach()
-    objective: Any = model.objective
 
     def bare() -> None:
         model.zero_grad(set_to_none=True)
@@ -80,10 +80,10 @@ def method_jobs(
 
     def engine() -> None:
         opt.zero_grad(set_to_none=True)
-        module.training_step((x, y), 0).backward()
+        module.training_step((x, y), 0)["loss"].backward()
         opt.step()
         if model.uses_momentum_target:
-            model.update_target(float(objective.momentum(0.5)))
+            model.update_target(cosine_momentum(0.5))
 
     queues: list[Any] = [m for m in model.modules() if type(m).__name__ == "FeatureQueue"]
     local = f" + {module.views.n_local} local" if module.views.n_local else ""

@@ -81,7 +81,7 @@ def step_jobs(
 
     def engine() -> None:
         opt.zero_grad(set_to_none=True)
-        module.training_step((x, y), 0).backward()
+        module.training_step((x, y), 0)["loss"].backward()
         opt.step()
 
     def plain(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[], None]:

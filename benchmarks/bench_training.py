@@ -61,7 +61,7 @@ def step_costs(recipe: str, overrides: list[str], repeats: int = 5) -> dict[str,
 
     def full() -> None:
         opt.zero_grad(set_to_none=True)
-        loss = module.training_step((x, y), 0)
+        loss = module.training_step((x, y), 0)["loss"]
         loss.backward()
         opt.step()
         if module.model.uses_momentum_target:

@@ -67,6 +67,13 @@ def _is_timing(key: str) -> bool:
     return any(t in key for t in TIMING)
 
 
+ACCURACY_ROWS = 3  # test predictions that float32 reduction-order noise may flip between thread counts
+
+
+def _is_accuracy(key: str) -> bool:
+    return "top1" in key or key.endswith("_acc") or "accuracy" in key
+
+
 def assert_same_results(a: dict[str, Any], b: dict[str, Any], what: str) -> None:
     """Equal keys; equal values except timings; floats to float32 noise of a whole run (1e-4 relative)."""
     assert set(a) == set(b), f"{what}: keys differ: {set(a) ^ set(b)}"
@@ -80,7 +87,12 @@ def assert_same_results(a: dict[str, Any], b: dict[str, Any], what: str) -> None
             assert x == y, f"{what}: {key}: {x!r} != {y!r}"
             continue
         # the same seeds and data on the same CPU kind: runs agree to reduction-order noise in float32
-        # accumulated over a few steps (thread counts may differ between executors)
+        # accumulated over a few steps (thread counts may differ between executors). An accuracy is a
+        # count of test rows: that noise can flip a near-tie vote, so it may differ by a few rows
+        # (ACCURACY_ROWS of the tiny study's 256 test rows); every continuous metric is held to 1e-4.
+        if _is_accuracy(key):
+            assert abs(fx - fy) <= ACCURACY_ROWS / 256 + 1e-9, f"{what}: {key}: {fx} != {fy}"
+            continue
         assert abs(fx - fy) <= 1e-4 * max(1.0, abs(fx), abs(fy)), f"{what}: {key}: {fx} != {fy}"
 
 

@@ -105,13 +105,14 @@ def test_disk_full_inside_torch_zip_writer_is_disk_full_error_and_keeps_the_old_
 def test_the_nan_stop_advises_an_lr_that_resume_accepts(tmp_path: Path) -> None:
     from dimcollapse.training.checkpoint import FiniteModelCheckpoint
     from dimcollapse.training.config import load_config
-    from dimcollapse.training.run import _diverged, prepare, train
+    from dimcollapse.training.run import prepare, train
+    from dimcollapse.training.run_results import diverged_error
 
     cfg = load_config(None, [*TINY, "optim.max_steps=2"])
     train(cfg, tmp_path)
     huge = load_config(None, [*TINY, "optim.lr=1e7"])
     ckpt = FiniteModelCheckpoint(dirpath=str(tmp_path / "checkpoints"))
-    advice = str(_diverged(DivergedError("x", 3, "objective simclr"), huge, ckpt, tmp_path))
+    advice = str(diverged_error(DivergedError("x", 3, "objective simclr"), huge, ckpt, tmp_path))
     found = re.search(r"--resume --override-lr (\S+)\.$", advice)
     assert found is not None, advice
     lr = float(found.group(1))
