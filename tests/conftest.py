@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# forced, not defaulted: `make test` exports OMP_NUM_THREADS=2, and the runs that tests start as
+# subprocesses must use the same one thread as the in-process runs they are compared with
+os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest

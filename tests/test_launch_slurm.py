@@ -218,6 +218,9 @@ def test_a_rerun_follows_the_jobs_still_queued_instead_of_submitting_twice(tmp_p
         if first.poll() is None:
             first.kill()
     assert second.returncode == 0, second.stderr
-    assert f"following a's job {job_id}" in " ".join(second.stderr.split())
+    said = " ".join(second.stderr.split())
+    # the job is followed while SLURM still holds it; on an idle host it can end before the rerun starts,
+    # and then the rerun finds it done. Either way it is never submitted a second time.
+    assert f"following a's job {job_id}" in said or "1 already done" in said, said
     assert json.loads(jobs.read_text())["a"]["job_id"] == job_id  # not submitted a second time
     assert metrics(out / "runs" / "a")["steps"] > 0

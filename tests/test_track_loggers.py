@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import lightning as L
@@ -74,8 +75,16 @@ def test_monitor_values_reach_wandb_offline_and_mlflow_file_store(
     spectra = json.loads((local / f"spectra_step{final['step']:08d}.json").read_text())
     assert spectra["monitor/spectrum_z"] == pytest.approx(final["spectrum_z"])
     # W&B offline: the run file holds each history item as protobuf (key, value_json) fields
-    raw = next((tmp_path / "wandb").rglob("run-*.wandb")).read_bytes()
-    values = _wandb_values(raw, "monitor/erank_z")  # history items (and the run summary's copies)
+    # wandb's writer is a separate service process: its file can lag finish() by a moment, so read it
+    # until the history items are there (bounded; a value that never arrives still fails below)
+    want = len(monitor.history)
+    deadline = time.monotonic() + 60
+    while True:
+        raw = b"".join(p.read_bytes() for p in (tmp_path / "wandb").rglob("run-*.wandb"))
+        values = _wandb_values(raw, "monitor/erank_z")  # history items (and the run summary's copies)
+        if len(set(values)) >= want or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert sorted(set(values)) == pytest.approx(sorted(h["erank_z"] for h in monitor.history), rel=1e-9)
     assert all(v["_type"] == "histogram" for v in _wandb_values(raw, "monitor/spectrum_z"))
 
