@@ -135,7 +135,7 @@ def test_a_requeued_run_resumes_by_itself_with_the_same_metrics(
 ) -> None:
     require_slurm()
     study = write_study(
-        tmp_path / "spec", "name: rq\nbase: base.yaml\nset: {optim.epochs: 8}\nruns: [{name: long}]\n"
+        tmp_path / "spec", "name: rq\nbase: base.yaml\nset: {optim.epochs: 40}\nruns: [{name: long}]\n"
     )
     out = tmp_path / "slurm"
     proc = subprocess.Popen(

@@ -13,7 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dimcollapse.launch.task import ENV_ARRAY_INDEX, ENV_EXECUTOR, ENV_JOB_ID, ENV_REQUEUES, train_argv
+from dimcollapse.launch.task import (
+    ENV_ARRAY_INDEX,
+    ENV_EXECUTOR,
+    ENV_JOB_ID,
+    ENV_REQUEUES,
+    is_done,
+    train_argv,
+)
 
 Entry = Callable[[list[str]], int]
 
@@ -38,6 +45,9 @@ class TrainInTask:
         os.environ[ENV_JOB_ID] = slurm_job_id(os.environ)
         os.environ[ENV_ARRAY_INDEX] = os.environ.get("SLURM_ARRAY_TASK_ID", "")
         os.environ[ENV_REQUEUES] = os.environ.get("SLURM_RESTART_COUNT", "0")
+        if is_done(Path(self.out_dir)):  # requeued after the run wrote its results (a late signal)
+            print(f"run in {self.out_dir} already finished; nothing to do", flush=True)
+            return 0
         code = self.entry(train_argv(Path(self.config_file), Path(self.out_dir)))
         if code != 0:
             raise RuntimeError(f"dimcollapse train exited with status {code} (see this job's log)")
