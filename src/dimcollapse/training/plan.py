@@ -48,5 +48,6 @@ def plan_run(cfg: RunConfig, world_size: int | None = None) -> RunPlan:
     n_train, n_test = (int(rows.numel()) for rows in dm.eval_indices())
     check_eval_sizes(cfg, n_train, n_test)
     parts = build_parts(cfg, dm.info)
+    dm.use_loader_crops(parts.views.crop_plan())  # datasets that crop the full image in the loader
     evaluation = EvalSettings.from_config(cfg)
     return RunPlan(cfg, world, data, dm, parts, evaluation, cfg.trainer, cfg.monitor)
