@@ -22,7 +22,7 @@ def write_jpeg(path: Path, width: int, height: int, seed: int) -> None:
 
 
 def write_meta(path: Path) -> None:
-    """A devkit meta.mat with a 'synsets' struct (ILSVRC2012_ID, WNID) for the leaf classes, plus one parent."""
+    """A devkit meta.mat: a 'synsets' struct (ILSVRC2012_ID, WNID) of the leaf classes and one parent."""
     import scipy.io
 
     dt = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("num_children", "O")]
@@ -32,7 +32,11 @@ def write_meta(path: Path) -> None:
 
 
 def write_imagenet(
-    root: Path, per_class: int = 3, val_per_class: int = 2, labels: str = "csv", size: tuple[int, int] = (50, 40)
+    root: Path,
+    per_class: int = 3,
+    val_per_class: int = 2,
+    labels: str = "csv",
+    size: tuple[int, int] = (50, 40),
 ) -> dict[str, int]:
     """The tree under root; returns {val file name: true class index}. labels: csv | pairs | devkit | none."""
     seed = 0

@@ -14,13 +14,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from imagenet_helpers import write_imagenet, write_jpeg
 
 from dimcollapse.data import decode
 from dimcollapse.data.file_index import index_path, shared_index
+from imagenet_helpers import write_imagenet, write_jpeg
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-READER = "import json, sys; from dimcollapse.data.file_index import shared_index; print(json.dumps(shared_index(sys.argv[1], sys.argv[2])))"
+READER = (
+    "import json, sys; from dimcollapse.data.file_index import shared_index; "
+    "print(json.dumps(shared_index(sys.argv[1], sys.argv[2])))"
+)
 
 
 def listing(split: Path) -> list[str]:
@@ -36,7 +39,12 @@ def test_two_processes_share_one_index(tmp_path: Path) -> None:
     with open(lock.with_name(lock.name + ".lock"), "a+") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # both processes start while the index is being "built"
         procs = [
-            subprocess.Popen([sys.executable, "-c", READER, str(split), "class_folders"], stdout=subprocess.PIPE, env=env, text=True)
+            subprocess.Popen(
+                [sys.executable, "-c", READER, str(split), "class_folders"],
+                stdout=subprocess.PIPE,
+                env=env,
+                text=True,
+            )
             for _ in range(2)
         ]
         time.sleep(1.0)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from imagenet_helpers import WNIDS, write_imagenet
 from PIL import Image
 
 from dimcollapse.data.crops import CropSpec, centre_box, crop_boxes, crop_pil, crop_tensor, sample_generator
@@ -17,6 +16,7 @@ from dimcollapse.data.image_folder import load_image
 from dimcollapse.data.loader_crops import CropSamples
 from dimcollapse.errors import InputError
 from dimcollapse.registry import build
+from imagenet_helpers import WNIDS, write_imagenet
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +34,11 @@ def test_flat_val_labels_map_to_train_sorted_wnids(tmp_path: Path, form: str) ->
     val = build("dataset", "imagenet", root=tmp_path, train=False, image_size=16, resize=18)
     assert {p.name: y for p, y in val.samples} == truth
     img, label = val[0]
-    assert img.dtype == torch.uint8 and tuple(img.shape) == (3, 16, 16) and label == truth[val.samples[0][0].name]
+    assert (
+        img.dtype == torch.uint8
+        and tuple(img.shape) == (3, 16, 16)
+        and label == truth[val.samples[0][0].name]
+    )
 
 
 def test_val_in_class_folders_and_bad_labels(tmp_path: Path) -> None:
@@ -86,7 +90,12 @@ def corner_image(width: int, height: int, patch: int = 10) -> Image.Image:
 
 # (row, column) of each corner as slice multipliers: 0 -> [0, patch), -1 -> [-patch, end)
 CORNERS = {"top-left": (0, 0), "top-right": (0, -1), "bottom-left": (-1, 0), "bottom-right": (-1, -1)}
-COLOURS = {"top-left": (255, 0, 0), "top-right": (0, 255, 0), "bottom-left": (0, 0, 255), "bottom-right": (255, 255, 255)}
+COLOURS = {
+    "top-left": (255, 0, 0),
+    "top-right": (0, 255, 0),
+    "bottom-left": (0, 0, 255),
+    "bottom-right": (255, 255, 255),
+}
 
 
 def corners_seen(crops: list[torch.Tensor]) -> set[str]:
@@ -124,9 +133,9 @@ def test_crop_boxes_follow_scale_and_ratio_and_tensor_path_matches_pil() -> None
     spec = CropSpec(24, (0.08, 1.0), (3 / 4, 4 / 3))
     gen = sample_generator(3)
     boxes = [crop_boxes(500, 375, [spec], 256, gen)[0] for _ in range(400)]
-    areas = np.array([(r - l) * (b - t) / (500 * 375) for l, t, r, b in boxes])
-    ratios = np.array([(r - l) / (b - t) for l, t, r, b in boxes])
-    assert all(0 <= l < r <= 500 and 0 <= t < b <= 375 for l, t, r, b in boxes)
+    areas = np.array([(r - x0) * (b - t) / (500 * 375) for x0, t, r, b in boxes])
+    ratios = np.array([(r - x0) / (b - t) for x0, t, r, b in boxes])
+    assert all(0 <= x0 < r <= 500 and 0 <= t < b <= 375 for x0, t, r, b in boxes)
     assert areas.min() >= 0.07 and areas.max() <= 1.0 and np.median(areas) > 0.4  # U(0.08, 1) area fraction
     assert ratios.min() >= 0.74 and ratios.max() <= 1.35
     img = corner_image(500, 375)

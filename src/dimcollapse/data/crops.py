@@ -26,7 +26,7 @@ Box = tuple[int, int, int, int]  # (left, top, right, bottom) in pixels, right /
 
 @dataclass(frozen=True)
 class CropSpec:
-    """One crop of a training sample: side ``size``; ``scale`` None means the evaluation crop (no randomness)."""
+    """One crop of a training sample: side ``size``; ``scale`` None is the evaluation crop (not random)."""
 
     size: int
     scale: tuple[float, float] | None = (0.08, 1.0)
@@ -37,7 +37,9 @@ class CropSpec:
         if int(self.size) < 2:
             raise ConfigError(f"crop size must be >= 2, got {self.size}.")
         if self.interpolation not in RESAMPLE:
-            raise ConfigError(f"crop interpolation must be one of {', '.join(RESAMPLE)}, got {self.interpolation!r}.")
+            raise ConfigError(
+                f"crop interpolation must be one of {', '.join(RESAMPLE)}, got {self.interpolation!r}."
+            )
 
 
 def random_box(width: int, height: int, spec: CropSpec, gen: torch.Generator) -> Box:
@@ -67,14 +69,16 @@ def crop_pil(img: Image.Image, box: Box, size: int, interpolation: str = "biline
 
 
 def crop_tensor(img: Tensor, box: Box, size: int, interpolation: str = "bilinear") -> Tensor:
-    """uint8 [C, size, size] on img's device: the box of a decoded uint8 [C, H, W] image, antialiased resize."""
+    """uint8 [C, size, size] on img's device: the box of a decoded uint8 [C, H, W] image resized."""
     left, top, right, bottom = box
     region = img[None, :, top:bottom, left:right].float()
     out = F.interpolate(region, size=(size, size), mode=interpolation, antialias=True, align_corners=False)
     return out[0].round_().clamp_(0, 255).to(torch.uint8)
 
 
-def crop_boxes(width: int, height: int, specs: list[CropSpec], resize: int, gen: torch.Generator) -> list[Box]:
+def crop_boxes(
+    width: int, height: int, specs: list[CropSpec], resize: int, gen: torch.Generator
+) -> list[Box]:
     """One box per spec: a random-resized crop, or the evaluation crop when the spec's scale is None."""
     return [
         centre_box(width, height, resize, s.size) if s.scale is None else random_box(width, height, s, gen)
@@ -83,5 +87,5 @@ def crop_boxes(width: int, height: int, specs: list[CropSpec], resize: int, gen:
 
 
 def sample_generator(seed: int) -> torch.Generator:
-    """The generator of one sample's crops (its seed comes from the run seed, the micro-batch and the slot)."""
+    """The generator of one sample's crops (seeded from the run seed, the micro-batch and the slot)."""
     return torch.Generator().manual_seed(int(seed) % (2**63))

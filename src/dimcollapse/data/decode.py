@@ -40,7 +40,7 @@ def torchvision_decode_jpeg() -> tuple[Any, str]:
     """(torchvision.io.decode_jpeg or None, why not): the import is attempted, any failure is caught."""
     try:
         module = importlib.import_module("torchvision.io")
-    except Exception as exc:  # noqa: BLE001 - a broken torchvision raises anything on import
+    except Exception as exc:
         return None, f"torchvision does not import ({one_line(exc)[:120]})"
     fn = getattr(module, "decode_jpeg", None)
     return (fn, "") if callable(fn) else (None, "torchvision.io has no decode_jpeg")
@@ -62,7 +62,7 @@ def choose_decoder(requested: str, device: torch.device | str) -> Decoder:
 
 
 def open_image(source: str | os.PathLike[str] | bytes, channels: int = 3) -> Image.Image:
-    """Fully decoded PIL image in RGB (or L) from a path or JPEG bytes; a bad or huge file is an InputError."""
+    """Decoded PIL image in RGB (or L) from a path or JPEG bytes; a bad or huge file is an InputError."""
     what = "image bytes" if isinstance(source, bytes) else f"image {source}"
     try:
         with warnings.catch_warnings():
@@ -97,7 +97,9 @@ def pil_to_tensor(img: Image.Image) -> Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
-def decode_batch(data: list[bytes], decoder: Decoder, device: torch.device, channels: int = 3) -> list[Tensor]:
+def decode_batch(
+    data: list[bytes], decoder: Decoder, device: torch.device, channels: int = 3
+) -> list[Tensor]:
     """Decoded uint8 [C, H_i, W_i] images on ``device``: one nvJPEG call for the batch, or PIL one by one."""
     if decoder.name == "torchvision":
         fn, why = torchvision_decode_jpeg()

@@ -101,9 +101,11 @@ def _read(path: Path, want: dict[str, object]) -> list[str] | None:
 
 
 def shared_index(
-    split_dir: str | os.PathLike[str], kind: str = "class_folders", index_dir: str | os.PathLike[str] | None = None
+    split_dir: str | os.PathLike[str],
+    kind: str = "class_folders",
+    index_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[list[str], bool]:
-    """(sorted relative image paths of the split, True if this process built the index, False if it read it)."""
+    """(sorted relative image paths of the split, True if this process built the index, False if read)."""
     split = Path(split_dir)
     if kind not in KINDS:
         raise InputError(f"file index kind must be one of {', '.join(KINDS)}, got {kind!r}.")

@@ -59,7 +59,9 @@ def val_samples(
         if wnid is None:
             raise InputError(f"{labels_file} has no label for {name}; is it the labels file of {val}?")
         if wnid not in classes:
-            raise InputError(f"{labels_file}: {name} is labelled {wnid!r}, which is not a class folder of train/.")
+            raise InputError(
+                f"{labels_file}: {name} is labelled {wnid!r}, which is not a class folder of train/."
+            )
         out.append((val / name, classes[wnid]))
     return out
 
@@ -86,8 +88,8 @@ class ImageNetDataset(Dataset[tuple[Tensor, int]]):
     ) -> None:
         if channels not in (1, 3) or int(image_size) < 2 or int(resize) < int(image_size):
             raise ConfigError(
-                f"imagenet needs channels 1 or 3 and 2 <= image_size <= resize, got {channels}, {image_size}, "
-                f"{resize} (the papers: image_size 224, resize 256)."
+                f"imagenet needs channels 1 or 3 and 2 <= image_size <= resize, got {channels}, "
+                f"{image_size}, {resize} (the papers: image_size 224, resize 256)."
             )
         if interpolation not in RESAMPLE or decode not in DECODERS:
             raise ConfigError(
@@ -137,7 +139,6 @@ class ImageNetDataset(Dataset[tuple[Tensor, int]]):
 
     def __repr__(self) -> str:
         return f"ImageNetDataset(root={str(self.root)!r}, n={len(self)}, classes={self.num_classes})"
-
 
 
 register("dataset", "imagenet")(ImageNetDataset)

@@ -5,7 +5,8 @@ data is distributed with; each is read into {image stem: WordNet id}:
   prediction string is the WordNet id;
 - a text file of ``<file name> <wnid>`` lines (``val.txt``-style; spaces, tabs or a comma);
 - the devkit's ``ILSVRC2012_validation_ground_truth.txt``: line k holds the 1-based ILSVRC2012_ID of
-  ILSVRC2012_val_<k:08d>, mapped to WordNet ids by the devkit's ``meta.mat`` (``synsets``: ILSVRC2012_ID, WNID).
+  ILSVRC2012_val_<k:08d>, mapped to WordNet ids by the devkit's ``meta.mat``
+  (``synsets``: ILSVRC2012_ID, WNID).
 
 Class indices come from the sorted WordNet ids of train/ (the dataset's job), never from ILSVRC ids.
 """
@@ -24,7 +25,7 @@ WNID = re.compile(r"^n\d{8}$")
 
 
 def stem(name: str) -> str:
-    """File name without folder and extension: 'val/ILSVRC2012_val_00000001.JPEG' -> 'ILSVRC2012_val_00000001'."""
+    """Name without folder, extension: 'val/ILSVRC2012_val_00000001.JPEG' -> 'ILSVRC2012_val_00000001'."""
     return os.path.splitext(os.path.basename(name.strip()))[0]
 
 

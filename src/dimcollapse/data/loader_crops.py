@@ -47,7 +47,9 @@ class CropSamples(Dataset[tuple[list[Tensor], int]]):
         path, label = self.samples[self.rows[pos]]
         img = open_image(path, self.channels)
         boxes = crop_boxes(img.size[0], img.size[1], self.specs, self.resize, sample_generator(seed))
-        return [crop_pil(img, b, s.size, s.interpolation) for b, s in zip(boxes, self.specs, strict=True)], label
+        return [
+            crop_pil(img, b, s.size, s.interpolation) for b, s in zip(boxes, self.specs, strict=True)
+        ], label
 
 
 class EncodedBatch:
@@ -62,7 +64,7 @@ class EncodedBatch:
 
 
 class EncodedSamples(Dataset[tuple[bytes, list[Box], int]]):
-    """Items ``(position, seed)`` -> (the file's bytes, one box per spec drawn from its header size, label)."""
+    """Items ``(position, seed)`` -> (the file's bytes, a box per spec drawn from its header size, label)."""
 
     def __init__(
         self, samples: Sequence[tuple[Path, int]], rows: Sequence[int], specs: Sequence[CropSpec], resize: int
@@ -93,6 +95,11 @@ def decode_crops(
     """One uint8 [B, C, s, s] per spec on ``device``: decode the batch there and cut each sample's boxes."""
     images = decode_batch(batch.data, decoder, device, channels)
     return [
-        torch.stack([crop_tensor(img, boxes[v], spec.size, spec.interpolation) for img, boxes in zip(images, batch.boxes, strict=True)])
+        torch.stack(
+            [
+                crop_tensor(img, boxes[v], spec.size, spec.interpolation)
+                for img, boxes in zip(images, batch.boxes, strict=True)
+            ]
+        )
         for v, spec in enumerate(specs)
     ]

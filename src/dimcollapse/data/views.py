@@ -206,13 +206,18 @@ class ViewAugment(nn.Module):
         the rest of each view's pipeline (flip, colour, blur, solarize, normalise) runs here."""
         if len(crops) != self.n_views + self.n_local:
             raise InputError(
-                f"the loader gave {len(crops)} crops per image but the views need {self.n_views + self.n_local}; "
+                f"the loader gave {len(crops)} crops per image but the views need "
+                f"{self.n_views + self.n_local}; "
                 "build the loader from this module's crop_plan()."
             )
         out = []
         for i, c in enumerate(crops):
             j = i - self.n_views
-            p = self.view_params[i % len(self.view_params)] if j < 0 else self.local_params[j % len(self.local_params)]
+            p = (
+                self.view_params[i % len(self.view_params)]
+                if j < 0
+                else self.local_params[j % len(self.local_params)]
+            )
             xf, scale = self._to_unit(self._check(c))
             out.append(self.view(xf, scale, replace(p, crop=False), int(c.shape[-1])))
         return out

@@ -19,13 +19,26 @@ from torch.utils.data import DataLoader, Dataset
 
 from dimcollapse.data.crops import CropSpec
 from dimcollapse.data.decode import Decoder, choose_decoder
-from dimcollapse.data.loader_crops import CropSamples, EncodedBatch, EncodedSamples, collate_encoded, decode_crops
+from dimcollapse.data.loader_crops import (
+    CropSamples,
+    EncodedBatch,
+    EncodedSamples,
+    collate_encoded,
+    decode_crops,
+)
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import build
 from dimcollapse.training.config import RunConfig
 from dimcollapse.training.step_sampler import StepBatchSampler, epoch_seed
 
-__all__ = ["DataInfo", "DataSettings", "SSLDataModule", "StepBatchSampler", "epoch_seed", "planned_world_size"]
+__all__ = [
+    "DataInfo",
+    "DataSettings",
+    "SSLDataModule",
+    "StepBatchSampler",
+    "epoch_seed",
+    "planned_world_size",
+]
 
 
 @dataclass(frozen=True)
@@ -240,7 +253,10 @@ class SSLDataModule(L.LightningDataModule):
             return DataLoader(crops, batch_sampler=self.sampler(seeded=True), **self._loader_kwargs())
         encoded = EncodedSamples(ds.samples, rows, self.crop_specs, ds.resize)
         return DataLoader(
-            encoded, batch_sampler=self.sampler(seeded=True), collate_fn=collate_encoded, **self._loader_kwargs()
+            encoded,
+            batch_sampler=self.sampler(seeded=True),
+            collate_fn=collate_encoded,
+            **self._loader_kwargs(),
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
