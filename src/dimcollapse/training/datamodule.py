@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import build
 from dimcollapse.training.config import RunConfig
+from dimcollapse.utils.distributed import rank, world_size
 
 
 @dataclass(frozen=True)
@@ -283,10 +284,13 @@ class SSLDataModule(L.LightningDataModule):
         te = _random_rows(torch.arange(len(self.test_set)), s.eval_max_test, seed + 303)
         return tr, te
 
-    def eval_loader(self, train: bool) -> DataLoader:
-        """Batches (uint8 images, labels) of the train or test evaluation rows, in order (streamed)."""
+    def eval_loader(self, train: bool, shard: bool = False) -> DataLoader:
+        """Batches (uint8 images, labels) of the train or test evaluation rows, in order (streamed);
+        ``shard``: this process's rows only, positions rank, rank + W, ... (every row once over W)."""
         tr, te = self.eval_indices()
         dataset, rows = (self.train_set, tr) if train else (self.test_set, te)
+        if shard:
+            rows = rows[rank() :: world_size()]
         bs = self.settings.eval_batch_size
         if hasattr(dataset, "images"):
             chunks = [rows[i : i + bs].tolist() for i in range(0, rows.numel(), bs)]
