@@ -9,11 +9,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from dimcollapse.errors import InputError
-from dimcollapse.utils.distributed import batch_sizes, rank, sum_detached, world_size
+from dimcollapse.utils.distributed import gather_to_rank0, rank, sum_detached, world_size
 
 
 def shard_positions(n_local: int) -> Tensor:
@@ -63,16 +62,11 @@ def encode_split(
 def gather_rows_to_zero(x: Tensor) -> Tensor | None:
     """Every process's rows of one split in position order (row p from process p mod W) on process 0,
     None on the others; ``x`` itself when not distributed."""
-    w = world_size()
-    if w == 1:
-        return x
-    sizes = batch_sizes(x.shape[0], x.device)
-    pad = torch.cat([x, x.new_zeros((max(sizes) - x.shape[0], *x.shape[1:]))]).contiguous()
-    parts = [torch.empty_like(pad) for _ in range(w)] if rank() == 0 else None
-    dist.gather(pad, parts, dst=0)
+    parts = gather_to_rank0(x)
     if parts is None:
         return None
-    out = x.new_empty((sum(sizes), *x.shape[1:]))
-    for r, (part, n) in enumerate(zip(parts, sizes, strict=True)):
-        out[r::w] = part[:n]
+    w = len(parts)
+    out = x.new_empty((sum(p.shape[0] for p in parts), *x.shape[1:]))
+    for r, part in enumerate(parts):
+        out[r::w] = part
     return out

@@ -18,12 +18,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
 from dimcollapse.errors import InputError
-from dimcollapse.utils.distributed import batch_sizes, gather_detached, rank, sum_detached, world_size
+from dimcollapse.utils.distributed import (
+    batch_sizes,
+    broadcast_from,
+    gather_detached,
+    rank,
+    sum_detached,
+    world_size,
+)
 
 STORAGE = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 TILE_BYTES = 256 * 2**20  # bound of a block's similarities and of a float32 copy of one bank tile
@@ -97,8 +103,7 @@ def _block_from(owner: int, q: Tensor, rows: int, dim: int, device: torch.device
     if world_size() == 1:
         return q
     buf = q.contiguous() if rank() == owner else torch.empty(rows, dim, dtype=torch.float32, device=device)
-    dist.broadcast(buf, src=owner)
-    return buf
+    return broadcast_from(buf, owner)
 
 
 def sharded_knn(
