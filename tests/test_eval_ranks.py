@@ -14,6 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from dimcollapse.objectives.simclr import NTXent
 from dimcollapse.training.probe_lbfgs import LBFGSProbeSettings, fit_lbfgs_probe, lbfgs_probe_topk
 from dimcollapse.utils.distributed import rank, world_size
 
@@ -37,7 +38,6 @@ class _Model(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.proj = nn.Linear(64, DIM)
-        self.objective = nn.Module()
         with torch.no_grad():
             self.proj.weight.copy_(torch.randn(DIM, 64, generator=torch.Generator().manual_seed(3)))
             self.proj.bias.zero_()
@@ -51,6 +51,7 @@ class _Module(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.model = _Model()
+        self.objective = NTXent()  # embedding_slice() is None: no d0 accuracies
 
     def encode_eval(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.encode(x.float() / 255.0)

@@ -34,14 +34,8 @@ from dimcollapse.training.config import RunConfig
 from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.eval_shard import Split, encode_split, gather_rows_to_zero, shard_positions
 from dimcollapse.training.evaluate_sgd import sgd_probe_accuracies
-<<<<<<< HEAD
 from dimcollapse.training.knn_eval import Bank, sharded_knn_accuracies
-from dimcollapse.training.model import embedding_slice
 from dimcollapse.training.probe_lbfgs import LBFGSProbeSettings, fit_lbfgs_probe, lbfgs_probe_topk
-=======
-from dimcollapse.training.evaluation import extract_features, linear_probe
-from dimcollapse.training.knn_eval import device_knn_accuracies
->>>>>>> 1fc8f00550b40e9a00b002b35e7bb95ea4fd9684
 from dimcollapse.training.probe_sgd import SGDProbeSettings
 from dimcollapse.utils.distributed import world_size
 
@@ -183,12 +177,7 @@ def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> RunR
         rec.accuracies.update(
             sgd_probe_accuracies(module, data.train, s.sgd_probe, s.sgd_probe_augment, tr, te, c)
         )
-<<<<<<< HEAD
-    d0 = embedding_slice(module.model.objective)
-=======
-        rec.accuracies.update(sgd)
     d0 = module.objective.embedding_slice()
->>>>>>> 1fc8f00550b40e9a00b002b35e7bb95ea4fd9684
     if d0 is not None and d0 < rtr.shape[1]:
         rec.accuracies.update(_accuracies("d0", s, tr.columns(int(d0)), te.columns(int(d0)), c, details))
         rec.details["d0"] = int(d0)

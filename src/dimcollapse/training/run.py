@@ -41,7 +41,6 @@ from dimcollapse.training.precision import choose_precision
 from dimcollapse.training.preflight import clean_stale_temp_files
 from dimcollapse.training.prepared import OVERRIDE_LR_MAX, Prepared, prepare
 from dimcollapse.training.run_folder import FINAL, LAST, LOCK, PROGRESS, FolderState, check_unchanged
-<<<<<<< HEAD
 from dimcollapse.training.run_results import (
     diverged_error,
     evaluate_on_every_rank,
@@ -49,10 +48,7 @@ from dimcollapse.training.run_results import (
     git_commit,
     versions,
 )
-=======
-from dimcollapse.training.run_results import diverged_error, final_metrics, git_commit, versions
 from dimcollapse.training.trainer_settings import TrainerSettings
->>>>>>> 1fc8f00550b40e9a00b002b35e7bb95ea4fd9684
 from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.distributed import end_process_group, is_distributed
 from dimcollapse.utils.lock import folder_lock
@@ -215,15 +211,11 @@ def _fit(trainer: L.Trainer, prep: Prepared, watch: _Watchers, out: Path, stop: 
         try:
             trainer.fit(prep.module, datamodule=prep.dm, ckpt_path=str(last) if prep.mode.resume else None)
         except DivergedError as e:
-<<<<<<< HEAD
             end_process_group()
-            raise diverged_error(e, prep.cfg, watch.checkpointer, out) from None
+            raise diverged_error(e, prep.plan.parts.settings.optim.lr, watch.checkpointer, out) from None
         except BaseException:
             end_process_group()
             raise
-=======
-            raise diverged_error(e, prep.plan.parts.settings.optim.lr, watch.checkpointer, out) from None
->>>>>>> 1fc8f00550b40e9a00b002b35e7bb95ea4fd9684
         finally:
             stop.install()  # ours again after Lightning's signal connector restored its own
         return time.perf_counter() - t0  # the process group lives on for the final evaluation
