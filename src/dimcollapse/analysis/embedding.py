@@ -6,9 +6,13 @@
 - ``candidate_outputs(out)``: every tensor a forward returns, by name (a tensor is ``"output"``; a dict or
   a Hugging Face ``ModelOutput`` keeps its field names; a tuple gives ``output0``, ``output1`` ...; a
   tuple of tensors inside a field, such as ``hidden_states``, gives ``hidden_states.0`` ...).
-- ``pool_rows(t, pool)``: a (B, ...) output as (B, D) rows: ``cls`` (token 0 of (B, T, E)), ``mean``
+- ``pool_rows(t, pool)``: a (B, ...) output as rows: ``cls`` (token 0 of (B, T, E)), ``mean``
   (mean over tokens, or over positions of (B, C, H, W)), ``gap`` (mean over the spatial positions of
-  (B, C, ...)), ``flatten`` (B, prod); 2-D outputs are used as they are, (B, C, 1, 1) is flattened.
+  (B, C, ...)), ``flatten`` (B, prod); token-level: ``tokens`` (every token a row, (B * T, E); every
+  position of a map a row, (B * H * W, C)) and ``patches`` (the tokens after the model's ``prefix``
+  CLS / register tokens, (B * (T - prefix), E)); 2-D outputs are used as they are, (B, C, 1, 1) is
+  flattened. ``prefix_tokens(model)`` is that prefix: timm's ``num_prefix_tokens``, a Hugging Face
+  config's 1 + ``num_register_tokens``, else 1 (the class token).
 - ``default_output``: the output analysed when the user names none: ``last_hidden_state`` pooled at
   ``cls`` for a transformer (the token SSL recipes train; ``pooler_output`` is an extra Linear + tanh),
   else the first output (``r`` for a dimcollapse checkpoint).
@@ -24,7 +28,8 @@ from torch import Tensor, nn
 
 from dimcollapse.errors import ConfigError, InputError
 
-POOLS = ("cls", "mean", "gap", "flatten")
+POOLS = ("cls", "mean", "gap", "flatten", "tokens", "patches")
+TOKEN_POOLS = ("tokens", "patches")  # one row per token, not per input
 TRANSFORMER_STATE = "last_hidden_state"
 
 
@@ -91,8 +96,37 @@ def candidate_outputs(out: Any) -> dict[str, Tensor]:
     return found
 
 
-def pool_rows(t: Tensor, pool: str | None, name: str) -> Tensor:
-    """(B, ...) -> (B, D) by ``pool`` (see the module docstring); InputError when it cannot apply."""
+def prefix_tokens(model: nn.Module) -> int:
+    """CLS + register tokens before the patch tokens: timm's ``num_prefix_tokens``, a Hugging Face
+    config's 1 + ``num_register_tokens``, else 1."""
+    own = getattr(model, "num_prefix_tokens", None)
+    if isinstance(own, int) and not isinstance(own, bool) and own >= 0:
+        return own
+    registers = getattr(getattr(model, "config", None), "num_register_tokens", 0)
+    return 1 + (registers if isinstance(registers, int) and registers > 0 else 0)
+
+
+def token_rows(t: Tensor, pool: str, name: str, prefix: int = 1) -> Tensor:
+    """Every token of (B, T, E) as a row (B * T, E), or every position of (B, C, ...) as (B * HW, C);
+    ``patches`` leaves out the first ``prefix`` tokens of (B, T, E)."""
+    if t.ndim == 3:
+        if pool == "patches":
+            if t.shape[1] <= prefix:
+                raise InputError(
+                    f"--pool patches: output '{name}' has {t.shape[1]} tokens, none after the {prefix} "
+                    "prefix (class / register) tokens; use --pool tokens or cls."
+                )
+            t = t[:, prefix:]
+        return t.reshape(-1, t.shape[-1])
+    if pool == "patches":
+        raise InputError(f"--pool patches needs tokens (B, T, E); output '{name}' is {tuple(t.shape)}.")
+    return t.flatten(2).transpose(1, 2).reshape(-1, t.shape[1])
+
+
+def pool_rows(t: Tensor, pool: str | None, name: str, prefix: int = 1) -> Tensor:
+    """(B, ...) -> rows by ``pool`` (see the module docstring); InputError when it cannot apply."""
+    if pool in TOKEN_POOLS and t.ndim >= 3:
+        return token_rows(t, pool, name, prefix)
     if t.ndim < 2:
         raise InputError(
             f"output '{name}' has shape {tuple(t.shape)}: one number per input is not an embedding; "
@@ -144,11 +178,14 @@ def as_float_rows(t: Tensor) -> Tensor:
 
 __all__ = [
     "POOLS",
+    "TOKEN_POOLS",
     "as_float_rows",
     "candidate_outputs",
     "choose_output",
     "default_output",
     "embed_function",
     "pool_rows",
+    "prefix_tokens",
     "resolve_module",
+    "token_rows",
 ]
