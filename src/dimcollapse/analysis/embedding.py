@@ -1,7 +1,8 @@
 """Which embedding of a model ``analyze --model`` measures: the module run, the output named, the pooling.
 
 - ``embed_function(spec, default)``: ``--embed MODULE`` runs that sub-module (a dotted path such as
-  ``backbone`` or ``model.backbone``; it must be an ``nn.Module``), else the loader's default (a
+  ``backbone`` or ``model.backbone``; an ``nn.Module`` or a module's method such as timm's
+  ``forward_features``, which returns every token), else the loader's default (a
   dimcollapse checkpoint gives r and z), else ``module(x)`` (``module(**x)`` for a dict of inputs).
 - ``candidate_outputs(out)``: every tensor a forward returns, by name (a tensor is ``"output"``; a dict or
   a Hugging Face ``ModelOutput`` keeps its field names; a tuple gives ``output0``, ``output1`` ...; a
@@ -20,6 +21,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,7 +35,9 @@ TOKEN_POOLS = ("tokens", "patches")  # one row per token, not per input
 TRANSFORMER_STATE = "last_hidden_state"
 
 
-def _model_call(m: nn.Module, x: Any) -> Any:
+def _model_call(m: nn.Module | Callable[..., Any], x: Any) -> Any:
+    if not isinstance(m, nn.Module):  # a module's method (--embed forward_features)
+        return m(**x) if isinstance(x, Mapping) else m(x)
     try:
         return m(**x) if isinstance(x, Mapping) else m(x)
     except NotImplementedError:
@@ -43,8 +47,9 @@ def _model_call(m: nn.Module, x: Any) -> Any:
         ) from None
 
 
-def resolve_module(model: nn.Module, spec: str) -> nn.Module:
-    """The sub-module at dotted path ``spec``; ConfigError naming the children if absent or not a module."""
+def resolve_module(model: nn.Module, spec: str) -> nn.Module | Callable[..., Any]:
+    """The sub-module (or a module's method, such as timm's ``forward_features``) at dotted path
+    ``spec``; ConfigError naming the children if absent or neither."""
     target: Any = model
     for part in spec.split("."):
         if not part or not hasattr(target, part):
@@ -54,6 +59,8 @@ def resolve_module(model: nn.Module, spec: str) -> nn.Module:
                 f"{', '.join(children) or '(none)'}. Pass one of them (dotted for deeper ones)."
             )
         target = getattr(target, part)
+    if inspect.ismethod(target) and isinstance(target.__self__, nn.Module):
+        return target
     if not isinstance(target, nn.Module):
         raise ConfigError(
             f"--embed '{spec}' is a {type(target).__name__}, not a sub-module (nn.Module) of the model; pass "

@@ -117,7 +117,11 @@ LayersOpt = Annotated[
 ]
 EmbedOpt = Annotated[
     str | None,
-    typer.Option("--embed", help="Sub-module giving the embeddings (e.g. backbone); default forward."),
+    typer.Option(
+        "--embed",
+        help="Sub-module (e.g. backbone) or method (forward_features) giving the embeddings; "
+        "default: forward.",
+    ),
 ]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use at most this many inputs.")]
 SizeOpt = Annotated[int | None, typer.Option("--image-size", help="Resize images to this size.")]
