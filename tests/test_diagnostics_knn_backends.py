@@ -11,14 +11,13 @@ from scipy.spatial.distance import cdist
 from dimcollapse.diagnostics import (
     KnnBackend,
     knn_distances,
-    knn_select,
-    knn_self,
     lid_estimate,
     lid_mle,
     lid_mom,
 )
-from dimcollapse.diagnostics import knn as knn_module
-from dimcollapse.diagnostics.knn import exact_neighbours, neighbour_recall, sample_exact_distances
+from dimcollapse.diagnostics.engine import knn as knn_module
+from dimcollapse.diagnostics.engine import knn_select, knn_self
+from dimcollapse.diagnostics.engine.knn import exact_neighbours, neighbour_recall, sample_exact_distances
 from dimcollapse.errors import ConfigError
 
 

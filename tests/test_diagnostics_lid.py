@@ -42,8 +42,8 @@ def test_blocked_knn_float32_with_duplicates_equals_brute_force() -> None:
 
 
 def test_knn_never_builds_full_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dimcollapse.diagnostics import knn as knn_module
-    from dimcollapse.diagnostics import knn_self
+    from dimcollapse.diagnostics.engine import knn as knn_module
+    from dimcollapse.diagnostics.engine import knn_self
 
     shapes: list[tuple[int, ...]] = []
     for module in (knn_module, knn_self):  # queries against a reference set; a set against itself

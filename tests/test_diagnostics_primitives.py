@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from dimcollapse.diagnostics.engine.matrices import as_matrix
+from dimcollapse.diagnostics.engine.moments import merge_moments_into
 from dimcollapse.diagnostics.layer_names import name_matches
-from dimcollapse.diagnostics.matrices import as_matrix
-from dimcollapse.diagnostics.moments import merge_moments_into
 from dimcollapse.errors import ConfigError
 
 
@@ -36,7 +36,7 @@ def test_the_merge_equals_the_moments_of_all_rows() -> None:
 
 
 def test_collapse_metrics_and_the_streamed_covariance_merge_alike() -> None:
-    from dimcollapse.diagnostics.covariance_sums import Moments
+    from dimcollapse.diagnostics.engine.covariance_sums import Moments
     from dimcollapse.track.metrics import batch_moments, merge_moments
 
     rng = np.random.default_rng(1)

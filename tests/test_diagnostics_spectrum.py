@@ -202,8 +202,8 @@ def test_worker_count_does_not_change_the_result() -> None:
 
 def test_lanes_fold_their_blocks_in_order_on_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Block i of a call goes to lane i mod L whatever the threads; two workers take the blocks."""
-    from dimcollapse.diagnostics import covariance
-    from dimcollapse.diagnostics.covariance_sums import Lane, lane_count
+    from dimcollapse.diagnostics.engine import covariance
+    from dimcollapse.diagnostics.engine.covariance_sums import Lane, lane_count
 
     seen: list[tuple[int, int]] = []  # (lane, block index), in folding order
     pools: list[int] = []
@@ -239,8 +239,8 @@ def test_lanes_fold_their_blocks_in_order_on_several_threads(monkeypatch: pytest
 
 @pytest.mark.timeout(60)
 def test_a_worker_error_reaches_the_caller_without_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dimcollapse.diagnostics import covariance
-    from dimcollapse.diagnostics.covariance_sums import Lane
+    from dimcollapse.diagnostics.engine import covariance
+    from dimcollapse.diagnostics.engine.covariance_sums import Lane
 
     fold = covariance.CovarianceAccumulator._fold_cpu
 

@@ -6,9 +6,9 @@ arrays sorted descending. Bad input raises ``dimcollapse.errors.InputError``.
 
 from dimcollapse.diagnostics.alignment import Alignment, alignment_matrix
 from dimcollapse.diagnostics.alpha_req import AlphaReQ, alpha_req
+from dimcollapse.diagnostics.engine.knn import knn_distances
+from dimcollapse.diagnostics.engine.knn_backends import KnnBackend
 from dimcollapse.diagnostics.features import feature_spectra
-from dimcollapse.diagnostics.knn import knn_distances
-from dimcollapse.diagnostics.knn_backends import KnnBackend
 from dimcollapse.diagnostics.lid import (
     LidEstimate,
     lid_estimate,

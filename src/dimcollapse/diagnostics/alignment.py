@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dimcollapse.diagnostics._validate import ArrayLike
-from dimcollapse.diagnostics.matrices import as_matrix
+from dimcollapse.diagnostics.engine.inputs import ArrayLike
+from dimcollapse.diagnostics.engine.matrices import as_matrix
 from dimcollapse.errors import InputError
 
 

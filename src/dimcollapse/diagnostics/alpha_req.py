@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dimcollapse.diagnostics._validate import ArrayLike, spectrum_array
+from dimcollapse.diagnostics.engine.inputs import ArrayLike, spectrum_array
 from dimcollapse.diagnostics.threshold import COLLAPSE_THRESHOLD
 from dimcollapse.errors import ConfigError
 

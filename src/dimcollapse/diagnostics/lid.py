@@ -24,9 +24,9 @@ from typing import Literal, TypeVar
 import numpy as np
 import torch
 
-from dimcollapse.diagnostics._validate import ArrayLike, matrix
-from dimcollapse.diagnostics.knn import knn_distances, neighbour_recall, sample_exact_distances
-from dimcollapse.diagnostics.knn_backends import BackendLike, resolve_backend
+from dimcollapse.diagnostics.engine.inputs import ArrayLike, matrix
+from dimcollapse.diagnostics.engine.knn import knn_distances, neighbour_recall, sample_exact_distances
+from dimcollapse.diagnostics.engine.knn_backends import BackendLike, resolve_backend
 from dimcollapse.errors import ConfigError, InputError
 
 Method = Literal["mle", "mom"]

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dimcollapse.diagnostics._validate import ArrayLike, check_positive_int, matrix
-from dimcollapse.diagnostics.knn import sample_exact_distances
+from dimcollapse.diagnostics.engine.inputs import ArrayLike, check_positive_int, matrix
+from dimcollapse.diagnostics.engine.knn import sample_exact_distances
 from dimcollapse.diagnostics.lid import Method, _check_k, lid_from_distances
 from dimcollapse.errors import InputError
 

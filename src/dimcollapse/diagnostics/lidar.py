@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dimcollapse.diagnostics._validate import ArrayLike, as_tensor
+from dimcollapse.diagnostics.engine.inputs import ArrayLike, as_tensor
 from dimcollapse.diagnostics.spectrum import spectrum_of
 from dimcollapse.errors import InputError
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from dimcollapse.diagnostics._validate import (
+from dimcollapse.diagnostics.engine.inputs import (
     ArrayLike,
     as_tensor,
     check_fraction,

@@ -1,5 +1,5 @@
 """Covariance spectrum of embeddings (SPEC 1.1, DC paper eq. 1): eigenvalues of the streamed float64
-covariance (``diagnostics/covariance.py``), or of the N x N Gram matrix when N < D.
+covariance (``diagnostics/engine/covariance.py``), or of the N x N Gram matrix when N < D.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from dimcollapse.diagnostics._validate import (
+from dimcollapse.diagnostics.engine.covariance import CovarianceAccumulator
+from dimcollapse.diagnostics.engine.inputs import (
     ArrayLike,
     as_tensor,
     check_matrix,
@@ -17,7 +18,6 @@ from dimcollapse.diagnostics._validate import (
     count_nonfinite_rows,
     is_matrix_like,
 )
-from dimcollapse.diagnostics.covariance import CovarianceAccumulator
 from dimcollapse.errors import InputError
 from dimcollapse.utils.memory import check_allocation
 

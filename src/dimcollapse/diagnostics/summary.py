@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dimcollapse.diagnostics._validate import ArrayLike, check_positive_int, matrix
 from dimcollapse.diagnostics.catalogue import COLLAPSE_THRESHOLD, Context, evaluate
+from dimcollapse.diagnostics.engine.inputs import ArrayLike, check_positive_int, matrix
 from dimcollapse.diagnostics.lid import lid_mle, lid_mom
 from dimcollapse.diagnostics.lidar import LidarAccumulator
 from dimcollapse.diagnostics.spectrum import (

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dimcollapse.diagnostics.matrices import as_matrix
+from dimcollapse.diagnostics.engine.matrices import as_matrix
 from dimcollapse.errors import InputError
 
 WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (

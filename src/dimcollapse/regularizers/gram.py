@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from dimcollapse.diagnostics.matrices import as_matrix
+from dimcollapse.diagnostics.engine.matrices import as_matrix
 
 # W as a matrix (C_out x C_in*kh*kw, a view in the weight's own layout): the one helper of diagnostics
 weight_matrix = as_matrix

@@ -6,8 +6,8 @@ from typing import ClassVar, Literal
 
 import torch
 
-from dimcollapse.diagnostics.knn import knn_distances
-from dimcollapse.diagnostics.knn_backends import BackendLike, resolve_backend
+from dimcollapse.diagnostics.engine.knn import knn_distances
+from dimcollapse.diagnostics.engine.knn_backends import BackendLike, resolve_backend
 from dimcollapse.diagnostics.lid import lid_from_distances
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register

@@ -13,13 +13,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from statistics import mean, stdev
-from typing import Any
 
 import numpy as np
 
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.errors import InputError
 from dimcollapse.records import accuracy_columns, headline_knn, is_accuracy
+from dimcollapse.records.row import BASELINE, DONE, ResultRow, Row, Scalar, as_number, number
 from dimcollapse.report.claims import evaluate_claims
 from dimcollapse.report.compare_inputs import UNREADABLE, Warn, stderr_warning
 from dimcollapse.report.figure_sections import (
@@ -38,18 +38,20 @@ from dimcollapse.report.sections import (
     run_verdict_lines,
     runs_sections,
 )
-from dimcollapse.study.results import load_results, read_json
+from dimcollapse.study.baselines import read_baselines
+from dimcollapse.study.results import flat_scalars, load_results, read_json
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.html import Figure, Section, Table, render_page
 
 OTHER_COLUMNS = (("weight_erank_mean", "weight erank/size"), ("train_time_s", "train s"))
+SummaryRow = dict[str, str | int]  # one variant of the summary table: display cells (seeds: a count)
 
 
-def _keys(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+def _keys(rows: Iterable[Row]) -> list[str]:
     return list(dict.fromkeys(k for r in rows for k in r))
 
 
-def table_metrics(rows: Iterable[Mapping[str, Any]] = ()) -> list[tuple[str, str]]:
+def table_metrics(rows: Iterable[Row] = ()) -> list[tuple[str, str]]:
     """(result key, header) of the summary table's metric columns: the accuracies the rows hold (the
     accuracy catalogue: every configured k, every probe), the catalogue's per-run metrics of r (``run``
     field), the width of r, those of z, weight erank and training time."""
@@ -75,7 +77,7 @@ def gain_columns(knn_key: str | None) -> list[tuple[str, str, str]]:
 LENGTH_COLUMNS = (("steps", "steps"), ("epochs", "epochs"), ("stop_reason", "stopped"))
 
 
-def _run_dirs(root: Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
+def _run_dirs(root: Path, rows: Sequence[Row]) -> dict[str, Path]:
     if (root / "results.json").is_file():
         return {
             str(r["run_id"]): root / "runs" / str(r["run_id"])
@@ -85,7 +87,7 @@ def _run_dirs(root: Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
     return {str(rows[0]["run_id"]): root} if rows else {}
 
 
-def _first_seed_per_variant(rows: Sequence[Mapping[str, Any]], dirs: Mapping[str, Path]) -> dict[str, Path]:
+def _first_seed_per_variant(rows: Sequence[Row], dirs: Mapping[str, Path]) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for r in sorted(rows, key=lambda r: (str(r.get("seed")), str(r["run_id"]))):
         rid = str(r["run_id"])
@@ -94,7 +96,7 @@ def _first_seed_per_variant(rows: Sequence[Mapping[str, Any]], dirs: Mapping[str
     return dict(sorted(out.items(), key=lambda kv: [str(r["variant"]) for r in rows].index(kv[0])))
 
 
-def _with_artifacts(rows: list[dict[str, Any]], dirs: Mapping[str, Path], warn: Warn) -> list[dict[str, Any]]:
+def _with_artifacts(rows: list[ResultRow], dirs: Mapping[str, Path], warn: Warn) -> list[ResultRow]:
     """Each finished run's artifact metrics (computed when missing, stale or unreadable); a run whose
     artifacts cannot be computed is reported through ``warn`` and shown without them."""
     from dimcollapse.study.artifacts import ARTIFACTS_VERSION, compute_artifacts
@@ -111,7 +113,7 @@ def _with_artifacts(rows: list[dict[str, Any]], dirs: Mapping[str, Path], warn: 
         except UNREADABLE as e:
             warn(f"run '{d}': no artifacts (figures) for it: {e}")
             continue
-        r.update({k: v for k, v in extra.items() if k not in r})
+        r.add_missing(flat_scalars(extra))
     return rows
 
 
@@ -127,56 +129,48 @@ def _fmt(values: list[float], key: str) -> str:
     return f"{m:.1f} ± {s:.1f}{unit}" if unit else f"{m:.4g} ± {s:.2g}"
 
 
-def summary_table(
-    rows: Sequence[Mapping[str, Any]], baselines: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
+def summary_table(rows: Sequence[Row], baselines: Sequence[Row]) -> list[SummaryRow]:
     """One row per variant: mean ± std over seeds of each metric (accuracies in %), baselines first."""
-    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    groups: dict[str, list[Row]] = defaultdict(list)
     for r in [*baselines, *rows]:
-        if r.get("status") in ("done", "baseline"):
+        if r.get("status") in (DONE, BASELINE):
             groups[str(r["variant"])].append(r)
     metrics = table_metrics([*baselines, *rows])
     knn = headline_knn(k for k, _ in metrics)
     out = []
     for variant, rs in groups.items():
         first = rs[0]
-        row: dict[str, Any] = {
+        row: SummaryRow = {
             "variant": variant,
-            "method": first.get("objective", ""),
-            "projector": first.get("projector") or "–",
-            "regularizers": first.get("regularizers") or "–",
+            "method": str(first.get("objective", "")),
+            "projector": str(first.get("projector") or "–"),
+            "regularizers": str(first.get("regularizers") or "–"),
             "seeds": len(rs),
         }
         for key, _ in LENGTH_COLUMNS:
             row[key] = _distinct(r.get(key) for r in rs)
         for key, _ in metrics:
-            vals = [float(r[key]) for r in rs if isinstance(r.get(key), (int, float))]
+            vals = [float(v) for r in rs if isinstance(v := r.get(key), (int, float))]
             row[key] = _fmt(vals, key)
         row.update(_gains(rs, baselines, knn))
         out.append(row)
     return out
 
 
-def _gains(
-    rs: Sequence[Mapping[str, Any]], baselines: Sequence[Mapping[str, Any]], knn: str | None
-) -> dict[str, str]:
+def _gains(rs: Sequence[Row], baselines: Sequence[Row], knn: str | None) -> dict[str, str]:
     """Mean ``knn`` accuracy of a variant minus each baseline's, in points ('' for the baselines)."""
     out = {key: "" for key, _, _ in gain_columns(knn)}
-    vals = [float(r[knn]) for r in rs if knn is not None and _number(r.get(knn))]
-    if knn is None or not vals or any(r.get("status") == "baseline" for r in rs):
+    vals = [v for r in rs if knn is not None and (v := number(r, knn)) is not None]
+    if knn is None or not vals or any(r.get("status") == BASELINE for r in rs):
         return out
     for key, _, base in gain_columns(knn):
-        ref = [b[knn] for b in baselines if b.get("variant") == base and knn in b]
-        if ref and _number(ref[0]):
-            out[key] = f"{100 * (mean(vals) - float(ref[0])):+.1f}"
+        ref = [as_number(b[knn]) for b in baselines if b.get("variant") == base and knn in b]
+        if ref and (first := ref[0]) is not None:
+            out[key] = f"{100 * (mean(vals) - first):+.1f}"
     return out
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _distinct(values: Iterable[Any]) -> str:
+def _distinct(values: Iterable[Scalar]) -> str:
     """The distinct values of a column over a variant's runs ('500', or '480 / 500' when they differ)."""
     seen: list[str] = []
     for v in values:
@@ -260,13 +254,11 @@ SECTIONS: tuple[SectionBuilder, ...] = (
 )
 
 
-def _inputs(
-    root: Path, rows: list[dict[str, Any]], figdir: Path, map_method: str, warn: Warn
-) -> ReportInputs:
+def _inputs(root: Path, rows: list[ResultRow], figdir: Path, map_method: str, warn: Warn) -> ReportInputs:
     """Run folders, artifacts (computed when missing), baselines, claims and the summary table."""
     dirs = _run_dirs(root, rows)
     rows = _with_artifacts(rows, dirs, warn)
-    baselines = (read_json(root / "baselines.json") or {}).get("rows", [])
+    baselines = read_baselines(root / "baselines.json") or []
     reps = _first_seed_per_variant(rows, dirs)
     loaded = {v: _load_npz(d / "artifacts.npz") for v, d in reps.items()}
     arts = {v: a for v, a in loaded.items() if a is not None}

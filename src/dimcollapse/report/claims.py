@@ -27,11 +27,12 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import mean, stdev
-from typing import Any, Literal
+from typing import Literal, TypedDict
 
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.records import accuracy_key, knn_stem
 from dimcollapse.records.accuracy import settings_keys
+from dimcollapse.records.row import Row, Scalar, as_finite, finite
 from dimcollapse.report.seed_spread import SOURCE, seed_spread
 
 Relation = Literal["greater", "less", "close"]
@@ -80,8 +81,8 @@ class ClaimResult:
             return ""
         return "single seed" if min(na, nb) < 2 else f"{na} + {nb} seeds"
 
-    def as_dict(self) -> dict[str, Any]:
-        """Flat JSON-able view."""
+    def as_dict(self) -> ClaimRow:
+        """Flat JSON-able view (a row of report.json's ``claims``)."""
         return {
             "id": self.claim.claim_id,
             "paper": self.claim.paper,
@@ -101,6 +102,26 @@ class ClaimResult:
         }
 
 
+class ClaimRow(TypedDict):
+    """A computed claim as report.json writes it and the claims table reads it."""
+
+    id: str
+    paper: str
+    claim: str
+    metric: str
+    a: str
+    b: str
+    a_mean: float | None
+    a_std: float | None
+    a_n: int
+    b_mean: float | None
+    b_std: float | None
+    b_n: int
+    seeds: str
+    verdict: Verdict
+    detail: str
+
+
 def _fmt_group(sel: Mapping[str, str]) -> str:
     regs = sel.get("regularizers", "")
     text = f"{sel.get('objective', '*')} / projector {sel.get('projector', '*')}"
@@ -115,28 +136,28 @@ def _std(v: list[float]) -> float | None:
     return stdev(v) if len(v) >= 2 else None
 
 
-def _matches(row: Mapping[str, Any], sel: Mapping[str, str]) -> bool:
+def _matches(row: Row, sel: Mapping[str, str]) -> bool:
     return all(str(row.get(k, "")) == v for k, v in sel.items())
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
-
-
-def _rows(rows: Iterable[Mapping[str, Any]], sel: Mapping[str, str], metric: str) -> list[Mapping[str, Any]]:
+def _rows(rows: Iterable[Row], sel: Mapping[str, str], metric: str) -> list[Row]:
     """The rows of group ``sel`` that have a finite value of ``metric``."""
-    return [r for r in rows if _matches(r, sel) and _finite(r.get(metric))]
+    return [r for r in rows if _matches(r, sel) and finite(r, metric) is not None]
 
 
-def _setting(v: Any) -> str:
+def _values(rows: Iterable[Row], metric: str) -> list[float]:
+    """The finite values of ``metric`` in ``rows``."""
+    return [v for r in rows if (v := finite(r, metric)) is not None]
+
+
+def _setting(v: Scalar) -> str:
     if v is None or v == "":
         return "not recorded"
-    return f"{float(v):g}" if _finite(v) else str(v)
+    number = as_finite(v)
+    return f"{number:g}" if number is not None else str(v)
 
 
-def comparability(
-    a_rows: Sequence[Mapping[str, Any]], b_rows: Sequence[Mapping[str, Any]], metric: str = ""
-) -> str | None:
+def comparability(a_rows: Sequence[Row], b_rows: Sequence[Row], metric: str = "") -> str | None:
     """Why runs ``a_rows`` and ``b_rows`` do not compare (the settings that differ), or None if they do.
 
     Each key of ``COMPARE_KEYS`` (+ the accuracy kind's settings for an accuracy metric, e.g. the probe's
@@ -214,7 +235,7 @@ def _verdict(
 
 
 def evaluate_claims(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[Row],
     claims: Iterable[Claim] | None = None,
     deferred: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[ClaimResult]:
@@ -227,8 +248,7 @@ def evaluate_claims(
     results = []
     for c in claims:
         a_rows, b_rows = _rows(rows, c.a, c.metric), _rows(rows, c.b, c.metric)
-        a = [float(r[c.metric]) for r in a_rows]
-        b = [float(r[c.metric]) for r in b_rows]
+        a, b = _values(a_rows, c.metric), _values(b_rows, c.metric)
         later = (deferred or {}).get(c.claim_id)
         why = comparability(a_rows, b_rows, c.metric) if a and b else None
         if later is not None:
@@ -248,7 +268,7 @@ GROUP_FIELDS = ("objective", "projector", "regularizers")
 Scope = Callable[[set[Group]], list[dict[str, str]]]
 
 
-def _present(rows: Iterable[Mapping[str, Any]]) -> set[Group]:
+def _present(rows: Iterable[Row]) -> set[Group]:
     return {(str(r.get("objective")), str(r.get("projector")), str(r.get("regularizers", ""))) for r in rows}
 
 
@@ -419,7 +439,7 @@ CLAIM_TABLE: tuple[tuple[Scope, tuple[ClaimRule, ...]], ...] = (
 )
 
 
-def paper_claims(rows: Iterable[Mapping[str, Any]]) -> list[Claim]:
+def paper_claims(rows: Iterable[Row]) -> list[Claim]:
     """The claims of ``CLAIM_TABLE`` (the four papers) that the combinations present in ``rows`` can test."""
     present = _present(rows)
     out: list[Claim] = []

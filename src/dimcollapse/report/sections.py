@@ -11,16 +11,20 @@ import html
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from dimcollapse.records import is_accuracy
+from dimcollapse.records.row import ResultRow, Scalar
 from dimcollapse.report.seed_spread import SOURCE
 from dimcollapse.study.results import read_json
 from dimcollapse.track.verdict import collapse_verdict, embedding_verdict, rows_le_dims
 from dimcollapse.utils.atomic import atomic_write_bytes
 from dimcollapse.utils.html import N_LE_D_FLAG, Figure, Section, Table, figure_png
+
+if TYPE_CHECKING:
+    from dimcollapse.report.claims import ClaimRow
 
 T = TypeVar("T")
 
@@ -45,16 +49,16 @@ class ReportInputs:
     """What the section builders read; ``written`` collects the figure files in the order written."""
 
     root: Path
-    rows: list[dict[str, Any]]
+    rows: list[ResultRow]
     dirs: dict[str, Path]  # run id -> run folder (finished runs)
     reps: dict[str, Path]  # variant -> the folder of its first seed (figures show one run per variant)
     arts: dict[str, dict[str, np.ndarray]]  # variant -> artifacts.npz of that run
-    baselines: list[dict[str, Any]]
+    baselines: list[ResultRow]
     figdir: Path
     map_method: str = "auto"
-    claims: list[dict[str, Any]] = field(default_factory=list)
+    claims: list[ClaimRow] = field(default_factory=list)
     deferred: dict[str, dict[str, str]] = field(default_factory=dict)
-    table: list[dict[str, Any]] = field(default_factory=list)
+    table: list[dict[str, str | int]] = field(default_factory=list)  # build.py's summary table
     written: list[str] = field(default_factory=list)
 
     def figure(self, make: Callable[[], Any], caption: str, fig_id: str) -> Figure:
@@ -177,10 +181,10 @@ def run_verdict_lines(inp: ReportInputs) -> list[str]:
 
 def runs_sections(inp: ReportInputs) -> list[Section]:
     """One row per run: what it trained (steps, epochs, why it stopped) and its collapse-monitor warnings."""
-    table: list[dict[str, Any]] = []
+    table: list[dict[str, Scalar]] = []
     dirs = inp.dirs
     for r in inp.rows:
-        cells: dict[str, Any] = {k: r.get(k) for k, _ in RUN_COLUMNS}
+        cells: dict[str, Scalar] = {k: r.get(k) for k, _ in RUN_COLUMNS}
         d = dirs.get(str(r["run_id"]))
         warnings = monitor_warnings(d) if d is not None else []
         cells["monitor_warnings"] = "; ".join(warnings) if warnings else ("none" if d is not None else "–")
@@ -214,12 +218,12 @@ def runs_sections(inp: ReportInputs) -> list[Section]:
     return [runs]
 
 
-def _claim_cells(c: Mapping[str, Any]) -> dict[str, Any]:
+def _claim_cells(c: ClaimRow) -> dict[str, Scalar]:
     """Claim row with 'mean ± std (n)' cells; accuracies in %."""
-    key = str(c["metric"])
-    out = dict(c)
-    for side in ("a", "b"):
-        m, sd, n = c.get(f"{side}_mean"), c.get(f"{side}_std"), c.get(f"{side}_n", 0)
+    key = c["metric"]
+    out: dict[str, Scalar] = {k: v for k, v in c.items() if isinstance(v, (str, int, float)) or v is None}
+    sides = {"a": (c["a_mean"], c["a_std"], c["a_n"]), "b": (c["b_mean"], c["b_std"], c["b_n"])}
+    for side, (m, sd, n) in sides.items():
         if m is None:
             out[f"{side}_val"] = "–"
             continue

@@ -6,13 +6,14 @@ They answer "how much did self-supervision add?" on the same data, split and kNN
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from dimcollapse import diagnostics as dg
 from dimcollapse.records import accuracy_key, knn_stem
+from dimcollapse.records.row import BASELINE, ResultRow
 from dimcollapse.study.results import read_json
 from dimcollapse.training.config import RunConfig
 from dimcollapse.utils.atomic import atomic_write_json
@@ -23,28 +24,35 @@ if TYPE_CHECKING:
 
 def _knn_row(
     name: str, s: EvalSettings, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, c: int
-) -> dict[str, Any]:
+) -> ResultRow:
     from dimcollapse.training.evaluation import knn_accuracy
 
-    row: dict[str, Any] = {"run_id": name, "variant": name, "status": "baseline", "objective": name}
+    row = ResultRow(name, name, BASELINE, {"objective": name})
     for k in s.knn_k:
         top1, top5 = knn_accuracy(xtr, ytr, xte, yte, k=int(k), temperature=s.temperature, num_classes=c)
-        row[accuracy_key(knn_stem(k), 1)], row[accuracy_key(knn_stem(k), 5)] = top1, top5
+        row.update({accuracy_key(knn_stem(k), 1): top1, accuracy_key(knn_stem(k), 5): top5})
     spec = dg.covariance_spectrum(xte)
-    row["erank_r"] = dg.effective_rank(spec)
-    row["d_r"] = int(xte.shape[1])
+    row.update({"erank_r": dg.effective_rank(spec), "d_r": int(xte.shape[1])})
     return row
 
 
 @torch.no_grad()
-def compute_baselines(cfg: RunConfig, out_dir: str | Path | None = None) -> list[dict[str, Any]]:
+def read_baselines(path: Path) -> list[ResultRow] | None:
+    """The rows of a baselines.json, None when it is missing or unreadable (computed again)."""
+    cached = read_json(path)
+    if cached is None or not isinstance(cached.get("rows"), list):
+        return None
+    return [ResultRow.from_json(r, str(path)) for r in cached["rows"]]
+
+
+def compute_baselines(cfg: RunConfig, out_dir: str | Path | None = None) -> list[ResultRow]:
     """Rows 'raw pixels' and 'random init' (backbone of ``cfg`` at its seed, untrained); cached in
     ``out_dir/baselines.json``."""
     cache = Path(out_dir) / "baselines.json" if out_dir is not None else None
     if cache is not None:
-        cached = read_json(cache)
-        if cached is not None and isinstance(cached.get("rows"), list):
-            return list(cached["rows"])
+        cached = read_baselines(cache)
+        if cached is not None:
+            return cached
     from dimcollapse.training.datamodule import DataSettings, SSLDataModule
     from dimcollapse.training.evaluate_run import EvalSettings
     from dimcollapse.training.module import SSLModule
@@ -68,7 +76,7 @@ def compute_baselines(cfg: RunConfig, out_dir: str | Path | None = None) -> list
 
     rtr, rte = encode(xtr), encode(xte)
     rows.append(_knn_row("random init", settings, rtr, ytr, rte, yte, c))
-    rows[-1]["backbone"] = cfg.model.backbone
+    rows[-1].set("backbone", cfg.model.backbone)
     if cache is not None:
-        atomic_write_json(cache, {"rows": rows})
+        atomic_write_json(cache, {"rows": [r.to_json() for r in rows]})
     return rows

@@ -3,12 +3,11 @@ columns of results.json), one line per variant and metric with the mean measured
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from dimcollapse.records import is_accuracy
+from dimcollapse.records.row import Row, as_finite, as_number
 
 PAPER_PREFIX = "paper_"
 
@@ -36,7 +35,7 @@ def in_paper_units(metric: str, value: float) -> float:
     return 100.0 * value if is_accuracy(metric) else value
 
 
-def paper_rows(rows: Sequence[Mapping[str, Any]]) -> list[PaperRow]:
+def paper_rows(rows: Sequence[Row]) -> list[PaperRow]:
     """Per variant (first-seen order) and paper metric: paper number and mean measured value of done runs."""
     order: list[tuple[str, str]] = []
     paper: dict[tuple[str, str], float | None] = {}
@@ -48,11 +47,11 @@ def paper_rows(rows: Sequence[Mapping[str, Any]]) -> list[PaperRow]:
             cell = (str(row.get("variant", row.get("run_id", ""))), key.removeprefix(PAPER_PREFIX))
             if cell not in paper:
                 order.append(cell)
-                paper[cell] = None if value is None else float(value)
+                paper[cell] = as_number(value)
                 measured[cell] = []
-            ours = row.get(cell[1])
-            if row.get("status") == "done" and isinstance(ours, (int, float)) and math.isfinite(ours):
-                measured[cell].append(in_paper_units(cell[1], float(ours)))
+            ours = as_finite(row.get(cell[1]))
+            if row.get("status") == "done" and ours is not None:
+                measured[cell].append(in_paper_units(cell[1], ours))
     return [PaperRow(v, m, paper[(v, m)], _mean(measured[(v, m)]), len(measured[(v, m)])) for v, m in order]
 
 

@@ -7,11 +7,12 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from dimcollapse.errors import InputError
 from dimcollapse.records import RunRecord, read_record
-from dimcollapse.records.schema import RECORD_KEY, VERSION_KEY
+from dimcollapse.records.row import ResultRow, Scalar
+from dimcollapse.records.schema import RECORD_KEY, VERSION_KEY, JsonObject
 from dimcollapse.regularizers.coefficients import weight_text
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text
 
@@ -28,9 +29,6 @@ ID_COLUMNS = (
     "planned_steps",
     "stop_reason",
 )
-
-
-Scalar = str | int | float | bool | None  # a result column's value
 
 
 class RunDescription(TypedDict):
@@ -66,6 +64,11 @@ def describe_config(cfg: Mapping[str, Any]) -> RunDescription:
     }
 
 
+def result_row(run_id: str, variant: str, status: str, description: RunDescription) -> ResultRow:
+    """A result row: the run's identity, then the columns of its description (``describe_config``)."""
+    return ResultRow(run_id, variant, status, dict(cast(Mapping[str, Scalar], description)))
+
+
 def flat_scalars(metrics: Mapping[str, object]) -> dict[str, Scalar]:
     """Top-level scalar entries of a metrics dict (nested dicts/lists are left to metrics.json; the record's
     kind and schema version are the file's, not a result column)."""
@@ -76,7 +79,7 @@ def flat_scalars(metrics: Mapping[str, object]) -> dict[str, Scalar]:
     return out
 
 
-def run_metrics(path: Path) -> dict[str, Any] | None:
+def run_metrics(path: Path) -> JsonObject | None:
     """A finished run's metrics.json as its record's flat fields (any schema version; None when the file is
     missing or unreadable, i.e. the run did not finish); a newer schema version raises InputError."""
     raw = read_json(path)
@@ -94,9 +97,9 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+def write_results(out_dir: Path, rows: Sequence[ResultRow]) -> None:
     """results.json (list of rows) and results.csv (union of columns, id columns first)."""
-    atomic_write_json(out_dir / "results.json", list(rows))
+    atomic_write_json(out_dir / "results.json", [r.to_json() for r in rows])
     cols = list(ID_COLUMNS)
     for r in rows:
         cols.extend(k for k in r if k not in cols)
@@ -108,7 +111,7 @@ def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     atomic_write_text(out_dir / "results.csv", buf.getvalue())
 
 
-def load_results(study_dir: str | Path) -> list[dict[str, Any]]:
+def load_results(study_dir: str | Path) -> list[ResultRow]:
     """Rows of a study folder's results.json; a single run folder gives one row from its run record
     (metrics.json of any schema version; a newer version or a corrupt file raises InputError)."""
     d = Path(study_dir)
@@ -123,7 +126,7 @@ def load_results(study_dir: str | Path) -> list[dict[str, Any]]:
                 f"'{res}' is not a study's results (unreadable, or not a JSON list of rows); rerun "
                 "`dimcollapse study` on the study file to rebuild it from the run folders."
             )
-        return [dict(r) for r in data]
+        return [ResultRow.from_json(r, str(res)) for r in data]
     if not (d / "metrics.json").is_file():
         return []
     record = read_record(d / "metrics.json")  # any schema version; a newer one is one clear error
@@ -138,6 +141,6 @@ def load_results(study_dir: str | Path) -> list[dict[str, Any]]:
         import yaml
 
         cfg = yaml.safe_load((d / "config.yaml").read_text()) or {}
-    row = {"run_id": d.name, "variant": d.name, "status": "done", **describe_config(cfg)}
+    row = result_row(d.name, d.name, "done", describe_config(cfg))
     row.update(flat_scalars(metrics))
     return [row]

@@ -18,11 +18,13 @@ from dimcollapse.launch.base import DONE, Executor, Outcome
 from dimcollapse.launch.inline import InlineExecutor
 from dimcollapse.launch.local import LocalExecutor
 from dimcollapse.launch.task import LAST, RunTask, make_task
+from dimcollapse.records.row import ResultRow
+from dimcollapse.records.schema import JsonObject
 from dimcollapse.study.grid import RunSpec, Study
 from dimcollapse.study.ledger import Ledger
 from dimcollapse.study.paper import PAPER_PREFIX
 from dimcollapse.study.plan import MAX_RUNS, resolve_configs
-from dimcollapse.study.results import describe_config, flat_scalars, run_metrics, write_results
+from dimcollapse.study.results import describe_config, flat_scalars, result_row, run_metrics, write_results
 from dimcollapse.training.config import RunConfig, to_dict, to_yaml
 from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir, remove_stale_temp_files
 from dimcollapse.utils.lock import folder_lock
@@ -39,7 +41,7 @@ class StudyRun:
     """Outcome of ``run_study``: the rows and what happened to each run."""
 
     out_dir: Path
-    rows: list[dict[str, Any]]
+    rows: list[ResultRow]
     trained: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -51,9 +53,8 @@ class StudyRun:
         return bool(self.failed) and not (self.trained or self.resumed or self.skipped)
 
 
-def _row(spec: RunSpec, cfg: RunConfig, status: str, metrics: dict[str, Any] | None) -> dict[str, Any]:
-    row: dict[str, Any] = {"run_id": spec.run_id, "variant": spec.variant, "status": status}
-    row.update(describe_config(to_dict(cfg)))
+def _row(spec: RunSpec, cfg: RunConfig, status: str, metrics: JsonObject | None) -> ResultRow:
+    row = result_row(spec.run_id, spec.variant, status, describe_config(to_dict(cfg)))
     row.update({k.split(".")[-1] if k != "trainer.seed" else "seed": v for k, v in spec.grid_point.items()})
     if metrics:
         row.update(flat_scalars(metrics))
@@ -113,7 +114,7 @@ def _run_locked(
     if study.path.is_file():
         atomic_write_text(out / "study.yaml", study.path.read_text())
     result = StudyRun(out, [])
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, ResultRow] = {}
     todo: Plan = []
     for spec, cfg in plan:
         done = run_metrics(out / "runs" / spec.run_id / "metrics.json")
@@ -193,7 +194,7 @@ class _Gatherer:
         out: Path,
         plan: Plan,
         result: StudyRun,
-        rows: dict[str, dict[str, Any]],
+        rows: dict[str, ResultRow],
         console: Console,
     ) -> None:
         self.study, self.out, self.plan, self.result, self.rows, self.console = (
@@ -229,7 +230,8 @@ class _Gatherer:
             self.console.print(f"[bold red]run {escape(spec.run_id)} failed:[/] {escape(reason)}")
             self.result.failed[spec.run_id] = reason
             stop = _failure(outcome.exception) if outcome.exception is not None else _failure_text(reason)
-            self.rows[spec.run_id] = {**_row(spec, cfg, f"failed: {reason}", None), "stop_reason": stop}
+            self.rows[spec.run_id] = row = _row(spec, cfg, f"failed: {reason}", None)
+            row.set("stop_reason", stop)
         if self.ledger is not None:
             self.ledger.update(spec.run_id, outcome.state, outcome.error, outcome.job_id)
         self.write()

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dimcollapse.diagnostics.engine.matrices import as_matrix
 from dimcollapse.diagnostics.layer_names import PATTERN_HELP, matching
-from dimcollapse.diagnostics.matrices import as_matrix
 from dimcollapse.diagnostics.rank import effective_rank
 from dimcollapse.diagnostics.weights import named_weight_matrices, singular_values
 from dimcollapse.errors import ConfigError

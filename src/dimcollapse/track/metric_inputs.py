@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dimcollapse.diagnostics._validate import as_tensor
+from dimcollapse.diagnostics.engine.inputs import as_tensor
 from dimcollapse.errors import InputError
 
 _SHAPES = {2: "(batch, dim)", 3: "(samples, views, dim)"}

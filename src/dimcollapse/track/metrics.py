@@ -42,9 +42,9 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
 from dimcollapse.diagnostics.catalogue import COLLAPSE_THRESHOLD, Context, evaluate
+from dimcollapse.diagnostics.engine.moments import merge_moments_into
 from dimcollapse.diagnostics.lid import lid_mle, lid_mom
 from dimcollapse.diagnostics.lidar import DELTA, EPS, lidar_eigenvalues
-from dimcollapse.diagnostics.moments import merge_moments_into
 from dimcollapse.diagnostics.spectrum import gram_spectrum, spectrum_of
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.track.metric_inputs import metric_rows, overflow_error
@@ -82,7 +82,8 @@ def batch_moments(z: Tensor) -> Tensor:
 
 
 def merge_moments(stacked: Tensor) -> Tensor:
-    """Merge packed moments along dim 0 with the one exact merge (``diagnostics.moments``, Chan et al.)."""
+    """Merge packed moments along dim 0 with the one exact merge (``diagnostics.engine.moments``, Chan
+    et al.)."""
     if stacked.ndim == 2:
         return stacked
     out = stacked[0].clone()

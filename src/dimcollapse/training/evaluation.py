@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dimcollapse.diagnostics.knn import knn_core
-from dimcollapse.diagnostics.knn_backends import BackendLike, resolve_backend
+from dimcollapse.diagnostics.engine.knn import knn_core
+from dimcollapse.diagnostics.engine.knn_backends import BackendLike, resolve_backend
 from dimcollapse.errors import InputError
 
 
@@ -53,8 +53,9 @@ def knn_scores_multi(
 ) -> dict[int, Tensor]:
     """``knn_predict_scores`` for several k at once: one similarity pass, top-max(k), then prefixes.
 
-    ``backend`` other than "exact" finds the neighbours with that k-NN engine (diagnostics.knn_backends)
-    on the unit vectors, where the smallest distances are the largest cosine similarities."""
+    ``backend`` other than "exact" finds the neighbours with that k-NN engine
+    (diagnostics.engine.knn_backends) on the unit vectors, where the smallest distances are the largest
+    cosine similarities."""
     _check_features("kNN train", train_x, train_y)
     k_max = min(max(int(k) for k in ks), train_x.shape[0])
     bank = F.normalize(train_x.float(), dim=1)

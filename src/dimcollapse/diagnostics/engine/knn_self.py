@@ -17,8 +17,8 @@ import threading
 
 import numpy as np
 
-from dimcollapse.diagnostics import knn_select as sel
-from dimcollapse.diagnostics.knn_workers import TileBuffers, run_all
+from dimcollapse.diagnostics.engine import knn_select as sel
+from dimcollapse.diagnostics.engine.knn_workers import TileBuffers, run_all
 
 
 def blocks_for(n: int, tile: int, k: int) -> list[tuple[int, int]] | None:

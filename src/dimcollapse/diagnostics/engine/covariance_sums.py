@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from dimcollapse.diagnostics.moments import merge_moments_into
+from dimcollapse.diagnostics.engine.moments import merge_moments_into
 
 _MAX_LANES = 8  # running sums folded independently (one worker thread each at a time)
 _LANE_BYTES = 2**27  # at most this many bytes of lane sums (D x D float64 each)

@@ -21,11 +21,11 @@ from typing import Literal, overload
 import numpy as np
 import torch
 
-from dimcollapse.diagnostics import knn_select as sel
-from dimcollapse.diagnostics._validate import ArrayLike, check_positive_int, matrix
-from dimcollapse.diagnostics.knn_backends import BackendLike, resolve_backend
-from dimcollapse.diagnostics.knn_self import blocks_for, self_neighbours
-from dimcollapse.diagnostics.knn_workers import TileBuffers, cpu_workers, run_all
+from dimcollapse.diagnostics.engine import knn_select as sel
+from dimcollapse.diagnostics.engine.inputs import ArrayLike, check_positive_int, matrix
+from dimcollapse.diagnostics.engine.knn_backends import BackendLike, resolve_backend
+from dimcollapse.diagnostics.engine.knn_self import blocks_for, self_neighbours
+from dimcollapse.diagnostics.engine.knn_workers import TileBuffers, cpu_workers, run_all
 from dimcollapse.errors import InputError
 
 _GATHER_ELEMS = 2**24  # cap on block * k * D elements of the exact recomputation (with autograd)
@@ -113,7 +113,7 @@ def knn_core(
         if spec.name == "exact":
             idx = exact_neighbours(q.detach(), None if r is None else r.detach(), k, block_size)
         else:
-            from dimcollapse.diagnostics.knn_backends import faiss_neighbours
+            from dimcollapse.diagnostics.engine.knn_backends import faiss_neighbours
 
             idx = faiss_neighbours(q.detach(), None if r is None else r.detach(), k, spec)
     return exact_distances(q, q if r is None else r, idx)

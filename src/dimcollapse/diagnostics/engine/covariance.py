@@ -24,9 +24,9 @@ import threading
 import numpy as np
 import torch
 
-from dimcollapse.diagnostics._validate import ArrayLike, as_tensor, count_nonfinite_rows
-from dimcollapse.diagnostics.covariance_sums import BlockSlot, Lane, Moments, Segment, lane_count
-from dimcollapse.diagnostics.knn_workers import cpu_workers, run_all
+from dimcollapse.diagnostics.engine.covariance_sums import BlockSlot, Lane, Moments, Segment, lane_count
+from dimcollapse.diagnostics.engine.inputs import ArrayLike, as_tensor, count_nonfinite_rows
+from dimcollapse.diagnostics.engine.knn_workers import cpu_workers, run_all
 from dimcollapse.errors import InputError
 from dimcollapse.utils.memory import check_allocation
 
