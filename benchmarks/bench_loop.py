@@ -57,6 +57,9 @@ class StepClock(L.Callback):
 def loop_per_step(overrides: list[str], steps: int) -> float:
     """Fit ``steps`` steps into a temporary folder exactly as ``training.run.train`` does (same callbacks,
     trainer, loggers, checkpoints), without the final evaluation; seconds per step."""
+    from dimcollapse.training.callbacks import GracefulStop
+    from dimcollapse.training.callbacks.progress import ProgressWriter
+    from dimcollapse.training.cluster import job_info
     from dimcollapse.training.config import load_config
     from dimcollapse.training.run import _callbacks, _fit, build_trainer, prepare
 
@@ -65,12 +68,13 @@ def loop_per_step(overrides: list[str], steps: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         prep = prepare(cfg, out, False)
-        watch = _callbacks(prep, out, [clock])
-        info = prep.dm.info
-        trainer = build_trainer(
-            prep.cfg, out, prep.module.total_steps, watch.callbacks, steps_per_epoch=info.steps_per_epoch
+        stop = GracefulStop(out / "checkpoints" / "last.ckpt", out, job_info())
+        progress = ProgressWriter(
+            out / "progress.json", job_info(), prep.module.total_steps, 10, enabled=False
         )
-        _fit(trainer, prep, watch, out, False)
+        watch = _callbacks(prep, out, [clock], stop, progress)
+        trainer = build_trainer(prep.plan.trainer, out, watch.callbacks)
+        _fit(trainer, prep, watch, out, stop)
     return clock.per_step()
 
 

@@ -25,7 +25,7 @@ COMPONENTS = {"models", "objectives", "regularizers", "data"}
 # package -> the dimcollapse packages it may import (the root package ``dimcollapse`` is open to all)
 LAYERS: dict[str, set[str]] = {
     "errors": set(),
-    "registry": {"errors"},
+    "registry": {"errors", "contracts"},  # contracts under TYPE_CHECKING: mypy checks what registers
     "utils": {"errors"},
     "contracts": set(),
     "records": {"errors", "utils"},

@@ -90,11 +90,11 @@ def test_monitor_divergence_message_gives_step_checkpoint_and_fix(tmp_path: Path
 
     cfg = load_config(None, [*TINY, "optim.lr=0.5"])
     ckpt = FiniteModelCheckpoint(dirpath=str(tmp_path / "checkpoints"))
-    err = _diverged(DivergedError("x", 12, "the probe embeddings"), cfg, ckpt, tmp_path)
+    err = _diverged(DivergedError("x", 12, "the probe embeddings"), cfg.optim.lr, ckpt, tmp_path)
     assert "probe embeddings became non-finite at step 12" in str(err) and "No checkpoint" in str(err)
     assert "optim.lr=0.05" in str(err)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
     ckpt.last_good_step = 10
-    err = _diverged(DivergedError("x", 12, "the probe embeddings"), cfg, ckpt, tmp_path)
+    err = _diverged(DivergedError("x", 12, "the probe embeddings"), cfg.optim.lr, ckpt, tmp_path)
     assert "last good checkpoint (step 10)" in str(err) and "--resume --override-lr 0.05" in str(err)

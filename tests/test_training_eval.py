@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from dimcollapse.errors import ConfigError, InputError
+from dimcollapse.objectives.simclr import NTXent
 from dimcollapse.training.evaluation import knn_accuracy, knn_predict_scores, linear_probe, topk_accuracy
 from dimcollapse.training.optim import LARS, param_groups, warmup_cosine
 
@@ -190,8 +191,7 @@ class _Encoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.ones(()))
-        self.model = nn.Module()
-        self.model.objective = nn.Module()  # no d0: no sub-vector accuracies
+        self.objective = NTXent()  # the module's objective: embedding_slice() is None, no d0 accuracies
 
     def encode_eval(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r = x.flatten(1).float() * self.scale

@@ -9,8 +9,10 @@ from types import SimpleNamespace
 from lightning.pytorch.callbacks import Timer
 
 from dimcollapse.training.checkpoint import load_checkpoint
+from dimcollapse.training.config import load_config
 from dimcollapse.training.run import train
 from dimcollapse.training.run_record import stop_reason, training_record
+from dimcollapse.training.trainer_settings import TrainerSettings
 from test_training_smoke import tiny
 
 
@@ -42,5 +44,6 @@ def test_stop_reason_without_a_timer() -> None:
     trainer.state.status = "TrainerStatus.INTERRUPTED"
     assert stop_reason(trainer, 3, 10) == "interrupted"
     timer = Timer(duration={"seconds": 3600})  # never started: plenty of time left
-    rec = training_record(SimpleNamespace(callbacks=[timer], state=None), 5, 10, 4, 60.0)
+    settings = TrainerSettings.from_config(load_config(None, ["optim.max_time_minutes=60"]), 10, 4)
+    rec = training_record(SimpleNamespace(callbacks=[timer], state=None), 5, settings)
     assert rec["stop_reason"] == "stopped early" and rec["epochs"] == 1.25 and rec["planned_epochs"] == 2.5

@@ -9,7 +9,7 @@ the behaviour behind each attribute. Code that composes components (training, tr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
@@ -56,16 +56,30 @@ class Objective(Protocol):
     ``last_stats`` holds the loss components of the last forward as detached tensors, for logging.
     """
 
-    uses_momentum_target: bool
-    needs_dim: bool
-    multi_view: bool
-    default_momentum: tuple[float, float]
     last_stats: dict[str, Tensor]
+
+    @property
+    def uses_momentum_target(self) -> bool: ...
+
+    @property
+    def needs_dim(self) -> bool: ...
+
+    @property
+    def multi_view(self) -> bool: ...
+
+    @property
+    def default_momentum(self) -> tuple[float, float]: ...
+
+    @property
+    def default_step(self) -> str:
+        """The registered training step the objective trains with when the config names none."""
+        ...
 
     def __call__(self, z1: Tensor, z2: Tensor, *targets: Tensor, **scheduled: float | bool) -> Tensor: ...
 
-    def forward_views(self, zs: list[Tensor], ts: list[Tensor] | None = None, **scheduled: Any) -> Tensor:
-        """All views at once (multi_view objectives): global views first, ``ts`` the targets of those."""
+    def forward_views(self, zs: list[Tensor], ts: list[Tensor] | None = None) -> Tensor:
+        """All views at once (multi_view objectives): global views first, ``ts`` the targets of those;
+        the objective's scheduled values as keyword arguments with defaults."""
         ...
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
@@ -85,11 +99,19 @@ class Regularizer(Protocol):
     ``last_stats`` holds detached tensors of the last call (``raw`` and the term's own statistics).
     """
 
-    target: Literal["weights", "features"]
-    default_weight: float | None
-    default_warmup: str
-    skip_when_off: bool
     last_stats: dict[str, Tensor]
+
+    @property
+    def target(self) -> Literal["weights", "features"]: ...
+
+    @property
+    def default_weight(self) -> float | None: ...
+
+    @property
+    def default_warmup(self) -> str: ...
+
+    @property
+    def skip_when_off(self) -> bool: ...
 
 
 @runtime_checkable

@@ -16,9 +16,12 @@ import inspect
 import numbers
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from dimcollapse.errors import ConfigError, InputError, allocation_failure, unknown_name
+
+if TYPE_CHECKING:  # mypy checks each registered class against its kind's contract (contracts.py)
+    from dimcollapse import contracts
 
 KINDS: dict[str, str] = {
     "backbone": "dimcollapse.models",
@@ -32,6 +35,10 @@ _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {kind: {} for kind in KIND
 _loaded: set[str] = set()
 
 T = TypeVar("T", bound=Callable[..., Any])
+BackboneT = TypeVar("BackboneT", bound="Callable[..., contracts.Backbone]")
+ProjectorT = TypeVar("ProjectorT", bound="Callable[..., contracts.Projector]")
+ObjectiveT = TypeVar("ObjectiveT", bound="Callable[..., contracts.Objective]")
+RegularizerT = TypeVar("RegularizerT", bound="Callable[..., contracts.Regularizer]")
 
 
 def _check_kind(kind: str) -> None:
@@ -39,8 +46,19 @@ def _check_kind(kind: str) -> None:
         raise unknown_name("component kind", kind, list(KINDS))
 
 
+@overload
+def register(kind: Literal["backbone"], name: str) -> Callable[[BackboneT], BackboneT]: ...
+@overload
+def register(kind: Literal["projector"], name: str) -> Callable[[ProjectorT], ProjectorT]: ...
+@overload
+def register(kind: Literal["objective"], name: str) -> Callable[[ObjectiveT], ObjectiveT]: ...
+@overload
+def register(kind: Literal["regularizer"], name: str) -> Callable[[RegularizerT], RegularizerT]: ...
+@overload
+def register(kind: str, name: str) -> Callable[[T], T]: ...
 def register(kind: str, name: str) -> Callable[[T], T]:
-    """Decorator: register a class or factory under (kind, name)."""
+    """Decorator: register a class or factory under (kind, name). For the component kinds mypy checks
+    that the class (or the factory's return type) obeys the kind's Protocol in ``contracts.py``."""
     _check_kind(kind)
 
     def deco(obj: T) -> T:

@@ -22,6 +22,8 @@ class Objective(nn.Module):
     name: ClassVar[str] = "objective"
     # EMA (base, final) momentum when the run's ``ema`` block gives none (read by the schedules only)
     default_momentum: ClassVar[tuple[float, float]] = (0.99, 1.0)
+    # the registered training step (training/steps/) when the config's ``step`` names none
+    default_step: ClassVar[str] = "views"
 
     def __init__(self) -> None:
         super().__init__()

@@ -19,7 +19,8 @@ import numpy as np
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.errors import InputError
 from dimcollapse.records import accuracy_columns, headline_knn, is_accuracy
-from dimcollapse.records.row import BASELINE, DONE, ResultRow, Row, Scalar, as_number, number
+from dimcollapse.records.row import BASELINE, DONE, ResultRow, Row, as_number, number
+from dimcollapse.records.schema import JsonValue
 from dimcollapse.report.claims import evaluate_claims
 from dimcollapse.report.compare_inputs import UNREADABLE, Warn, stderr_warning
 from dimcollapse.report.figure_sections import (
@@ -39,7 +40,7 @@ from dimcollapse.report.sections import (
     runs_sections,
 )
 from dimcollapse.study.baselines import read_baselines
-from dimcollapse.study.results import flat_scalars, load_results, read_json
+from dimcollapse.study.results import load_results, read_json
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.html import Figure, Section, Table, render_page
 
@@ -113,7 +114,7 @@ def _with_artifacts(rows: list[ResultRow], dirs: Mapping[str, Path], warn: Warn)
         except UNREADABLE as e:
             warn(f"run '{d}': no artifacts (figures) for it: {e}")
             continue
-        r.add_missing(flat_scalars(extra))
+        r.add_missing(extra)
     return rows
 
 
@@ -170,7 +171,7 @@ def _gains(rs: Sequence[Row], baselines: Sequence[Row], knn: str | None) -> dict
     return out
 
 
-def _distinct(values: Iterable[Scalar]) -> str:
+def _distinct(values: Iterable[JsonValue]) -> str:
     """The distinct values of a column over a variant's runs ('500', or '480 / 500' when they differ)."""
     seen: list[str] = []
     for v in values:

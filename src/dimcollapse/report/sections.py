@@ -17,6 +17,7 @@ import numpy as np
 
 from dimcollapse.records import is_accuracy
 from dimcollapse.records.row import ResultRow, Scalar
+from dimcollapse.records.schema import JsonValue
 from dimcollapse.report.seed_spread import SOURCE
 from dimcollapse.study.results import read_json
 from dimcollapse.track.verdict import collapse_verdict, embedding_verdict, rows_le_dims
@@ -181,10 +182,10 @@ def run_verdict_lines(inp: ReportInputs) -> list[str]:
 
 def runs_sections(inp: ReportInputs) -> list[Section]:
     """One row per run: what it trained (steps, epochs, why it stopped) and its collapse-monitor warnings."""
-    table: list[dict[str, Scalar]] = []
+    table: list[dict[str, JsonValue]] = []
     dirs = inp.dirs
     for r in inp.rows:
-        cells: dict[str, Scalar] = {k: r.get(k) for k, _ in RUN_COLUMNS}
+        cells: dict[str, JsonValue] = {k: r.get(k) for k, _ in RUN_COLUMNS}
         d = dirs.get(str(r["run_id"]))
         warnings = monitor_warnings(d) if d is not None else []
         cells["monitor_warnings"] = "; ".join(warnings) if warnings else ("none" if d is not None else "–")

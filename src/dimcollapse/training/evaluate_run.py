@@ -29,7 +29,6 @@ from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.evaluate_sgd import sgd_probe_accuracies
 from dimcollapse.training.evaluation import extract_features, linear_probe
 from dimcollapse.training.knn_eval import device_knn_accuracies
-from dimcollapse.training.model import embedding_slice
 from dimcollapse.training.probe_sgd import SGDProbeSettings
 
 
@@ -150,7 +149,7 @@ def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> RunR
             module, data.train, s.sgd_probe, s.sgd_probe_augment, rtr_l, ytr_l, rte, yte, c
         )
         rec.accuracies.update(sgd)
-    d0 = embedding_slice(module.model.objective)
+    d0 = module.objective.embedding_slice()
     if d0 is not None and d0 < rtr.shape[1]:
         rec.accuracies.update(_accuracies("d0", s, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
         rec.details["d0"] = int(d0)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dimcollapse import contracts
 from dimcollapse.errors import ConfigError
 from dimcollapse.objectives.momentum import ema_update, frozen_copy
 from dimcollapse.registry import build, get
@@ -30,7 +31,7 @@ def _accepts(factory: Any, key: str) -> bool:
 
 def build_network(
     model: ModelConfig, objective: ObjectiveConfig, in_channels: int, image_size: int
-) -> tuple[nn.Module, nn.Module, nn.Module]:
+) -> tuple[contracts.Backbone, contracts.Projector, contracts.Objective]:
     """(backbone, projector(in_dim=D), objective), built in this order (``in_channels``, ``image_size``
     passed to the backbone where accepted, ``dim`` = d to objectives that need it)."""
     bkw = dict(model.backbone_kwargs)
@@ -39,16 +40,18 @@ def build_network(
         bkw.setdefault("in_channels", in_channels)
     if _accepts(factory, "image_size"):
         bkw.setdefault("image_size", image_size)
-    backbone = build("backbone", model.backbone, **bkw)
+    backbone: contracts.Backbone = build("backbone", model.backbone, **bkw)
     if not hasattr(backbone, "out_dim"):
         raise ConfigError(f"backbone '{model.backbone}' does not expose out_dim; it breaks the contract.")
-    projector = build("projector", model.projector, in_dim=int(backbone.out_dim), **model.projector_kwargs)
+    projector: contracts.Projector = build(
+        "projector", model.projector, in_dim=int(backbone.out_dim), **model.projector_kwargs
+    )
     okw = split_objective_kwargs(objective.name, objective.kwargs)[1]  # scheduled keys: the run's schedules
     obj_cls = get("objective", objective.name)
     if getattr(obj_cls, "needs_dim", False):
         okw.setdefault("dim", int(projector.out_dim))
-    loss = build("objective", objective.name, **okw)
-    d0 = embedding_slice(loss)
+    loss: contracts.Objective = build("objective", objective.name, **okw)
+    d0 = loss.embedding_slice()
     if d0 is not None and d0 > int(projector.out_dim):
         raise ConfigError(
             f"objective {objective.name}: d0 = {d0} is larger than the embedding size "
@@ -59,26 +62,38 @@ def build_network(
     return backbone, projector, loss
 
 
-def embedding_slice(objective: nn.Module) -> int | None:
-    """The objective's ``embedding_slice()`` (d0 of DirectCLR), None for objectives that read all of z or
-    do not declare it (a user's loss that is not an ``Objective``)."""
-    declared = getattr(objective, "embedding_slice", None)
-    value = declared() if callable(declared) else None
-    return None if value is None else int(value)
+def as_module(component: object, what: str) -> nn.Module:
+    """``component`` as the ``nn.Module`` every registered component also is (a ConfigError otherwise):
+    the contracts type what the run calls, the module tree holds the parameters."""
+    if not isinstance(component, nn.Module):
+        raise ConfigError(
+            f"the {what} {type(component).__name__} is not a torch.nn.Module; derive it from one."
+        )
+    return component
 
 
 class SSLModel(nn.Module):
-    """Children ``backbone``, ``projector``, ``objective`` (and ``momentum_target`` for BYOL-like losses)."""
+    """Children ``backbone``, ``projector``, ``objective`` (and ``momentum_target`` for BYOL-like losses),
+    typed by their contracts (``dimcollapse.contracts``); each is also an ``nn.Module`` (``as_module``)."""
 
-    def __init__(self, backbone: nn.Module, projector: nn.Module, objective: nn.Module) -> None:
+    backbone: contracts.Backbone
+    projector: contracts.Projector
+    objective: contracts.Objective
+
+    def __init__(
+        self, backbone: contracts.Backbone, projector: contracts.Projector, objective: contracts.Objective
+    ) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.projector = projector
-        self.objective = objective
+        self.backbone = as_module(backbone, "backbone")  # type: ignore[assignment]
+        self.projector = as_module(projector, "projector")  # type: ignore[assignment]
+        self.objective = as_module(objective, "objective")  # type: ignore[assignment]
         self.momentum_target: nn.ModuleDict | None = None
-        if getattr(objective, "uses_momentum_target", False):
+        if objective.uses_momentum_target:
             self.momentum_target = nn.ModuleDict(
-                {"backbone": frozen_copy(backbone), "projector": frozen_copy(projector)}
+                {
+                    "backbone": frozen_copy(as_module(backbone, "backbone")),
+                    "projector": frozen_copy(as_module(projector, "projector")),
+                }
             )
 
     @classmethod
@@ -112,11 +127,10 @@ class SSLModel(nn.Module):
         if self.momentum_target is None:
             return []
         pairs: list[tuple[nn.Module, nn.Module]] = [
-            (self.backbone, self.momentum_target["backbone"]),
-            (self.projector, self.momentum_target["projector"]),
+            (as_module(self.backbone, "backbone"), self.momentum_target["backbone"]),
+            (as_module(self.projector, "projector"), self.momentum_target["projector"]),
         ]
-        own = getattr(self.objective, "momentum_pairs", None)
-        return pairs + (list(own()) if callable(own) else [])
+        return pairs + list(self.objective.momentum_pairs())
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
@@ -126,6 +140,5 @@ class SSLModel(nn.Module):
 
     def online_modules(self) -> nn.ModuleDict:
         """The modules the optimizer trains, without the momentum target (for parameter groups)."""
-        return nn.ModuleDict(
-            {"backbone": self.backbone, "projector": self.projector, "objective": self.objective}
-        )
+        parts = {"backbone": self.backbone, "projector": self.projector, "objective": self.objective}
+        return nn.ModuleDict({name: as_module(part, name) for name, part in parts.items()})

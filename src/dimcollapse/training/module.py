@@ -27,7 +27,7 @@ from dimcollapse.data.views import ViewAugment
 from dimcollapse.errors import ConfigError, DivergedError
 from dimcollapse.training.config import OptimConfig
 from dimcollapse.training.ema import EMAHook
-from dimcollapse.training.model import SSLModel
+from dimcollapse.training.model import SSLModel, as_module
 from dimcollapse.training.nonfinite import NonFiniteFlag
 from dimcollapse.training.optim import build_optimizer
 from dimcollapse.training.schedules import Schedules, StepValues
@@ -99,11 +99,11 @@ class ModelParts:
 
     One set of parts builds one module (the module takes these very objects, no copies)."""
 
-    backbone: nn.Module
-    projector: nn.Module
-    objective: nn.Module
+    backbone: contracts.Backbone
+    projector: contracts.Projector
+    objective: contracts.Objective
     views: ViewAugment
-    regularizers: tuple[tuple[str, nn.Module], ...]  # (registry name, pure regularizer term)
+    regularizers: tuple[tuple[str, contracts.Regularizer], ...]  # (registry name, pure regularizer term)
     settings: ModuleSettings
     record: dict[str, Any] | None = None  # {"config", "data_info"}: what a checkpoint stores to rebuild
 
@@ -129,12 +129,12 @@ class SSLModule(L.LightningModule):
 
     def __init__(
         self,
-        backbone: nn.Module,
-        projector: nn.Module,
-        objective: nn.Module,
+        backbone: contracts.Backbone,
+        projector: contracts.Projector,
+        objective: contracts.Objective,
         views: ViewAugment,
         settings: ModuleSettings,
-        regularizers: Sequence[tuple[str, nn.Module]] = (),
+        regularizers: Sequence[tuple[str, contracts.Regularizer]] = (),
         record: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -152,7 +152,10 @@ class SSLModule(L.LightningModule):
                 f"objective {settings.objective_name} compares view pairs with a momentum target, which sees "
                 "the global views only: drop data.views.overrides.local_crops (multi-crop is for dino, swav)."
             )
-        self.regularizers = nn.ModuleList([reg for _, reg in regularizers])
+        self.regularizers = nn.ModuleList(
+            [as_module(reg, f"regularizer {name}") for name, reg in regularizers]
+        )
+        self.terms: list[contracts.Regularizer] = [reg for _, reg in regularizers]  # the same modules, typed
         self.term_names = term_names([name for name, _ in regularizers])
         n_coef = len(settings.schedules.coefficients)
         if n_coef != len(self.regularizers):
@@ -178,7 +181,7 @@ class SSLModule(L.LightningModule):
     @property
     def objective(self) -> contracts.Objective:
         """The objective, typed by its contract (``dimcollapse.contracts.Objective``)."""
-        return cast(contracts.Objective, self.model.objective)
+        return self.model.objective
 
     @property
     def input_size(self) -> int:
@@ -229,9 +232,8 @@ class SSLModule(L.LightningModule):
     def _terms(self, rs: list[Tensor], tr: list[Tensor] | None, values: StepValues) -> list[Tensor | None]:
         """Each regularizer's raw term (None: its coefficient is 0 and it skips work while off)."""
         raws: list[Tensor | None] = []
-        for term, coef in zip(self.regularizers, values.coefficients, strict=True):
-            reg = cast(contracts.Regularizer, term)
-            if coef == 0.0 and getattr(reg, "skip_when_off", False):
+        for reg, coef in zip(self.terms, values.coefficients, strict=True):
+            if coef == 0.0 and reg.skip_when_off:
                 raws.append(None)
             elif reg.target == "weights":
                 raws.append(cast(contracts.WeightRegularizer, reg)(self.model))
@@ -289,12 +291,12 @@ class SSLModule(L.LightningModule):
         denom = torch.where(denom == 0, torch.ones_like(denom), denom)
         out: dict[str, dict[str, Tensor]] = {}
         for name, reg, term, coef in zip(
-            self.term_names, self.regularizers, terms, values.coefficients, strict=True
+            self.term_names, self.terms, terms, values.coefficients, strict=True
         ):
             value = term.detach()
             stats = {"value": value, "share": value / denom, "coefficient": value.new_tensor(coef)}
-            if coef != 0.0 or not getattr(reg, "skip_when_off", False):
-                stats.update(getattr(reg, "last_stats", {}))
+            if coef != 0.0 or not reg.skip_when_off:
+                stats.update(reg.last_stats)
             out[name] = stats
         return out
 
@@ -312,7 +314,7 @@ class SSLModule(L.LightningModule):
         for name, term in stats.items():
             for key, v in term.items():
                 logs[f"train/reg/{name}" if key == "value" else f"train/reg/{name}_{key}"] = v
-        for key, v in getattr(self.model.objective, "last_stats", {}).items():
+        for key, v in self.objective.last_stats.items():
             logs[f"train/objective/{key}"] = v
         if self._trainer is not None and self.trainer.optimizers:
             logs["train/lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dimcollapse.training.config import MonitorConfig, RunConfig, TrainerConfig
+from dimcollapse.training.config import MonitorConfig, RunConfig
 from dimcollapse.training.datamodule import DataSettings, SSLDataModule, planned_world_size
 from dimcollapse.training.evaluate_run import EvalSettings
 from dimcollapse.training.module import ModelParts
 from dimcollapse.training.parts import build_parts
 from dimcollapse.training.preflight import check_eval_sizes
+from dimcollapse.training.trainer_settings import TrainerSettings
 from dimcollapse.utils.seeding import seed_everything
 
 
@@ -27,14 +28,19 @@ class RunPlan:
     """Everything a training run is made of, built from one validated config by ``plan_run``; the one
     carrier from the config to the trainer, the callbacks and the final metrics (``training/run.py``)."""
 
-    config: RunConfig  # the run's config.yaml (the checkpoint record is in ``parts.record``)
-    world_size: int  # processes: the global batch of images_per_s
-    data: DataSettings  # what the datamodule was built from (batch size of images_per_s)
+    config: RunConfig  # the run's config.yaml and components record (the checkpoint's is ``parts.record``)
+    world_size: int  # processes: the global batch (metrics.json, images_per_s)
+    data: DataSettings  # what the datamodule was built from (per-process batch of the global batch)
     datamodule: SSLDataModule  # set up: data loaded, probe batch split off, ``info`` known
-    parts: ModelParts  # backbone, projector, objective, views, pure regularizers, settings + schedules
+    parts: ModelParts  # backbone, projector, objective, step, views, pure regularizers, settings
     evaluation: EvalSettings  # the final evaluation and the online probe callback
-    trainer: TrainerConfig  # checkpoint cadence, progress bar, seed
+    trainer: TrainerSettings  # the Trainer (build_trainer), checkpoint cadence, progress bar, seed, time cap
     monitor: MonitorConfig  # the collapse monitor callback
+
+    @property
+    def global_batch_size(self) -> int:
+        """Images per optimizer step: data.batch_size x processes x gradient accumulation."""
+        return self.data.batch_size * self.world_size * self.trainer.accumulate_grad_batches
 
 
 def plan_run(cfg: RunConfig, world_size: int | None = None) -> RunPlan:
@@ -48,5 +54,7 @@ def plan_run(cfg: RunConfig, world_size: int | None = None) -> RunPlan:
     n_train, n_test = (int(rows.numel()) for rows in dm.eval_indices())
     check_eval_sizes(cfg, n_train, n_test)
     parts = build_parts(cfg, dm.info)
+    dm.use_loader_crops(parts.views.crop_plan())  # datasets that crop the full image in the loader
     evaluation = EvalSettings.from_config(cfg)
-    return RunPlan(cfg, world, data, dm, parts, evaluation, cfg.trainer, cfg.monitor)
+    trainer = TrainerSettings.from_config(cfg, parts.settings.total_steps, dm.info.steps_per_epoch)
+    return RunPlan(cfg, world, data, dm, parts, evaluation, trainer, cfg.monitor)

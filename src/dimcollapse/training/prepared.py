@@ -32,13 +32,21 @@ OVERRIDE_LR_MAX = 100.0  # --override-lr accepts (0, OVERRIDE_LR_MAX]; the NaN s
 class Prepared:
     """Everything a run needs, built and checked before its folder is written."""
 
-    cfg: RunConfig
-    dm: SSLDataModule
-    module: SSLModule
+    plan: RunPlan  # the one carrier from the config to the trainer, the callbacks and the final metrics
+    module: SSLModule  # built from ``plan.parts``
     previous: dict[str, Any] | None
     lr_change: dict[str, float] | None
-    plan: RunPlan  # the one carrier from the config to the trainer, the callbacks and the final metrics
     mode: Mode = field(default_factory=lambda: Mode(resume=False, auto=False))
+
+    @property
+    def cfg(self) -> RunConfig:
+        """The run's config (the checkpoint's own on a resume)."""
+        return self.plan.config
+
+    @property
+    def dm(self) -> SSLDataModule:
+        """The plan's data module."""
+        return self.plan.datamodule
 
     @property
     def evaluation(self) -> EvalSettings:
@@ -101,8 +109,8 @@ def prepare(
             lr_change = {"from": float(stored.optim.lr), "to": float(override_lr), "at_step": step}
     check_machine(cfg)
     plan = plan_run(cfg)
-    dm, module = plan.datamodule, SSLModule.from_plan(plan)
+    module = SSLModule.from_plan(plan)
     if previous is not None:
         check_compatible(module.state_dict(), previous["state_dict"], str(last))
-        _check_data_info(previous, dm, str(last))
-    return Prepared(cfg, dm, module, previous, lr_change, plan, mode)
+        _check_data_info(previous, plan.datamodule, str(last))
+    return Prepared(plan, module, previous, lr_change, mode)

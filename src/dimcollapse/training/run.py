@@ -16,7 +16,6 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from dimcollapse.training.preflight import clean_stale_temp_files
 from dimcollapse.training.prepared import OVERRIDE_LR_MAX, Prepared, prepare
 from dimcollapse.training.run_folder import FINAL, LAST, LOCK, PROGRESS, FolderState, check_unchanged
 from dimcollapse.training.run_results import diverged_error, final_metrics, git_commit, versions
+from dimcollapse.training.trainer_settings import TrainerSettings
 from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.distributed import end_process_group
 from dimcollapse.utils.lock import folder_lock
@@ -75,40 +75,32 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utiliti
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
-def _loggers(cfg: RunConfig, out: Path) -> list[Logger]:
-    names = [n for n in cfg.trainer.loggers if cfg.trainer.tensorboard or n != "tensorboard"]
-    return build_loggers(names, out, cfg.name)
-
-
 def build_trainer(
-    cfg: RunConfig,
+    settings: TrainerSettings,
     out: Path,
-    total_steps: int,
     callbacks: list[L.Callback],
     loggers: list[Logger] | None = None,
-    steps_per_epoch: int | None = None,
 ) -> L.Trainer:
-    """A Lightning Trainer for ``cfg``: step-bounded, atomic checkpoints, CSV + TensorBoard logs.
+    """A Lightning Trainer of the run plan's ``settings``: step-bounded, atomic checkpoints, CSV +
+    TensorBoard logs (``settings.loggers``).
 
-    ``max_steps`` ends the run; ``max_epochs`` (when ``steps_per_epoch`` is known) is the matching epoch
+    ``max_steps`` ends the run; ``max_epochs`` (when the steps per epoch are known) is the matching epoch
     count, so the progress bar shows ``Epoch e/E`` instead of an open-ended count.
     """
-    t = cfg.trainer
-    max_epochs = -(-total_steps // steps_per_epoch) if steps_per_epoch else -1
-    max_time = timedelta(minutes=cfg.optim.max_time_minutes) if cfg.optim.max_time_minutes else None
+    t = settings
     return L.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
         strategy=t.strategy,
         precision=choose_precision(t.precision, t.accelerator),  # type: ignore[arg-type]
-        sync_batchnorm=t.sync_batchnorm and t.accelerator != "cpu",  # on CPU: GlobalBatchNorm (module.py)
+        sync_batchnorm=t.sync_batchnorm,  # on CPU: GlobalBatchNorm (module.py)
         num_nodes=t.num_nodes,
         accumulate_grad_batches=t.accumulate_grad_batches,
-        max_epochs=max_epochs,
-        max_steps=total_steps,
-        max_time=max_time,
+        max_epochs=t.max_epochs,
+        max_steps=t.total_steps,
+        max_time=t.max_time,
         log_every_n_steps=t.log_every,
-        logger=loggers if loggers is not None else _loggers(cfg, out),
+        logger=loggers if loggers is not None else build_loggers(list(t.loggers), out, t.run_name),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO(), *cluster_plugins()],
         enable_progress_bar=t.progress_bar,
@@ -176,8 +168,8 @@ def _callbacks(
         callbacks.append(monitor)
     probe: OnlineProbe | None = None
     if plan.evaluation.online_probe:
-        out_dim: Any = module.model.backbone.out_dim
-        probe = OnlineProbe(int(out_dim), dm.info.num_classes, plan.evaluation.online_probe_lr)
+        out_dim = module.model.backbone.out_dim
+        probe = OnlineProbe(out_dim, dm.info.num_classes, plan.evaluation.online_probe_lr)
         callbacks.append(probe)
     checkpointer = FiniteModelCheckpoint(
         dirpath=str(ckpt_dir),
@@ -213,7 +205,7 @@ def _fit(trainer: L.Trainer, prep: Prepared, watch: _Watchers, out: Path, stop: 
         try:
             trainer.fit(prep.module, datamodule=prep.dm, ckpt_path=str(last) if prep.mode.resume else None)
         except DivergedError as e:
-            raise diverged_error(e, prep.cfg, watch.checkpointer, out) from None
+            raise diverged_error(e, prep.plan.parts.settings.optim.lr, watch.checkpointer, out) from None
         finally:
             stop.install()  # ours again after Lightning's signal connector restored its own
             end_process_group()
@@ -262,7 +254,7 @@ def _run(
     rank0: bool,
 ) -> dict[str, Any]:
     """The checked run: folder files (rank 0), fit, the final evaluation and metrics.json (rank 0)."""
-    cfg, module = prep.cfg, prep.module
+    plan, module = prep.plan, prep.module
     if rank0:
         clean_stale_temp_files(out)
         atomic_write_text(out / "config.yaml", to_yaml(prep.plan.config))
@@ -271,15 +263,13 @@ def _run(
                 "resuming the interrupted run in %s from step %d of %d (%s)",
                 out, prep.start_step, module.total_steps, out / "checkpoints" / LAST,
             )  # fmt: skip
-    progress = ProgressWriter(out / PROGRESS, job, module.total_steps, cfg.trainer.log_every, enabled=rank0)
+    progress = ProgressWriter(out / PROGRESS, job, module.total_steps, plan.trainer.log_every, enabled=rank0)
     try:
         progress.begin(prep.start_step)
-        if cfg.trainer.num_threads:
-            torch.set_num_threads(int(cfg.trainer.num_threads))
+        if plan.trainer.num_threads:
+            torch.set_num_threads(plan.trainer.num_threads)
         watch = _callbacks(prep, out, extra, stop, progress)
-        trainer = build_trainer(
-            cfg, out, module.total_steps, watch.callbacks, steps_per_epoch=prep.dm.info.steps_per_epoch
-        )
+        trainer = build_trainer(plan.trainer, out, watch.callbacks)
         fit_s = _fit(trainer, prep, watch, out, stop)
         if not trainer.is_global_zero:
             return {}

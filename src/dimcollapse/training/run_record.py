@@ -11,7 +11,8 @@ from typing import Any
 
 from dimcollapse.regularizers.coefficients import effective_weight
 from dimcollapse.training.config import RunConfig
-from dimcollapse.training.datamodule import planned_world_size
+from dimcollapse.training.plan import RunPlan
+from dimcollapse.training.trainer_settings import TrainerSettings
 
 COMPLETED = "completed"
 TIME_CAP = "time cap"
@@ -36,12 +37,12 @@ def stop_reason(trainer: Any, steps: int, planned_steps: int) -> str:
     return INTERRUPTED if "interrupted" in status else STOPPED
 
 
-def training_record(
-    trainer: Any, steps: int, planned_steps: int, steps_per_epoch: int, max_time_minutes: float | None
-) -> dict[str, Any]:
-    """metrics.json keys: steps and epochs trained and planned, ``stopped_early`` and ``stop_reason``."""
+def training_record(trainer: Any, steps: int, settings: TrainerSettings) -> dict[str, Any]:
+    """metrics.json keys: steps and epochs trained and planned (``settings.total_steps``),
+    ``stopped_early`` and ``stop_reason`` (the time cap named with its ``optim.max_time_minutes``)."""
+    planned_steps, max_time_minutes = settings.total_steps, settings.max_time_minutes
     reason = stop_reason(trainer, steps, planned_steps)
-    per_epoch = max(1, int(steps_per_epoch))
+    per_epoch = max(1, int(settings.steps_per_epoch))
     record: dict[str, Any] = {
         "steps": int(steps),
         "epochs": steps / per_epoch,
@@ -68,16 +69,11 @@ def components_used(cfg: RunConfig) -> dict[str, Any]:
     }
 
 
-def global_batch_size(cfg: RunConfig) -> int:
-    """Images per optimizer step: data.batch_size x processes x trainer.accumulate_grad_batches."""
-    return int(cfg.data.batch_size) * planned_world_size(cfg) * int(cfg.trainer.accumulate_grad_batches)
-
-
-def scale_record(cfg: RunConfig) -> dict[str, int]:
+def scale_record(plan: RunPlan) -> dict[str, int]:
     """metrics.json keys: world_size, num_nodes, accumulate_grad_batches, global_batch_size."""
     return {
-        "world_size": planned_world_size(cfg),
-        "num_nodes": int(cfg.trainer.num_nodes),
-        "accumulate_grad_batches": int(cfg.trainer.accumulate_grad_batches),
-        "global_batch_size": global_batch_size(cfg),
+        "world_size": int(plan.world_size),
+        "num_nodes": plan.trainer.num_nodes,
+        "accumulate_grad_batches": plan.trainer.accumulate_grad_batches,
+        "global_batch_size": plan.global_batch_size,
     }

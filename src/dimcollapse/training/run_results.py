@@ -16,16 +16,10 @@ from dimcollapse.errors import DivergedError
 from dimcollapse.training.callbacks import CollapseMonitor, OnlineProbe
 from dimcollapse.training.checkpoint import FiniteModelCheckpoint, describe_bad, load_checkpoint
 from dimcollapse.training.cluster import job_info
-from dimcollapse.training.config import RunConfig
 from dimcollapse.training.evaluate_run import EvalData, evaluate_module
 from dimcollapse.training.prepared import OVERRIDE_LR_MAX, Prepared
 from dimcollapse.training.run_folder import FINAL, last_checkpoint
-from dimcollapse.training.run_record import (
-    components_used,
-    global_batch_size,
-    scale_record,
-    training_record,
-)
+from dimcollapse.training.run_record import components_used, scale_record, training_record
 
 
 def git_commit() -> str:
@@ -50,10 +44,11 @@ def versions() -> dict[str, str]:
     }
 
 
-def diverged_error(e: DivergedError, cfg: RunConfig, ckpt: FiniteModelCheckpoint, out: Path) -> DivergedError:
-    """The divergence error with the step, the kept checkpoint and a fix that works."""
+def diverged_error(e: DivergedError, lr: float, ckpt: FiniteModelCheckpoint, out: Path) -> DivergedError:
+    """The divergence error with the step, the kept checkpoint and a fix that works (``lr``: the run's
+    optim.lr; the fix advises a tenth of it)."""
     last = last_checkpoint(out)
-    lower = f"{min(cfg.optim.lr / 10, OVERRIDE_LR_MAX):.3g}"  # a value --override-lr accepts
+    lower = f"{min(lr / 10, OVERRIDE_LR_MAX):.3g}"  # a value --override-lr accepts
     if e.what == "the probe embeddings":
         head = f"the monitor's probe embeddings became non-finite at step {e.step}"
     elif e.what.startswith(("objective", "regularizer", "the sum")) or not e.what:
@@ -86,7 +81,7 @@ def final_metrics(
     fit_s: float,
 ) -> dict[str, Any]:
     """Evaluation of the final model plus what was trained, how long, where, and the monitor's summary."""
-    cfg, dm, module = prep.cfg, prep.dm, prep.module
+    plan, dm, module = prep.plan, prep.dm, prep.module
     ckpt_dir = out / "checkpoints"
     start_step, time_before = 0, 0.0
     if prep.previous is not None:
@@ -105,18 +100,16 @@ def final_metrics(
     metrics: dict[str, Any] = evaluate_module(module, EvalData.from_datamodule(dm), prep.evaluation).fields()
     metrics.update(
         {
-            **training_record(
-                trainer, steps, module.total_steps, dm.info.steps_per_epoch, cfg.optim.max_time_minutes
-            ),
+            **training_record(trainer, steps, plan.trainer),
             "train_time_s": train_s,
             "fit_time_s": fit_s,
-            "images_per_s": (steps - start_step) * global_batch_size(cfg) / session_s,
-            "seed": prep.plan.trainer.seed,
+            "images_per_s": (steps - start_step) * plan.global_batch_size / session_s,
+            "seed": plan.trainer.seed,
             "versions": versions(),
             "git_commit": git_commit(),
             "resumed": bool(prep.mode.resume),
-            "components": components_used(cfg),
-            **scale_record(cfg),
+            "components": components_used(plan.config),
+            **scale_record(plan),
             **job_info().record(),
         }
     )
