@@ -1,10 +1,10 @@
 """Datasets on disk (checked on load) and batched view augmentation; registered under "dataset".
 
 Importing this package registers every dataset: fashion_mnist, digits, cifar10, cifar100, stl10,
-image_folder, synthetic (`build("dataset", name, root=DIR, train=True, ...)`).
+image_folder, imagenet, synthetic (`build("dataset", name, root=DIR, train=True, ...)`).
 """
 
-from dimcollapse.data import cifar, digits, fashion_mnist, image_folder, stl10, synthetic
+from dimcollapse.data import cifar, digits, fashion_mnist, image_folder, imagenet, stl10, synthetic
 from dimcollapse.data.base import InMemoryDataset, subset_indices, train_val_split
 from dimcollapse.data.image_folder import ImageFolderDataset
 from dimcollapse.data.views import DATASET_STATS, ViewAugment, eval_transform
@@ -19,6 +19,7 @@ __all__ = [
     "eval_transform",
     "fashion_mnist",
     "image_folder",
+    "imagenet",
     "stl10",
     "subset_indices",
     "synthetic",

@@ -6,6 +6,7 @@ matmul does colour jitter + grayscale (+ the /255 scaling), then blur / solarize
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dimcollapse.data import views_ops as ops
+from dimcollapse.data.crops import CropSpec
 from dimcollapse.data.view_recipes import RECIPES, ViewParams, apply_overrides, base_views
 from dimcollapse.errors import ConfigError, InputError
 
@@ -188,8 +190,43 @@ class ViewAugment(nn.Module):
             y = ops.solarize(y, ops.bernoulli(n, p.solarize_p, gen), p.solarize_threshold)
         return self._normalise(y)
 
-    def forward(self, x: Tensor) -> list[Tensor]:
-        """n_views random views of uint8 x: each [N, C, image_size, image_size] float32 on x's device."""
+    def crop_plan(self) -> list[CropSpec]:
+        """The crops a loader cuts from the full image for this module: the n_views global views, then the
+        local ones (a view without a random crop gets the evaluation crop)."""
+        params = [self.view_params[i % len(self.view_params)] for i in range(self.n_views)]
+        local = [self.local_params[i % len(self.local_params)] for i in range(self.n_local)]
+        sizes = [self.image_size] * len(params) + [self.local_size] * len(local)
+        return [
+            CropSpec(size, p.crop_scale if p.crop else None, p.crop_ratio)
+            for size, p in zip(sizes, params + local, strict=True)
+        ]
+
+    def from_crops(self, crops: list[Tensor] | tuple[Tensor, ...]) -> list[Tensor]:
+        """Views of crops already cut by the loader (one uint8 batch per crop_plan entry): the crop is done,
+        the rest of each view's pipeline (flip, colour, blur, solarize, normalise) runs here."""
+        if len(crops) != self.n_views + self.n_local:
+            raise InputError(
+                f"the loader gave {len(crops)} crops per image but the views need "
+                f"{self.n_views + self.n_local}; "
+                "build the loader from this module's crop_plan()."
+            )
+        out = []
+        for i, c in enumerate(crops):
+            j = i - self.n_views
+            p = (
+                self.view_params[i % len(self.view_params)]
+                if j < 0
+                else self.local_params[j % len(self.local_params)]
+            )
+            xf, scale = self._to_unit(self._check(c))
+            out.append(self.view(xf, scale, replace(p, crop=False), int(c.shape[-1])))
+        return out
+
+    def forward(self, x: Tensor | list[Tensor]) -> list[Tensor]:
+        """n_views random views of uint8 x: each [N, C, image_size, image_size] float32 on x's device; a list
+        of crops cut by the loader (``crop_plan``) gives one view per crop."""
+        if isinstance(x, (list, tuple)):
+            return self.from_crops(x)
         xf, scale = self._to_unit(self._check(x))
         if self.recipe == "none" and not self._has_random_ops():
             base = self.eval_transform(x)

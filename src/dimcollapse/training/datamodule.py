@@ -9,7 +9,6 @@ and an epoch holds pool // (batch_size x processes x A) whole optimizer steps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +17,29 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from dimcollapse.data.crops import CropSpec
+from dimcollapse.data.decode import Decoder, choose_decoder
+from dimcollapse.data.loader_crops import (
+    CropSamples,
+    EncodedBatch,
+    EncodedSamples,
+    collate_encoded,
+    decode_crops,
+)
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import build
 from dimcollapse.training.config import RunConfig
+from dimcollapse.training.step_sampler import StepBatchSampler, epoch_seed
+from dimcollapse.utils.distributed import rank, world_size
+
+__all__ = [
+    "DataInfo",
+    "DataSettings",
+    "SSLDataModule",
+    "StepBatchSampler",
+    "epoch_seed",
+    "planned_world_size",
+]
 
 
 @dataclass(frozen=True)
@@ -77,52 +96,6 @@ class DataInfo:
     num_classes: int
     train_size: int
     steps_per_epoch: int
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """Seed of epoch ``epoch``'s permutation: a fixed mix of the run seed and the epoch."""
-    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**62)
-
-
-class StepBatchSampler:
-    """Yields the index lists of the remaining micro-batches of the current epoch, from ``start_step()``.
-
-    ``accumulate`` micro-batches make one optimizer step; micro-batch m of the run is a pure function of
-    (seed, m, rank), and optimizer step s starts at micro-batch s x accumulate."""
-
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        seed: int,
-        start_step: Callable[[], int],
-        rank: int = 0,
-        world: int = 1,
-        accumulate: int = 1,
-    ) -> None:
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.rank, self.world, self.accumulate = rank, world, max(1, int(accumulate))
-        self.start_step = start_step
-        self.steps_per_epoch = n // (batch_size * world * self.accumulate)  # optimizer steps
-        self.micro_per_epoch = self.steps_per_epoch * self.accumulate
-
-    def __len__(self) -> int:
-        return self.micro_per_epoch
-
-    def indices(self, micro: int) -> list[int]:
-        """Row indices (into the training pool) of micro-batch ``micro`` (the step when accumulate = 1)."""
-        epoch, pos = divmod(int(micro), self.micro_per_epoch)
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch)))
-        start = (pos * self.world + self.rank) * self.batch_size
-        return perm[start : start + self.batch_size].tolist()
-
-    def __iter__(self) -> Iterator[list[int]]:
-        m0 = int(self.start_step()) * self.accumulate
-        epoch, pos = divmod(m0, self.micro_per_epoch)
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch)))
-        for p in range(pos, self.micro_per_epoch):
-            start = (p * self.world + self.rank) * self.batch_size
-            yield perm[start : start + self.batch_size].tolist()
 
 
 class _BatchGather(Dataset[tuple[Tensor, Tensor]]):
@@ -185,6 +158,9 @@ class SSLDataModule(L.LightningDataModule):
         self.settings = settings
         self.world_size, self.rank = world_size, rank
         self._ready = False
+        self.crop_specs: list[CropSpec] = []  # set by use_loader_crops: crops cut from the full image
+        self.decoder = Decoder("pil", "not chosen yet")
+        self._eval_loaders: dict[tuple[bool, int, int], DataLoader] = {}
 
     def setup(self, stage: str | None = None) -> None:
         """Load the datasets once; split off the probe batch; check the batch fits."""
@@ -227,8 +203,9 @@ class SSLDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return int(trainer.global_step) if trainer is not None else 0
 
-    def sampler(self) -> StepBatchSampler:
-        """The step-indexed batch sampler of this process (rank and world size from the trainer)."""
+    def sampler(self, seeded: bool = False) -> StepBatchSampler:
+        """The step-indexed batch sampler of this process (rank and world size from the trainer); ``seeded``
+        pairs each index with its crops' seed."""
         trainer = getattr(self, "trainer", None)
         if trainer is not None:
             if int(trainer.world_size) != self.world_size:
@@ -245,10 +222,57 @@ class SSLDataModule(L.LightningDataModule):
             self.rank,
             self.world_size,
             self.settings.accumulate,
+            seeded,
         )
 
+    def use_loader_crops(self, specs: list[CropSpec]) -> bool:
+        """Cut the training views' crops from the full image in the loader (datasets with ``loader_crops``,
+        e.g. ``imagenet``); True when taken up. The views then see the crops (``ViewAugment.crop_plan``)."""
+        if not getattr(self.train_set, "loader_crops", False):
+            return False
+        self.crop_specs = list(specs)
+        return True
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "num_workers": s.num_workers,
+            "pin_memory": s.pin_memory,
+            "persistent_workers": s.persistent_workers and s.num_workers > 0,
+            "prefetch_factor": s.prefetch_factor if s.num_workers > 0 else None,
+        }
+
+    def _crop_loader(self) -> DataLoader:
+        """Batches ([uint8 [B, C, s, s] per crop], labels) or, decoding on the GPU, (EncodedBatch, labels)."""
+        trainer = getattr(self, "trainer", None)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        ds: Any = self.train_set
+        self.decoder = choose_decoder(str(getattr(ds, "decode", "pil")), device)
+        rows = self.pool_index.tolist()
+        if self.decoder.name == "pil":
+            crops = CropSamples(ds.samples, rows, self.crop_specs, ds.resize, ds.channels)
+            return DataLoader(crops, batch_sampler=self.sampler(seeded=True), **self._loader_kwargs())
+        encoded = EncodedSamples(ds.samples, rows, self.crop_specs, ds.resize)
+        return DataLoader(
+            encoded,
+            batch_sampler=self.sampler(seeded=True),
+            collate_fn=collate_encoded,
+            **self._loader_kwargs(),
+        )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Decode an encoded batch on the device it was moved to (GPU decoding); other batches pass."""
+        if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], EncodedBatch):
+            labels = batch[1]
+            crops = decode_crops(batch[0], self.crop_specs, self.decoder, labels.device, self.info.channels)
+            return crops, labels
+        return batch
+
     def train_dataloader(self) -> DataLoader:
-        """Batches of (uint8 images [B, C, H, W], labels [B]) in step order."""
+        """Batches of (uint8 images [B, C, H, W], labels [B]) in step order; with loader crops a list of
+        uint8 [B, C, s, s] (one per view) in place of the images."""
+        if self.crop_specs and not self.in_memory:
+            return self._crop_loader()
         sampler, s = self.sampler(), self.settings
         if self.in_memory:  # one gather per batch in this process: no workers to keep or prefetch
             return DataLoader(
@@ -259,14 +283,7 @@ class SSLDataModule(L.LightningDataModule):
                 pin_memory=s.pin_memory,
             )
         pool = torch.utils.data.Subset(self.train_set, self.pool_index.tolist())
-        return DataLoader(
-            pool,
-            batch_sampler=sampler,
-            num_workers=s.num_workers,
-            pin_memory=s.pin_memory,
-            persistent_workers=s.persistent_workers and s.num_workers > 0,
-            prefetch_factor=s.prefetch_factor if s.num_workers > 0 else None,
-        )
+        return DataLoader(pool, batch_sampler=sampler, **self._loader_kwargs())
 
     def probe_batch(self) -> tuple[Tensor, Tensor]:
         """The fixed held-out probe images and labels (empty when the monitor is off)."""
@@ -283,16 +300,25 @@ class SSLDataModule(L.LightningDataModule):
         te = _random_rows(torch.arange(len(self.test_set)), s.eval_max_test, seed + 303)
         return tr, te
 
-    def eval_loader(self, train: bool) -> DataLoader:
-        """Batches (uint8 images, labels) of the train or test evaluation rows, in order (streamed)."""
+    def eval_loader(self, train: bool, shard: bool = False) -> DataLoader:
+        """Batches (uint8 images, labels) of the train or test evaluation rows, in order (streamed);
+        ``shard``: this process's rows only, positions rank, rank + W, ... (every row once over W)."""
         tr, te = self.eval_indices()
         dataset, rows = (self.train_set, tr) if train else (self.test_set, te)
+        key = (train, rank(), world_size()) if shard else (train, 0, 1)  # which rows the loader holds
+        if shard:
+            rows = rows[rank() :: world_size()]
         bs = self.settings.eval_batch_size
         if hasattr(dataset, "images"):
             chunks = [rows[i : i + bs].tolist() for i in range(0, rows.numel(), bs)]
             return DataLoader(_BatchGather(dataset.images, dataset.labels), sampler=chunks, batch_size=None)
+        if key in self._eval_loaders:  # persistent workers live on between evaluations / probe epochs
+            return self._eval_loaders[key]
         subset = torch.utils.data.Subset(dataset, rows.tolist())
-        return DataLoader(subset, batch_size=bs, shuffle=False, num_workers=self.settings.num_workers)
+        loader = DataLoader(subset, batch_size=bs, shuffle=False, **self._loader_kwargs())
+        if self.settings.persistent_workers and self.settings.num_workers > 0:
+            self._eval_loaders[key] = loader
+        return loader
 
     def eval_sets(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
         """((train images, labels), (test images, labels)) as whole tensors (small in-memory datasets)."""

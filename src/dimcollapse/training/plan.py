@@ -54,6 +54,7 @@ def plan_run(cfg: RunConfig, world_size: int | None = None) -> RunPlan:
     n_train, n_test = (int(rows.numel()) for rows in dm.eval_indices())
     check_eval_sizes(cfg, n_train, n_test)
     parts = build_parts(cfg, dm.info)
+    dm.use_loader_crops(parts.views.crop_plan())  # datasets that crop the full image in the loader
     evaluation = EvalSettings.from_config(cfg)
     trainer = TrainerSettings.from_config(cfg, parts.settings.total_steps, dm.info.steps_per_epoch)
     return RunPlan(cfg, world, data, dm, parts, evaluation, trainer, cfg.monitor)
