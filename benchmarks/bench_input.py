@@ -30,13 +30,13 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, host, interleaved  # noqa: E402
+from _common import RESULTS_DIR, host, interleaved
 
-from dimcollapse.data.crops import CropSpec  # noqa: E402
-from dimcollapse.data.image_folder import load_image  # noqa: E402
-from dimcollapse.data.imagenet import ImageNetDataset  # noqa: E402
-from dimcollapse.data.loader_crops import CropSamples, EncodedSamples  # noqa: E402
-from dimcollapse.utils.atomic import atomic_write_json  # noqa: E402
+from dimcollapse.data.crops import CropSpec
+from dimcollapse.data.image_folder import load_image
+from dimcollapse.data.imagenet import ImageNetDataset
+from dimcollapse.data.loader_crops import CropSamples, EncodedSamples
+from dimcollapse.utils.atomic import atomic_write_json
 
 
 def write_tree(root: Path, n: int) -> None:
@@ -72,7 +72,8 @@ def measure(n: int, rounds: int) -> dict[str, object]:
         times = interleaved(jobs, rounds, clock=time.process_time)
     rates = {k: [n / t for t in v] for k, v in times.items()}
     return {
-        k: {"median": statistics.median(v), "min": min(v), "max": max(v), "rounds": len(v)} for k, v in rates.items()
+        k: {"median": statistics.median(v), "min": min(v), "max": max(v), "rounds": len(v)}
+        for k, v in rates.items()
     }
 
 
