@@ -11,6 +11,7 @@ from dimcollapse.training.config_schema import (
     KNN_STORAGE,
     OPTIMIZERS,
     PRECISIONS,
+    PROBE_DTYPES,
     PROBE_KINDS,
     VIEW_RECIPES,
     RunConfig,
@@ -77,6 +78,7 @@ def _check_probe(cfg: RunConfig) -> None:
     for key, value, valid in (
         ("eval.linear_probe_kind", e.linear_probe_kind, PROBE_KINDS),
         ("eval.knn_storage", e.knn_storage, KNN_STORAGE),
+        ("eval.probe_dtype", e.probe_dtype, PROBE_DTYPES),
     ):
         if str(value) not in valid:
             raise ConfigError(f"{key} = {value!r} is not valid. Valid values: {', '.join(valid)}.")
@@ -85,6 +87,8 @@ def _check_probe(cfg: RunConfig) -> None:
             f"eval.sgd_probe_lr must be > 0 and eval.sgd_probe_batch_size >= 1, got {e.sgd_probe_lr} "
             f"and {e.sgd_probe_batch_size}."
         )
+    if not e.linear_probe_tolerance >= 0:
+        raise ConfigError(f"eval.linear_probe_tolerance must be >= 0, got {e.linear_probe_tolerance!r}.")
 
 
 def _choice(key: str, value: Any, valid: tuple[str, ...]) -> None:
