@@ -123,6 +123,11 @@ class TrainerConfig:
     progress_bar: bool = True
     tensorboard: bool = True  # False drops "tensorboard" from loggers
     loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])  # + wandb, mlflow
+    # kernel choices (training/device_defaults.py); None: the device's default
+    channels_last: bool | None = None  # NHWC conv backbones (CPU, CUDA: on)
+    cudnn_benchmark: bool | None = None  # cuDNN autotuning (CUDA: on)
+    tf32: bool | None = None  # TF32 float32 matmul/conv (CUDA, compute capability >= 8.0: on)
+    strided_1x1_workaround: bool | None = None  # strided 1x1 conv as subsample + 1x1 (CPU only: on)
 
 
 @dataclass

@@ -236,7 +236,7 @@ class SSLModule(L.LightningModule):
         L_ssl and the representations come from the run's training step (``self.step``)."""
         if not self.settings.equal_batches:
             return self._step(batch, batch_idx)
-        n, want = int(batch[0].shape[0]), int(self.settings.batch_size)
+        n, want = int(batch[1].shape[0]), int(self.settings.batch_size)  # labels: images may be a crop list
         if n != want:  # every process must take the same path: a short batch would gather sizes alone
             raise InputError(
                 f"a training batch holds {n} rows where the run's sampler gives exactly {want} on every "
