@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from statistics import mean, stdev
 
@@ -36,6 +36,7 @@ from dimcollapse.report.sections import (
     SectionBuilder,
     claims_sections,
     deferred_claims,
+    run_verdict_lines,
     runs_sections,
 )
 from dimcollapse.study.baselines import read_baselines
@@ -269,11 +270,15 @@ def _inputs(root: Path, rows: list[ResultRow], figdir: Path, map_method: str, wa
 
 
 def build_report(
-    path: str | Path, out: str | Path | None = None, map_method: str = "auto", warn: Warn = stderr_warning
+    path: str | Path,
+    out: str | Path | None = None,
+    map_method: str = "auto",
+    warn: Warn = stderr_warning,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """Write ``report/index.html`` (+ figures/*.png) for a run or study folder; return the page path.
     A run whose artifacts are unreadable and cannot be recomputed is named through ``warn`` and shown
-    without figures."""
+    without figures; ``say`` receives each finished run's verdict line (and its N <= D warning)."""
     root = Path(path)
     if not root.is_dir():
         raise InputError(
@@ -288,6 +293,9 @@ def build_report(
     out_dir = ensure_writable_dir(out if out is not None else root / "report")
     inp = _inputs(root, rows, ensure_writable_dir(out_dir / "figures"), map_method, warn)
     sections = [section for make in SECTIONS for section in make(inp)]
+    if say is not None:
+        for line in run_verdict_lines(inp):
+            say(line)
     n_done = sum(1 for r in inp.rows if r.get("status") == "done")
     title = f"dimcollapse report: {root.resolve().name}"
     page = render_page(title, f"{n_done} finished run(s) in {root}", sections)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from dimcollapse import contracts
 from dimcollapse.data.views import ViewAugment
-from dimcollapse.errors import ConfigError, DivergedError
+from dimcollapse.errors import ConfigError, DivergedError, InputError
 from dimcollapse.training.config import OptimConfig
 from dimcollapse.training.ema import EMAHook
 from dimcollapse.training.model import SSLModel, as_module
@@ -32,6 +32,7 @@ from dimcollapse.training.nonfinite import NonFiniteFlag
 from dimcollapse.training.optim import build_optimizer
 from dimcollapse.training.schedules import Schedules, StepValues
 from dimcollapse.utils.batchnorm import convert_to_global_batchnorm
+from dimcollapse.utils.distributed import equal_batches
 
 
 class NonFiniteLossError(DivergedError):
@@ -71,7 +72,9 @@ class ModuleSettings:
     ``schedules`` gives every scheduled value at a step (lr, coefficients, EMA momentum, the objective's
     scheduled keywords); ``global_batchnorm`` swaps BatchNorm for the all-reducing GlobalBatchNorm (CPU
     multi-process runs); ``objective_name`` names the loss in error messages; ``log_every`` is the logging
-    cadence (the steps at which values reach the host).
+    cadence (the steps at which values reach the host); ``equal_batches``: every process's micro-batch holds
+    exactly ``batch_size`` rows (the run's step sampler), so the losses know the global batch without
+    gathering the sizes (``utils/distributed.py:equal_batches``).
     """
 
     optim: OptimConfig
@@ -81,6 +84,7 @@ class ModuleSettings:
     global_batchnorm: bool = False
     objective_name: str = "objective"
     log_every: int = 1
+    equal_batches: bool = False
 
     @property
     def steps_per_epoch(self) -> int:
@@ -244,6 +248,20 @@ class SSLModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> StepOutput:
         """One SSL step on a uint8 batch: L = L_ssl + sum_j c_j(step) * term_j, with its outputs (the
         loss for the optimizer; r of the first view, labels and per-term statistics for the callbacks)."""
+        if not self.settings.equal_batches:
+            return self._step(batch, batch_idx)
+        n, want = int(batch[0].shape[0]), int(self.settings.batch_size)
+        if n != want:  # every process must take the same path: a short batch would gather sizes alone
+            raise InputError(
+                f"a training batch holds {n} rows where the run's sampler gives exactly {want} on every "
+                "process; feed whole batches (drop the last partial one) or build ModuleSettings with "
+                "equal_batches=False."
+            )
+        with equal_batches():
+            return self._step(batch, batch_idx)
+
+    def _step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> StepOutput:
+        """The body of ``training_step``."""
         x, y = batch
         step = int(self.global_step)
         values = self.settings.schedules.at(step)

@@ -37,6 +37,7 @@ def module_settings(cfg: RunConfig, info: DataInfo) -> ModuleSettings:
         global_batchnorm=bool(t.sync_batchnorm and t.accelerator == "cpu"),
         objective_name=str(cfg.objective.name),
         log_every=int(t.log_every),
+        equal_batches=True,  # the datamodule's StepBatchSampler: exactly batch_size rows per process
     )
 
 
