@@ -13,6 +13,7 @@ ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 VIEW_RECIPES = ("simclr", "byol", "none")
 PROBE_KINDS = ("lbfgs", "sgd")
 KNN_STORAGE = ("float32", "float16", "bfloat16")
+PROBE_DTYPES = ("float32", "float64")
 
 
 @dataclass
@@ -113,6 +114,11 @@ class TrainerConfig:
     progress_bar: bool = True
     tensorboard: bool = True  # False drops "tensorboard" from loggers
     loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])  # + wandb, mlflow
+    # kernel choices (training/device_defaults.py); None: the device's default
+    channels_last: bool | None = None  # NHWC conv backbones (CPU, CUDA: on)
+    cudnn_benchmark: bool | None = None  # cuDNN autotuning (CUDA: on)
+    tf32: bool | None = None  # TF32 float32 matmul/conv (CUDA, compute capability >= 8.0: on)
+    strided_1x1_workaround: bool | None = None  # strided 1x1 conv as subsample + 1x1 (CPU only: on)
 
 
 @dataclass
@@ -149,6 +155,8 @@ class EvalConfig:
     sgd_probe_weight_decay: float = 1.0e-6
     sgd_probe_augment: bool = True  # random-resized crop + flip of the training images every epoch
     knn_storage: str = "float32"  # dtype of the kNN bank on its device: float32 | float16 | bfloat16
+    probe_dtype: str = "float32"  # the L-BFGS probe's dtype: float32 | float64 (benchmarks/bench_eval.py)
+    linear_probe_tolerance: float = 1.0e-9  # L-BFGS stops when the loss changes less than this
 
 
 @dataclass

@@ -250,7 +250,7 @@ class SSLModule(L.LightningModule):
         loss for the optimizer; r of the first view, labels and per-term statistics for the callbacks)."""
         if not self.settings.equal_batches:
             return self._step(batch, batch_idx)
-        n, want = int(batch[0].shape[0]), int(self.settings.batch_size)
+        n, want = int(batch[1].shape[0]), int(self.settings.batch_size)  # labels: images may be a crop list
         if n != want:  # every process must take the same path: a short batch would gather sizes alone
             raise InputError(
                 f"a training batch holds {n} rows where the run's sampler gives exactly {want} on every "

@@ -256,3 +256,24 @@ def end_process_group() -> None:
     run; destroying it explicitly returns at once."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_from(x: Tensor, src: int) -> Tensor:
+    """x of process ``src`` on every process (in place; unchanged when not distributed)."""
+    if is_distributed():
+        dist.broadcast(x, src=src)
+    return x
+
+
+def gather_to_rank0(x: Tensor) -> list[Tensor] | None:
+    """[sg(x_0), ..., sg(x_{W-1})] on process 0 (row counts may differ), None on the others; [x] when
+    not distributed. Only process 0 receives: W - 1 shares, not W(W - 1) as with an all-gather."""
+    if not is_distributed():
+        return [x.detach()]
+    sizes = batch_sizes(x.shape[0], x.device)
+    pad = torch.cat([x.detach(), x.new_zeros((max(sizes) - x.shape[0], *x.shape[1:]))]).contiguous()
+    parts = [torch.empty_like(pad) for _ in sizes] if dist.get_rank() == 0 else None
+    dist.gather(pad, parts, dst=0)
+    if parts is None:
+        return None
+    return [p[:n] for p, n in zip(parts, sizes, strict=True)]
