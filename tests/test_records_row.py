@@ -35,13 +35,20 @@ def test_number_reads_only_ints_and_floats() -> None:
 
 def test_results_json_round_trips_every_column(tmp_path: Path) -> None:
     rows = [
-        ResultRow("a_s0", "a", "done", {"objective": "byol", "seed": 0, "knn_k200_top1": 0.61, "ok": True}),
+        ResultRow("a_s0", "a", "done", {"objective": "byol", "seed": 0, "knn_k200_top1": 0.61, "k": [5, 20]}),
         ResultRow("b_s0", "b", "failed: out of memory", {"objective": "simclr", "stop_reason": "failed"}),
     ]
     write_results(tmp_path, rows)
     raw = json.loads((tmp_path / "results.json").read_text())
-    assert raw[0] == {"run_id": "a_s0", "variant": "a", "status": "done", "objective": "byol", "seed": 0,
-                      "knn_k200_top1": 0.61, "ok": True}  # fmt: skip
+    assert raw[0] == {
+        "run_id": "a_s0",
+        "variant": "a",
+        "status": "done",
+        "objective": "byol",
+        "seed": 0,
+        "knn_k200_top1": 0.61,
+        "k": [5, 20],
+    }  # fmt: skip (a grid value as given)
     back = load_results(tmp_path)
     assert [r.to_json() for r in back] == raw and all(isinstance(r, ResultRow) for r in back)
     assert (tmp_path / "results.csv").read_text().splitlines()[0].startswith("run_id,variant,status,")

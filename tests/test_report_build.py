@@ -191,6 +191,14 @@ def test_single_run_folder_gets_a_report(tiny_study: TinyStudy, tmp_path: Path) 
     assert rows[0]["kNN k=20"] == f"{100 * _metrics(tiny_study, 'simclr_mlp')['knn_k20_top1']:.1f}%"
     assert "claims" not in page.tables  # one run covers no comparison
     assert sum(1 for t, _ in page.tags if t == "img") >= 5
+    # the run's one-line verdict: on the terminal and in the runs table (the monitor's over its history)
+    runs = table_dicts(page.tables["runs"])
+    verdict = runs[0]["verdict"]
+    assert verdict.startswith("collapsing: ") and f"simclr_mlp: {verdict}" in text.splitlines()
+    monitor = (
+        json.loads((run_dir / "monitor.json").read_text()) if (run_dir / "monitor.json").is_file() else {}
+    )
+    assert verdict == monitor.get("verdict", verdict)
 
 
 def test_folder_without_results_is_an_input_error(tmp_path: Path) -> None:

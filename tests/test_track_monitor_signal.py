@@ -174,7 +174,7 @@ def test_rule_shape_waits_for_the_warm_up_scale_does_not() -> None:
         CollapseRule(warmup_steps=-1)
 
 
-def test_two_named_monitors_in_one_trainer(tmp_path: Path) -> None:
+def test_two_named_monitors_in_one_trainer(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     embed = lambda m, x: {"r": m.backbone(x)}  # noqa: E731
     a = CollapseMonitor(_digits()[:100], embed=embed, every_n_steps=5, name="backbone")
     b = CollapseMonitor(_digits()[:100], every_n_steps=5, name="head", layers=["projection_head.*"])
@@ -189,9 +189,12 @@ def test_two_named_monitors_in_one_trainer(tmp_path: Path) -> None:
         enable_model_summary=False,
         default_root_dir=tmp_path,
     )
-    trainer.fit(SimCLRStyle(), data)
+    with caplog.at_level(logging.INFO, logger="dimcollapse.monitor"):
+        trainer.fit(SimCLRStyle(), data)
     ra = json.loads((tmp_path / "monitor-backbone.json").read_text())
     rb = json.loads((tmp_path / "monitor-head.json").read_text())
+    logged = [r.getMessage() for r in caplog.records]  # each monitor's summary verdict, logged at the end
+    assert f"backbone: {ra['verdict']}" in logged and f"head: {rb['verdict']}" in logged
     assert "erank_r" in ra["history"][-1] and "erank_z" in rb["history"][-1]
     assert set(rb["history"][-1]["layers"]) == {"projection_head.0", "projection_head.2"}
     ckpt = tmp_path / "two.ckpt"

@@ -31,6 +31,7 @@ from dimcollapse.diagnostics.catalogue import COLLAPSE_THRESHOLD, evaluate
 from dimcollapse.diagnostics.summary import embedding_context
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.records import EmbeddingRecord, write_record
+from dimcollapse.track.verdict import embedding_verdict, rows_le_dims
 from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 
 MAP_METHODS = ("auto", "umap", "pca", "none")
@@ -96,6 +97,7 @@ def compute_metrics(z: np.ndarray, opts: Options) -> tuple[dict[str, Any], dict[
     for m in catalogue.METRICS:  # counts as whole numbers
         if m.integer and m.key in metrics:
             metrics[m.key] = int(metrics[m.key])
+    metrics["verdict"] = embedding_verdict(metrics)
     arrays = {"eig": ctx.eig, "cov": ctx.cov, "lid_mle": ctx.lid_mle, "z": z}
     return metrics, arrays
 
@@ -194,6 +196,12 @@ def _analyze(
 ) -> dict[str, Any]:
     metrics, arrays = compute_metrics(z, opts)
     metrics = {"name": name, **extra, **metrics}
+    if rows_le_dims(metrics["n"], metrics["d"]):
+        metrics["warnings"] = [
+            f"only {metrics['n']} rows for {metrics['d']} dimensions (N <= D): at most {metrics['n'] - 1} "
+            "directions can carry variance, so 'collapsed' dimensions and the rank measures are limited "
+            f"by the rows, not the model; embed more than {metrics['d']} inputs."
+        ]
     if labels is not None:
         metrics["n_classes"] = len(np.unique(labels))
     if out is not None:

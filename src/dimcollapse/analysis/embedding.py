@@ -1,14 +1,19 @@
 """Which embedding of a model ``analyze --model`` measures: the module run, the output named, the pooling.
 
 - ``embed_function(spec, default)``: ``--embed MODULE`` runs that sub-module (a dotted path such as
-  ``backbone`` or ``model.backbone``; it must be an ``nn.Module``), else the loader's default (a
+  ``backbone`` or ``model.backbone``; an ``nn.Module`` or a module's method such as timm's
+  ``forward_features``, which returns every token), else the loader's default (a
   dimcollapse checkpoint gives r and z), else ``module(x)`` (``module(**x)`` for a dict of inputs).
 - ``candidate_outputs(out)``: every tensor a forward returns, by name (a tensor is ``"output"``; a dict or
   a Hugging Face ``ModelOutput`` keeps its field names; a tuple gives ``output0``, ``output1`` ...; a
   tuple of tensors inside a field, such as ``hidden_states``, gives ``hidden_states.0`` ...).
-- ``pool_rows(t, pool)``: a (B, ...) output as (B, D) rows: ``cls`` (token 0 of (B, T, E)), ``mean``
+- ``pool_rows(t, pool)``: a (B, ...) output as rows: ``cls`` (token 0 of (B, T, E)), ``mean``
   (mean over tokens, or over positions of (B, C, H, W)), ``gap`` (mean over the spatial positions of
-  (B, C, ...)), ``flatten`` (B, prod); 2-D outputs are used as they are, (B, C, 1, 1) is flattened.
+  (B, C, ...)), ``flatten`` (B, prod); token-level: ``tokens`` (every token a row, (B * T, E); every
+  position of a map a row, (B * H * W, C)) and ``patches`` (the tokens after the model's ``prefix``
+  CLS / register tokens, (B * (T - prefix), E)); 2-D outputs are used as they are, (B, C, 1, 1) is
+  flattened. ``prefix_tokens(model)`` is that prefix: timm's ``num_prefix_tokens``, a Hugging Face
+  config's 1 + ``num_register_tokens``, else 1 (the class token).
 - ``default_output``: the output analysed when the user names none: ``last_hidden_state`` pooled at
   ``cls`` for a transformer (the token SSL recipes train; ``pooler_output`` is an extra Linear + tanh),
   else the first output (``r`` for a dimcollapse checkpoint).
@@ -16,6 +21,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,11 +30,14 @@ from torch import Tensor, nn
 
 from dimcollapse.errors import ConfigError, InputError
 
-POOLS = ("cls", "mean", "gap", "flatten")
+POOLS = ("cls", "mean", "gap", "flatten", "tokens", "patches")
+TOKEN_POOLS = ("tokens", "patches")  # one row per token, not per input
 TRANSFORMER_STATE = "last_hidden_state"
 
 
-def _model_call(m: nn.Module, x: Any) -> Any:
+def _model_call(m: nn.Module | Callable[..., Any], x: Any) -> Any:
+    if not isinstance(m, nn.Module):  # a module's method (--embed forward_features)
+        return m(**x) if isinstance(x, Mapping) else m(x)
     try:
         return m(**x) if isinstance(x, Mapping) else m(x)
     except NotImplementedError:
@@ -38,8 +47,9 @@ def _model_call(m: nn.Module, x: Any) -> Any:
         ) from None
 
 
-def resolve_module(model: nn.Module, spec: str) -> nn.Module:
-    """The sub-module at dotted path ``spec``; ConfigError naming the children if absent or not a module."""
+def resolve_module(model: nn.Module, spec: str) -> nn.Module | Callable[..., Any]:
+    """The sub-module (or a module's method, such as timm's ``forward_features``) at dotted path
+    ``spec``; ConfigError naming the children if absent or neither."""
     target: Any = model
     for part in spec.split("."):
         if not part or not hasattr(target, part):
@@ -49,6 +59,8 @@ def resolve_module(model: nn.Module, spec: str) -> nn.Module:
                 f"{', '.join(children) or '(none)'}. Pass one of them (dotted for deeper ones)."
             )
         target = getattr(target, part)
+    if inspect.ismethod(target) and isinstance(target.__self__, nn.Module):
+        return target
     if not isinstance(target, nn.Module):
         raise ConfigError(
             f"--embed '{spec}' is a {type(target).__name__}, not a sub-module (nn.Module) of the model; pass "
@@ -91,8 +103,37 @@ def candidate_outputs(out: Any) -> dict[str, Tensor]:
     return found
 
 
-def pool_rows(t: Tensor, pool: str | None, name: str) -> Tensor:
-    """(B, ...) -> (B, D) by ``pool`` (see the module docstring); InputError when it cannot apply."""
+def prefix_tokens(model: nn.Module) -> int:
+    """CLS + register tokens before the patch tokens: timm's ``num_prefix_tokens``, a Hugging Face
+    config's 1 + ``num_register_tokens``, else 1."""
+    own = getattr(model, "num_prefix_tokens", None)
+    if isinstance(own, int) and not isinstance(own, bool) and own >= 0:
+        return own
+    registers = getattr(getattr(model, "config", None), "num_register_tokens", 0)
+    return 1 + (registers if isinstance(registers, int) and registers > 0 else 0)
+
+
+def token_rows(t: Tensor, pool: str, name: str, prefix: int = 1) -> Tensor:
+    """Every token of (B, T, E) as a row (B * T, E), or every position of (B, C, ...) as (B * HW, C);
+    ``patches`` leaves out the first ``prefix`` tokens of (B, T, E)."""
+    if t.ndim == 3:
+        if pool == "patches":
+            if t.shape[1] <= prefix:
+                raise InputError(
+                    f"--pool patches: output '{name}' has {t.shape[1]} tokens, none after the {prefix} "
+                    "prefix (class / register) tokens; use --pool tokens or cls."
+                )
+            t = t[:, prefix:]
+        return t.reshape(-1, t.shape[-1])
+    if pool == "patches":
+        raise InputError(f"--pool patches needs tokens (B, T, E); output '{name}' is {tuple(t.shape)}.")
+    return t.flatten(2).transpose(1, 2).reshape(-1, t.shape[1])
+
+
+def pool_rows(t: Tensor, pool: str | None, name: str, prefix: int = 1) -> Tensor:
+    """(B, ...) -> rows by ``pool`` (see the module docstring); InputError when it cannot apply."""
+    if pool in TOKEN_POOLS and t.ndim >= 3:
+        return token_rows(t, pool, name, prefix)
     if t.ndim < 2:
         raise InputError(
             f"output '{name}' has shape {tuple(t.shape)}: one number per input is not an embedding; "
@@ -144,11 +185,14 @@ def as_float_rows(t: Tensor) -> Tensor:
 
 __all__ = [
     "POOLS",
+    "TOKEN_POOLS",
     "as_float_rows",
     "candidate_outputs",
     "choose_output",
     "default_output",
     "embed_function",
     "pool_rows",
+    "prefix_tokens",
     "resolve_module",
+    "token_rows",
 ]

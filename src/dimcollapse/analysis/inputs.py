@@ -61,6 +61,11 @@ class Preprocess:
         )
 
 
+def stack_images(items: Sequence[tuple[Tensor, int]]) -> Tensor:
+    """A batch of decoded images without their labels (module level: spawned workers unpickle it)."""
+    return torch.stack([img for img, _ in items])
+
+
 @dataclass
 class Inputs:
     """Raw model inputs: ``n`` rows streamed by ``batches``, labels if known, a name."""
@@ -72,8 +77,12 @@ class Inputs:
     x: Tensor | None = None  # in memory (a dataset or a tensor file)
     folder: Any = None  # a lazily decoded ImageFolderDataset, else None
 
-    def batches(self, batch_size: int, num_workers: int = 0, stop: int | None = None) -> Iterator[Tensor]:
-        """Raw batches of rows 0 .. ``stop`` (default all), ``batch_size`` rows each."""
+    def batches(
+        self, batch_size: int, num_workers: int = 0, stop: int | None = None, context: str | None = None
+    ) -> Iterator[Tensor]:
+        """Raw batches of rows 0 .. ``stop`` (default all), ``batch_size`` rows each; a folder is decoded
+        by ``num_workers`` processes (started by ``context``: fork, spawn, forkserver; default the
+        platform's), in order."""
         end = self.n if stop is None else min(stop, self.n)
         if self.x is not None:
             for start in range(0, end, batch_size):
@@ -85,7 +94,8 @@ class Inputs:
             Subset(self.folder, range(end)),
             batch_size=batch_size,
             num_workers=num_workers,
-            collate_fn=lambda items: torch.stack([img for img, _ in items]),
+            collate_fn=stack_images,
+            multiprocessing_context=context if num_workers > 0 else None,
         )
         yield from loader
 

@@ -9,15 +9,16 @@ computed: then ``out/layers.npz`` (weight and feature spectra), the figures, and
 (the catalogue metrics of the embedding analysed, plus ``embedding``: which output and pooling,
 ``outputs``: the size and erank of every output of the forward, ``model``: where it came from and any
 classifier head, ``layers``: weight statistics of the chosen layers, ``features``: erank of each chosen
-layer's hidden features (``features_skipped``: layers that never ran, e.g. momentum copies),
-``alignment``, ``warnings``).
+layer's hidden features (``features_skipped``: layers that never ran, e.g. momentum copies; ``--layers
+blocks``: each transformer block's residual stream, ``analysis/blocks.py``), ``alignment``, ``warnings``,
+``verdict``; with a token pool ``inputs`` and ``rows_per_input``).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dimcollapse.analysis.embedding import embed_function
+from dimcollapse.analysis.blocks import split_layers
+from dimcollapse.analysis.embedding import TOKEN_POOLS, embed_function, prefix_tokens, token_rows
 from dimcollapse.analysis.inputs import Inputs, Preprocess, load_inputs
 from dimcollapse.analysis.model_embed import Collected, collect, model_failure
 from dimcollapse.analysis.model_loading import LoadedModel, load_model
@@ -61,11 +63,21 @@ def layer_report(
     return stats, spectra, align
 
 
-def _pool_hidden(t: torch.Tensor) -> torch.Tensor:
-    """Hidden features as rows: tokens (N, T, E) -> mean over T; maps (N, C, ...) -> mean over positions."""
-    if t.ndim == 3:
-        return t.mean(1)
-    return t.flatten(2).mean(2) if t.ndim > 3 else t.reshape(t.shape[0], -1)
+def hidden_pool(pool: str | None, prefix: int = 1) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Hidden features as rows, following ``--pool``: tokens (N, T, E) -> every token a row (``tokens``;
+    ``patches`` without the ``prefix`` tokens), token 0 (``cls``), else the mean over T; maps
+    (N, C, ...) -> every position a row (``tokens``), else the mean over positions."""
+
+    def rows(t: torch.Tensor) -> torch.Tensor:
+        if t.ndim == 3 and pool in TOKEN_POOLS and t.shape[1] > prefix:
+            return token_rows(t, pool, "hidden", prefix)
+        if t.ndim > 3 and pool == "tokens":
+            return token_rows(t, pool, "hidden", prefix)
+        if t.ndim == 3:
+            return t[:, 0] if pool == "cls" else t.mean(1)
+        return t.flatten(2).mean(2) if t.ndim > 3 else t.reshape(t.shape[0], -1)
+
+    return rows
 
 
 def check_finite_weights(module: nn.Module, source: str) -> None:
@@ -103,9 +115,8 @@ def hidden_features(
         prep(x).to(device) for x in inputs.batches(opts.batch_size, opts.num_workers, opts.feature_points)
     )
     try:
-        feats = feature_spectra(
-            module, batches, layers=chosen, pool=_pool_hidden, forward=forward, skip_idle=True
-        )
+        pool = hidden_pool(opts.pool, prefix_tokens(module))
+        feats = feature_spectra(module, batches, layers=chosen, pool=pool, forward=forward, skip_idle=True)
     except (RuntimeError, ValueError, AssertionError, TypeError, IndexError) as e:
         raise model_failure(e, opts) from None
     return feats, [n for n in chosen if n not in feats]
@@ -145,14 +156,14 @@ def _metrics(
     }
 
 
-def n_le_d_warning(n: int, d: int) -> str | None:
+def n_le_d_warning(n: int, d: int, what: str = "inputs") -> str | None:
     """The warning when N <= D: the probe cannot show more than N - 1 directions."""
     if n > d:
         return None
     return (
-        f"only {n} inputs for {d} dimensions (N <= D): at most {n - 1} directions can carry variance, so "
+        f"only {n} {what} for {d} dimensions (N <= D): at most {n - 1} directions can carry variance, so "
         f"'collapsed' dimensions and the rank measures are limited by the probe, not the model; use more "
-        f"than {d} inputs (--limit / --data)."
+        f"than {d} rows (--limit / --data)."
     )
 
 
@@ -190,11 +201,18 @@ def run_analysis(opts: ModelOptions) -> dict[str, Any]:
     emb = collect(module, forward, opts, inputs, prep)
     aopts = Options(k=opts.k, map_method=opts.map_method)
     check_options(aopts, emb.rows.shape[0], str(opts.model))
-    layers = layer_report(module, opts.layers)
-    feats = hidden_features(module, forward, opts, inputs, prep, _feature_layers(module, list(layers[0])))
+    weight_patterns, blocks = split_layers(module, opts.layers)
+    layers = layer_report(module, weight_patterns) if weight_patterns != [] else ({}, {}, [])
+    chosen = _feature_layers(module, [*layers[0], *blocks])
+    feats = hidden_features(module, forward, opts, inputs, prep, chosen)
     values, arrays = compute_metrics(emb.rows, aopts)
     metrics = _metrics(opts, loaded, inputs, emb, values, layers, feats)
-    notes = [w for w in (n_le_d_warning(values["n"], values["d"]), emb.note) if w]
+    per_input = emb.rows.shape[0] // max(1, emb.inputs)
+    if per_input > 1:  # token rows: each input gave per_input rows (and repeats its label)
+        metrics.update(inputs=emb.inputs, rows_per_input=per_input)
+        labels = None if labels is None else np.repeat(labels, per_input)
+    what = "token rows" if per_input > 1 else "inputs"
+    notes = [w for w in (n_le_d_warning(values["n"], values["d"], what), emb.note) if w]
     if feats[1]:
         more = f" (+{len(feats[1]) - 6} more)" if len(feats[1]) > 6 else ""
         notes.append(

@@ -18,7 +18,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dimcollapse.analysis.embedding import candidate_outputs, choose_output, default_output, pool_rows
+from dimcollapse.analysis.embedding import (
+    TOKEN_POOLS,
+    candidate_outputs,
+    choose_output,
+    default_output,
+    pool_rows,
+    prefix_tokens,
+)
 from dimcollapse.analysis.head import HeadProbe
 from dimcollapse.analysis.inputs import Inputs, Preprocess
 from dimcollapse.analysis.model_options import ModelOptions
@@ -40,6 +47,7 @@ class Collected:
     note: str | None = None
     head: dict[str, Any] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    inputs: int = 0  # inputs embedded (rows / inputs tokens each with a token pool)
 
 
 def model_failure(e: BaseException, opts: ModelOptions, shape: tuple[int, ...] | None = None) -> InputError:
@@ -87,19 +95,23 @@ def _outputs_of(out: Any, probe: HeadProbe, user_output: str | None) -> tuple[di
 
 
 class _Side:
-    """Running covariance of each other output (pooled by default), for its size and erank."""
+    """Running covariance of each other output (pooled by default; every token a row with a token
+    pool, so each block's residual stream is measured at the token level), for its size and erank."""
 
-    def __init__(self) -> None:
+    def __init__(self, token_pool: str | None = None, prefix: int = 1) -> None:
         self.accs: dict[str, CovarianceAccumulator] = {}
         self.shapes: dict[str, list[int]] = {}
         self.pools: dict[str, str | None] = {}
+        self.token_pool, self.prefix = token_pool, prefix
 
     def add(self, name: str, t: Tensor) -> None:
         self.shapes.setdefault(name, list(t.shape[1:]))
         pool = None if t.ndim == 2 or t[0, 0].numel() == 1 else ("cls" if t.ndim == 3 else "gap")
+        if t.ndim == 3 and self.token_pool is not None and t.shape[1] > self.prefix:
+            pool = self.token_pool
         if t.ndim < 2:
             return
-        rows = pool_rows(t, pool, name)
+        rows = pool_rows(t, pool, name, self.prefix)
         if rows.shape[1] > SIDE_MAX_DIM:
             return
         self.pools[name] = pool
@@ -131,7 +143,9 @@ def collect(
     device = torch.device(opts.device)
     probe = HeadProbe(module) if opts.embed is None else None
     parts: list[Tensor] = []
-    side = _Side()
+    prefix = prefix_tokens(module)
+    side = _Side(opts.pool if opts.pool in TOKEN_POOLS else None, prefix)
+    seen = 0
     chosen: tuple[str, str | None] | None = None
     bar = _progress(inputs.n, opts.progress)
     module.eval()
@@ -151,7 +165,8 @@ def collect(
             if chosen is None:
                 chosen = _choose(outs, auto, opts)
             name, pool = chosen
-            parts.append(pool_rows(outs[name], pool, name).detach().to("cpu", torch.float64))
+            parts.append(pool_rows(outs[name], pool, name, prefix).detach().to("cpu", torch.float64))
+            seen += int(x.shape[0])
             for other, t in outs.items():
                 side.add(other, t)
             if bar is not None:
@@ -162,7 +177,9 @@ def collect(
         if probe is not None:
             probe.close()
     assert chosen is not None
-    return _collected(chosen, parts, probe, side)
+    got = _collected(chosen, parts, probe, side)
+    got.inputs = seen
+    return got
 
 
 def _choose(outs: dict[str, Tensor], auto: str | None, opts: ModelOptions) -> tuple[str, str | None]:

@@ -109,11 +109,19 @@ TrustOpt = Annotated[
     bool, typer.Option("--trust-pickle", help="Allow a whole pickled model (runs code from the file).")
 ]
 LayersOpt = Annotated[
-    list[str] | None, typer.Option("--layers", help="Layer names or patterns, e.g. 'projection_head.*'.")
+    list[str] | None,
+    typer.Option(
+        "--layers",
+        help="Layer names or patterns, e.g. 'projection_head.*'; 'blocks': each transformer block's output.",
+    ),
 ]
 EmbedOpt = Annotated[
     str | None,
-    typer.Option("--embed", help="Sub-module giving the embeddings (e.g. backbone); default forward."),
+    typer.Option(
+        "--embed",
+        help="Sub-module (e.g. backbone) or method (forward_features) giving the embeddings; "
+        "default: forward.",
+    ),
 ]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use at most this many inputs.")]
 SizeOpt = Annotated[int | None, typer.Option("--image-size", help="Resize images to this size.")]
@@ -124,7 +132,11 @@ OutputOpt = Annotated[
 ]
 PoolOpt = Annotated[
     str | None,
-    typer.Option("--pool", help="Rows of a (B, T, E) or (B, C, H, W) output: cls, mean, gap, flatten."),
+    typer.Option(
+        "--pool",
+        help="Rows of a (B, T, E) or (B, C, H, W) output: cls, mean, gap, flatten; tokens (every token a "
+        "row), patches (tokens without CLS / registers).",
+    ),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="With --model: inputs per forward pass.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="With --model: cpu, cuda or cuda:N.")]
@@ -259,6 +271,8 @@ def _analyze_files(paths: list[Path], out: Path, common: dict[str, Any], compare
     if compare:
         results = compare_paths(paths, out=out, **common)
         console.print(compare_table(results))
+        for m in results:
+            _say_verdict(console, m, True)
         console.print(
             f"spectra overlaid in {out / 'compare_spectrum.png'} (and .svg); rows in {out / 'compare.json'}"
         )
@@ -267,9 +281,18 @@ def _analyze_files(paths: list[Path], out: Path, common: dict[str, Any], compare
     for m in results:
         target = out if len(results) == 1 else out / m["name"]
         console.print(metrics_table(m, target))
+        _say_verdict(console, m, len(results) > 1)
     if len(results) > 1:
         console.print(compare_table(results))
     console.print(f"metrics.json and figures written to {out}")
+
+
+def _say_verdict(console: Console, m: dict[str, Any], named: bool) -> None:
+    """The one-line verdict of an analysed embedding, then its warnings (N <= D, ...), as plain text."""
+    who = f"{m['name']}: " if named else ""
+    console.print(f"{who}{m['verdict']}", markup=False, highlight=False, soft_wrap=True)
+    for note in m.get("warnings", []):
+        console.print(f"warning: {who}{note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _kwargs(text: str | None) -> dict[str, Any]:
@@ -330,12 +353,12 @@ def _analyze_model(opts: Any) -> None:
 
         page = f"; report: {build_comparison([out], out / 'report')}"
     pool = f", pooled '{m['embedding_pool']}'" if m.get("embedding_pool") else ""
+    count = f"{m['inputs']} inputs ({m['n']} token rows)" if "inputs" in m else f"{m['n']} inputs"
     console.print(
-        f"{m['model']['kind']} model, output '{m['embedding']}'{pool}, {m['n']} inputs from {m['data']}: "
+        f"{m['model']['kind']} model, output '{m['embedding']}'{pool}, {count} from {m['data']}: "
         f"metrics.json in {out}{page}"
     )
-    for note in m.get("warnings", []):
-        console.print(f"warning: {note}", markup=False, highlight=False)
+    _say_verdict(console, m, False)
 
 
 def register(app: typer.Typer) -> None:

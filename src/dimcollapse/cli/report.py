@@ -47,15 +47,20 @@ def report(
 
     if map_method not in ("auto", "umap", "pca"):
         raise ConfigError(f"unknown --map '{map_method}'. Valid: auto, umap, pca.")
+    console = Console()
+
+    def say(line: str) -> None:  # each run's verdict (and N <= D warning) as plain text
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     if len(folders) > 1 or _is_comparison(folders[0]):
         from dimcollapse.report.compare import build_comparison
 
-        page = build_comparison(folders, out if out is not None else folders[0].parent / "compare")
+        page = build_comparison(folders, out if out is not None else folders[0].parent / "compare", say=say)
     else:
         from dimcollapse.report.build import build_report
 
-        page = build_report(folders[0], out, map_method)
-    Console().print(f"report: {page}", markup=False, highlight=False)
+        page = build_report(folders[0], out, map_method, say=say)
+    console.print(f"report: {page}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,10 +1,11 @@
 """``ResultRow``: one row of a study's results table (a run, a baseline, or one run folder).
 
-A row names its run (``run_id``, ``variant``, ``status``) and holds scalar columns in the order they
-were added: what the run was (objective, projector, regularizers, seed, data settings), its grid
-point, its result record's scalar fields (accuracies, ``erank_r``, steps, ...) and the paper's number
-beside ours. It reads as a ``Mapping[str, Scalar]`` (the flat layout of results.json / results.csv,
-identity first), so every reader of a column gets a scalar, never ``Any``:
+A row names its run (``run_id``, ``variant``, ``status``) and holds columns in the order they were
+added: what the run was (objective, projector, regularizers, seed, data settings), its grid point (a
+value as the study gave it, which may be a list or mapping), its result record's scalar fields
+(accuracies, ``erank_r``, steps, ...) and the paper's number beside ours. It reads as a
+``Mapping[str, JsonValue]`` (the flat layout of results.json / results.csv, identity first), and the
+typed reads give a number or text, never ``Any``:
 
     row.number("knn_k200_top1")   # float | None (None: absent, not a number, or a bool)
     row.text("regularizers")      # "" when absent
@@ -19,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from dimcollapse.errors import InputError
+from dimcollapse.records.schema import JsonValue
 
-Scalar: TypeAlias = str | int | float | bool | None  # a result column's value
-Row: TypeAlias = Mapping[str, Scalar]  # any flat result row (a ResultRow, or a dict of scalars)
+Scalar: TypeAlias = str | int | float | bool | None  # a result's scalar value
+Row: TypeAlias = Mapping[str, JsonValue]  # any flat result row (a ResultRow, or a dict read from JSON)
 IDENTITY = ("run_id", "variant", "status")
 DONE, BASELINE, FAILED = "done", "baseline", "failed"
 
@@ -50,20 +52,20 @@ def finite(row: Mapping[str, object], key: str) -> float | None:
 
 
 @dataclass(eq=False)  # equality is the Mapping's: equal to any mapping of the same columns
-class ResultRow(Mapping[str, Scalar]):
-    """One result row: identity plus ordered scalar columns (see the module docstring)."""
+class ResultRow(Mapping[str, JsonValue]):
+    """One result row: identity plus ordered columns (see the module docstring)."""
 
     run_id: str
     variant: str
     status: str = DONE
-    columns: dict[str, Scalar] = field(default_factory=dict)
+    columns: dict[str, JsonValue] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in IDENTITY:
             self.columns.pop(key, None)
 
     # -- Mapping: the flat layout, identity first --------------------------------------------------
-    def __getitem__(self, key: str) -> Scalar:
+    def __getitem__(self, key: str) -> JsonValue:
         if key in IDENTITY:
             return str(getattr(self, key))
         return self.columns[key]
@@ -99,39 +101,36 @@ class ResultRow(Mapping[str, Scalar]):
         return self.status.startswith(FAILED)
 
     # -- writes --------------------------------------------------------------------------------------
-    def set(self, key: str, value: Scalar) -> None:
+    def set(self, key: str, value: JsonValue) -> None:
         """Set column ``key`` (an existing column keeps its place); identity fields are set as text."""
         if key in IDENTITY:
             setattr(self, key, str(value))
         else:
             self.columns[key] = value
 
-    def update(self, values: Mapping[str, Scalar]) -> None:
+    def update(self, values: Mapping[str, JsonValue]) -> None:
         """Set every column of ``values`` (as ``dict.update``: existing columns keep their place)."""
         for k, v in values.items():
             self.set(k, v)
 
-    def add_missing(self, values: Mapping[str, Scalar]) -> None:
+    def add_missing(self, values: Mapping[str, JsonValue]) -> None:
         """Add the columns of ``values`` that the row does not hold yet."""
         for k, v in values.items():
             if k not in self:
                 self.set(k, v)
 
-    def to_json(self) -> dict[str, Scalar]:
+    def to_json(self) -> dict[str, JsonValue]:
         """The flat results.json object: run_id, variant, status, then the columns in order."""
         return dict(self)
 
     @classmethod
     def from_json(cls, raw: object, source: str = "results.json") -> ResultRow:
-        """A row of results.json / baselines.json: a JSON object with ``run_id``; other columns must be
-        scalars (a nested value is dropped: rows hold scalars only)."""
+        """A row of results.json / baselines.json: a JSON object with ``run_id`` (every column kept)."""
         if not isinstance(raw, Mapping) or "run_id" not in raw:
             raise InputError(
                 f"'{source}' holds a row that is not an object with a run_id; rerun `dimcollapse study` "
                 "on the study file to rebuild it from the run folders."
             )
-        cols: dict[str, Scalar] = {
-            str(k): v for k, v in raw.items() if v is None or isinstance(v, (str, int, float, bool))
-        }
+        cols: dict[str, JsonValue] = {str(k): v for k, v in raw.items()}
         run_id = str(raw["run_id"])
         return cls(run_id, str(raw.get("variant", run_id)), str(raw.get("status", DONE)), cols)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from statistics import mean, stdev
 
@@ -19,7 +19,8 @@ import numpy as np
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.errors import InputError
 from dimcollapse.records import accuracy_columns, headline_knn, is_accuracy
-from dimcollapse.records.row import BASELINE, DONE, ResultRow, Row, Scalar, as_number, number
+from dimcollapse.records.row import BASELINE, DONE, ResultRow, Row, as_number, number
+from dimcollapse.records.schema import JsonValue
 from dimcollapse.report.claims import evaluate_claims
 from dimcollapse.report.compare_inputs import UNREADABLE, Warn, stderr_warning
 from dimcollapse.report.figure_sections import (
@@ -35,10 +36,11 @@ from dimcollapse.report.sections import (
     SectionBuilder,
     claims_sections,
     deferred_claims,
+    run_verdict_lines,
     runs_sections,
 )
 from dimcollapse.study.baselines import read_baselines
-from dimcollapse.study.results import flat_scalars, load_results, read_json
+from dimcollapse.study.results import load_results, read_json
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.html import Figure, Section, Table, render_page
 
@@ -112,7 +114,7 @@ def _with_artifacts(rows: list[ResultRow], dirs: Mapping[str, Path], warn: Warn)
         except UNREADABLE as e:
             warn(f"run '{d}': no artifacts (figures) for it: {e}")
             continue
-        r.add_missing(flat_scalars(extra))
+        r.add_missing(extra)
     return rows
 
 
@@ -169,7 +171,7 @@ def _gains(rs: Sequence[Row], baselines: Sequence[Row], knn: str | None) -> dict
     return out
 
 
-def _distinct(values: Iterable[Scalar]) -> str:
+def _distinct(values: Iterable[JsonValue]) -> str:
     """The distinct values of a column over a variant's runs ('500', or '480 / 500' when they differ)."""
     seen: list[str] = []
     for v in values:
@@ -268,11 +270,15 @@ def _inputs(root: Path, rows: list[ResultRow], figdir: Path, map_method: str, wa
 
 
 def build_report(
-    path: str | Path, out: str | Path | None = None, map_method: str = "auto", warn: Warn = stderr_warning
+    path: str | Path,
+    out: str | Path | None = None,
+    map_method: str = "auto",
+    warn: Warn = stderr_warning,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """Write ``report/index.html`` (+ figures/*.png) for a run or study folder; return the page path.
     A run whose artifacts are unreadable and cannot be recomputed is named through ``warn`` and shown
-    without figures."""
+    without figures; ``say`` receives each finished run's verdict line (and its N <= D warning)."""
     root = Path(path)
     if not root.is_dir():
         raise InputError(
@@ -287,6 +293,9 @@ def build_report(
     out_dir = ensure_writable_dir(out if out is not None else root / "report")
     inp = _inputs(root, rows, ensure_writable_dir(out_dir / "figures"), map_method, warn)
     sections = [section for make in SECTIONS for section in make(inp)]
+    if say is not None:
+        for line in run_verdict_lines(inp):
+            say(line)
     n_done = sum(1 for r in inp.rows if r.get("status") == "done")
     title = f"dimcollapse report: {root.resolve().name}"
     page = render_page(title, f"{n_done} finished run(s) in {root}", sections)

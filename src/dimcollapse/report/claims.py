@@ -32,7 +32,8 @@ from typing import Literal, TypedDict
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.records import accuracy_key, knn_stem
 from dimcollapse.records.accuracy import settings_keys
-from dimcollapse.records.row import Row, Scalar, as_finite, finite
+from dimcollapse.records.row import Row, as_finite, finite
+from dimcollapse.records.schema import JsonValue
 from dimcollapse.report.seed_spread import SOURCE, seed_spread
 
 Relation = Literal["greater", "less", "close"]
@@ -150,7 +151,7 @@ def _values(rows: Iterable[Row], metric: str) -> list[float]:
     return [v for r in rows if (v := finite(r, metric)) is not None]
 
 
-def _setting(v: Scalar) -> str:
+def _setting(v: JsonValue) -> str:
     if v is None or v == "":
         return "not recorded"
     number = as_finite(v)

@@ -17,13 +17,12 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.records import accuracy_columns
 from dimcollapse.report.compare_inputs import Collected, CompareRow, History, collect, stderr_warning
 from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_text, ensure_writable_dir
-from dimcollapse.utils.html import Figure, Section, Table, figure_png, render_page
+from dimcollapse.utils.html import N_LE_D_FLAG, Figure, Section, Table, figure_png, render_page
 
 MAX_PANELS = 8
 
@@ -86,17 +85,20 @@ def _curves_figure(curves: dict[str, History]) -> Figure | None:
 def _table(rows: list[CompareRow]) -> Table:
     keys = catalogue.headline_keys()
     accs = accuracy_columns([k for r in rows for k in r.accuracies])
-    cols = ["name", "embedding", "source", "n", "d", "steps", *keys, *[k for k, _ in accs]]
+    cols = ["name", "embedding", "source", "n", "d", "steps", *keys, *[k for k, _ in accs], "collapse"]
     heads = ["folder", "embedding", "data / source", "N", "D", "steps", *[catalogue.label(k) for k in keys],
-             *[f"{h} (%)" for _, h in accs]]  # fmt: skip
+             *[f"{h} (%)" for _, h in accs], "verdict"]  # fmt: skip
     body = []
     for r in rows:
-        cell: dict[str, Any] = {"name": r.name, "embedding": r.embedding, "source": r.source}
+        cell: dict[str, str | int] = {"name": r.name, "embedding": r.embedding, "source": r.source}
         cell.update({c: "–" if v is None else v for c, v in (("n", r.n), ("d", r.d), ("steps", r.steps))})
+        if r.rows_le_dims:
+            cell["n"] = f"{r.n} {N_LE_D_FLAG}"
+        cell["collapse"] = r.verdict or "–"
         cell.update({k: catalogue.fmt(k, r.metrics.get(k)) for k in keys})
         cell.update({k: f"{100 * r.accuracies[k]:.1f}" if k in r.accuracies else "–" for k, _ in accs})
         body.append(cell)
-    return Table(body, cols, heads, left=["name", "embedding", "source"], table_id="compare")
+    return Table(body, cols, heads, left=["name", "embedding", "source", "collapse"], table_id="compare")
 
 
 def _layer_tables(rows: list[CompareRow]) -> list[Table]:
@@ -121,9 +123,17 @@ def _sections(got: Collected, figs: list[Figure]) -> list[Section]:
         f"Collapsed dims: eigenvalues below {catalogue.THRESHOLD_TEXT} of the largest."
     )
     paras = [note]
-    small = [r.name for r in rows if r.n is not None and r.d is not None and r.n <= r.d]
+    small = [r.name for r in rows if r.rows_le_dims]
     if small:
-        paras.append(f"N <= D for {html.escape(', '.join(small))}: too few rows to resolve every dimension.")
+        paras.append(
+            f"N <= D for {html.escape(', '.join(small))} (flagged in the N column): too few rows to resolve "
+            "every dimension, so collapsed dims and the rank measures are bounded by N - 1, not by the model."
+        )
+    paras.append(
+        "Verdict: a monitor's over its history (a watched value below a fraction of its best after the "
+        "warm-up, or the embeddings' spread / total variance shrinking); a single measurement's: collapsing "
+        "when dimensions carry no variance beyond what N rows can resolve."
+    )
     if got.skipped:
         paras.append("Skipped (unreadable): " + "; ".join(html.escape(f"{f} ({w})") for f, w in got.skipped))
     layer_rows = [r.name for r in rows if r.layers]
@@ -141,11 +151,31 @@ def _sections(got: Collected, figs: list[Figure]) -> list[Section]:
     ]
 
 
+def verdict_lines(rows: Sequence[CompareRow]) -> list[str]:
+    """One line per row, ``NAME: collapsing: yes/no (why)``, then ``warning: NAME: N <= D ...`` when so."""
+    out = []
+    for r in rows:
+        out.append(f"{r.name}: {r.verdict or 'collapsing: unknown (no measurement)'}")
+        if r.rows_le_dims:
+            out.append(
+                f"warning: {r.name}: N <= D ({r.n} rows for {r.d} dims): collapsed dims and the rank "
+                "measures are bounded by N - 1; measure on more rows."
+            )
+    return out
+
+
 def build_comparison(
-    folders: Sequence[str | Path], out: str | Path, warn: Callable[[str], None] = stderr_warning
+    folders: Sequence[str | Path],
+    out: str | Path,
+    warn: Callable[[str], None] = stderr_warning,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write ``out/index.html`` (+ figures) comparing the folders / checkpoints; return the page path."""
+    """Write ``out/index.html`` (+ figures) comparing the folders / checkpoints; return the page path.
+    ``say`` receives each row's verdict line (and its N <= D warning)."""
     got = collect(folders, warn)
+    if say is not None:
+        for line in verdict_lines(got.rows):
+            say(line)
     out_dir = ensure_writable_dir(out)
     figs = [f for f in (_spectra_figure(got.rows), _curves_figure(got.curves)) if f is not None]
     for f in figs:
@@ -156,4 +186,4 @@ def build_comparison(
     return page
 
 
-__all__ = ["build_comparison", "collect", "curve_metrics"]
+__all__ = ["build_comparison", "collect", "curve_metrics", "verdict_lines"]

@@ -25,6 +25,7 @@ from dimcollapse.errors import DimCollapseError, InputError
 from dimcollapse.records import EmbeddingRecord, Record, RunRecord, read_record
 from dimcollapse.records.embedding import is_number
 from dimcollapse.study.results import read_json
+from dimcollapse.track.verdict import collapse_verdict, embedding_verdict, rows_le_dims
 
 # what a broken file raises on its way in (np.load of garbage, int(inf), a history without steps, ...)
 UNREADABLE = (DimCollapseError, OSError, ValueError, KeyError, TypeError, OverflowError, EOFError,
@@ -41,7 +42,8 @@ def stderr_warning(text: str) -> None:
 @dataclass
 class CompareRow:
     """One row of the page: the shown embedding's n, d, catalogue metrics and spectrum, the run's
-    accuracies and trained steps, and the per-layer weight statistics of its last monitor record."""
+    accuracies and trained steps, the per-layer weight statistics of its last monitor record, and the
+    one-line verdict (the monitor's over its history, else ``embedding_verdict`` of this measurement)."""
 
     name: str
     folder: str
@@ -54,6 +56,12 @@ class CompareRow:
     steps: int | None = None
     spectrum: np.ndarray | None = None
     layers: dict[str, dict[str, float]] = field(default_factory=dict)
+    verdict: str = ""
+
+    @property
+    def rows_le_dims(self) -> bool:
+        """True when the row was measured on N <= D rows (its rank metrics are bounded by N - 1)."""
+        return rows_le_dims(self.n, self.d)
 
 
 @dataclass
@@ -78,8 +86,9 @@ def _output_of(rec: Mapping[str, Any]) -> str:
     return next((k[len("spectrum_") :] for k in rec if k.startswith("spectrum_")), "r")
 
 
-def _monitor_row(name: str, folder: Path, history: History) -> CompareRow:
-    """A row from a monitor's last record: its first output's metrics, spectrum and layers."""
+def _monitor_row(name: str, folder: Path, history: History, mon: Mapping[str, Any]) -> CompareRow:
+    """A row from a monitor's last record: its first output's metrics, spectrum and layers, its probe's
+    size and the verdict over the history."""
     last = history[-1]
     out = _output_of(last)
     metrics = {
@@ -91,6 +100,9 @@ def _monitor_row(name: str, folder: Path, history: History) -> CompareRow:
     row.spectrum = None if spectrum is None else np.asarray(spectrum, dtype=np.float64)
     row.d = None if row.spectrum is None else int(row.spectrum.size)
     row.layers = _layers(last.get("layers"))
+    size = mon.get("probe_size")
+    row.n = int(size) if isinstance(size, int) and not isinstance(size, bool) else None
+    row.verdict = collapse_verdict({**mon, "history": history})
     return row
 
 
@@ -118,6 +130,10 @@ def _record_row(name: str, folder: Path, rec: Record) -> CompareRow:
     if emb is not None:
         row.n, row.d, row.metrics = emb.n, emb.d, {k: float(v) for k, v in emb.metrics.items()}
         row.spectrum = None if emb.spectrum is None else np.asarray(emb.spectrum, dtype=np.float64)
+        row.verdict = embedding_verdict({"n": emb.n, "d": emb.d, **row.metrics})
+    said = rec.details.get("monitor_verdict" if isinstance(rec, RunRecord) else "verdict")
+    if isinstance(said, str) and said:
+        row.verdict = said
     if isinstance(rec, RunRecord):
         row.accuracies, row.steps = dict(rec.accuracies), rec.training.steps
         art = folder / "artifacts.npz"
@@ -135,11 +151,13 @@ def _folder(name: str, folder: Path, got: Collected, warn: Callable[[str], None]
     if not has_metrics and not mon_path.is_file():
         return False
     history: History = []
+    mon: dict[str, Any] = {}
     if mon_path.is_file():
         try:
-            mon = read_json(mon_path)
-            if mon is None:
+            read = read_json(mon_path)
+            if read is None:
                 raise InputError("not valid JSON")
+            mon = read
             history = clean_history(mon.get("history", []))
         except UNREADABLE as e:
             if not has_metrics:
@@ -149,8 +167,9 @@ def _folder(name: str, folder: Path, got: Collected, warn: Callable[[str], None]
         row = _record_row(name, folder, read_record(folder / "metrics.json"))
         if history:
             row.layers = _layers(history[-1].get("layers"))
+            row.verdict = collapse_verdict({**mon, "history": history})
     elif history:
-        row = _monitor_row(name, folder, history)
+        row = _monitor_row(name, folder, history, mon)
     else:
         raise InputError("monitor.json holds no measurement with a step")
     got.rows.append(row)

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from dimcollapse.records import is_accuracy
-from dimcollapse.records.row import ResultRow, Scalar
+from dimcollapse.records.row import ResultRow, Row, Scalar
+from dimcollapse.records.schema import JsonValue
 from dimcollapse.report.seed_spread import SOURCE
 from dimcollapse.study.results import read_json
+from dimcollapse.track.verdict import collapse_verdict, embedding_verdict, rows_le_dims
 from dimcollapse.utils.atomic import atomic_write_bytes
-from dimcollapse.utils.html import Figure, Section, Table, figure_png
+from dimcollapse.utils.html import N_LE_D_FLAG, Figure, Section, Table, figure_png
 
 if TYPE_CHECKING:
     from dimcollapse.report.claims import ClaimRow
@@ -37,6 +39,9 @@ RUN_COLUMNS = (
     ("stop_reason", "stopped"),
     ("train_time_s", "train s"),
     ("monitor_warnings", "monitor warnings"),
+    ("n_r", "N"),
+    ("d_r", "D"),
+    ("collapse", "verdict"),
 )
 
 
@@ -151,31 +156,61 @@ def monitor_warnings(run_dir: Path) -> list[str]:
     return out
 
 
+def run_verdict(row: Row, run_dir: Path | None) -> str:
+    """A run's one-line verdict: its monitor's over the history (monitor.json, else the record's
+    ``monitor_verdict``), else ``embedding_verdict`` of its representation r as measured at the end."""
+    mon = read_json(run_dir / "monitor.json") if run_dir is not None else None
+    if mon and mon.get("history"):
+        return collapse_verdict(mon)
+    said = row.get("monitor_verdict")
+    if isinstance(said, str) and said:
+        return said
+    return embedding_verdict({k: row.get(f"{k}_r") for k in ("n", "d", "erank", "collapsed_dims")})
+
+
+def run_verdict_lines(inp: ReportInputs) -> list[str]:
+    """``RUN: collapsing: yes/no (why)`` for every finished run, then its N <= D warning when so."""
+    out = []
+    for r in inp.rows:
+        if r.get("status") != "done":
+            continue
+        out.append(f"{r['run_id']}: {run_verdict(r, inp.dirs.get(str(r['run_id'])))}")
+        if rows_le_dims(r.get("n_r"), r.get("d_r")):
+            out.append(f"warning: {r['run_id']}: N <= D ({r['n_r']} rows for {r['d_r']} dims of r)")
+    return out
+
+
 def runs_sections(inp: ReportInputs) -> list[Section]:
     """One row per run: what it trained (steps, epochs, why it stopped) and its collapse-monitor warnings."""
-    table: list[dict[str, Scalar]] = []
+    table: list[dict[str, JsonValue]] = []
     dirs = inp.dirs
     for r in inp.rows:
-        cells: dict[str, Scalar] = {k: r.get(k) for k, _ in RUN_COLUMNS}
+        cells: dict[str, JsonValue] = {k: r.get(k) for k, _ in RUN_COLUMNS}
         d = dirs.get(str(r["run_id"]))
         warnings = monitor_warnings(d) if d is not None else []
         cells["monitor_warnings"] = "; ".join(warnings) if warnings else ("none" if d is not None else "–")
         if str(r.get("status", "")).startswith("failed"):
             cells["stop_reason"] = r.get("stop_reason") or "failed"
+        else:
+            cells["collapse"] = run_verdict(r, d)
+        if rows_le_dims(r.get("n_r"), r.get("d_r")):
+            cells["n_r"] = f"{r['n_r']} {N_LE_D_FLAG}"
         table.append(cells)
     runs = Section(
         "Runs",
         [
             "Every run: the steps and epochs it trained (planned: the schedule's length), whether it "
             "completed or why it stopped, and the collapse monitor's warnings (effective rank of r on the "
-            "probe batch below the warning fraction of its best so far)."
+            "probe batch below the warning fraction of its best so far), the rows N and dimensions D of r "
+            "at evaluation (flagged when N <= D: the rank measures are then bounded by N - 1) and the "
+            "verdict (the monitor's over the run's history, else the final measurement's)."
         ],
         [
             Table(
                 table,
                 [k for k, _ in RUN_COLUMNS],
                 [h for _, h in RUN_COLUMNS],
-                left=["run_id", "variant", "stop_reason", "monitor_warnings"],
+                left=["run_id", "variant", "stop_reason", "monitor_warnings", "collapse"],
                 table_id="runs",
             )
         ],

@@ -32,6 +32,7 @@ metric as it was; an empty (0, dim) batch adds nothing. ``update(views=...)`` al
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -47,9 +48,23 @@ from dimcollapse.diagnostics.lidar import DELTA, EPS, lidar_eigenvalues
 from dimcollapse.diagnostics.spectrum import gram_spectrum, spectrum_of
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.track.metric_inputs import metric_rows, overflow_error
+from dimcollapse.track.verdict import rows_le_dims
 from dimcollapse.utils.distributed import rank
 from dimcollapse.utils.memory import allocation_limit, check_allocation
 from dimcollapse.utils.options import int_option
+
+
+class ProbeSizeWarning(UserWarning):
+    """The metric saw N <= D rows: at most N - 1 directions can carry variance."""
+
+
+def rows_warning(n: int, d: int) -> str:
+    """The N <= D warning text of ``compute()``."""
+    return (
+        f"CollapseMetrics saw {n} rows for {d} dimensions (N <= D): at most {n - 1} directions can carry "
+        "variance, so collapsed dims, erank and RankMe are bounded by the rows, not the model; feed more "
+        f"than {d} rows."
+    )
 
 
 def batch_moments(z: Tensor) -> Tensor:
@@ -308,8 +323,9 @@ class CollapseMetrics(Metric):
         return ctx
 
     def compute(self) -> dict[str, Tensor]:
-        """Every catalogue metric available (0-d float64 tensors), plus n, dim and ``spectrum`` (1-D);
-        only ``lidar``, ``n`` = 0 and ``d`` when views were given but no embeddings z."""
+        """Every catalogue metric available (0-d float64 tensors), plus n, dim, ``rows_le_dims`` (1.0 when
+        N <= D, with a ``ProbeSizeWarning``: the rank metrics are then bounded by N - 1) and ``spectrum``
+        (1-D); only ``lidar``, ``n`` = 0 and ``d`` when views were given but no embeddings z."""
         if self.dim is not None and self.with_lidar and float(self.seen) == 0 and not self._has_rows():
             lidar_eig = self._lidar_eig()
             if lidar_eig is not None:
@@ -317,7 +333,11 @@ class CollapseMetrics(Metric):
                 only = {"n": 0.0, "d": float(self.dim), **evaluate(ctx, ["lidar"])}
                 return {k: torch.tensor(v, dtype=torch.float64) for k, v in only.items()}
         ctx = self.context()
+        small = rows_le_dims(ctx.n, self.dim)
+        if small and rank() == 0:
+            warnings.warn(rows_warning(ctx.n, int(self.dim or 0)), ProbeSizeWarning, stacklevel=2)
         out = {"n": float(ctx.n), "d": float(self.dim or 0), **ctx.extra, **evaluate(ctx)}
+        out["rows_le_dims"] = float(small)
         result = {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
         result["spectrum"] = torch.from_numpy(ctx.eig.copy())
         return result
@@ -342,4 +362,4 @@ def scalars(result: dict[str, Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in result.items() if v.ndim == 0}
 
 
-__all__ = ["CollapseMetrics", "batch_moments", "merge_moments", "scalars"]
+__all__ = ["CollapseMetrics", "ProbeSizeWarning", "batch_moments", "merge_moments", "scalars"]

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from dimcollapse.track.probe import Embed
-from dimcollapse.track.recorder import CollapseRecorder, RecorderOptions, scalar_items
+from dimcollapse.track.recorder import CollapseRecorder, RecorderOptions, log, scalar_items
 from dimcollapse.utils.options import int_option
 
 if TYPE_CHECKING:
@@ -184,10 +184,14 @@ class CollapseMonitor(L.Callback):
                 trainer.should_stop = True
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Measure the final state (if the last step was not measured) and write the history."""
+        """Measure the final state (if the last step was not measured), write the history and log the
+        verdict (a warning when collapsing, else info; logger ``dimcollapse.monitor``)."""
         if trainer.is_global_zero:
             self._measure(trainer, pl_module, int(trainer.global_step), force=True)
             self.write()
+            verdict = self.verdict()  # the summary's line, also in monitor.json ("verdict")
+            who = "" if self.name is None else f"{self.name}: "
+            (log.warning if verdict.startswith("collapsing: yes") else log.info)("%s%s", who, verdict)
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException

@@ -1,8 +1,12 @@
-"""The monitor's one-line verdict, ``collapsing: yes/no (why)``, from a monitor summary (monitor.json).
+"""The one-line verdict, ``collapsing: yes/no (why)``, of a monitor's history or of one measurement.
 
-``collapse_verdict(summary)`` reads only the summary's keys, so the monitor, the Tracker, the CLI and
-the report print the same line for the same run (an older monitor.json without the scale signals
-gets the line from its ``warning`` flags).
+``collapse_verdict(summary)`` reads only a monitor summary's keys (monitor.json), so the monitor, the
+Tracker, the CLI and the report print the same line for the same run (an older monitor.json without the
+scale signals gets the line from its ``warning`` flags). ``embedding_verdict(fields)`` judges one
+measurement (``analyze``, a run's record, a checkpoint): collapsing when dimensions carry no variance
+beyond what the N rows could show (N centred rows span at most N - 1 directions) or the rows span one
+direction; a single measurement cannot show a fall, and the line says so. ``rows_le_dims(n, d)`` is the
+N <= D test every surface flags.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
+
+from dimcollapse.diagnostics.threshold import THRESHOLD_TEXT
 
 
 def _ratio_text(last: Mapping[str, Any], key: str, best: Mapping[str, Any]) -> str | None:
@@ -35,6 +41,43 @@ def probe_note(summary: Mapping[str, Any]) -> str:
     if isinstance(n, int) and isinstance(d, int) and n <= d:
         return f"; caution: the probe has {n} rows <= {d} dims, so the rank metrics are bounded by N - 1"
     return ""
+
+
+def rows_le_dims(n: object, d: object) -> bool:
+    """True when both are counts and n <= d (the probe cannot resolve every dimension)."""
+    counts = all(isinstance(v, int) and not isinstance(v, bool) for v in (n, d))
+    return counts and int(n) <= int(d)  # type: ignore[call-overload]
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return int(value)
+
+
+def embedding_verdict(fields: Mapping[str, Any]) -> str:
+    """'collapsing: yes (why)' when collapsed dims exceed D - min(N - 1, D) (what N rows cannot resolve)
+    or erank < 1.5 (one direction); else 'collapsing: no (...)'; reads n, d, erank, collapsed_dims."""
+    n, d, dead = (_count(fields.get(k)) for k in ("n", "d", "collapsed_dims"))
+    erank = fields.get("erank")
+    if n is None or d is None or dead is None or not isinstance(erank, (int, float)) or n < 2:
+        return "collapsing: unknown (no rank measurement)"
+    room = min(n - 1, d)  # directions that N centred rows can span
+    lost = max(0, dead - (d - room))
+    note = ""
+    if n <= d:
+        note = f"; caution: {n} rows <= {d} dims, so at most {room} directions can show (N <= D)"
+    if erank < 1.5:
+        return f"collapsing: yes (complete: the rows span ~1 direction, erank {erank:.2f}){note}"
+    if lost > 0:
+        return (
+            f"collapsing: yes ({lost} of {room} resolvable dims carry no variance, eigenvalue < "
+            f"{THRESHOLD_TEXT} of the largest; erank {erank:.1f}){note}"
+        )
+    return (
+        f"collapsing: no (all {room} resolvable dims carry variance, erank {erank:.1f}; one measurement: a "
+        f"fall over training shows in the monitor or a checkpoint series){note}"
+    )
 
 
 def collapse_verdict(summary: Mapping[str, Any]) -> str:
@@ -63,4 +106,4 @@ def collapse_verdict(summary: Mapping[str, Any]) -> str:
     return f"collapsing: no (step {step}: {', '.join(parts) or 'no warning'}){note}"
 
 
-__all__ = ["collapse_verdict", "probe_note"]
+__all__ = ["collapse_verdict", "embedding_verdict", "probe_note", "rows_le_dims"]

@@ -22,7 +22,8 @@ th{background:#f3f4f6}td.l,th.l{text-align:left}
 tr:nth-child(even) td{background:#fafafa}
 .verdict-holds{color:#0a7d26;font-weight:600}.verdict-does-not-hold{color:#b3261e;font-weight:600}
 .verdict-inconclusive{color:#9a6700;font-weight:600}.verdict-not-covered{color:#777}
-.verdict-not-comparable{color:#6a3d9a;font-weight:600}.verdict-needs-longer-training{color:#555}
+.verdict-not-comparable{color:#6a3d9a;font-weight:600}.collapse-yes{color:#b3261e}
+.small-probe{color:#9a6700;font-weight:600}.verdict-needs-longer-training{color:#555}
 .table-wrap{overflow-x:auto;max-width:100%}
 figure{display:inline-block;margin:.4rem;vertical-align:top;max-width:100%}
 figure img{max-width:100%;border:1px solid #eee}
@@ -69,6 +70,9 @@ def figure_png(fig: Any, dpi: int = 110) -> bytes:
     return figure_bytes(fig, "png", dpi, tight=True, close=True)
 
 
+N_LE_D_FLAG = "(N <= D)"  # the flag a count cell ends with when the rows cannot resolve every dimension
+
+
 def _cell(v: Any) -> str:
     if isinstance(v, float):
         if v != v:  # NaN
@@ -80,7 +84,7 @@ def _cell(v: Any) -> str:
 
 
 def render_table(t: Table) -> str:
-    """One HTML table; a ``verdict`` column gets a colour class."""
+    """One HTML table; a ``verdict`` / ``collapse`` column gets a colour class, so does an N <= D flag."""
     heads = t.headers or t.columns
     tid = f' id="{html.escape(t.table_id)}"' if t.table_id else ""
     out = [f'<div class="table-wrap"><table{tid}><thead><tr>']  # wide tables scroll, not the page
@@ -94,6 +98,10 @@ def render_table(t: Table) -> str:
             cls = "l" if c in t.left else ""
             if c == "verdict" and isinstance(v, str):
                 cls += " verdict-" + v.replace(" ", "-")
+            if c == "collapse" and isinstance(v, str):  # the one-line 'collapsing: yes/no (why)'
+                cls += " collapse-" + v.removeprefix("collapsing: ").split(" ")[0]
+            if isinstance(v, str) and v.endswith(N_LE_D_FLAG):
+                cls += " small-probe"
             out.append(f'<td class="{cls.strip()}">{_cell(v)}</td>')
         out.append("</tr>")
     out.append("</tbody></table></div>")

@@ -52,6 +52,7 @@ class VisionTransformer(nn.Module):
         self.blocks = nn.Sequential(*[Block(embed_dim, num_heads) for _ in range(depth)])
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes else nn.Identity()
+        self.num_prefix_tokens = 1  # timm's count of class / register tokens before the patch tokens
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
