@@ -61,6 +61,15 @@ class ObjectiveConfig:
 
 
 @dataclass
+class StepConfig:
+    """The training step's shape (registry kind "step") and its keyword arguments; ``name`` None: the
+    objective's ``default_step`` ("views": encode the views, then the loss; msn: "masked")."""
+
+    name: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RegularizerConfig:
     """One anti-collapse regularizer (registry name) and its keyword arguments (weight, schedule, ...)."""
 
@@ -167,6 +176,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    step: StepConfig = field(default_factory=StepConfig)
     regularizers: list[RegularizerConfig] = field(default_factory=list)
     ema: EMAConfig = field(default_factory=EMAConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
