@@ -152,7 +152,18 @@ def _check_values(cfg: RunConfig) -> None:
     positive("trainer.accumulate_grad_batches", cfg.trainer.accumulate_grad_batches)
     positive("trainer.log_every", cfg.trainer.log_every)
     positive("trainer.checkpoint_every", cfg.trainer.checkpoint_every)
+    _check_kernels(cfg)
     _check_monitor_and_eval(cfg)
+
+
+def _check_kernels(cfg: RunConfig) -> None:
+    """trainer.cudnn_benchmark / tf32 / strided_1x1_workaround are choices the accelerator can make (a
+    'gpu' or 'auto' accelerator is checked against the machine when the run is planned)."""
+    from dimcollapse.training.device_defaults import DeviceInfo, choose_kernels
+
+    accelerator = str(cfg.trainer.accelerator)
+    if accelerator in ("cpu", "mps"):
+        choose_kernels(cfg.trainer, DeviceInfo(accelerator))
 
 
 def _check_monitor_and_eval(cfg: RunConfig) -> None:

@@ -61,6 +61,15 @@ class ObjectiveConfig:
 
 
 @dataclass
+class StepConfig:
+    """The training step's shape (registry kind "step") and its keyword arguments; ``name`` None: the
+    objective's ``default_step`` ("views": encode the views, then the loss; msn: "masked")."""
+
+    name: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RegularizerConfig:
     """One anti-collapse regularizer (registry name) and its keyword arguments (weight, schedule, ...)."""
 
@@ -114,6 +123,11 @@ class TrainerConfig:
     progress_bar: bool = True
     tensorboard: bool = True  # False drops "tensorboard" from loggers
     loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])  # + wandb, mlflow
+    # kernel choices (training/device_defaults.py); None: the device's default
+    channels_last: bool | None = None  # NHWC conv backbones (CPU, CUDA: on)
+    cudnn_benchmark: bool | None = None  # cuDNN autotuning (CUDA: on)
+    tf32: bool | None = None  # TF32 float32 matmul/conv (CUDA, compute capability >= 8.0: on)
+    strided_1x1_workaround: bool | None = None  # strided 1x1 conv as subsample + 1x1 (CPU only: on)
 
 
 @dataclass
@@ -162,6 +176,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    step: StepConfig = field(default_factory=StepConfig)
     regularizers: list[RegularizerConfig] = field(default_factory=list)
     ema: EMAConfig = field(default_factory=EMAConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

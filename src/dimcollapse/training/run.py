@@ -26,7 +26,13 @@ from lightning.pytorch.loggers import Logger
 
 from dimcollapse.errors import DivergedError
 from dimcollapse.records import RunRecord, write_record
-from dimcollapse.training.callbacks import CollapseMonitor, GracefulStop, LrOverride, OnlineProbe
+from dimcollapse.training.callbacks import (
+    CollapseMonitor,
+    GracefulStop,
+    KernelFlags,
+    LrOverride,
+    OnlineProbe,
+)
 from dimcollapse.training.callbacks.progress import ProgressWriter
 from dimcollapse.training.checkpoint import (
     AtomicCheckpointIO,
@@ -186,6 +192,7 @@ def _callbacks(
         enable_version_counter=False,
     )
     callbacks += [
+        KernelFlags(trainer_cfg.kernels, trainer_cfg.device),
         checkpointer,
         SaveFinal([ckpt_dir / FINAL, ckpt_dir / LAST]),
         stop,

@@ -126,6 +126,7 @@ def final_metrics(
             "git_commit": git_commit(),
             "resumed": bool(prep.mode.resume),
             "components": components_used(plan.config),
+            "kernels": plan.trainer.kernels.record(plan.trainer.device),
             **scale_record(plan),
             **job_info().record(),
         }
