@@ -10,6 +10,7 @@ from torch import nn
 
 from dimcollapse.data.views import ViewAugment
 from dimcollapse.errors import InputError
+from dimcollapse.objectives.simclr import NTXent
 from dimcollapse.training.evaluation import knn_accuracies
 from dimcollapse.training.knn_eval import device_knn_accuracies, knn_neighbours, knn_vote_scores, prepare_bank
 
@@ -47,7 +48,10 @@ def test_device_knn_accuracies_equal_the_cpu_path_and_float16_is_close() -> None
     x = means[y] * 0.4 + torch.randn(1200, 32, generator=g)
     xtr, ytr, xte, yte = x[:1000], y[:1000], x[1000:], y[1000:]
     ref = knn_accuracies(xtr, ytr, xte, yte, (20, 200), 0.07, 10)
-    assert device_knn_accuracies(xtr, ytr, xte, yte, (20, 200), 0.07, 10) == ref
+    got = device_knn_accuracies(xtr, ytr, xte, yte, (20, 200), 0.07, 10)
+    assert {k: tuple(round(a * 200) for a in v) for k, v in got.items()} == {  # counts of the 200 rows
+        k: tuple(round(a * 200) for a in v) for k, v in ref.items()
+    }
     half = device_knn_accuracies(xtr, ytr, xte, yte, (20, 200), 0.07, 10, storage="float16")
     for k in (20, 200):
         assert abs(half[k][0] - ref[k][0]) <= 3 / 200 and abs(half[k][1] - ref[k][1]) <= 3 / 200
@@ -61,7 +65,6 @@ class _Model(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.ones(()))
-        self.objective = nn.Module()
         self.calls = 0
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +80,7 @@ class _Module(nn.Module):
         super().__init__()
         self.views = ViewAugment("none", image_size=8, channels=1, mean=0.5, std=0.25)
         self.model = _Model()
+        self.objective = NTXent()  # embedding_slice() is None: no d0 accuracies
 
     def encode_eval(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.encode(self.views.eval_transform(x))
@@ -113,3 +117,28 @@ def test_sgd_probe_in_the_evaluation_uses_new_crops_every_epoch() -> None:
         "L-BFGS (fast CPU evaluation)"
         in evaluate_module(_Module(), data, lbfgs).fields()["eval_linear_probe"]
     )
+
+
+def test_probe_dtype_and_tolerance_reach_the_record_and_bad_values_are_refused() -> None:
+    """eval.probe_dtype / linear_probe_tolerance go from the config to the L-BFGS probe; the record names
+    solver, dtype and the iterations taken (at most the configured number); bad values are one error."""
+    from dimcollapse.errors import ConfigError
+    from dimcollapse.training.config import load_config
+    from dimcollapse.training.evaluate_run import EvalData, EvalSettings, evaluate_module
+
+    cfg = load_config(None, ["eval.probe_dtype=float64", "eval.linear_probe_epochs=7"])
+    settings = EvalSettings.from_config(cfg)
+    assert settings.lbfgs.dtype == "float64" and settings.lbfgs.iterations == 7
+    assert EvalSettings.from_config(load_config(None)).lbfgs.dtype == "float32"  # the default
+    for bad in ("eval.probe_dtype=float16", "eval.linear_probe_tolerance=-1"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            load_config(None, [bad])
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (90,), generator=g)
+    x = torch.tensor([40, 128, 220])[y].view(-1, 1, 1, 1) + torch.randint(-30, 31, (90, 1, 8, 8), generator=g)
+    batches = [(x[:60].clamp(0, 255).to(torch.uint8), y[:60])]
+    data = EvalData(batches, [(x[60:].clamp(0, 255).to(torch.uint8), y[60:])], num_classes=3)
+    m = evaluate_module(_Module(), data, settings).fields()
+    assert m["eval_linear_probe_solver"] == "lbfgs" and m["eval_linear_probe_dtype"] == "float64"
+    assert 1 <= m["eval_linear_probe_iterations"] <= 7 and m["eval_linear_probe_evaluations"] >= 1
+    assert "float64, up to 7 iterations" in m["eval_linear_probe"]

@@ -75,6 +75,7 @@ def test_a_ddp_run_inside_a_study_completes(tmp_path: Path, capsys: pytest.Captu
     assert "GLOBAL_RANK: 1" in log and "distributed_backend=gloo" in log  # two ranks trained
     m = metrics(tmp_path / "o" / "runs" / "ddp2")
     assert m["steps"] > 0 and rows(tmp_path / "o")["ddp2"]["status"] == "done"
+    assert m["eval_processes"] == 2  # the final evaluation ran on both ranks, each on its share
 
 
 def test_status_and_retry_failed(

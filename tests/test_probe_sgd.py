@@ -58,10 +58,11 @@ def test_schedule_and_batches_are_the_protocols() -> None:
     in another order each epoch; bad settings are refused."""
     assert cosine_lr(0.1, 0, 100) == 0.1 and math.isclose(cosine_lr(0.1, 50, 100), 0.05)
     batches = list(shard_batches(1000, 256, epoch=0, seed=0))
-    assert [n for _, n in batches] == [256, 256, 256, 232]
-    rows = torch.cat([i for i, _ in batches])
+    assert [n for _, _, n in batches] == [256, 256, 256, 232]
+    rows = torch.cat([i for i, _, _ in batches])
+    assert torch.equal(rows, torch.cat([j for _, j, _ in batches]))  # one process: local = global
     assert torch.equal(rows.sort().values, torch.arange(1000))
-    assert not torch.equal(rows, torch.cat([i for i, _ in shard_batches(1000, 256, epoch=1, seed=0)]))
+    assert not torch.equal(rows, torch.cat([i for i, _, _ in shard_batches(1000, 256, epoch=1, seed=0)]))
     with pytest.raises(ConfigError, match="SGD probe needs"):
         SGDProbeSettings(lr=0.0)
 

@@ -44,9 +44,12 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "imagenet"
 
 
-def batches(root: Path, workers: int) -> list[tuple[list[torch.Tensor], torch.Tensor]]:
+def batches(
+    root: Path, workers: int, shards: Path | None = None
+) -> list[tuple[list[torch.Tensor], torch.Tensor]]:
     extra = [f"data.num_workers={workers}", "data.persistent_workers=true"] if workers else []
-    plan = plan_run(load_config(None, [*TINY, f"data.root={root}", *extra]))
+    where = [f"data.kwargs.shards={shards}"] if shards else [f"data.root={root}"]
+    plan = plan_run(load_config(None, [*TINY, *where, *extra]))
     dm = plan.datamodule
     assert dm.crop_specs and [s.size for s in dm.crop_specs] == [16, 16]
     assert dm.crop_specs[0].scale == (0.08, 1.0) and dm.crop_specs[0].ratio == (3 / 4, 4 / 3)
@@ -64,9 +67,17 @@ def test_loader_crops_do_not_depend_on_workers(tree: Path) -> None:
     assert not torch.equal(none[0][0][0], none[0][0][1])  # the two views are different crops
 
 
+def test_training_from_shards_sees_the_same_crops_as_from_the_tree(tree: Path) -> None:
+    out = tree.parent / "shards"
+    assert run(["data", "shards", "--src", str(tree), "--out", str(out), "--per-shard", "5"]) == 0
+    for (xa, ya), (xb, yb) in zip(batches(tree, 0), batches(tree, 0, out), strict=True):
+        assert torch.equal(ya, yb) and all(torch.equal(a, b) for a, b in zip(xa, xb, strict=True))
+
+
 def test_gpu_decode_path_cuts_the_same_boxes(tree: Path) -> None:
-    plan = plan_run(load_config(None, [*TINY, f"data.root={tree}"]))
+    plan = plan_run(load_config(None, [*TINY, f"data.root={tree}", "data.kwargs.interpolation=bicubic"]))
     ds, specs = plan.datamodule.train_set, plan.datamodule.crop_specs
+    assert [s.interpolation for s in specs] == ["bicubic", "bicubic"]  # DirectCLR's crops
     rows, items = [0, 5, 9], [(0, 11), (1, 12), (2, 13)]
     cpu = [CropSamples(ds.samples, rows, specs, ds.resize)[it] for it in items]
     enc = EncodedSamples(ds.samples, rows, specs, ds.resize)

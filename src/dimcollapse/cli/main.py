@@ -27,7 +27,7 @@ try:  # typer >= 0.20 vendors click
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as _cx  # type: ignore[no-redef]
 
-COMMANDS: list[str] = ["info", "analyze", "train", "evaluate", "simulate", "study", "report", "demo"]
+COMMANDS: list[str] = ["info", "analyze", "train", "evaluate", "simulate", "study", "report", "demo", "data"]
 
 app = typer.Typer(
     name="dimcollapse",

@@ -61,8 +61,14 @@ def choose_decoder(requested: str, device: torch.device | str) -> Decoder:
     return Decoder("torchvision", "torchvision.io.decode_jpeg on the GPU (nvJPEG)")
 
 
-def open_image(source: str | os.PathLike[str] | bytes, channels: int = 3) -> Image.Image:
-    """Decoded PIL image in RGB (or L) from a path or JPEG bytes; a bad or huge file is an InputError."""
+def _bytes_or_path(source: Any) -> str | os.PathLike[str] | bytes:
+    """A path or bytes as given; any other source (a shard member) read through its ``read_bytes()``."""
+    return source if isinstance(source, (str, bytes, os.PathLike)) else source.read_bytes()
+
+
+def open_image(source: Any, channels: int = 3) -> Image.Image:
+    """Decoded RGB (or L) PIL image of a path, bytes or a shard member; a bad or huge file: InputError."""
+    source = _bytes_or_path(source)
     what = "image bytes" if isinstance(source, bytes) else f"image {source}"
     try:
         with warnings.catch_warnings():
@@ -79,8 +85,9 @@ def open_image(source: str | os.PathLike[str] | bytes, channels: int = 3) -> Ima
         raise InputError(f"cannot read {what}: {exc}. Remove or replace the file.") from None
 
 
-def image_size(source: str | os.PathLike[str] | bytes) -> tuple[int, int]:
+def image_size(source: Any) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding the pixels."""
+    source = _bytes_or_path(source)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             return int(img.size[0]), int(img.size[1])

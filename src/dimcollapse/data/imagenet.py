@@ -2,9 +2,12 @@
 with a labels file (``data/imagenet_labels.py``; a val/ already sorted into class folders is read too).
 
 Classes are the sorted WordNet ids of train/ (the index every ImageNet codebase uses), for both splits.
-Files come from the shared file index (``data/file_index.py``): built once, read by every rank.
-Items are evaluation crops (shorter side to ``resize`` = 256, centre ``image_size`` = 224); training draws
-random-resized crops from the full image in the loader (``data/loader_crops.py``, ``loader_crops = True``).
+Files come from the shared file index (``data/file_index.py``): built once, read by every rank; or, with
+``shards=DIR``, from tar shards ``DIR/train`` and ``DIR/val`` (``data/shards.py``), read at their offsets.
+Items are evaluation crops (shorter side to ``resize`` = 256, centre ``image_size`` = 224, bilinear as
+torchvision's Resize); training draws
+random-resized crops from the full image in the loader (``data/loader_crops.py``, ``loader_crops = True``)
+resampled with ``interpolation`` (bilinear, or bicubic as DirectCLR's code).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -23,6 +27,7 @@ from dimcollapse.data.decode import DECODERS, open_image
 from dimcollapse.data.file_index import class_folder_names, shared_index
 from dimcollapse.data.imagenet_labels import find_labels_file, read_val_labels, stem
 from dimcollapse.data.paths import candidate_dirs
+from dimcollapse.data.shards import read_manifest, shard_members
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import register
 
@@ -66,6 +71,31 @@ def val_samples(
     return out
 
 
+def folder_samples(
+    split: Path,
+    index_dir: str | os.PathLike[str] | None,
+    labels_file: str | os.PathLike[str] | None,
+    meta_file: str | os.PathLike[str] | None,
+) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(sorted train/ WordNet ids, (path, class index) of the split's files from the shared index)."""
+    base = split.parent
+    names = class_folder_names(base / "train")
+    if not names:
+        raise InputError(f"{base / 'train'} has no class folders; expected one folder per WordNet id.")
+    classes = {c: i for i, c in enumerate(names)}
+    if not split.is_dir():
+        raise InputError(f"{base} has no {split.name}/ folder.")
+    flat = split.name == "val" and not class_folder_names(split)
+    files, _ = shared_index(split, "flat" if flat else "class_folders", index_dir)
+    if flat:
+        found = Path(labels_file) if labels_file is not None else find_labels_file(base)
+        return names, val_samples(split, files, classes, found, Path(meta_file) if meta_file else None)
+    unknown = sorted({f.split("/", 1)[0] for f in files} - set(classes))
+    if unknown:
+        raise InputError(f"{split}: class folder(s) {', '.join(unknown[:5])} do not exist in train/.")
+    return names, [(split / f, classes[f.split("/", 1)[0]]) for f in files]
+
+
 class ImageNetDataset(Dataset[tuple[Tensor, int]]):
     """Lazy ImageNet split of (uint8 [C, image_size, image_size] evaluation crop, class index)."""
 
@@ -81,6 +111,7 @@ class ImageNetDataset(Dataset[tuple[Tensor, int]]):
         labels_file: str | os.PathLike[str] | None = None,
         meta_file: str | os.PathLike[str] | None = None,
         index_dir: str | os.PathLike[str] | None = None,
+        shards: str | os.PathLike[str] | None = None,
         interpolation: str = "bilinear",
         decode: str = "auto",
         fraction: float = 1.0,
@@ -96,29 +127,18 @@ class ImageNetDataset(Dataset[tuple[Tensor, int]]):
                 f"imagenet interpolation must be one of {', '.join(RESAMPLE)} and decode one of "
                 f"{', '.join(DECODERS)}; got {interpolation!r}, {decode!r}."
             )
-        base = find_root(root)
-        names = class_folder_names(base / "train")
-        if not names:
-            raise InputError(f"{base / 'train'} has no class folders; expected one folder per WordNet id.")
-        self.classes: list[str] = names
-        classes = {c: i for i, c in enumerate(names)}
-        split = base / ("train" if train else "val")
-        if not split.is_dir():
-            raise InputError(f"{base} has no {split.name}/ folder.")
-        flat = not train and not class_folder_names(split)
-        files, _ = shared_index(split, "flat" if flat else "class_folders", index_dir)
-        if flat:
-            found = Path(labels_file) if labels_file is not None else find_labels_file(base)
-            samples = val_samples(split, files, classes, found, Path(meta_file) if meta_file else None)
+        samples: Sequence[tuple[Any, int]]
+        if shards is not None:  # tar shards written by `dimcollapse data shards` (data/shards.py)
+            split = Path(shards) / ("train" if train else "val")
+            names, samples = list(read_manifest(split)["classes"]), shard_members(split)
         else:
-            unknown = sorted({f.split("/", 1)[0] for f in files} - set(classes))
-            if unknown:
-                raise InputError(f"{split}: class folder(s) {', '.join(unknown[:5])} do not exist in train/.")
-            samples = [(split / f, classes[f.split("/", 1)[0]]) for f in files]
+            split = find_root(root) / ("train" if train else "val")
+            names, samples = folder_samples(split, index_dir, labels_file, meta_file)
+        self.classes: list[str] = names
         if not samples:
             raise InputError(f"{split} holds no images.")
         keep = subset_indices(len(samples), fraction, seed).tolist()
-        self.samples: list[tuple[Path, int]] = [samples[i] for i in keep]
+        self.samples: list[tuple[Any, int]] = [samples[i] for i in keep]  # (Path or shard Member, label)
         self.labels: Tensor = torch.tensor([s[1] for s in self.samples], dtype=torch.int64)
         self.num_classes, self.channels, self.image_size = len(names), int(channels), int(image_size)
         self.resize, self.interpolation, self.decode = int(resize), interpolation, decode
@@ -131,9 +151,9 @@ class ImageNetDataset(Dataset[tuple[Tensor, int]]):
         path, label = self.samples[i]
         img = open_image(path, self.channels)
         box = centre_box(img.size[0], img.size[1], self.resize, self.image_size)
-        return crop_pil(img, box, self.image_size, self.interpolation), label
+        return crop_pil(img, box, self.image_size), label  # Resize(256) + CenterCrop(224): bilinear
 
-    def files(self) -> Sequence[tuple[Path, int]]:
+    def files(self) -> Sequence[tuple[Any, int]]:
         """(path, label) of every sample, in order (for the shard writer and the loader crops)."""
         return self.samples
 

@@ -13,9 +13,8 @@ cuts the same crops. Two ways:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,7 +29,7 @@ class CropSamples(Dataset[tuple[list[Tensor], int]]):
 
     def __init__(
         self,
-        samples: Sequence[tuple[Path, int]],
+        samples: Sequence[tuple[Any, int]],
         rows: Sequence[int],
         specs: Sequence[CropSpec],
         resize: int,
@@ -67,7 +66,7 @@ class EncodedSamples(Dataset[tuple[bytes, list[Box], int]]):
     """Items ``(position, seed)`` -> (the file's bytes, a box per spec drawn from its header size, label)."""
 
     def __init__(
-        self, samples: Sequence[tuple[Path, int]], rows: Sequence[int], specs: Sequence[CropSpec], resize: int
+        self, samples: Sequence[tuple[Any, int]], rows: Sequence[int], specs: Sequence[CropSpec], resize: int
     ) -> None:
         self.samples, self.rows, self.specs, self.resize = samples, list(rows), list(specs), int(resize)
 
@@ -77,8 +76,7 @@ class EncodedSamples(Dataset[tuple[bytes, list[Box], int]]):
     def __getitem__(self, item: tuple[int, int]) -> tuple[bytes, list[Box], int]:
         pos, seed = item
         path, label = self.samples[self.rows[pos]]
-        with open(os.fspath(path), "rb") as fh:
-            data = fh.read()
+        data = path.read_bytes()  # a Path or a shard Member
         width, height = image_size(data)
         return data, crop_boxes(width, height, self.specs, self.resize, sample_generator(seed)), label
 

@@ -66,9 +66,13 @@ class AccuracyKey:
 
 VARIANT_LABELS = {"d0": "r[:d0]"}
 KNN = AccuracyKind("knn", r"knn_k(?P<p>\d+)", "kNN k={p}", ("eval_knn_temperature",), order=10)
-# The fast CPU evaluation: full-batch L-BFGS on centre-crop features (training/evaluation.py:linear_probe).
+# The fast CPU evaluation: full-batch L-BFGS on centre-crop features (training/probe_lbfgs.py).
 LINEAR = AccuracyKind(
-    "linear", r"linear", "linear probe (L-BFGS, fast CPU)", ("eval_linear_probe_epochs",), order=20
+    "linear",
+    r"linear",
+    "linear probe (L-BFGS, fast CPU)",
+    ("eval_linear_probe_epochs", "eval_linear_probe_dtype"),
+    order=20,
 )
 # The papers' protocol: SGD on augmented crops of the frozen encoder (training/probe_sgd.py).
 LINEAR_SGD = AccuracyKind(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.records import accuracy_columns
@@ -91,7 +90,7 @@ def _table(rows: list[CompareRow]) -> Table:
              *[f"{h} (%)" for _, h in accs], "verdict"]  # fmt: skip
     body = []
     for r in rows:
-        cell: dict[str, Any] = {"name": r.name, "embedding": r.embedding, "source": r.source}
+        cell: dict[str, str | int] = {"name": r.name, "embedding": r.embedding, "source": r.source}
         cell.update({c: "–" if v is None else v for c, v in (("n", r.n), ("d", r.d), ("steps", r.steps))})
         if r.rows_le_dims:
             cell["n"] = f"{r.n} {N_LE_D_FLAG}"

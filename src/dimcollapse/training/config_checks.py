@@ -11,6 +11,7 @@ from dimcollapse.training.config_schema import (
     KNN_STORAGE,
     OPTIMIZERS,
     PRECISIONS,
+    PROBE_DTYPES,
     PROBE_KINDS,
     VIEW_RECIPES,
     RunConfig,
@@ -77,6 +78,7 @@ def _check_probe(cfg: RunConfig) -> None:
     for key, value, valid in (
         ("eval.linear_probe_kind", e.linear_probe_kind, PROBE_KINDS),
         ("eval.knn_storage", e.knn_storage, KNN_STORAGE),
+        ("eval.probe_dtype", e.probe_dtype, PROBE_DTYPES),
     ):
         if str(value) not in valid:
             raise ConfigError(f"{key} = {value!r} is not valid. Valid values: {', '.join(valid)}.")
@@ -85,6 +87,8 @@ def _check_probe(cfg: RunConfig) -> None:
             f"eval.sgd_probe_lr must be > 0 and eval.sgd_probe_batch_size >= 1, got {e.sgd_probe_lr} "
             f"and {e.sgd_probe_batch_size}."
         )
+    if not e.linear_probe_tolerance >= 0:
+        raise ConfigError(f"eval.linear_probe_tolerance must be >= 0, got {e.linear_probe_tolerance!r}.")
 
 
 def _choice(key: str, value: Any, valid: tuple[str, ...]) -> None:
@@ -148,7 +152,18 @@ def _check_values(cfg: RunConfig) -> None:
     positive("trainer.accumulate_grad_batches", cfg.trainer.accumulate_grad_batches)
     positive("trainer.log_every", cfg.trainer.log_every)
     positive("trainer.checkpoint_every", cfg.trainer.checkpoint_every)
+    _check_kernels(cfg)
     _check_monitor_and_eval(cfg)
+
+
+def _check_kernels(cfg: RunConfig) -> None:
+    """trainer.cudnn_benchmark / tf32 / strided_1x1_workaround are choices the accelerator can make (a
+    'gpu' or 'auto' accelerator is checked against the machine when the run is planned)."""
+    from dimcollapse.training.device_defaults import DeviceInfo, choose_kernels
+
+    accelerator = str(cfg.trainer.accelerator)
+    if accelerator in ("cpu", "mps"):
+        choose_kernels(cfg.trainer, DeviceInfo(accelerator))
 
 
 def _check_monitor_and_eval(cfg: RunConfig) -> None:

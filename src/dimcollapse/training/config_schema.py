@@ -13,6 +13,7 @@ ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 VIEW_RECIPES = ("simclr", "byol", "none")
 PROBE_KINDS = ("lbfgs", "sgd")
 KNN_STORAGE = ("float32", "float16", "bfloat16")
+PROBE_DTYPES = ("float32", "float64")
 
 
 @dataclass
@@ -56,6 +57,15 @@ class ObjectiveConfig:
     """The SSL loss (registry name) and its keyword arguments."""
 
     name: str = "simclr"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepConfig:
+    """The training step's shape (registry kind "step") and its keyword arguments; ``name`` None: the
+    objective's ``default_step`` ("views": encode the views, then the loss; msn: "masked")."""
+
+    name: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,6 +123,11 @@ class TrainerConfig:
     progress_bar: bool = True
     tensorboard: bool = True  # False drops "tensorboard" from loggers
     loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])  # + wandb, mlflow
+    # kernel choices (training/device_defaults.py); None: the device's default
+    channels_last: bool | None = None  # NHWC conv backbones (CPU, CUDA: on)
+    cudnn_benchmark: bool | None = None  # cuDNN autotuning (CUDA: on)
+    tf32: bool | None = None  # TF32 float32 matmul/conv (CUDA, compute capability >= 8.0: on)
+    strided_1x1_workaround: bool | None = None  # strided 1x1 conv as subsample + 1x1 (CPU only: on)
 
 
 @dataclass
@@ -148,7 +163,9 @@ class EvalConfig:
     sgd_probe_batch_size: int = 256
     sgd_probe_weight_decay: float = 1.0e-6
     sgd_probe_augment: bool = True  # random-resized crop + flip of the training images every epoch
-    knn_storage: str = "float32"  # dtype of the kNN bank on its device: float32 | float16 | bfloat16
+    knn_storage: str = "float32"  # training features and kNN bank on the device: float32 | float16 | bfloat16
+    probe_dtype: str = "float32"  # the L-BFGS probe's dtype: float32 | float64 (benchmarks/bench_eval.py)
+    linear_probe_tolerance: float = 1.0e-9  # L-BFGS stops when the loss changes less than this
 
 
 @dataclass
@@ -159,6 +176,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    step: StepConfig = field(default_factory=StepConfig)
     regularizers: list[RegularizerConfig] = field(default_factory=list)
     ema: EMAConfig = field(default_factory=EMAConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -9,7 +9,7 @@ and an epoch holds pool // (batch_size x processes x A) whole optimizer steps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightning as L
@@ -30,6 +30,7 @@ from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import build
 from dimcollapse.training.config import RunConfig
 from dimcollapse.training.step_sampler import StepBatchSampler, epoch_seed
+from dimcollapse.utils.distributed import rank, world_size
 
 __all__ = [
     "DataInfo",
@@ -159,7 +160,7 @@ class SSLDataModule(L.LightningDataModule):
         self._ready = False
         self.crop_specs: list[CropSpec] = []  # set by use_loader_crops: crops cut from the full image
         self.decoder = Decoder("pil", "not chosen yet")
-        self._eval_loaders: dict[bool, DataLoader] = {}
+        self._eval_loaders: dict[tuple[bool, int, int], DataLoader] = {}
 
     def setup(self, stage: str | None = None) -> None:
         """Load the datasets once; split off the probe batch; check the batch fits."""
@@ -229,7 +230,8 @@ class SSLDataModule(L.LightningDataModule):
         e.g. ``imagenet``); True when taken up. The views then see the crops (``ViewAugment.crop_plan``)."""
         if not getattr(self.train_set, "loader_crops", False):
             return False
-        self.crop_specs = list(specs)
+        how = str(getattr(self.train_set, "interpolation", "bilinear"))
+        self.crop_specs = [replace(s, interpolation=how) for s in specs]
         return True
 
     def _loader_kwargs(self) -> dict[str, Any]:
@@ -299,20 +301,24 @@ class SSLDataModule(L.LightningDataModule):
         te = _random_rows(torch.arange(len(self.test_set)), s.eval_max_test, seed + 303)
         return tr, te
 
-    def eval_loader(self, train: bool) -> DataLoader:
-        """Batches (uint8 images, labels) of the train or test evaluation rows, in order (streamed)."""
+    def eval_loader(self, train: bool, shard: bool = False) -> DataLoader:
+        """Batches (uint8 images, labels) of the train or test evaluation rows, in order (streamed);
+        ``shard``: this process's rows only, positions rank, rank + W, ... (every row once over W)."""
         tr, te = self.eval_indices()
         dataset, rows = (self.train_set, tr) if train else (self.test_set, te)
+        key = (train, rank(), world_size()) if shard else (train, 0, 1)  # which rows the loader holds
+        if shard:
+            rows = rows[rank() :: world_size()]
         bs = self.settings.eval_batch_size
         if hasattr(dataset, "images"):
             chunks = [rows[i : i + bs].tolist() for i in range(0, rows.numel(), bs)]
             return DataLoader(_BatchGather(dataset.images, dataset.labels), sampler=chunks, batch_size=None)
-        if train in self._eval_loaders:  # persistent workers live on between evaluations / probe epochs
-            return self._eval_loaders[train]
+        if key in self._eval_loaders:  # persistent workers live on between evaluations / probe epochs
+            return self._eval_loaders[key]
         subset = torch.utils.data.Subset(dataset, rows.tolist())
         loader = DataLoader(subset, batch_size=bs, shuffle=False, **self._loader_kwargs())
         if self.settings.persistent_workers and self.settings.num_workers > 0:
-            self._eval_loaders[train] = loader
+            self._eval_loaders[key] = loader
         return loader
 
     def eval_sets(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:

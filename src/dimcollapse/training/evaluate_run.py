@@ -5,6 +5,12 @@ Evaluation reads no config and no datamodule: ``EvalSettings`` (resolved once fr
 
 For DirectCLR (an objective with ``d0``) the kNN and linear probe are also reported on r[:, :d0]
 (keys with the suffix ``_d0``). Used at the end of ``train`` and by ``dimcollapse eval CHECKPOINT``.
+
+Under torch.distributed every process evaluates (collectively): it encodes its share of both splits
+(training/eval_shard.py) and keeps the features on its device; kNN searches each process's share of the
+bank and merges the candidates (training/knn_eval.py); the L-BFGS and SGD probes sum their gradients over
+processes. Only the test split's r and z go to process 0, for their diagnostics; process 0's record is
+the run's (the others' carry the same accuracies and no diagnostics).
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from dimcollapse.records.accuracy import TOPS
 from dimcollapse.training.checkpoint import data_info_changes, load_run
 from dimcollapse.training.config import RunConfig
 from dimcollapse.training.datamodule import DataSettings, SSLDataModule
+from dimcollapse.training.eval_shard import Split, encode_split, gather_rows_to_zero, shard_positions
 from dimcollapse.training.evaluate_sgd import sgd_probe_accuracies
-from dimcollapse.training.evaluation import extract_features, linear_probe
-from dimcollapse.training.knn_eval import device_knn_accuracies
+from dimcollapse.training.knn_eval import STORAGE, Bank, sharded_knn_accuracies
+from dimcollapse.training.probe_lbfgs import LBFGSProbeSettings, fit_lbfgs_probe, lbfgs_probe_topk
 from dimcollapse.training.probe_sgd import SGDProbeSettings
+from dimcollapse.utils.distributed import world_size
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,18 @@ class EvalSettings:
     sgd_probe: SGDProbeSettings = field(default_factory=SGDProbeSettings)
     sgd_probe_augment: bool = True
     knn_storage: str = "float32"
+    probe_dtype: str = "float32"  # the L-BFGS probe's dtype (float64 measured: same accuracy, 2-3x time)
+    linear_probe_tolerance: float = 1e-9
+
+    @property
+    def lbfgs(self) -> LBFGSProbeSettings:
+        """The L-BFGS probe's settings."""
+        return LBFGSProbeSettings(
+            self.linear_probe_epochs,
+            self.linear_probe_weight_decay,
+            self.probe_dtype,
+            self.linear_probe_tolerance,
+        )
 
     @property
     def probe_description(self) -> str:
@@ -60,8 +80,7 @@ class EvalSettings:
                 f"SGD (papers' protocol): {p.epochs} epochs, lr {p.lr:g} cosine, batch {p.batch_size}, "
                 f"momentum {p.momentum:g}, weight decay {p.weight_decay:g}, on {crops}"
             )
-        n = self.linear_probe_epochs
-        return f"L-BFGS (fast CPU evaluation): {n} iterations on standardised centre crops"
+        return f"{self.lbfgs.describe()} on standardised centre crops"
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> EvalSettings:
@@ -87,6 +106,8 @@ class EvalSettings:
             ),
             sgd_probe_augment=bool(e.sgd_probe_augment),
             knn_storage=str(e.knn_storage),
+            probe_dtype=str(e.probe_dtype),
+            linear_probe_tolerance=float(e.linear_probe_tolerance),
         )
 
 
@@ -100,21 +121,31 @@ class EvalData:
 
     @classmethod
     def from_datamodule(cls, dm: SSLDataModule) -> EvalData:
-        """The evaluation loaders of a set-up datamodule (rows capped by eval.max_train / max_test)."""
-        return cls(dm.eval_loader(train=True), dm.eval_loader(train=False), dm.info.num_classes)
+        """This process's evaluation loaders of a set-up datamodule (rows capped by eval.max_train /
+        max_test; rows rank, rank + W, ... of each split under torch.distributed)."""
+        train, test = dm.eval_loader(train=True, shard=True), dm.eval_loader(train=False, shard=True)
+        return cls(train, test, dm.info.num_classes)
 
 
 def _accuracies(
-    variant: str, s: EvalSettings, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, num_classes: int
+    variant: str, s: EvalSettings, tr: Split, te: Split, num_classes: int, details: dict[str, Any]
 ) -> dict[str, float]:
+    """kNN for every k and the L-BFGS probe on this process's shares (collective)."""
     out: dict[str, float] = {}
-    knn = device_knn_accuracies(xtr, ytr, xte, yte, s.knn_k, s.temperature, num_classes, s.knn_storage)
+    bank = Bank.of(tr.x, tr.y, tr.pos, s.knn_storage)
+    knn = sharded_knn_accuracies(bank, te.x, te.y, s.knn_k, s.temperature, num_classes)
+    del bank
     for k, tops in knn.items():
         out.update({accuracy_key(knn_stem(k), t, variant): v for t, v in zip(TOPS, tops, strict=True)})
     if s.linear_probe and s.linear_probe_kind == "lbfgs":
-        epochs, decay = s.linear_probe_epochs, s.linear_probe_weight_decay
-        tops = linear_probe(xtr, ytr, xte, yte, num_classes, epochs, decay)
-        out.update({accuracy_key("linear", t, variant): v for t, v in zip(TOPS, tops, strict=True)})
+        probe = fit_lbfgs_probe(tr.x, tr.y, num_classes, s.lbfgs)
+        linear = lbfgs_probe_topk(probe, te.x, te.y)
+        out.update({accuracy_key("linear", t, variant): linear[t] for t in TOPS})
+        suffix = f"_{variant}" if variant else ""
+        details["eval_linear_probe_solver"] = "lbfgs"
+        details["eval_linear_probe_dtype"] = s.lbfgs.dtype
+        details[f"eval_linear_probe_iterations{suffix}"] = probe.iterations
+        details[f"eval_linear_probe_evaluations{suffix}"] = probe.evaluations
     return out
 
 
@@ -126,44 +157,49 @@ def _diagnostics(name: str, z: Tensor, max_points: int = 5000, k: int = 20) -> E
 @torch.no_grad()
 def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> RunRecord:
     """The record of ``module`` on ``data``: kNN/linear accuracies (fractions), diagnostics of r and z
-    and the evaluation settings (``details``)."""
+    and the evaluation settings (``details``). Collective under torch.distributed (module docstring)."""
     t0 = time.perf_counter()
     was_training = module.training
     module.eval()
     device = next(module.parameters()).device
-
-    def encode(x: Tensor) -> tuple[Tensor, Tensor]:
-        return module.encode_eval(x)
-
     try:
-        rtr, _, ytr = extract_features(encode, data.train, device)
-        rte, zte, yte = extract_features(encode, data.test, device)
+        store = STORAGE.get(settings.knn_storage, torch.float32)  # training features on the device
+        rtr, _, ytr = encode_split(module.encode_eval, data.train, device, store)
+        rte, zte, yte = encode_split(module.encode_eval, data.test, device)
     finally:
         module.train(was_training)
     labelled = ytr >= 0
-    rtr_l, ytr_l = rtr[labelled], ytr[labelled]
+    tr = Split(rtr[labelled], ytr[labelled], shard_positions(rtr.shape[0])[labelled.cpu()].to(device))
+    te = Split(rte, yte, shard_positions(rte.shape[0]))
     c, s = data.num_classes, settings
-    rec = RunRecord(accuracies=_accuracies("", s, rtr_l, ytr_l, rte, yte, c))
+    details: dict[str, Any] = {}
+    rec = RunRecord(accuracies=_accuracies("", s, tr, te, c, details))
     if s.linear_probe and s.linear_probe_kind == "sgd":
-        sgd = sgd_probe_accuracies(
-            module, data.train, s.sgd_probe, s.sgd_probe_augment, rtr_l, ytr_l, rte, yte, c
+        rec.accuracies.update(
+            sgd_probe_accuracies(module, data.train, s.sgd_probe, s.sgd_probe_augment, tr, te, c)
         )
-        rec.accuracies.update(sgd)
     d0 = module.objective.embedding_slice()
     if d0 is not None and d0 < rtr.shape[1]:
-        rec.accuracies.update(_accuracies("d0", s, rtr_l[:, : int(d0)], ytr_l, rte[:, : int(d0)], yte, c))
+        rec.accuracies.update(_accuracies("d0", s, tr.columns(int(d0)), te.columns(int(d0)), c, details))
         rec.details["d0"] = int(d0)
-    rec.outputs = {"r": _diagnostics("r", rte, k=s.lid_k), "z": _diagnostics("z", zte, k=s.lid_k)}
+    r_all, z_all = gather_rows_to_zero(rte), gather_rows_to_zero(zte)
+    if r_all is not None and z_all is not None:
+        rec.outputs = {
+            "r": _diagnostics("r", r_all.cpu(), k=s.lid_k),
+            "z": _diagnostics("z", z_all.cpu(), k=s.lid_k),
+        }
     rec.details.update(
         {
-            "eval_train_size": int(rtr_l.shape[0]),
-            "eval_test_size": int(rte.shape[0]),
+            "eval_train_size": tr.total(),
+            "eval_test_size": te.total(),
             "eval_dataset": s.dataset,
             "eval_knn_temperature": s.temperature,
             "eval_linear_probe_epochs": s.linear_probe_epochs if s.linear_probe else 0,
             "eval_linear_probe": s.probe_description if s.linear_probe else "none",
             "eval_sgd_probe": s.probe_description if s.linear_probe_kind == "sgd" else "none",
             "eval_knn_storage": s.knn_storage,
+            "eval_processes": world_size(),
+            **details,
             "eval_time_s": time.perf_counter() - t0,
         }
     )

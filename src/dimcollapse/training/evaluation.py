@@ -14,6 +14,8 @@ from torch import Tensor
 from dimcollapse.diagnostics.engine.knn import knn_core
 from dimcollapse.diagnostics.engine.knn_backends import BackendLike, resolve_backend
 from dimcollapse.errors import InputError
+from dimcollapse.training.probe_lbfgs import LBFGSProbeSettings, fit_lbfgs_probe, lbfgs_probe_topk
+from dimcollapse.utils.distributed import local_only
 
 
 def _check_features(name: str, x: Tensor, y: Tensor) -> None:
@@ -145,36 +147,21 @@ def linear_probe(
     weight_decay: float = 1e-4,
     dtype: torch.dtype = torch.float64,
 ) -> tuple[float, float]:
-    """Multinomial logistic regression on standardised frozen features, full-batch L-BFGS for ``epochs``
-    iterations minimising CE + weight_decay/2 ||W||^2 in ``dtype`` on the features' device; returns test
-    top-1 and top-5 (the fast CPU evaluation; the papers' protocol is training/probe_sgd.py)."""
+    """Multinomial logistic regression on standardised frozen features, full-batch L-BFGS for at most
+    ``epochs`` iterations minimising CE + weight_decay/2 ||W||^2 in ``dtype`` on the features' device, in
+    this process alone; returns test top-1 and top-5 (training/probe_lbfgs.py; the fast CPU evaluation,
+    the papers' protocol is training/probe_sgd.py)."""
     _check_features("linear probe train", train_x, train_y)
     _check_features("linear probe test", test_x, test_y)
     c = int(num_classes or int(max(train_y.max(), test_y.max())) + 1)
-    xtr, xte = standardize(train_x.to(dtype), test_x.to(dtype))
-    ytr = train_y.long().to(xtr.device)
-    w = torch.zeros(xtr.shape[1], c, dtype=dtype, device=xtr.device, requires_grad=True)
-    b = torch.zeros(c, dtype=dtype, device=xtr.device, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [w, b],
-        lr=1.0,
-        max_iter=int(epochs),
-        history_size=20,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=1e-9,
-    )
-
-    def closure() -> Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(xtr @ w + b, ytr) + 0.5 * weight_decay * (w * w).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    with torch.no_grad():
-        acc = topk_accuracy(xte @ w + b, test_y.long().to(xte.device))
-    return acc[1], acc[5]
+    name = {torch.float32: "float32", torch.float64: "float64"}.get(dtype)
+    if name is None:
+        raise InputError(f"linear probe: dtype must be float32 or float64, got {dtype}.")
+    settings = LBFGSProbeSettings(int(epochs), float(weight_decay), name)
+    with local_only():
+        probe = fit_lbfgs_probe(train_x, train_y, c, settings)
+        tops = lbfgs_probe_topk(probe, test_x, test_y)
+    return tops[1], tops[5]
 
 
 @torch.no_grad()

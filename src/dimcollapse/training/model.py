@@ -29,17 +29,48 @@ def _accepts(factory: Any, key: str) -> bool:
     return any(p.name == key or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
+def _layout(model: ModelConfig, factory: Any, channels_last: bool, explicit: bool) -> bool | None:
+    """The backbone's ``channels_last`` keyword: ``model.backbone_kwargs`` first, else the run's choice
+    (``channels_last``) where the backbone takes one (None: it takes none); an explicit
+    trainer.channels_last that the backbone cannot follow, or that contradicts its kwargs, is refused."""
+    given = model.backbone_kwargs.get("channels_last")
+    if not _accepts(factory, "channels_last"):
+        if explicit:
+            raise ConfigError(
+                f"trainer.channels_last applies to conv backbones (resnet*, small_resnet); backbone "
+                f"'{model.backbone}' has no memory layout to choose: remove trainer.channels_last."
+            )
+        return None
+    if given is not None and explicit and bool(given) != channels_last:
+        raise ConfigError(
+            f"trainer.channels_last={str(channels_last).lower()} contradicts model.backbone_kwargs."
+            f"channels_last={str(bool(given)).lower()}; keep one of the two keys."
+        )
+    return bool(given) if given is not None else channels_last
+
+
 def build_network(
-    model: ModelConfig, objective: ObjectiveConfig, in_channels: int, image_size: int
+    model: ModelConfig,
+    objective: ObjectiveConfig,
+    in_channels: int,
+    image_size: int,
+    channels_last: bool | None = None,
+    channels_last_explicit: bool = False,
 ) -> tuple[contracts.Backbone, contracts.Projector, contracts.Objective]:
     """(backbone, projector(in_dim=D), objective), built in this order (``in_channels``, ``image_size``
-    passed to the backbone where accepted, ``dim`` = d to objectives that need it)."""
+    and the memory layout ``channels_last`` passed to the backbone where accepted, ``dim`` = d to
+    objectives that need it). ``channels_last_explicit``: the layout was asked for by trainer.channels_last.
+    """
     bkw = dict(model.backbone_kwargs)
     factory = get("backbone", model.backbone)
     if _accepts(factory, "in_channels"):
         bkw.setdefault("in_channels", in_channels)
     if _accepts(factory, "image_size"):
         bkw.setdefault("image_size", image_size)
+    if channels_last is not None:
+        layout = _layout(model, factory, channels_last, channels_last_explicit)
+        if layout is not None:
+            bkw["channels_last"] = layout
     backbone: contracts.Backbone = build("backbone", model.backbone, **bkw)
     if not hasattr(backbone, "out_dim"):
         raise ConfigError(f"backbone '{model.backbone}' does not expose out_dim; it breaks the contract.")

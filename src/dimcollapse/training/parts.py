@@ -7,12 +7,17 @@ the way back from a checkpoint's record (config dict + data facts) to the module
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from torch import nn
+
+from dimcollapse import contracts
 from dimcollapse.data.views import ViewAugment
+from dimcollapse.models.pointwise import set_workaround
 from dimcollapse.registry import build, get
 from dimcollapse.training.config import RunConfig, from_dict, to_dict
 from dimcollapse.training.datamodule import DataInfo
+from dimcollapse.training.device_defaults import KernelChoices, default_kernels, describe_device
 from dimcollapse.training.model import build_network
 from dimcollapse.training.module import ModelParts, ModuleSettings, SSLModule
 from dimcollapse.training.schedules import Schedules, build_schedules, split_term_kwargs
@@ -37,15 +42,26 @@ def module_settings(cfg: RunConfig, info: DataInfo) -> ModuleSettings:
         global_batchnorm=bool(t.sync_batchnorm and t.accelerator == "cpu"),
         objective_name=str(cfg.objective.name),
         log_every=int(t.log_every),
+        equal_batches=True,  # the datamodule's StepBatchSampler: exactly batch_size rows per process
     )
 
 
-def build_parts(cfg: RunConfig, info: DataInfo) -> ModelParts:
+def build_parts(cfg: RunConfig, info: DataInfo, kernels: KernelChoices | None = None) -> ModelParts:
     """Backbone, projector, objective, views and regularizers of ``cfg`` on data described by ``info``,
-    built in this order (the order fixes the initial weights of a seed)."""
+    built in this order (the order fixes the initial weights of a seed). The backbone's memory layout is
+    ``kernels.channels_last`` (default: trainer.channels_last, else the accelerator's default); a set
+    trainer.strided_1x1_workaround forces the strided 1x1 form (unset: by the device at run time)."""
     size = int(cfg.data.views.image_size or info.image_size)
     settings = module_settings(cfg, info)  # schedules checked before anything is built
-    backbone, projector, objective = build_network(cfg.model, cfg.objective, info.channels, size)
+    t = cfg.trainer
+    if kernels is None:  # a checkpoint's record: no device checks, the layout does not change values
+        kernels = default_kernels(describe_device(str(t.accelerator)))
+    layout = kernels.channels_last if t.channels_last is None else bool(t.channels_last)
+    backbone, projector, objective = build_network(
+        cfg.model, cfg.objective, info.channels, size, layout, t.channels_last is not None
+    )
+    if t.strided_1x1_workaround is not None:
+        set_workaround(cast(nn.Module, backbone), bool(t.strided_1x1_workaround))
     v = cfg.data.views
     views = ViewAugment(
         {"name": v.recipe, **dict(v.overrides)},
@@ -57,8 +73,15 @@ def build_parts(cfg: RunConfig, info: DataInfo) -> ModelParts:
     regs = tuple(
         (r.name, build("regularizer", r.name, **split_term_kwargs(r.kwargs)[1])) for r in cfg.regularizers
     )
+    step: contracts.TrainingStep = build("step", step_name(cfg), **cfg.step.kwargs)
     record = {"config": to_dict(cfg), "data_info": dict(info.__dict__)}
-    return ModelParts(backbone, projector, objective, views, regs, settings, record)
+    return ModelParts(backbone, projector, objective, views, regs, settings, record, step)
+
+
+def step_name(cfg: RunConfig) -> str:
+    """The run's training step: ``step.name``, else the objective's ``default_step`` ("views")."""
+    default: str = getattr(get("objective", cfg.objective.name), "default_step", "views")
+    return cfg.step.name or default
 
 
 def module_from_record(config: dict[str, Any], data_info: dict[str, Any]) -> SSLModule:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from dimcollapse.training.config import MonitorConfig, RunConfig
 from dimcollapse.training.datamodule import DataSettings, SSLDataModule, planned_world_size
+from dimcollapse.training.device_defaults import choose_kernels, describe_device
 from dimcollapse.training.evaluate_run import EvalSettings
 from dimcollapse.training.module import ModelParts
 from dimcollapse.training.parts import build_parts
@@ -53,8 +54,12 @@ def plan_run(cfg: RunConfig, world_size: int | None = None) -> RunPlan:
     dm.setup("fit")
     n_train, n_test = (int(rows.numel()) for rows in dm.eval_indices())
     check_eval_sizes(cfg, n_train, n_test)
-    parts = build_parts(cfg, dm.info)
+    device = describe_device(str(cfg.trainer.accelerator))
+    kernels = choose_kernels(cfg.trainer, device)  # the device's defaults and the trainer.* overrides
+    parts = build_parts(cfg, dm.info, kernels)
     dm.use_loader_crops(parts.views.crop_plan())  # datasets that crop the full image in the loader
     evaluation = EvalSettings.from_config(cfg)
-    trainer = TrainerSettings.from_config(cfg, parts.settings.total_steps, dm.info.steps_per_epoch)
+    trainer = TrainerSettings.from_config(
+        cfg, parts.settings.total_steps, dm.info.steps_per_epoch, device=device, kernels=kernels
+    )
     return RunPlan(cfg, world, data, dm, parts, evaluation, trainer, cfg.monitor)

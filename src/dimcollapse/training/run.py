@@ -26,7 +26,13 @@ from lightning.pytorch.loggers import Logger
 
 from dimcollapse.errors import DivergedError
 from dimcollapse.records import RunRecord, write_record
-from dimcollapse.training.callbacks import CollapseMonitor, GracefulStop, LrOverride, OnlineProbe
+from dimcollapse.training.callbacks import (
+    CollapseMonitor,
+    GracefulStop,
+    KernelFlags,
+    LrOverride,
+    OnlineProbe,
+)
 from dimcollapse.training.callbacks.progress import ProgressWriter
 from dimcollapse.training.checkpoint import (
     AtomicCheckpointIO,
@@ -41,10 +47,16 @@ from dimcollapse.training.precision import choose_precision
 from dimcollapse.training.preflight import clean_stale_temp_files
 from dimcollapse.training.prepared import OVERRIDE_LR_MAX, Prepared, prepare
 from dimcollapse.training.run_folder import FINAL, LAST, LOCK, PROGRESS, FolderState, check_unchanged
-from dimcollapse.training.run_results import diverged_error, final_metrics, git_commit, versions
+from dimcollapse.training.run_results import (
+    diverged_error,
+    evaluate_on_every_rank,
+    final_metrics,
+    git_commit,
+    versions,
+)
 from dimcollapse.training.trainer_settings import TrainerSettings
 from dimcollapse.utils.atomic import atomic_write_text, ensure_writable_dir
-from dimcollapse.utils.distributed import end_process_group
+from dimcollapse.utils.distributed import end_process_group, is_distributed
 from dimcollapse.utils.lock import folder_lock
 
 __all__ = [
@@ -180,6 +192,7 @@ def _callbacks(
         enable_version_counter=False,
     )
     callbacks += [
+        KernelFlags(trainer_cfg.kernels, trainer_cfg.device),
         checkpointer,
         SaveFinal([ckpt_dir / FINAL, ckpt_dir / LAST]),
         stop,
@@ -205,11 +218,14 @@ def _fit(trainer: L.Trainer, prep: Prepared, watch: _Watchers, out: Path, stop: 
         try:
             trainer.fit(prep.module, datamodule=prep.dm, ckpt_path=str(last) if prep.mode.resume else None)
         except DivergedError as e:
+            end_process_group()
             raise diverged_error(e, prep.plan.parts.settings.optim.lr, watch.checkpointer, out) from None
+        except BaseException:
+            end_process_group()
+            raise
         finally:
             stop.install()  # ours again after Lightning's signal connector restored its own
-            end_process_group()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0  # the process group lives on for the final evaluation
 
 
 def train(
@@ -271,10 +287,18 @@ def _run(
         watch = _callbacks(prep, out, extra, stop, progress)
         trainer = build_trainer(plan.trainer, out, watch.callbacks)
         fit_s = _fit(trainer, prep, watch, out, stop)
-        if not trainer.is_global_zero:
-            return {}
         stop.after_training = True  # a signal now stops at once: last.ckpt holds the final state
-        record = RunRecord.from_fields(final_metrics(trainer, prep, watch.monitor, watch.probe, out, fit_s))
+        try:  # every rank of a live process group evaluates its share together (evaluate_run.py)
+            evaluation = None
+            if is_distributed():
+                evaluation = evaluate_on_every_rank(prep, trainer.strategy.root_device)
+        finally:
+            end_process_group()
+        if not trainer.is_global_zero:
+            stop.after_training = False
+            return {}
+        fields = final_metrics(trainer, prep, watch.monitor, watch.probe, out, fit_s, evaluation)
+        record = RunRecord.from_fields(fields)
         write_record(out / "metrics.json", record)
         metrics = record.to_json()
         stop.after_training = False

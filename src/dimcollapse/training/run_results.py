@@ -13,6 +13,7 @@ import torch
 
 import dimcollapse
 from dimcollapse.errors import DivergedError
+from dimcollapse.records import RunRecord
 from dimcollapse.training.callbacks import CollapseMonitor, OnlineProbe
 from dimcollapse.training.checkpoint import FiniteModelCheckpoint, describe_bad, load_checkpoint
 from dimcollapse.training.cluster import job_info
@@ -20,6 +21,7 @@ from dimcollapse.training.evaluate_run import EvalData, evaluate_module
 from dimcollapse.training.prepared import OVERRIDE_LR_MAX, Prepared
 from dimcollapse.training.run_folder import FINAL, last_checkpoint
 from dimcollapse.training.run_record import components_used, scale_record, training_record
+from dimcollapse.utils.distributed import broadcast_from_rank0
 
 
 def git_commit() -> str:
@@ -72,6 +74,16 @@ def diverged_error(e: DivergedError, lr: float, ckpt: FiniteModelCheckpoint, out
     return DivergedError(f"{head}; training stopped.{first} {keep} {fix}", e.step, e.what)
 
 
+def evaluate_on_every_rank(prep: Prepared, device: torch.device) -> RunRecord:
+    """The final evaluation on ``device`` (the rank's own; Lightning's teardown left the module on the
+    CPU), every rank its share (collective): the module's state (parameters and buffers such as
+    BatchNorm statistics, which DDP leaves rank-local after the last step) is rank 0's on every rank."""
+    prep.module.to(device)
+    for t in prep.module.state_dict().values():
+        broadcast_from_rank0(t)
+    return evaluate_module(prep.module, EvalData.from_datamodule(prep.dm), prep.evaluation)
+
+
 def final_metrics(
     trainer: L.Trainer,
     prep: Prepared,
@@ -79,8 +91,10 @@ def final_metrics(
     probe: OnlineProbe | None,
     out: Path,
     fit_s: float,
+    evaluation: RunRecord | None = None,
 ) -> dict[str, Any]:
-    """Evaluation of the final model plus what was trained, how long, where, and the monitor's summary."""
+    """Evaluation of the final model (``evaluation`` when every rank made it, else here in this process)
+    plus what was trained, how long, where, and the monitor's summary."""
     plan, dm, module = prep.plan, prep.dm, prep.module
     ckpt_dir = out / "checkpoints"
     start_step, time_before = 0, 0.0
@@ -97,7 +111,10 @@ def final_metrics(
             monitor.load_state_dict(final["callbacks"][monitor.state_key])
     train_s = float(final.get("dimcollapse_train_time_s", module.train_time_s))
     session_s = max(train_s - time_before, 1e-9)
-    metrics: dict[str, Any] = evaluate_module(module, EvalData.from_datamodule(dm), prep.evaluation).fields()
+    if evaluation is None:
+        module.to(trainer.strategy.root_device)  # the training device (Lightning's teardown: the CPU)
+        evaluation = evaluate_module(module, EvalData.from_datamodule(dm), prep.evaluation)
+    metrics: dict[str, Any] = evaluation.fields()
     metrics.update(
         {
             **training_record(trainer, steps, plan.trainer),
@@ -109,6 +126,7 @@ def final_metrics(
             "git_commit": git_commit(),
             "resumed": bool(prep.mode.resume),
             "components": components_used(plan.config),
+            "kernels": plan.trainer.kernels.record(plan.trainer.device),
             **scale_record(plan),
             **job_info().record(),
         }

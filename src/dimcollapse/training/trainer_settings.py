@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from dimcollapse.training.config import RunConfig
+from dimcollapse.training.device_defaults import DeviceInfo, KernelChoices, choose_kernels, describe_device
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,22 @@ class TrainerSettings:
     run_name: str
     seed: int
     num_threads: int | None
+    device: DeviceInfo  # what the run trains on (this machine)
+    kernels: KernelChoices  # channels_last, cudnn.benchmark, TF32, strided 1x1 form (device_defaults.py)
 
     @classmethod
-    def from_config(cls, cfg: RunConfig, total_steps: int, steps_per_epoch: int) -> TrainerSettings:
-        """The trainer settings of ``cfg`` for a run of ``total_steps`` steps of ``steps_per_epoch``."""
+    def from_config(
+        cls,
+        cfg: RunConfig,
+        total_steps: int,
+        steps_per_epoch: int,
+        device: DeviceInfo | None = None,
+        kernels: KernelChoices | None = None,
+    ) -> TrainerSettings:
+        """The trainer settings of ``cfg`` for a run of ``total_steps`` steps of ``steps_per_epoch``
+        (``device``: default this machine's for trainer.accelerator; ``kernels``: its choices)."""
         t = cfg.trainer
+        device = describe_device(str(t.accelerator)) if device is None else device
         return cls(
             accelerator=str(t.accelerator),
             devices=t.devices,
@@ -65,6 +77,8 @@ class TrainerSettings:
             run_name=str(cfg.name),
             seed=int(t.seed),
             num_threads=None if t.num_threads is None else int(t.num_threads),
+            device=device,
+            kernels=choose_kernels(t, device) if kernels is None else kernels,
         )
 
     @property

@@ -43,6 +43,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 _local_only_depth = 0
+_equal_batches_depth = 0
 
 
 @contextmanager
@@ -57,6 +58,21 @@ def local_only() -> Iterator[None]:
         yield
     finally:
         _local_only_depth -= 1
+
+
+@contextmanager
+def equal_batches() -> Iterator[None]:
+    """Within this block every process holds a local batch of the same shape (the caller's promise, e.g. a
+    sampler that gives each process exactly ``batch_size`` rows): batch sizes are then known without a
+    collective, N = W * n_local, and no size is gathered or read on the host.
+
+    Every process must enter the block for the same calls; a wrong promise gives wrong sizes."""
+    global _equal_batches_depth
+    _equal_batches_depth += 1
+    try:
+        yield
+    finally:
+        _equal_batches_depth -= 1
 
 
 def is_distributed() -> bool:
@@ -131,9 +147,14 @@ def all_reduce_sum(x: Tensor) -> Tensor:
 
 
 def batch_sizes(n_local: int, device: torch.device | None = None) -> list[int]:
-    """The local batch size n_k of every process, in rank order ([n_local] when not distributed)."""
+    """The local batch size n_k of every process, in rank order ([n_local] when not distributed).
+
+    Inside ``equal_batches()`` every n_k = n_local (no collective); otherwise one all-gather and a host read
+    of the W sizes."""
     if not is_distributed():
         return [n_local]
+    if _equal_batches_depth > 0:
+        return [int(n_local)] * dist.get_world_size()
     mine = torch.tensor([n_local], dtype=torch.long, device=device)
     parts = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, mine)
@@ -185,13 +206,47 @@ def sum_detached(x: Tensor) -> Tensor:
     return out
 
 
-def max_over_ranks(value: int, device: torch.device | None = None) -> int:
-    """max_k value_k over processes (one int, not differentiable); ``value`` when not distributed."""
-    if not is_distributed():
-        return int(value)
-    flag = torch.tensor([int(value)], dtype=torch.int64, device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return int(flag.item())
+class HostMax:
+    """max over processes of a host integer, agreed one round late without touching a device.
+
+    ``exchange(v)`` at round t returns round t-1's maximum (and posts v for round t); the reduction runs on
+    CPU tensors over a gloo group of its own (beside NCCL on GPUs), asynchronously, so no process waits for
+    its device or for the others inside a round. Every process must call ``open`` once and ``exchange`` at
+    the same rounds. Not distributed: ``exchange(v)`` returns v at once."""
+
+    def __init__(self) -> None:
+        self._group: Any = None
+        self._work: Any = None
+        self._flag: Tensor | None = None
+
+    def open(self) -> None:
+        """Create the gloo group (a collective call: every process, at the same point)."""
+        if is_distributed() and self._group is None:
+            self._group = dist.new_group(backend="gloo")
+
+    def exchange(self, value: int, again: bool = True) -> int:
+        """The previous round's max over processes (0 before the first), posting ``value`` for the next
+        round unless ``again`` is False or that max is non-zero (the rounds end there)."""
+        if not is_distributed() or self._group is None:
+            return int(value)
+        agreed = self.close()
+        if agreed == 0 and again:
+            self._flag = torch.tensor([int(value)], dtype=torch.int64)
+            self._work = dist.all_reduce(self._flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True)
+        return agreed
+
+    def close(self) -> int:
+        """Wait for the posted round (if any) and return its max (0 if none): the rounds are over."""
+        if self._work is None or self._flag is None:
+            return 0
+        self._work.wait()
+        agreed = int(self._flag[0])  # a CPU tensor reduced on the host: no device is waited for
+        self._work, self._flag = None, None
+        return agreed
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (spawned processes) without the group and the pending round: each process opens its own."""
+        return {"_group": None, "_work": None, "_flag": None}
 
 
 def end_process_group() -> None:
@@ -201,3 +256,24 @@ def end_process_group() -> None:
     run; destroying it explicitly returns at once."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_from(x: Tensor, src: int) -> Tensor:
+    """x of process ``src`` on every process (in place; unchanged when not distributed)."""
+    if is_distributed():
+        dist.broadcast(x, src=src)
+    return x
+
+
+def gather_to_rank0(x: Tensor) -> list[Tensor] | None:
+    """[sg(x_0), ..., sg(x_{W-1})] on process 0 (row counts may differ), None on the others; [x] when
+    not distributed. Only process 0 receives: W - 1 shares, not W(W - 1) as with an all-gather."""
+    if not is_distributed():
+        return [x.detach()]
+    sizes = batch_sizes(x.shape[0], x.device)
+    pad = torch.cat([x.detach(), x.new_zeros((max(sizes) - x.shape[0], *x.shape[1:]))]).contiguous()
+    parts = [torch.empty_like(pad) for _ in sizes] if dist.get_rank() == 0 else None
+    dist.gather(pad, parts, dst=0)
+    if parts is None:
+        return None
+    return [p[:n] for p, n in zip(parts, sizes, strict=True)]

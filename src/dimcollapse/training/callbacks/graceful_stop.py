@@ -2,9 +2,12 @@
 resumable checkpoint and, under SLURM, requeues the job.
 
 A handler only records the signal in its process. At every optimizer-step boundary the ranks all-reduce
-(max) that one integer, so a signal that reached any one rank (the launcher alone, one SLURM task, all of
-them) stops all ranks after the same step: every rank takes part in saving ``last.ckpt`` (Lightning's save
-is collective; rank 0 writes it, unless the state is non-finite: then the previous good checkpoint stays),
+(max) that one integer on the host, one boundary late (``utils/distributed.py:HostMax``: a CPU gloo
+reduction posted at step s and read at s + 1, so no step waits for the device or the other ranks), so a
+signal that reached any one rank (the launcher alone, one SLURM task, all of them) stops all ranks after
+the same step (one step later under several processes): every rank takes part in saving ``last.ckpt``
+(Lightning's save is collective; rank 0 writes it, unless the state is non-finite: then the previous good
+checkpoint stays),
 rank 0 requeues the SLURM job when there is one (``cluster.requeue_job``), and each rank raises
 ``RunInterrupted``: exit status 128 + signal on rank 0 (143 SIGTERM, 130 SIGINT, 138 SIGUSR1), 0 on the
 other ranks (Lightning's launcher kills every rank when a child exits non-zero). A signal that arrives
@@ -25,14 +28,9 @@ import lightning as L
 from dimcollapse.errors import RunInterrupted
 from dimcollapse.training.checkpoint import describe_bad, save_if_finite
 from dimcollapse.training.cluster import JobInfo, requeue_job, requeue_wanted
-from dimcollapse.utils.distributed import max_over_ranks
+from dimcollapse.utils.distributed import HostMax
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
-
-
-def agreed_signal(local: int, trainer: L.Trainer) -> int:
-    """max over ranks of each rank's received signal number (0: none); ``local`` when not distributed."""
-    return max_over_ranks(local, trainer.strategy.root_device)
 
 
 class GracefulStop(L.Callback):
@@ -44,6 +42,7 @@ class GracefulStop(L.Callback):
         self.after_training = False  # set after fit: a signal then stops at once
         self.previous: dict[int, Any] = {}
         self._checked_step = -1
+        self.agreement = HostMax()  # max over ranks of the received signal number, one boundary late
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         if self.received == signal.SIGINT and signum == signal.SIGINT:
@@ -73,7 +72,12 @@ class GracefulStop(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Install again (Lightning's trainer set its own SIGTERM handler when fit started)."""
         self._checked_step = int(trainer.global_step)
+        self.agreement.open()
         self.install()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Finish the last posted agreement round (every rank posted it)."""
+        self.agreement.close()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         """At an optimizer-step boundary: agree on a stop; then save, requeue (rank 0) and stop."""
@@ -81,8 +85,9 @@ class GracefulStop(L.Callback):
         if step == self._checked_step:  # inside a gradient accumulation window
             return
         self._checked_step = step
-        signum = agreed_signal(int(self.received or 0), trainer)
-        if signum == 0 or step >= int(trainer.max_steps):  # the last step: training ends normally
+        last = step >= int(trainer.max_steps)  # the last step: training ends normally
+        signum = self.agreement.exchange(int(self.received or 0), again=not last)
+        if signum == 0 or last:
             return
         bad = save_if_finite(trainer, self.last)  # every rank calls it (Lightning's save is collective)
         if not bad:
