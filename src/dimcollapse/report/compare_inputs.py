@@ -131,6 +131,7 @@ def _record_row(name: str, folder: Path, rec: Record) -> CompareRow:
     )
     if isinstance(rec, EmbeddingRecord):
         row.embedding = str(rec.details.get("embedding", "file"))
+        row.layers = _layers(rec.details.get("layers"))  # analyze --model: each weight layer's statistics
     if emb is not None:
         row.n, row.d, row.metrics = emb.n, emb.d, {k: float(v) for k, v in emb.metrics.items()}
         row.spectrum = None if emb.spectrum is None else np.asarray(emb.spectrum, dtype=np.float64)
@@ -238,6 +239,16 @@ def collect(folders: Sequence[str | Path], warn: Callable[[str], None] = lambda 
     if not got.rows:
         why = "; ".join(f"{f}: {r}" for f, r in got.skipped)
         raise InputError(f"nothing to compare: every input was unreadable ({why}).")
+    _unique_names(got.rows)
+    return got
+
+
+def collect_records(records: Sequence[tuple[str, Path, Record]]) -> Collected:
+    """Rows of records held in memory (``analyze`` and ``analyze --compare`` pass the records they have
+    just built): (name, the folder the record belongs to, record); no metrics.json is read."""
+    if not records:
+        raise InputError("nothing to compare: no result records given.")
+    got = Collected(rows=[_record_row(name, folder, rec) for name, folder, rec in records])
     _unique_names(got.rows)
     return got
 
