@@ -163,7 +163,7 @@ class EvalConfig:
     sgd_probe_batch_size: int = 256
     sgd_probe_weight_decay: float = 1.0e-6
     sgd_probe_augment: bool = True  # random-resized crop + flip of the training images every epoch
-    knn_storage: str = "float32"  # dtype of the kNN bank on its device: float32 | float16 | bfloat16
+    knn_storage: str = "float32"  # training features and kNN bank on the device: float32 | float16 | bfloat16
     probe_dtype: str = "float32"  # the L-BFGS probe's dtype: float32 | float64 (benchmarks/bench_eval.py)
     linear_probe_tolerance: float = 1.0e-9  # L-BFGS stops when the loss changes less than this
 
