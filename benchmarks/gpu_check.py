@@ -288,7 +288,8 @@ def _measured_rows(name: str, plan: Any, module: Any, a: argparse.Namespace, dev
 
 
 def eval_rows(a: argparse.Namespace, dev: torch.device) -> list[dict]:
-    """Row 4: the run's kNN (k = 20, 200) and L-BFGS linear probe on synthetic features."""
+    """Row 4: the run's kNN (k = 20, 200) and L-BFGS linear probe (float32, eval.probe_dtype's default)
+    on synthetic features."""
     from dimcollapse.training.evaluation import linear_probe
     from dimcollapse.training.knn_eval import device_knn_accuracies
 
@@ -303,13 +304,13 @@ def eval_rows(a: argparse.Namespace, dev: torch.device) -> list[dict]:
     ks = (min(20, n), min(200, n))
     jobs = {
         "knn": timed(lambda: device_knn_accuracies(xtr, ytr, xte, yte, ks, 0.07, c), dev),
-        "linear": timed(lambda: linear_probe(xtr, ytr, xte, yte, c, epochs), dev),
+        "linear": timed(lambda: linear_probe(xtr, ytr, xte, yte, c, epochs, 1e-4, torch.float32), dev),
     }
     t = interleaved(jobs, max(1, a.rounds // 2))
     tag = f"eval ({n} x {d} train, {m} test, {c} classes)"
     return [
         {"row": f"{tag}: kNN k={ks}", "value": median(t["knn"]), "unit": "s"},
-        {"row": f"{tag}: L-BFGS probe {epochs} it float64", "value": median(t["linear"]), "unit": "s"},
+        {"row": f"{tag}: L-BFGS probe {epochs} it float32", "value": median(t["linear"]), "unit": "s"},
     ]
 
 

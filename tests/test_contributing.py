@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GUIDE = (ROOT / "CONTRIBUTING.md").read_text()
 README = (ROOT / "README.md").read_text()
 KINDS = {"objectives": "objective", "projectors": "projector", "regularizers": "regularizer",
-         "backbones": "backbone", "datasets": "dataset"}  # fmt: skip
+         "backbones": "backbone", "datasets": "dataset", "steps": "step"}  # fmt: skip
 
 
 def test_every_file_the_guide_names_exists() -> None:
@@ -90,6 +90,30 @@ def test_worked_examples_build_and_obey_their_contracts() -> None:
     out = net(torch.randn(2, 3, 8, 8))
     assert out.shape == (2, net.out_dim) and isinstance(net, contracts.Backbone)
     assert net.last_layer_name == "conv"
+
+
+def test_worked_step_example_is_the_masked_step() -> None:
+    """The guide's step, registered under another name, computes what the real `masked` step does."""
+    from types import SimpleNamespace
+
+    from dimcollapse import contracts
+    from dimcollapse.training.config import load_config
+    from dimcollapse.training.model import SSLModel
+    from dimcollapse.training.steps import MaskedStep
+
+    cfg = load_config(None, ["objective.name=msn", "objective.kwargs={n_prototypes: 8}", "model.backbone=mlp",
+                             "model.projector_kwargs={hidden_dim: 16, out_dim: 8}"])  # fmt: skip
+    torch.manual_seed(0)
+    nets = SSLModel.from_config(cfg.model, cfg.objective, in_channels=1, image_size=8)
+    batch = contracts.StepBatch([torch.randn(4, 1, 8, 8) for _ in range(2)], 2, torch.zeros(4))
+    values = SimpleNamespace(objective={})
+    step = _run(_example("a step like src/dimcollapse/training/steps/masked.py"), "step", "masked_example")
+    assert isinstance(step, contracts.TrainingStep)
+    torch.manual_seed(5)
+    got = step(batch, nets, values)
+    torch.manual_seed(5)
+    want = MaskedStep()(batch, nets, values)
+    assert torch.equal(got.ssl, want.ssl)
 
 
 def test_worked_cli_example_registers_a_command_that_fails_in_one_line() -> None:

@@ -156,12 +156,29 @@ def test_uncentred_gram_and_overflow_message() -> None:
         covariance_spectrum(np.full((4, 3), 1e200) * np.arange(1, 5)[:, None])
 
 
+def _force_kernel(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the CPU workers on one Gram kernel whatever this host's choice; chunks of 48 rows (so that a
+    block spans several in-place syrk calls)."""
+    from dimcollapse.diagnostics.engine import gram_kernel
+
+    if kernel == "chunks" and gram_kernel.inplace_syrk() is None:
+        pytest.skip("numpy's BLAS is not its bundled OpenBLAS: only the blocked kernel exists here")
+    monkeypatch.setattr(gram_kernel, "use_chunks", lambda: kernel == "chunks")
+    monkeypatch.setattr(gram_kernel, "chunk_rows", lambda d: 48)
+
+
+@pytest.mark.parametrize("kernel", ["blocks", "chunks"])
 @pytest.mark.parametrize("path", ["torch per block (GPUs)", "one worker", "two workers"])
-def test_both_accumulation_paths_agree_with_np_cov(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_both_accumulation_paths_agree_with_np_cov(
+    path: str, kernel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dimcollapse.diagnostics.spectrum import CovarianceAccumulator
 
     if path.startswith("torch"):
+        if kernel == "chunks":
+            pytest.skip("the torch path has one kernel (a float64 GEMM on the tensors' device)")
         monkeypatch.setattr(CovarianceAccumulator, "_threaded", lambda self, t: False)
+    _force_kernel(kernel, monkeypatch)
     old = torch.get_num_threads()
     torch.set_num_threads(2 if path == "two workers" else 1)
     try:
@@ -187,7 +204,9 @@ def test_both_accumulation_paths_agree_with_np_cov(path: str, monkeypatch: pytes
         torch.set_num_threads(old)
 
 
-def test_worker_count_does_not_change_the_result() -> None:
+@pytest.mark.parametrize("kernel", ["blocks", "chunks"])
+def test_worker_count_does_not_change_the_result(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _force_kernel(kernel, monkeypatch)
     z = np.random.default_rng(12).standard_normal((9000, 24)).astype(np.float32) * np.geomspace(4, 1e-4, 24)
     old = torch.get_num_threads()
     try:

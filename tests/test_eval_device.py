@@ -117,3 +117,28 @@ def test_sgd_probe_in_the_evaluation_uses_new_crops_every_epoch() -> None:
         "L-BFGS (fast CPU evaluation)"
         in evaluate_module(_Module(), data, lbfgs).fields()["eval_linear_probe"]
     )
+
+
+def test_probe_dtype_and_tolerance_reach_the_record_and_bad_values_are_refused() -> None:
+    """eval.probe_dtype / linear_probe_tolerance go from the config to the L-BFGS probe; the record names
+    solver, dtype and the iterations taken (at most the configured number); bad values are one error."""
+    from dimcollapse.errors import ConfigError
+    from dimcollapse.training.config import load_config
+    from dimcollapse.training.evaluate_run import EvalData, EvalSettings, evaluate_module
+
+    cfg = load_config(None, ["eval.probe_dtype=float64", "eval.linear_probe_epochs=7"])
+    settings = EvalSettings.from_config(cfg)
+    assert settings.lbfgs.dtype == "float64" and settings.lbfgs.iterations == 7
+    assert EvalSettings.from_config(load_config(None)).lbfgs.dtype == "float32"  # the default
+    for bad in ("eval.probe_dtype=float16", "eval.linear_probe_tolerance=-1"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            load_config(None, [bad])
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (90,), generator=g)
+    x = torch.tensor([40, 128, 220])[y].view(-1, 1, 1, 1) + torch.randint(-30, 31, (90, 1, 8, 8), generator=g)
+    batches = [(x[:60].clamp(0, 255).to(torch.uint8), y[:60])]
+    data = EvalData(batches, [(x[60:].clamp(0, 255).to(torch.uint8), y[60:])], num_classes=3)
+    m = evaluate_module(_Module(), data, settings).fields()
+    assert m["eval_linear_probe_solver"] == "lbfgs" and m["eval_linear_probe_dtype"] == "float64"
+    assert 1 <= m["eval_linear_probe_iterations"] <= 7 and m["eval_linear_probe_evaluations"] >= 1
+    assert "float64, up to 7 iterations" in m["eval_linear_probe"]

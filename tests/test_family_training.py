@@ -47,6 +47,7 @@ FAMILY: dict[str, list[str]] = {
     "wmse": ["objective.kwargs={w_size: 16}"],
     "dcl": [],
     "directclr": ["objective.kwargs={d0: 4}"],
+    "msn": ["objective.kwargs={n_prototypes: 16}"],  # its own step shape: masked (training/steps/)
 }
 REGULARIZERS = {
     "so": "regularizers=[{name: so, kwargs: {weight: 1.0e-3}}]",

@@ -112,7 +112,7 @@ def test_the_nan_stop_advises_an_lr_that_resume_accepts(tmp_path: Path) -> None:
     train(cfg, tmp_path)
     huge = load_config(None, [*TINY, "optim.lr=1e7"])
     ckpt = FiniteModelCheckpoint(dirpath=str(tmp_path / "checkpoints"))
-    advice = str(diverged_error(DivergedError("x", 3, "objective simclr"), huge, ckpt, tmp_path))
+    advice = str(diverged_error(DivergedError("x", 3, "objective simclr"), huge.optim.lr, ckpt, tmp_path))
     found = re.search(r"--resume --override-lr (\S+)\.$", advice)
     assert found is not None, advice
     lr = float(found.group(1))

@@ -75,8 +75,9 @@ def test_training_from_shards_sees_the_same_crops_as_from_the_tree(tree: Path) -
 
 
 def test_gpu_decode_path_cuts_the_same_boxes(tree: Path) -> None:
-    plan = plan_run(load_config(None, [*TINY, f"data.root={tree}"]))
+    plan = plan_run(load_config(None, [*TINY, f"data.root={tree}", "data.kwargs.interpolation=bicubic"]))
     ds, specs = plan.datamodule.train_set, plan.datamodule.crop_specs
+    assert [s.interpolation for s in specs] == ["bicubic", "bicubic"]  # DirectCLR's crops
     rows, items = [0, 5, 9], [(0, 11), (1, 12), (2, 13)]
     cpu = [CropSamples(ds.samples, rows, specs, ds.resize)[it] for it in items]
     enc = EncodedSamples(ds.samples, rows, specs, ds.resize)

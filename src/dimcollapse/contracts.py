@@ -8,7 +8,8 @@ the behaviour behind each attribute. Code that composes components (training, tr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from torch import Tensor, nn
@@ -130,3 +131,66 @@ class FeatureRegularizer(Regularizer, Protocol):
     """
 
     def __call__(self, features: Sequence[Tensor], reference: Sequence[Tensor] | None = None) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """One training batch as a step receives it: the augmented ``views`` (float, the ``n_global`` global
+    views first, then multi-crop local views) and the ``labels`` (-1: unlabelled)."""
+
+    views: list[Tensor]
+    n_global: int
+    labels: Tensor
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step returns: the SSL loss, the representations r (with gradient) the feature regularizers
+    see (the first is the callbacks' r), and the momentum target's r of the global views (None without
+    a target): the regularizers' ``reference``."""
+
+    ssl: Tensor
+    rs: list[Tensor]
+    target_rs: list[Tensor] | None = None
+
+
+class Networks(Protocol):
+    """The networks a step drives (``training/model.py:SSLModel``): online f and g, the objective, and the
+    momentum target when the objective has one."""
+
+    @property
+    def objective(self) -> Objective: ...
+
+    @property
+    def uses_momentum_target(self) -> bool: ...
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(r, z) = (f(x), g(f(x))) with the online network."""
+        ...
+
+    def encode_target(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(r, z) of the momentum target network (no gradient)."""
+        ...
+
+
+class StepValues(Protocol):
+    """The schedules' values of one step a training step reads (``training/schedules.py:StepValues``)."""
+
+    @property
+    def objective(self) -> Mapping[str, float | bool]:
+        """The objective's scheduled keywords (DINO's teacher temperature, ...)."""
+        ...
+
+
+@runtime_checkable
+class TrainingStep(Protocol):
+    """The shape of one SSL step (registry kind ``step``): ``step(batch, nets, values) -> StepResult``.
+
+    Pure: no parameters, weights, schedules or clock (networks belong to the model and the objective;
+    scheduled values arrive in ``values``); randomness comes from torch's generator, which the module seeds
+    per step. ``check(nets, n_global, n_local)`` raises ConfigError, before anything is trained, when the
+    networks or the views do not fit the step. The module adds the weighted regularizers to ``ssl``."""
+
+    def __call__(self, batch: StepBatch, nets: Networks, values: StepValues) -> StepResult: ...
+
+    def check(self, nets: Networks, n_global: int, n_local: int) -> None: ...

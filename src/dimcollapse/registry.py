@@ -4,7 +4,7 @@
     loss = build("objective", "simclr", temperature=0.5)
     names("projector")  # -> ['constant_subvector', 'diagonal', ...]
 
-Kinds: "backbone", "projector", "objective", "regularizer", "dataset".
+Kinds: "backbone", "projector", "objective", "regularizer", "dataset", "step" (the training step's shape).
 Components register themselves with the ``register(kind, name)`` decorator in their own module;
 ``build`` and ``names`` import the component packages on first use.
 """
@@ -29,6 +29,7 @@ KINDS: dict[str, str] = {
     "objective": "dimcollapse.objectives",
     "regularizer": "dimcollapse.regularizers",
     "dataset": "dimcollapse.data",
+    "step": "dimcollapse.training.steps",
 }
 
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {kind: {} for kind in KINDS}
@@ -39,6 +40,7 @@ BackboneT = TypeVar("BackboneT", bound="Callable[..., contracts.Backbone]")
 ProjectorT = TypeVar("ProjectorT", bound="Callable[..., contracts.Projector]")
 ObjectiveT = TypeVar("ObjectiveT", bound="Callable[..., contracts.Objective]")
 RegularizerT = TypeVar("RegularizerT", bound="Callable[..., contracts.Regularizer]")
+StepT = TypeVar("StepT", bound="Callable[..., contracts.TrainingStep]")
 
 
 def _check_kind(kind: str) -> None:
@@ -54,6 +56,8 @@ def register(kind: Literal["projector"], name: str) -> Callable[[ProjectorT], Pr
 def register(kind: Literal["objective"], name: str) -> Callable[[ObjectiveT], ObjectiveT]: ...
 @overload
 def register(kind: Literal["regularizer"], name: str) -> Callable[[RegularizerT], RegularizerT]: ...
+@overload
+def register(kind: Literal["step"], name: str) -> Callable[[StepT], StepT]: ...
 @overload
 def register(kind: str, name: str) -> Callable[[T], T]: ...
 def register(kind: str, name: str) -> Callable[[T], T]:

@@ -4,8 +4,10 @@ with a labels file (``data/imagenet_labels.py``; a val/ already sorted into clas
 Classes are the sorted WordNet ids of train/ (the index every ImageNet codebase uses), for both splits.
 Files come from the shared file index (``data/file_index.py``): built once, read by every rank; or, with
 ``shards=DIR``, from tar shards ``DIR/train`` and ``DIR/val`` (``data/shards.py``), read at their offsets.
-Items are evaluation crops (shorter side to ``resize`` = 256, centre ``image_size`` = 224); training draws
-random-resized crops from the full image in the loader (``data/loader_crops.py``, ``loader_crops = True``).
+Items are evaluation crops (shorter side to ``resize`` = 256, centre ``image_size`` = 224, bilinear as
+torchvision's Resize); training draws
+random-resized crops from the full image in the loader (``data/loader_crops.py``, ``loader_crops = True``)
+resampled with ``interpolation`` (bilinear, or bicubic as DirectCLR's code).
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ class ImageNetDataset(Dataset[tuple[Tensor, int]]):
         path, label = self.samples[i]
         img = open_image(path, self.channels)
         box = centre_box(img.size[0], img.size[1], self.resize, self.image_size)
-        return crop_pil(img, box, self.image_size, self.interpolation), label
+        return crop_pil(img, box, self.image_size), label  # Resize(256) + CenterCrop(224): bilinear
 
     def files(self) -> Sequence[tuple[Any, int]]:
         """(path, label) of every sample, in order (for the shard writer and the loader crops)."""

@@ -16,6 +16,7 @@ from dimcollapse.objectives.directclr import DirectCLR
 from dimcollapse.objectives.mocov2 import MoCoV2Plus
 from dimcollapse.objectives.mocov3 import MoCoV3
 from dimcollapse.objectives.momentum import EMACopy, ema_update
+from dimcollapse.objectives.msn import MSN
 from dimcollapse.objectives.nnbyol import NNBYOL
 from dimcollapse.objectives.nnclr import NNCLR
 from dimcollapse.objectives.predictor import Predictor
@@ -34,6 +35,7 @@ __all__ = [
     "BYOL",
     "DCL",
     "DINO",
+    "MSN",
     "NNBYOL",
     "NNCLR",
     "WMSE",

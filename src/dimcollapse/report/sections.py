@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from dimcollapse.records import is_accuracy
-from dimcollapse.records.row import ResultRow, Scalar
+from dimcollapse.records.row import ResultRow, Row, Scalar
 from dimcollapse.records.schema import JsonValue
 from dimcollapse.report.seed_spread import SOURCE
 from dimcollapse.study.results import read_json
@@ -156,7 +156,7 @@ def monitor_warnings(run_dir: Path) -> list[str]:
     return out
 
 
-def run_verdict(row: Mapping[str, Any], run_dir: Path | None) -> str:
+def run_verdict(row: Row, run_dir: Path | None) -> str:
     """A run's one-line verdict: its monitor's over the history (monitor.json, else the record's
     ``monitor_verdict``), else ``embedding_verdict`` of its representation r as measured at the end."""
     mon = read_json(run_dir / "monitor.json") if run_dir is not None else None

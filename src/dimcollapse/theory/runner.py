@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ EXPERIMENTS = (*TABLE, "all")
 __all__ = ["EXPERIMENTS", "make_config", "run_experiment", "simulate", "write_outputs"]
 
 
-def simulate(experiment: str, out: str | Path, **overrides: Any) -> dict[str, Any]:
-    """Run ``experiment`` ('augmentation' | 'alignment' | 'depth' | 'all'), write figures + results.json."""
+def simulate(experiment: str, out: str | Path, **overrides: Any) -> Mapping[str, Any]:
+    """Run ``experiment`` ('augmentation' | 'alignment' | 'depth' | 'all'), write figures + results.json
+    (the experiment's results, or for 'all' the ``TheorySummary``)."""
     out = Path(out)
     if experiment == "all":
         return run_all(out, **overrides)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from dimcollapse.theory.experiments import make_config, run_experiment, write_outputs
+from dimcollapse.theory.verdict import ClaimDict
 from dimcollapse.utils.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.html import Figure, Section, Table
 from dimcollapse.utils.html import render_page as html_page
@@ -25,7 +26,27 @@ PLAN: tuple[tuple[str, str | None], ...] = (
 )
 
 
-def run_all(out: str | Path, **overrides: Any) -> dict[str, Any]:
+class TheoryRun(TypedDict):
+    """One experiment run of ``simulate all``: its loss, time, results file and figures."""
+
+    experiment: str
+    loss: str
+    seconds: float
+    results: str
+    figures: list[str]
+
+
+class TheorySummary(TypedDict):
+    """``theory/results.json`` of ``simulate all``: the runs, every claim checked, time, the page."""
+
+    experiment: str
+    runs: list[TheoryRun]
+    claims: list[ClaimDict]
+    seconds: float
+    page: NotRequired[str]
+
+
+def run_all(out: str | Path, **overrides: Any) -> TheorySummary:
     """Run PLAN; ``overrides`` (seed/steps/lr) apply to every run; a given loss skips the comparisons."""
     out = ensure_writable_dir(out)
     start = time.perf_counter()
@@ -36,8 +57,8 @@ def run_all(out: str | Path, **overrides: Any) -> dict[str, Any]:
         res = run_experiment(experiment, cfg)
         write_outputs(res, out, name=f"results_{experiment}_{cfg.loss}.json")
         runs.append(res)
-    claims = [c for r in runs for c in r["claims"]]
-    summary = {
+    claims: list[ClaimDict] = [c for r in runs for c in r["claims"]]
+    summary: TheorySummary = {
         "experiment": "all",
         "runs": [
             {
@@ -58,7 +79,7 @@ def run_all(out: str | Path, **overrides: Any) -> dict[str, Any]:
     return summary
 
 
-def render_page(summary: dict[str, Any], folder: Path) -> str:
+def render_page(summary: TheorySummary, folder: Path) -> str:
     """HTML page: the verdict table (claim, measured numbers, holds / does not hold) and the figures."""
     claims = [
         {

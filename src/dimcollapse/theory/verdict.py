@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import TypedDict
+
+
+class ClaimDict(TypedDict):
+    """A checked claim as results.json holds it (and the report's toy-theory table reads it)."""
+
+    experiment: str
+    claim: str
+    measured: str
+    holds: bool
 
 
 @dataclass
@@ -15,9 +24,14 @@ class Claim:
     measured: str
     holds: bool
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ClaimDict:
         """Plain dict for JSON."""
-        return asdict(self)
+        return {
+            "experiment": self.experiment,
+            "claim": self.claim,
+            "measured": self.measured,
+            "holds": self.holds,
+        }
 
 
 def fmt(values: list[float] | tuple[float, ...], digits: int = 3) -> str:

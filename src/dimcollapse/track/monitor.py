@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dimcollapse.records.monitor import MonitorRecord, record_spectra
+from dimcollapse.records.schema import JsonObject
 from dimcollapse.track.probe import Embed
 from dimcollapse.track.recorder import CollapseRecorder, RecorderOptions, log, scalar_items
 from dimcollapse.utils.options import int_option
@@ -92,7 +94,7 @@ class CollapseMonitor(L.Callback):
         return "CollapseMonitor" if self.name is None else self._generate_state_key(name=self.name)
 
     @property
-    def history(self) -> list[dict[str, Any]]:
+    def history(self) -> list[MonitorRecord]:
         """Every record so far."""
         return self.recorder.history
 
@@ -111,11 +113,11 @@ class CollapseMonitor(L.Callback):
         """Where monitor.json goes."""
         return self.recorder.out_path
 
-    def measure(self, module: nn.Module, step: int) -> dict[str, Any]:
+    def measure(self, module: nn.Module, step: int) -> MonitorRecord:
         """One record of the probe's metrics for ``module`` now (not kept in the history)."""
         return self.recorder.measure(module, step)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JsonObject:
         """The monitor.json content."""
         return self.recorder.summary(self.every)
 
@@ -158,12 +160,12 @@ class CollapseMonitor(L.Callback):
         if rec is not None:
             self._log(trainer, rec, step)
 
-    def _log(self, trainer: L.Trainer, rec: dict[str, Any], step: int) -> None:
+    def _log(self, trainer: L.Trainer, rec: MonitorRecord, step: int) -> None:
         if trainer.logger is None:
             return
         prefix = "monitor" if self.name is None else f"monitor/{self.name}"
         scalars = scalar_items(rec, prefix)
-        spectra = {f"{prefix}/{k}": v for k, v in rec.items() if k.startswith("spectrum_")}
+        spectra = {f"{prefix}/{k}": v for k, v in record_spectra(rec).items()}
         for lg in trainer.loggers:
             lg.log_metrics(scalars, step=step)
             if self.log_spectra and spectra:

@@ -29,6 +29,9 @@ from dimcollapse.diagnostics.catalogue import evaluate
 from dimcollapse.diagnostics.lidar import lidar
 from dimcollapse.diagnostics.summary import embedding_context
 from dimcollapse.errors import ConfigError, DivergedError
+from dimcollapse.records.monitor import MonitorRecord, layers_json, record_layers, record_step
+from dimcollapse.records.row import as_number
+from dimcollapse.records.schema import JsonObject
 from dimcollapse.track.budget import TimeBudget
 from dimcollapse.track.layers import layer_view
 from dimcollapse.track.probe import Embed, Probe
@@ -40,7 +43,7 @@ from dimcollapse.utils.options import int_option
 
 log = logging.getLogger("dimcollapse.monitor")
 
-Annotate = Callable[[nn.Module, dict[str, Any]], None]
+Annotate = Callable[[nn.Module, MonitorRecord], None]
 Augment = Callable[[Any], Any]
 
 
@@ -119,13 +122,13 @@ class CollapseRecorder:
         self.weight_spectra, self.augment, self.n_views = bool(weight_spectra), augment, int(n_views)
         self.out_path = Path(out_path) if out_path is not None else None
         self.annotate, self.weights_of = annotate, weights_of
-        self.history: list[dict[str, Any]] = []
+        self.history: list[MonitorRecord] = []
         self.best = -math.inf
         self.warnings, self.streak, self.time_s = 0, 0, 0.0
         self.stopped_at: int | None = None
         self.probe_dim: int | None = None
 
-    def _embedding_metrics(self, name: str, z: Tensor, rec: dict[str, Any], with_lid: bool) -> None:
+    def _embedding_metrics(self, name: str, z: Tensor, rec: MonitorRecord, with_lid: bool) -> None:
         k = min(self.lid_k, z.shape[0] - 2)
         wants_lid = with_lid and k >= 2 and any(m.startswith("lid_") for m in self.metrics)
         ctx = embedding_context(z, k if wants_lid else None, lid_max_points=None)
@@ -137,7 +140,7 @@ class CollapseRecorder:
         rec[f"total_var_{name}"] = total_variance(ctx.eig)
         rec[f"spectrum_{name}"] = ctx.eig.tolist()
 
-    def _lidar(self, module: nn.Module, rec: dict[str, Any]) -> None:
+    def _lidar(self, module: nn.Module, rec: MonitorRecord) -> None:
         assert self.augment is not None
         views: dict[str, list[Tensor]] = {}
         for _ in range(self.n_views):
@@ -147,9 +150,9 @@ class CollapseRecorder:
             rec[f"lidar_{name}"] = lidar(torch.stack(vs, dim=1))
 
     @torch.no_grad()
-    def measure(self, module: nn.Module, step: int, epoch: float | None = None) -> dict[str, Any]:
+    def measure(self, module: nn.Module, step: int, epoch: float | None = None) -> MonitorRecord:
         """One record of the probe's metrics (module in eval mode, no gradient), not yet kept."""
-        rec: dict[str, Any] = {"step": int(step)}
+        rec: MonitorRecord = {"step": int(step)}
         if epoch is not None:
             rec["epoch"] = float(epoch)
         for i, (name, z) in enumerate(self.probe.outputs(module).items()):
@@ -165,7 +168,7 @@ class CollapseRecorder:
             self._lidar(module, rec)
         if self.weight_spectra:
             root = module if self.weights_of is None else self.weights_of(module)
-            rec["layers"] = layer_view(root, self.layers)
+            rec["layers"] = layers_json(layer_view(root, self.layers))
         if self.annotate is not None:
             self.annotate(module, rec)
         return rec
@@ -175,7 +178,7 @@ class CollapseRecorder:
         if self.rule.warmup_steps is None:
             self.rule.warmup_steps = default_warmup(every, total_steps)
 
-    def watched(self, rec: dict[str, Any]) -> str:
+    def watched(self, rec: MonitorRecord) -> str:
         """The record key the collapse warning watches (default erank of the first output)."""
         if self.watch is None:
             first = next(k for k in rec if k.startswith("spectrum_"))[len("spectrum_") :]
@@ -185,13 +188,13 @@ class CollapseRecorder:
             raise ConfigError(f"watch='{self.watch}' is not a measured value; choose one of {keys}.")
         return self.watch
 
-    def _probe_check(self, rec: dict[str, Any]) -> None:
+    def _probe_check(self, rec: MonitorRecord) -> None:
         """Note the watched output's dimension and warn once when the probe has N <= D rows."""
         if self.probe_dim is not None:
             return
         name = self.watched_output(rec)
         spectrum = rec.get(f"spectrum_{name}") if name else None
-        if not spectrum:
+        if not isinstance(spectrum, list) or not spectrum:
             return
         self.probe_dim = len(spectrum)
         n = self.probe.size
@@ -207,17 +210,17 @@ class CollapseRecorder:
                 self.probe_dim,
             )
 
-    def watched_output(self, rec: dict[str, Any]) -> str | None:
+    def watched_output(self, rec: MonitorRecord) -> str | None:
         """The embed output of the watched key (its scale signals are checked too)."""
         outputs = [k[len("spectrum_") :] for k in rec if k.startswith("spectrum_")]
         return watched_output(self.watched(rec), outputs)
 
     def record(
         self, module: nn.Module, step: int, epoch: float | None = None, force: bool = False
-    ) -> dict[str, Any] | None:
+    ) -> MonitorRecord | None:
         """Measure, update bests / warnings / stop decision and keep the record (once per step; None
         when already recorded, or when the time budget has no room for it and ``force`` is False)."""
-        if self.history and self.history[-1]["step"] == step:
+        if self.history and record_step(self.history[-1]) == step:
             return None
         if not force and not self.budget.allows():
             return None
@@ -227,7 +230,7 @@ class CollapseRecorder:
         self._probe_check(rec)
         reasons = self.rule.check(rec, key, self.watched_output(rec))
         self.best = self.rule.best.get(key, self.best)
-        rec["warning"], rec["warning_reasons"] = bool(reasons), reasons
+        rec["warning"], rec["warning_reasons"] = bool(reasons), list(reasons)
         if reasons:
             self.warnings += 1
             self.streak += 1
@@ -247,10 +250,10 @@ class CollapseRecorder:
         """True once ``stop_on_collapse`` and ``patience`` warnings in a row were recorded."""
         return self.stopped_at is not None
 
-    def summary(self, every: int) -> dict[str, Any]:
+    def summary(self, every: int) -> JsonObject:
         """What monitor.json holds: settings, bests past the warm-up, warnings, time, history, verdict."""
         watch = self.watch or "erank"
-        out: dict[str, Any] = {
+        out: JsonObject = {
             "every_n_steps": int(every),
             "probe_size": self.probe.size,
             "probe_dim": self.probe_dim,
@@ -260,15 +263,15 @@ class CollapseRecorder:
             "watch": watch,
             "watched_output": self.watched_output(self.history[-1]) if self.history else None,
             f"best_{watch}": self.best if math.isfinite(self.best) else 0.0,
-            "baselines": dict(self.rule.best),
-            "baseline_steps": dict(self.rule.best_step),
+            "baselines": {k: v for k, v in self.rule.best.items()},
+            "baseline_steps": {k: v for k, v in self.rule.best_step.items()},
             "warnings": self.warnings,
             "stopped_at": self.stopped_at,
             "time_s": self.time_s,
             "max_share": self.budget.max_share,
             "time_share": self.budget.share(),
             "skipped": self.budget.skipped,
-            "history": self.history,
+            "history": list(self.history),
         }
         out["verdict"] = collapse_verdict(out)
         return out
@@ -306,15 +309,18 @@ class CollapseRecorder:
         self.rule.load_state_dict(state.get("rule", {}))
 
 
-def scalar_items(rec: dict[str, Any], prefix: str = "monitor") -> dict[str, float]:
+def scalar_items(rec: MonitorRecord, prefix: str = "monitor") -> dict[str, float]:
     """The record's numbers for a logger: ``<prefix>/<key>`` and ``<prefix>/layer_erank/<layer>``."""
     out = {
-        f"{prefix}/{k}": float(v)
-        for k, v in rec.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch")
+        f"{prefix}/{k}": v
+        for k, raw in rec.items()
+        if (v := as_number(raw)) is not None and k not in ("step", "epoch")
     }
-    for name, stats in rec.get("layers", {}).items():
-        out[f"{prefix}/layer_erank/{name}"] = float(stats["erank"])
+    for name, stats in record_layers(rec).items():
+        erank = as_number(stats["erank"])
+        if erank is None:
+            raise TypeError(f"layer '{name}' of a monitor record has no numeric erank")
+        out[f"{prefix}/layer_erank/{name}"] = erank
     return out
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from dimcollapse.records.monitor import MonitorRecord, record_step
 from dimcollapse.utils.options import float_option, int_option
 
 
@@ -59,14 +60,17 @@ class CollapseRule:
             out.setdefault(f"total_var_{output}", self.variance_fraction)
         return out
 
-    def check(self, rec: dict[str, Any], watch: str, output: str | None) -> list[str]:
+    def check(self, rec: MonitorRecord, watch: str, output: str | None) -> list[str]:
         """Update the bests with ``rec`` and return why it warns (empty: it does not)."""
-        step = int(rec["step"])
+        step = record_step(rec)
         reasons: list[str] = []
         for key, fraction in self.limits(watch, output, step).items():
             if key not in rec:
                 continue
-            value = float(rec[key])
+            raw = rec[key]
+            if not isinstance(raw, (int, float)):
+                raise TypeError(f"the monitored value {key} is not a number: {raw!r}")
+            value = float(raw)
             if not math.isfinite(value):
                 reasons.append(f"{key} is {value}")
                 continue

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from dimcollapse.errors import ConfigError
+from dimcollapse.records.monitor import MonitorRecord
+from dimcollapse.records.schema import JsonObject
 from dimcollapse.track.probe import Embed
 from dimcollapse.track.recorder import CollapseRecorder, RecorderOptions
 from dimcollapse.utils.options import int_option
@@ -52,7 +54,7 @@ class Tracker:
         self._last = 0
 
     @property
-    def history(self) -> list[dict[str, Any]]:
+    def history(self) -> list[MonitorRecord]:
         """Every record so far."""
         return self.recorder.history
 
@@ -61,7 +63,7 @@ class Tracker:
         """True once collapse persisted for ``patience`` records (with ``stop_on_collapse``)."""
         return self.recorder.should_stop
 
-    def measure_now(self, step: int, force: bool = True) -> dict[str, Any] | None:
+    def measure_now(self, step: int, force: bool = True) -> MonitorRecord | None:
         """Record step ``step`` regardless of ``every`` (None if that step is already recorded, or if
         ``force`` is False and the time budget ``max_share`` has no room for it)."""
         epoch = None if not self.steps_per_epoch else step / self.steps_per_epoch
@@ -72,7 +74,7 @@ class Tracker:
             self.log(scalar_items(rec), int(step))
         return rec
 
-    def step(self, step: int) -> dict[str, Any] | None:
+    def step(self, step: int) -> MonitorRecord | None:
         """Call after optimizer step ``step`` (1-based): measures at step 1 and every ``every`` steps."""
         self._last = max(self._last, int(step))
         if step != 1 and step % self.every != 0:
@@ -89,7 +91,7 @@ class Tracker:
             self.measure_now(self._last)
         self.write()
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JsonObject:
         """The monitor.json content."""
         return self.recorder.summary(self.every)
 

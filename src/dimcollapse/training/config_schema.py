@@ -61,6 +61,15 @@ class ObjectiveConfig:
 
 
 @dataclass
+class StepConfig:
+    """The training step's shape (registry kind "step") and its keyword arguments; ``name`` None: the
+    objective's ``default_step`` ("views": encode the views, then the loss; msn: "masked")."""
+
+    name: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RegularizerConfig:
     """One anti-collapse regularizer (registry name) and its keyword arguments (weight, schedule, ...)."""
 
@@ -154,7 +163,7 @@ class EvalConfig:
     sgd_probe_batch_size: int = 256
     sgd_probe_weight_decay: float = 1.0e-6
     sgd_probe_augment: bool = True  # random-resized crop + flip of the training images every epoch
-    knn_storage: str = "float32"  # dtype of the kNN bank on its device: float32 | float16 | bfloat16
+    knn_storage: str = "float32"  # training features and kNN bank on the device: float32 | float16 | bfloat16
     probe_dtype: str = "float32"  # the L-BFGS probe's dtype: float32 | float64 (benchmarks/bench_eval.py)
     linear_probe_tolerance: float = 1.0e-9  # L-BFGS stops when the loss changes less than this
 
@@ -167,6 +176,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    step: StepConfig = field(default_factory=StepConfig)
     regularizers: list[RegularizerConfig] = field(default_factory=list)
     ema: EMAConfig = field(default_factory=EMAConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -9,7 +9,7 @@ and an epoch holds pool // (batch_size x processes x A) whole optimizer steps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightning as L
@@ -230,7 +230,8 @@ class SSLDataModule(L.LightningDataModule):
         e.g. ``imagenet``); True when taken up. The views then see the crops (``ViewAugment.crop_plan``)."""
         if not getattr(self.train_set, "loader_crops", False):
             return False
-        self.crop_specs = list(specs)
+        how = str(getattr(self.train_set, "interpolation", "bilinear"))
+        self.crop_specs = [replace(s, interpolation=how) for s in specs]
         return True
 
     def _loader_kwargs(self) -> dict[str, Any]:

@@ -42,13 +42,14 @@ def encode_split(
     encode: Callable[[Tensor], tuple[Tensor, Tensor]],
     batches: Iterable[tuple[Tensor, Tensor]],
     device: torch.device,
+    storage: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(r, z, labels) of ``encode(x_uint8)`` over ``batches``, kept on ``device`` (float32, int64);
-    a process with no rows gets empty tensors (the processes together must have some)."""
+    """(r, z, labels) of ``encode(x_uint8)`` over ``batches``, kept on ``device`` (r in ``storage``, z
+    float32, labels int64); every process must have rows."""
     rs, zs, ys = [], [], []
     for x, y in batches:
         r, z = encode(x.to(device))
-        rs.append(r.float())
+        rs.append(r.to(storage))
         zs.append(z.float())
         ys.append(torch.as_tensor(y).long().to(device))
     counts = sum_detached(torch.tensor([len(rs), 0 if rs else 1], device=device))  # agreed by all

@@ -34,7 +34,7 @@ from dimcollapse.training.config import RunConfig
 from dimcollapse.training.datamodule import DataSettings, SSLDataModule
 from dimcollapse.training.eval_shard import Split, encode_split, gather_rows_to_zero, shard_positions
 from dimcollapse.training.evaluate_sgd import sgd_probe_accuracies
-from dimcollapse.training.knn_eval import Bank, sharded_knn_accuracies
+from dimcollapse.training.knn_eval import STORAGE, Bank, sharded_knn_accuracies
 from dimcollapse.training.probe_lbfgs import LBFGSProbeSettings, fit_lbfgs_probe, lbfgs_probe_topk
 from dimcollapse.training.probe_sgd import SGDProbeSettings
 from dimcollapse.utils.distributed import world_size
@@ -163,7 +163,8 @@ def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> RunR
     module.eval()
     device = next(module.parameters()).device
     try:
-        rtr, _, ytr = encode_split(module.encode_eval, data.train, device)
+        store = STORAGE.get(settings.knn_storage, torch.float32)  # training features on the device
+        rtr, _, ytr = encode_split(module.encode_eval, data.train, device, store)
         rte, zte, yte = encode_split(module.encode_eval, data.test, device)
     finally:
         module.train(was_training)

@@ -1,4 +1,7 @@
-"""The LightningModule: views -> backbone -> projector -> objective (+ regularizers) -> optimizer step.
+"""The LightningModule: views -> training step (backbone, projector, objective) + regularizers -> optimizer.
+
+The step's shape is a registered ``step`` (``training/steps/``: ``views`` encodes every view, then the
+loss; ``masked`` masks the online views first); it returns L_ssl and the representations.
 
 L = L_ssl + sum_j c_j(step) * term_j (SPEC section 4): the terms are pure modules, the coefficients c_j and
 every other scheduled value come from the run's schedules (``training/schedules.py``) as values. Every term
@@ -11,11 +14,10 @@ rank), so a resumed run repeats an uninterrupted one exactly.
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict, cast
 
 import lightning as L
@@ -31,6 +33,7 @@ from dimcollapse.training.model import SSLModel, as_module
 from dimcollapse.training.nonfinite import NonFiniteFlag
 from dimcollapse.training.optim import build_optimizer
 from dimcollapse.training.schedules import Schedules, StepValues
+from dimcollapse.training.steps import ViewsStep
 from dimcollapse.utils.batchnorm import convert_to_global_batchnorm
 from dimcollapse.utils.distributed import equal_batches
 
@@ -110,6 +113,7 @@ class ModelParts:
     regularizers: tuple[tuple[str, contracts.Regularizer], ...]  # (registry name, pure regularizer term)
     settings: ModuleSettings
     record: dict[str, Any] | None = None  # {"config", "data_info"}: what a checkpoint stores to rebuild
+    step: contracts.TrainingStep = field(default_factory=ViewsStep)  # the step's shape (training/steps/)
 
 
 class Planned(Protocol):
@@ -140,6 +144,7 @@ class SSLModule(L.LightningModule):
         settings: ModuleSettings,
         regularizers: Sequence[tuple[str, contracts.Regularizer]] = (),
         record: Mapping[str, Any] | None = None,
+        step: contracts.TrainingStep | None = None,
     ) -> None:
         super().__init__()
         if record is not None:
@@ -150,12 +155,8 @@ class SSLModule(L.LightningModule):
             # torch's SyncBatchNorm is CUDA-only; ours all-reduces batch statistics with any backend
             self.model = convert_to_global_batchnorm(self.model)
         self.views = views
-        loss = self.objective
-        if self.views.n_local and self.model.uses_momentum_target and not loss.multi_view:
-            raise ConfigError(
-                f"objective {settings.objective_name} compares view pairs with a momentum target, which sees "
-                "the global views only: drop data.views.overrides.local_crops (multi-crop is for dino, swav)."
-            )
+        self.step = step if step is not None else ViewsStep()  # the step's shape: views -> loss by default
+        self.step.check(self.model, self.views.n_views, self.views.n_local)
         self.regularizers = nn.ModuleList(
             [as_module(reg, f"regularizer {name}") for name, reg in regularizers]
         )
@@ -180,7 +181,9 @@ class SSLModule(L.LightningModule):
     @classmethod
     def from_parts(cls, p: ModelParts) -> SSLModule:
         """The module of built parts (``training/plan.py:build_parts``)."""
-        return cls(p.backbone, p.projector, p.objective, p.views, p.settings, p.regularizers, p.record)
+        return cls(
+            p.backbone, p.projector, p.objective, p.views, p.settings, p.regularizers, p.record, p.step
+        )
 
     @property
     def objective(self) -> contracts.Objective:
@@ -215,24 +218,6 @@ class SSLModule(L.LightningModule):
         """(r, z) of un-augmented images (the caller sets eval mode and no_grad)."""
         return self.model.encode(self.views.eval_transform(x_uint8))
 
-    def _ssl_loss(self, zs: list[Tensor], ts: list[Tensor] | None, values: StepValues) -> Tensor:
-        """Objective averaged over every pair of views (i < j); BYOL-like losses also get the targets.
-
-        A multi-view objective (DINO, SwAV, W-MSE) is called once with every view (global ones first).
-        The objective's scheduled keywords (``values.objective``) are passed to every call."""
-        objective = self.objective
-        kw = values.objective
-        if objective.multi_view:
-            loss: Tensor = objective.forward_views(zs, ts, **kw)
-            return loss
-        losses = []
-        for i, j in itertools.combinations(range(len(zs)), 2):
-            if ts is not None:
-                losses.append(objective(zs[i], zs[j], ts[i], ts[j], **kw))
-            else:
-                losses.append(objective(zs[i], zs[j], **kw))
-        return torch.stack(losses).mean() if len(losses) > 1 else losses[0]
-
     def _terms(self, rs: list[Tensor], tr: list[Tensor] | None, values: StepValues) -> list[Tensor | None]:
         """Each regularizer's raw term (None: its coefficient is 0 and it skips work while off)."""
         raws: list[Tensor | None] = []
@@ -247,7 +232,8 @@ class SSLModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> StepOutput:
         """One SSL step on a uint8 batch: L = L_ssl + sum_j c_j(step) * term_j, with its outputs (the
-        loss for the optimizer; r of the first view, labels and per-term statistics for the callbacks)."""
+        loss for the optimizer; r of the first view, labels and per-term statistics for the callbacks).
+        L_ssl and the representations come from the run's training step (``self.step``)."""
         if not self.settings.equal_batches:
             return self._step(batch, batch_idx)
         n, want = int(batch[1].shape[0]), int(self.settings.batch_size)  # labels: images may be a crop list
@@ -268,14 +254,9 @@ class SSLModule(L.LightningModule):
         acc = int(self.trainer.accumulate_grad_batches) if self._trainer is not None else 1
         micro = step * acc + batch_idx % acc  # the micro-batch's own seed (= step without accumulation)
         torch.manual_seed(step_seed(self.settings.seed, micro, self.global_rank))
-        views = self.views(x)
-        rs, zs = self._encode_views(views, self.model.encode)
-        tr: list[Tensor] | None = None
-        tz: list[Tensor] | None = None
-        if self.model.uses_momentum_target:  # the target sees the global views only
-            tr, tz = self._encode_views(views[: self.views.n_views], self.model.encode_target)
-        ssl = self._ssl_loss(zs, tz, values)
-        raws = self._terms(rs, tr, values)
+        out = self.step(contracts.StepBatch(self.views(x), self.views.n_views, y), self.model, values)
+        ssl, rs = out.ssl, out.rs
+        raws = self._terms(rs, out.target_rs, values)
         terms = [
             ssl.new_zeros(()) if raw is None else raw * c
             for raw, c in zip(raws, values.coefficients, strict=True)
@@ -287,18 +268,6 @@ class SSLModule(L.LightningModule):
             self.check_finite()
             self._log_terms(total, ssl, stats)
         return {"loss": total, "r": rs[0].detach(), "y": y, "terms": stats}
-
-    @staticmethod
-    def _encode_views(views: list[Tensor], encode: Any) -> tuple[list[Tensor], list[Tensor]]:
-        """(r, z) per view; views of one size go through the network in one batch (multi-crop: 2 sizes)."""
-        r_out: list[Tensor | None] = [None] * len(views)
-        z_out: list[Tensor | None] = [None] * len(views)
-        for shape in dict.fromkeys(tuple(v.shape) for v in views):
-            idx = [i for i, v in enumerate(views) if tuple(v.shape) == shape]
-            r_all, z_all = encode(torch.cat([views[i] for i in idx]))
-            for i, r, z in zip(idx, r_all.chunk(len(idx)), z_all.chunk(len(idx)), strict=True):
-                r_out[i], z_out[i] = r, z
-        return [r for r in r_out if r is not None], [z for z in z_out if z is not None]
 
     def _term_stats(
         self, total: Tensor, terms: list[Tensor], values: StepValues

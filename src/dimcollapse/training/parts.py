@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from torch import nn
 
+from dimcollapse import contracts
 from dimcollapse.data.views import ViewAugment
 from dimcollapse.models.pointwise import set_workaround
 from dimcollapse.registry import build, get
@@ -72,8 +73,15 @@ def build_parts(cfg: RunConfig, info: DataInfo, kernels: KernelChoices | None = 
     regs = tuple(
         (r.name, build("regularizer", r.name, **split_term_kwargs(r.kwargs)[1])) for r in cfg.regularizers
     )
+    step: contracts.TrainingStep = build("step", step_name(cfg), **cfg.step.kwargs)
     record = {"config": to_dict(cfg), "data_info": dict(info.__dict__)}
-    return ModelParts(backbone, projector, objective, views, regs, settings, record)
+    return ModelParts(backbone, projector, objective, views, regs, settings, record, step)
+
+
+def step_name(cfg: RunConfig) -> str:
+    """The run's training step: ``step.name``, else the objective's ``default_step`` ("views")."""
+    default: str = getattr(get("objective", cfg.objective.name), "default_step", "views")
+    return cfg.step.name or default
 
 
 def module_from_record(config: dict[str, Any], data_info: dict[str, Any]) -> SSLModule:

@@ -11,6 +11,7 @@ from typing import Any
 
 from dimcollapse.regularizers.coefficients import effective_weight
 from dimcollapse.training.config import RunConfig
+from dimcollapse.training.parts import step_name
 from dimcollapse.training.plan import RunPlan
 from dimcollapse.training.trainer_settings import TrainerSettings
 
@@ -57,10 +58,12 @@ def training_record(trainer: Any, steps: int, settings: TrainerSettings) -> dict
 
 
 def components_used(cfg: RunConfig) -> dict[str, Any]:
-    """The run record's ``components``: objective, backbone, projector and each regularizer with the
-    coefficient it trained with (the config's weight or the class default: ``so`` -> 0.0001)."""
+    """The run record's ``components``: objective, training step (name and keywords), backbone, projector
+    and each regularizer with the coefficient it trained with (the config's weight or the class default:
+    ``so`` -> 0.0001)."""
     return {
         "objective": cfg.objective.name,
+        "step": {"name": step_name(cfg), "kwargs": dict(cfg.step.kwargs)},
         "backbone": cfg.model.backbone,
         "projector": cfg.model.projector,
         "regularizers": [

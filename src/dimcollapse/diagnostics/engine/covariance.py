@@ -8,9 +8,11 @@ cross-product and, through a column of ones in the buffer, the column sums. The 
 therefore small (the shift is within the data's spread of the mean) and cancels no digits; a block whose
 mean drifts farther than its spread starts a new shift, and the parts are merged exactly (Chan, Golub &
 LeVeque 1979). The cost is the float64 Gram product plus one conversion pass and the D x D eigensolve.
-On CPU, block i of a call is summed in lane i mod L (L independent running sums, each folded in block
-order); worker threads take the blocks as they come free, so W threads convert and multiply W blocks at
-once with no barrier between them, and the result does not depend on W.
+On AVX-512 hosts the CPU blocks are converted and multiplied in cache-sized chunks summed in place
+(``gram_kernel.py``: the kernel is chosen per host, by the BLAS core numpy's OpenBLAS runs). On CPU,
+block i of a call is summed in lane i mod L (L independent running sums, each folded in block order);
+worker threads take the blocks as they come free, so W threads convert and multiply W blocks at once
+with no barrier between them, and the result does not depend on W.
 
 Accuracy: forming C squares the condition number, so an eigenvalue lambda_i carries an absolute error of
 a few float64 ulps of lambda_max, i.e. a relative error of about 1e-16 * lambda_max / lambda_i (1e-6 at
@@ -20,11 +22,14 @@ lambda_i = 1e-10 lambda_max). An SVD of the centred data avoids the squaring but
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from dimcollapse.diagnostics.engine import gram_kernel
 from dimcollapse.diagnostics.engine.covariance_sums import BlockSlot, Lane, Moments, Segment, lane_count
+from dimcollapse.diagnostics.engine.gram_kernel import ChunkSlot
 from dimcollapse.diagnostics.engine.inputs import ArrayLike, as_tensor, count_nonfinite_rows
 from dimcollapse.diagnostics.engine.knn_workers import cpu_workers, run_all
 from dimcollapse.errors import InputError
@@ -63,7 +68,7 @@ class CovarianceAccumulator:
         self._shift: torch.Tensor | None = None  # the first block's mean: every lane's first shift
         self._lanes: list[Lane] = []
         self._buf: torch.Tensor | None = None  # the per-block torch path's buffer (GPUs)
-        self._slots: dict[int, BlockSlot] = {}  # CPU: one buffer per worker
+        self._slots: dict[int, BlockSlot | ChunkSlot] = {}  # CPU: one buffer per worker
 
     @property
     def n(self) -> int:
@@ -166,10 +171,15 @@ class CovarianceAccumulator:
             unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-300)
             return np.asarray(unit.mean(axis=0))
 
-    def _slot(self, worker: int, rows: int, d: int) -> BlockSlot:
-        """Worker ``worker``'s buffer, grown to at least ``rows`` rows."""
+    def _slot(self, worker: int, rows: int, d: int) -> BlockSlot | ChunkSlot:
+        """Worker ``worker``'s buffers: a chunk buffer where the in-place syrk is this host's kernel (and
+        the blocks run on worker threads: several lanes), else a block buffer of at least ``rows`` rows."""
         slot = self._slots.get(worker)
-        if slot is None or slot.buf.shape[0] < rows:
+        if slot is None:
+            syrk = gram_kernel.inplace_syrk() if len(self._lanes) > 1 and gram_kernel.use_chunks() else None
+            if syrk is not None:
+                slot = self._slots[worker] = ChunkSlot(d, syrk)
+        if slot is None or (isinstance(slot, BlockSlot) and slot.buf.shape[0] < rows):
             slot = self._slots[worker] = BlockSlot(rows, d)
         return slot
 
@@ -178,9 +188,13 @@ class CovarianceAccumulator:
         shift in one pass; l2-normalised first if asked), take its products and fold them into the lane."""
         m, d = block.shape
         slot = self._slot(worker, m, d)
-        x = slot.buf[:m, :d]
         if lane.seg.shift is None:
             lane.seg.shift = self._shift
+        if isinstance(slot, ChunkSlot):  # a drifted block is converted again around the lane's new shift
+            chunks, l2 = slot, self.l2_normalize
+            gram, sums = chunks.products(block, lane.seg.shift, l2)
+            return lane.fold(gram, sums, m, lambda _: chunks.products(block, lane.seg.shift, l2))
+        x = slot.buf[:m, :d]
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are reported by the caller
             if self.l2_normalize:
                 np.copyto(x, block)
@@ -192,7 +206,8 @@ class CovarianceAccumulator:
             else:
                 np.copyto(x, block)
         gram, sums = slot.products(m)
-        return lane.fold(gram, sums, m, torch.from_numpy(x), lambda: slot.products(m))
+        xt = torch.from_numpy(x)
+        return lane.fold(gram, sums, m, lambda offset: _recentred(xt, offset, slot.products, m))
 
     def _reject(self, rest: torch.Tensor) -> None:
         """Count the NaN/Inf rows of ``rest`` (a block's Gram product was not finite)."""
@@ -227,7 +242,7 @@ class CovarianceAccumulator:
         xe = self._buf[:m]
         d = xe.shape[1] - 1
         g = xe.T @ xe
-        return g[:d, :d], g[d, :d]
+        return g[:d, :d], g[:d, d]
 
     def _update_block(self, t: torch.Tensor) -> bool:
         """Torch path (tensors stay on their device): add one block to lane 0; False when it holds NaN/Inf."""
@@ -239,7 +254,7 @@ class CovarianceAccumulator:
                 lane.seg.shift = self._shift
             x.sub_(lane.seg.shift)
         gram, sums = self._gram(m)
-        return lane.fold(gram, sums, m, x, lambda: self._gram(m))
+        return lane.fold(gram, sums, m, lambda offset: _recentred(x, offset, self._gram, m))
 
     def finish_checks(self) -> None:
         """Raise InputError for NaN/Inf rows or fewer than 2 rows in total."""
@@ -255,7 +270,8 @@ class CovarianceAccumulator:
         """(1/N) times the accumulated cross-product, as a float64 numpy D x D matrix.
 
         Open segments that still share the first shift are summed as they are (no mean is formed); the
-        rest merge exactly, in lane order. The lanes are left as they are: more blocks may follow.
+        rest merge exactly, in lane order; the result is the upper triangle mirrored (the in-place kernel
+        sums only that triangle). The lanes are left as they are: more blocks may follow.
         """
         self.finish_checks()
         total, common = Moments(), Segment(self._shift)
@@ -271,5 +287,16 @@ class CovarianceAccumulator:
         if common.gram is not None:
             total.merge(*common.moments(self.center))
         assert total.m2 is not None
-        c = total.m2.cpu().numpy() / total.n
-        return (c + c.T) / 2.0
+        c = np.triu(total.m2.cpu().numpy() / total.n)
+        return c + np.triu(c, 1).T
+
+
+Products = tuple[torch.Tensor, torch.Tensor]
+
+
+def _recentred(
+    x: torch.Tensor, offset: torch.Tensor, products: Callable[[int], Products], m: int
+) -> Products:
+    """The products of a drifted block's buffer ``x`` after re-centring it in place by ``offset``."""
+    x.sub_(offset)
+    return products(m)

@@ -67,8 +67,8 @@ class Moments:
 class Lane:
     """One running sum of blocks, folded in order: the open segment plus the merged closed ones.
 
-    A block whose mean lies farther from the segment's shift than its own spread closes the segment; its
-    x is re-centred on its own mean in place and ``redo()`` returns its recomputed products.
+    A block whose mean lies farther from the segment's shift than its own spread closes the segment and
+    is re-centred on its own mean (``redo``).
     """
 
     def __init__(self, center: bool) -> None:
@@ -86,11 +86,12 @@ class Lane:
         gram: torch.Tensor,
         sums: torch.Tensor,
         m: int,
-        x: torch.Tensor,
-        redo: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+        redo: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     ) -> bool:
-        """Add one block's Gram product and column sums (of x = block - seg.shift); False (nothing added)
-        when the block holds NaN/Inf (seen in its Gram trace or sums)."""
+        """Add one block's Gram product and column sums (of x = block - seg.shift; the upper triangle of
+        ``gram`` is what counts); False (nothing added) when the block holds NaN/Inf (seen in its Gram
+        trace or sums). ``redo(offset)`` returns the products of the block re-centred on the new shift
+        seg.shift (= old shift + offset) when the block drifted."""
         seg = self.seg
         trace = float(gram.diagonal().sum())
         if not (math.isfinite(trace) and math.isfinite(float(sums.sum()))):
@@ -105,8 +106,7 @@ class Lane:
             shift = seg.shift + offset
             self.close()
             self.seg.shift = shift
-            x.sub_(offset)
-            gram, sums = redo()
+            gram, sums = redo(offset)
         self.seg.add(gram, sums, m)
         return True
 
@@ -136,4 +136,4 @@ class BlockSlot:
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are reported by the caller
             np.matmul(self.buf[:m].T, self.buf[:m], out=self.gram)  # A.T @ A of one buffer: BLAS syrk
         g = torch.from_numpy(self.gram)
-        return g[:d, :d], g[d, :d]
+        return g[:d, :d], g[:d, d]

@@ -16,6 +16,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from dimcollapse.records.monitor import MonitorRecord, record_layers
+from dimcollapse.records.schema import JsonObject, JsonValue
 from dimcollapse.track.monitor import CollapseMonitor as _GenericMonitor
 
 ENGINE_LAYERS = ("backbone", "backbone.*", "projector", "projector.*")
@@ -34,18 +36,22 @@ def engine_weights(module: Any) -> nn.Module:
 
 
 def annotate_terms(
-    module: Any, rec: dict[str, Any], terms: dict[str, dict[str, Tensor]] | None = None
+    module: Any, rec: MonitorRecord, terms: dict[str, dict[str, Tensor]] | None = None
 ) -> None:
     """Add the regularizer ``terms`` of the step (floats) and, per layer, the regularizers that act on it."""
-    acting: dict[str, list[str]] = {}
+    acting: dict[str, list[JsonValue]] = {}
     for name, reg in zip(module.term_names, module.regularizers, strict=True):
         select = getattr(reg, "selected", None)  # only weight regularizers select layers
         if callable(select):
             for layer, _ in select(module.model):
                 acting.setdefault(layer, []).append(name)
-    for layer, stats in rec.get("layers", {}).items():
+    for layer, stats in record_layers(rec).items():
         stats["regularized_by"] = acting.get(layer, [])
-    rec["regularizers"] = {k: {s: float(v) for s, v in t.items()} for k, t in (terms or {}).items()}
+    values: JsonObject = {}
+    for k, t in (terms or {}).items():
+        term: JsonObject = {s: float(v) for s, v in t.items()}
+        values[k] = term
+    rec["regularizers"] = values
 
 
 class CollapseMonitor(_GenericMonitor):
@@ -78,7 +84,7 @@ class CollapseMonitor(_GenericMonitor):
         )
         self._terms: dict[str, dict[str, Tensor]] | None = None
 
-    def _annotate(self, module: Any, rec: dict[str, Any]) -> None:
+    def _annotate(self, module: Any, rec: MonitorRecord) -> None:
         annotate_terms(module, rec, self._terms)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
