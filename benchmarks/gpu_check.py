@@ -106,6 +106,8 @@ def recipe_overrides(
         "data.root=null",
         f"data.kwargs={kw}",
         "data.num_workers=0",
+        "data.persistent_workers=false",
+        "data.prefetch_factor=null",
         "trainer.devices=1",
         "trainer.num_nodes=1",
         "trainer.strategy=auto",

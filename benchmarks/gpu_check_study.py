@@ -33,6 +33,8 @@ def study_overrides(dev_type: str, quick: bool) -> list[str]:
         "data.root=null",
         f"data.kwargs={{n: {n}, num_classes: 10, channels: 3, image_size: {size}}}",
         "data.num_workers=0",
+        "data.persistent_workers=false",
+        "data.prefetch_factor=null",
         f"optim.max_steps={STEPS}",
         f"trainer.accelerator={'gpu' if dev_type == 'cuda' else 'cpu'}",
         "trainer.log_every=1",
