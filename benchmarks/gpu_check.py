@@ -95,6 +95,7 @@ def recipe_overrides(size: int, batch: int | None, pool: int, probe: int) -> lis
         "data.root=null",
         f"data.kwargs={kw}",
         "data.num_workers=0",
+        "data.persistent_workers=false",  # the paper recipes keep their 8 workers alive
         "trainer.devices=1",
         "trainer.num_nodes=1",
         "trainer.strategy=auto",
