@@ -41,6 +41,12 @@ def test_embedding_verdict_counts_only_what_the_rows_can_resolve() -> None:
     # ... but 10 rows spanning 3 directions: 6 of the 9 the rows could show are lost
     few_low = analyze_embeddings(_low_rank(10, 16, 3), figures=False, k=5)
     assert few_low["verdict"].startswith("collapsing: yes (6 of 9 resolvable dims")
+    # a LayerNorm output (rows centred over the features) always loses one direction: not collapse
+    ln = _low_rank(200, 32, 32)
+    ln = analyze_embeddings(ln - ln.mean(1, keepdims=True), figures=False, k=5)
+    assert ln["collapsed_dims"] == 1
+    assert ln["verdict"].startswith("collapsing: no (1 of 32 resolvable dims carry no variance")
+    assert "under the 10% that counts as collapse" in ln["verdict"]
     one = analyze_embeddings(_low_rank(50, 8, 1), figures=False, k=5)
     assert one["verdict"].startswith("collapsing: yes (complete: the rows span ~1 direction")
 

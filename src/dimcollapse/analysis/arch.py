@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,11 +23,21 @@ from torch import nn
 from dimcollapse.errors import ConfigError
 
 
+def with_current_folder() -> None:
+    """Let imports find modules in the current folder, as ``python -m`` does (the ``dimcollapse`` script
+    alone would not): the folder is appended to ``sys.path``, so installed packages keep precedence."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)
+
+
 def import_object(spec: str) -> Any:
-    """Import ``"package.module:Name"``; errors say how to make it importable."""
+    """Import ``"package.module:Name"`` (installed, on PYTHONPATH or in the current folder); errors say how
+    to make it importable."""
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
         raise ConfigError(f"'{spec}' is not 'package.module:Class'; pass e.g. --arch mypkg.models:Encoder.")
+    with_current_folder()
     try:
         module = importlib.import_module(mod_name)
     except ImportError as e:

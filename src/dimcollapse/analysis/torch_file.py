@@ -71,6 +71,9 @@ def _pickled_objects(path: Path, e: BaseException) -> InputError:
 
 
 def _trusted_load(path: Path, kind: str) -> Any:
+    from dimcollapse.analysis.arch import with_current_folder
+
+    with_current_folder()  # a pickled model's class may live in a module of the current folder
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except ModuleNotFoundError as e:

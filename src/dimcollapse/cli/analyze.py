@@ -273,8 +273,10 @@ def _analyze_files(paths: list[Path], out: Path, common: dict[str, Any], compare
         console.print(compare_table(results))
         for m in results:
             _say_verdict(console, m, True)
+        page = _record_page(results, [out / m["name"] for m in results], out / "report")
         console.print(
-            f"spectra overlaid in {out / 'compare_spectrum.png'} (and .svg); rows in {out / 'compare.json'}"
+            f"spectra overlaid in {out / 'compare_spectrum.png'} (and .svg); rows in {out / 'compare.json'}; "
+            f"report: {page}"
         )
         return
     results = analyze_path(paths, out=out, **common)
@@ -284,7 +286,25 @@ def _analyze_files(paths: list[Path], out: Path, common: dict[str, Any], compare
         _say_verdict(console, m, len(results) > 1)
     if len(results) > 1:
         console.print(compare_table(results))
-    console.print(f"metrics.json and figures written to {out}")
+    if not common["figures"]:
+        console.print(f"metrics.json written to {out}")
+        return
+    folders = [out if len(results) == 1 else out / m["name"] for m in results]
+    page = _record_page(results, folders, out / "report")
+    console.print(f"metrics.json and figures written to {out}; report: {page}")
+
+
+def _record_page(results: list[dict[str, Any]], folders: list[Path], out: Path) -> Path:
+    """The HTML page of the records this call has just built, rendered from memory (no metrics.json is
+    read back) by the one page renderer of `report A B` (``report/compare.py:render_comparison``)."""
+    from dimcollapse.records import EmbeddingRecord
+    from dimcollapse.report.compare import collect_records, render_comparison
+
+    records = [
+        (str(m["name"]), folder, EmbeddingRecord.from_fields(m))
+        for m, folder in zip(results, folders, strict=True)
+    ]
+    return render_comparison(collect_records(records), out, ", ".join(str(m["name"]) for m in results))
 
 
 def _say_verdict(console: Console, m: dict[str, Any], named: bool) -> None:
@@ -348,10 +368,8 @@ def _analyze_model(opts: Any) -> None:
         )
     console.print(table)
     page = ""
-    if opts.figures:  # the one-page report of this folder (`dimcollapse report A B ...` compares several)
-        from dimcollapse.report.compare import build_comparison
-
-        page = f"; report: {build_comparison([out], out / 'report')}"
+    if opts.figures:  # the one-page report of this record (`dimcollapse report A B ...` compares several)
+        page = f"; report: {_record_page([m], [out], out / 'report')}"
     pool = f", pooled '{m['embedding_pool']}'" if m.get("embedding_pool") else ""
     count = f"{m['inputs']} inputs ({m['n']} token rows)" if "inputs" in m else f"{m['n']} inputs"
     console.print(

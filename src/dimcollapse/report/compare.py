@@ -20,7 +20,14 @@ from pathlib import Path
 
 from dimcollapse.diagnostics import catalogue
 from dimcollapse.records import accuracy_columns
-from dimcollapse.report.compare_inputs import Collected, CompareRow, History, collect, stderr_warning
+from dimcollapse.report.compare_inputs import (
+    Collected,
+    CompareRow,
+    History,
+    collect,
+    collect_records,
+    stderr_warning,
+)
 from dimcollapse.utils.atomic import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from dimcollapse.utils.html import N_LE_D_FLAG, Figure, Section, Table, figure_png, render_page
 
@@ -172,7 +179,16 @@ def build_comparison(
 ) -> Path:
     """Write ``out/index.html`` (+ figures) comparing the folders / checkpoints; return the page path.
     ``say`` receives each row's verdict line (and its N <= D warning)."""
-    got = collect(folders, warn)
+    title = ", ".join(str(f) for f in folders)
+    return render_comparison(collect(folders, warn), out, title, say)
+
+
+def render_comparison(
+    got: Collected, out: str | Path, title: str, say: Callable[[str], None] | None = None
+) -> Path:
+    """The one page renderer: write ``out/index.html`` (+ figures) of rows already collected, from folders
+    (``build_comparison``: ``report A B``) or from records in memory (``collect_records``: ``analyze``,
+    ``analyze --compare``, ``analyze --model``); return the page path."""
     if say is not None:
         for line in verdict_lines(got.rows):
             say(line)
@@ -181,9 +197,15 @@ def build_comparison(
     for f in figs:
         atomic_write_bytes(out_dir / "figures" / f"{f.figure_id}.png", f.png)
     page = out_dir / "index.html"
-    title = ", ".join(str(f) for f in folders)
     atomic_write_text(page, render_page("dimcollapse comparison", title, _sections(got, figs)))
     return page
 
 
-__all__ = ["build_comparison", "collect", "curve_metrics", "verdict_lines"]
+__all__ = [
+    "build_comparison",
+    "collect",
+    "collect_records",
+    "curve_metrics",
+    "render_comparison",
+    "verdict_lines",
+]

@@ -10,13 +10,11 @@ is it an error.
 
 from __future__ import annotations
 
-import math
 import sys
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,13 +22,16 @@ from dimcollapse import errors
 from dimcollapse.errors import DimCollapseError, InputError
 from dimcollapse.records import EmbeddingRecord, Record, RunRecord, read_record
 from dimcollapse.records.embedding import is_number
+from dimcollapse.records.monitor import MonitorRecord, record_step
+from dimcollapse.records.row import as_finite, as_number
+from dimcollapse.records.schema import JsonObject, JsonValue
 from dimcollapse.study.results import read_json
 from dimcollapse.track.verdict import collapse_verdict, embedding_verdict, rows_le_dims
 
 # what a broken file raises on its way in (np.load of garbage, int(inf), a history without steps, ...)
 UNREADABLE = (DimCollapseError, OSError, ValueError, KeyError, TypeError, OverflowError, EOFError,
               zipfile.BadZipFile)  # fmt: skip
-History = list[dict[str, Any]]
+History = list[MonitorRecord]  # monitor records with a finite step, by step
 Warn = Callable[[str], None]
 
 
@@ -77,26 +78,29 @@ def clean_history(raw: object) -> History:
     """The records of a monitor history that carry a finite numeric ``step``, by step."""
     if not isinstance(raw, list):
         raise InputError("its history is not a list of records")
-    recs = [h for h in raw if isinstance(h, dict) and is_number(h.get("step")) and math.isfinite(h["step"])]
-    return sorted(recs, key=lambda h: float(h["step"]))
+    steps = [(step, h) for h in raw if isinstance(h, dict) and (step := as_finite(h.get("step"))) is not None]
+    return [h for _, h in sorted(steps, key=lambda pair: pair[0])]
 
 
-def _output_of(rec: Mapping[str, Any]) -> str:
+def _output_of(rec: Mapping[str, JsonValue]) -> str:
     """The first output measured in a monitor record (``spectrum_<o>``), 'r' when none."""
     return next((k[len("spectrum_") :] for k in rec if k.startswith("spectrum_")), "r")
 
 
-def _monitor_row(name: str, folder: Path, history: History, mon: Mapping[str, Any]) -> CompareRow:
+def _monitor_row(name: str, folder: Path, history: History, mon: Mapping[str, JsonValue]) -> CompareRow:
     """A row from a monitor's last record: its first output's metrics, spectrum and layers, its probe's
     size and the verdict over the history."""
     last = history[-1]
     out = _output_of(last)
     metrics = {
-        k[: -len(out) - 1]: float(v) for k, v in last.items() if k.endswith(f"_{out}") and is_number(v)
+        k[: -len(out) - 1]: v
+        for k, raw in last.items()
+        if k.endswith(f"_{out}") and (v := as_number(raw)) is not None
     }
     spectrum = last.get(f"spectrum_{out}")
-    row = CompareRow(name, str(folder), "monitor.json", f"{out} (monitor, step {int(last['step'])})")
-    row.metrics, row.steps = metrics, int(last["step"])
+    step = record_step(last)
+    row = CompareRow(name, str(folder), "monitor.json", f"{out} (monitor, step {step})")
+    row.metrics, row.steps = metrics, step
     row.spectrum = None if spectrum is None else np.asarray(spectrum, dtype=np.float64)
     row.d = None if row.spectrum is None else int(row.spectrum.size)
     row.layers = _layers(last.get("layers"))
@@ -127,6 +131,7 @@ def _record_row(name: str, folder: Path, rec: Record) -> CompareRow:
     )
     if isinstance(rec, EmbeddingRecord):
         row.embedding = str(rec.details.get("embedding", "file"))
+        row.layers = _layers(rec.details.get("layers"))  # analyze --model: each weight layer's statistics
     if emb is not None:
         row.n, row.d, row.metrics = emb.n, emb.d, {k: float(v) for k, v in emb.metrics.items()}
         row.spectrum = None if emb.spectrum is None else np.asarray(emb.spectrum, dtype=np.float64)
@@ -151,7 +156,7 @@ def _folder(name: str, folder: Path, got: Collected, warn: Callable[[str], None]
     if not has_metrics and not mon_path.is_file():
         return False
     history: History = []
-    mon: dict[str, Any] = {}
+    mon: JsonObject = {}
     if mon_path.is_file():
         try:
             read = read_json(mon_path)
@@ -195,10 +200,11 @@ def _checkpoints(paths: Sequence[Path], got: Collected, warn: Callable[[str], No
             continue
         row.steps, row.embedding = step, f"r (checkpoint, step {step})"
         got.rows.append(row)
-        point = {"step": step, **{f"{k}_r": v for k, v in row.metrics.items()}}
+        point: MonitorRecord = {"step": step}
+        point.update({f"{k}_r": v for k, v in row.metrics.items()})
         series.setdefault(f"{run} (checkpoints)", []).append(point)
     for name, hist in series.items():
-        got.curves[name] = sorted(hist, key=lambda h: h["step"])
+        got.curves[name] = sorted(hist, key=record_step)
 
 
 def collect(folders: Sequence[str | Path], warn: Callable[[str], None] = lambda _: None) -> Collected:
@@ -233,6 +239,16 @@ def collect(folders: Sequence[str | Path], warn: Callable[[str], None] = lambda 
     if not got.rows:
         why = "; ".join(f"{f}: {r}" for f, r in got.skipped)
         raise InputError(f"nothing to compare: every input was unreadable ({why}).")
+    _unique_names(got.rows)
+    return got
+
+
+def collect_records(records: Sequence[tuple[str, Path, Record]]) -> Collected:
+    """Rows of records held in memory (``analyze`` and ``analyze --compare`` pass the records they have
+    just built): (name, the folder the record belongs to, record); no metrics.json is read."""
+    if not records:
+        raise InputError("nothing to compare: no result records given.")
+    got = Collected(rows=[_record_row(name, folder, rec) for name, folder, rec in records])
     _unique_names(got.rows)
     return got
 

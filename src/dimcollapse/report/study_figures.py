@@ -16,6 +16,8 @@ from matplotlib.ticker import MaxNLocator
 
 from dimcollapse import diagnostics as dg
 from dimcollapse.diagnostics import catalogue
+from dimcollapse.records.monitor import MonitorRecord, record_step
+from dimcollapse.records.schema import JsonValue
 
 
 def grid(n: int, width: float = 3.6, height: float = 3.0, cols: int = 3) -> tuple[Figure, list[Any]]:
@@ -26,14 +28,14 @@ def grid(n: int, width: float = 3.6, height: float = 3.0, cols: int = 3) -> tupl
     return fig, axes
 
 
-def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], output: str = "r") -> Figure:
+def training_curves(histories: Mapping[str, Sequence[MonitorRecord]], output: str = "r") -> Figure:
     """Each catalogue metric with ``curve=True`` (erank, RankMe, collapsed dims, LID) of ``output``
     against training step, one line per run (monitor records, see ``curve_value``)."""
     specs = catalogue.curve_specs()
     fig, axes = grid(len(specs), 4.2, 3.2, cols=2)
     for ax, m in zip(axes, specs, strict=True):
         for label, hist in histories.items():
-            steps = [h["step"] for h in hist]
+            steps = [record_step(h) for h in hist]
             vals = [curve_value(h, m, output) for h in hist]
             ax.plot(steps, vals, label=label, linewidth=1.4, marker="o", markersize=3)
         if m.integer:  # a count: integer ticks from 0, not a symmetric band around 0
@@ -47,7 +49,7 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], output
     return fig
 
 
-def curve_value(record: Mapping[str, Any], m: catalogue.MetricSpec, output: str = "r") -> float:
+def curve_value(record: Mapping[str, JsonValue], m: catalogue.MetricSpec, output: str = "r") -> float:
     """The value of metric ``m`` on ``output`` in one monitor record: the recorded ``<record_name>_<o>``,
     else computed from the recorded spectrum ``spectrum_<o>`` when the spectrum is all it needs (e.g.
     collapsed dims), else NaN."""

@@ -3,10 +3,10 @@
 ``collapse_verdict(summary)`` reads only a monitor summary's keys (monitor.json), so the monitor, the
 Tracker, the CLI and the report print the same line for the same run (an older monitor.json without the
 scale signals gets the line from its ``warning`` flags). ``embedding_verdict(fields)`` judges one
-measurement (``analyze``, a run's record, a checkpoint): collapsing when dimensions carry no variance
-beyond what the N rows could show (N centred rows span at most N - 1 directions) or the rows span one
-direction; a single measurement cannot show a fall, and the line says so. ``rows_le_dims(n, d)`` is the
-N <= D test every surface flags.
+measurement (``analyze``, a run's record, a checkpoint): collapsing when at least ``DEAD_SHARE`` (10%)
+of the dimensions the N rows could show (N centred rows span at most N - 1 directions) carry no variance,
+or the rows span one direction; a single measurement cannot show a fall, and the line says so.
+``rows_le_dims(n, d)`` is the N <= D test every surface flags.
 """
 
 from __future__ import annotations
@@ -55,9 +55,14 @@ def _count(value: object) -> int | None:
     return int(value)
 
 
+DEAD_SHARE = 0.1  # a single measurement is called collapsing when this share of resolvable dims is dead
+
+
 def embedding_verdict(fields: Mapping[str, Any]) -> str:
-    """'collapsing: yes (why)' when collapsed dims exceed D - min(N - 1, D) (what N rows cannot resolve)
-    or erank < 1.5 (one direction); else 'collapsing: no (...)'; reads n, d, erank, collapsed_dims."""
+    """'collapsing: yes (why)' when the dims carrying no variance beyond what N rows cannot resolve
+    (collapsed dims - (D - min(N - 1, D))) are >= DEAD_SHARE of min(N - 1, D) (and >= 2: a LayerNorm
+    output always loses one), or erank < 1.5; else 'collapsing: no (...)'; reads n, d, erank,
+    collapsed_dims."""
     n, d, dead = (_count(fields.get(k)) for k in ("n", "d", "collapsed_dims"))
     erank = fields.get("erank")
     if n is None or d is None or dead is None or not isinstance(erank, (int, float)) or n < 2:
@@ -69,14 +74,19 @@ def embedding_verdict(fields: Mapping[str, Any]) -> str:
         note = f"; caution: {n} rows <= {d} dims, so at most {room} directions can show (N <= D)"
     if erank < 1.5:
         return f"collapsing: yes (complete: the rows span ~1 direction, erank {erank:.2f}){note}"
-    if lost > 0:
-        return (
-            f"collapsing: yes ({lost} of {room} resolvable dims carry no variance, eigenvalue < "
-            f"{THRESHOLD_TEXT} of the largest; erank {erank:.1f}){note}"
-        )
+    dead_text = (
+        f"{lost} of {room} resolvable dims carry no variance (eigenvalue < {THRESHOLD_TEXT} of the largest)"
+    )
+    if lost >= max(2.0, DEAD_SHARE * room):
+        return f"collapsing: yes ({dead_text}; erank {erank:.1f}){note}"
+    share = (
+        f"{dead_text}, under the {DEAD_SHARE:.0%} that counts as collapse"
+        if lost
+        else f"all {room} resolvable dims carry variance"
+    )
     return (
-        f"collapsing: no (all {room} resolvable dims carry variance, erank {erank:.1f}; one measurement: a "
-        f"fall over training shows in the monitor or a checkpoint series){note}"
+        f"collapsing: no ({share}; erank {erank:.1f}; one measurement: a fall over training shows in the "
+        f"monitor or a checkpoint series){note}"
     )
 
 
@@ -106,4 +116,4 @@ def collapse_verdict(summary: Mapping[str, Any]) -> str:
     return f"collapsing: no (step {step}: {', '.join(parts) or 'no warning'}){note}"
 
 
-__all__ = ["collapse_verdict", "embedding_verdict", "probe_note", "rows_le_dims"]
+__all__ = ["DEAD_SHARE", "collapse_verdict", "embedding_verdict", "probe_note", "rows_le_dims"]
