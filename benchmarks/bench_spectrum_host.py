@@ -13,7 +13,7 @@ Cases: 50,000 x 512 and 200,000 x 256 (float32, planted spectrum), each at 1 thr
 and 2 threads (wall time); then the extra peak memory of 1,000,000 x 256 streamed in 20k-row blocks
 against np.cov's. Prints np.cov / ours per case, median (min-max) over rounds: > 1 means ours is faster.
 
-python benchmarks/bench_spectrum_host.py [--rounds 7] [--quick]      (about 2 minutes on 2 idle cores)
+python benchmarks/bench_spectrum_host.py [--rounds 5] [--quick]      (1-2 minutes on 2 idle cores)
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def peak_extra_gib(n: int, d: int, np_cov: bool) -> float:
 def main() -> None:
     """Run every case in its own process and print the ratios."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script runs")
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: "n,d,threads"
     a = ap.parse_args()

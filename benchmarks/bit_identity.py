@@ -3,6 +3,7 @@
     python benchmarks/bit_identity.py record DIR     # before the change: final state dict + metrics
     python benchmarks/bit_identity.py compare DIR    # after: torch.equal on every tensor, metrics equal
 
+Nested values (``components``) must keep every recorded key; keys added inside them are listed.
 Cases cover an EMA target with a weight and a feature regularizer under warm-up (BYOL + SO + whitening),
 a teacher-temperature and momentum schedule with multi-crop and LDReg (DINO), queue / freeze schedules
 (SwAV) and a contrastive loss with SRIP + KoLeo (SimCLR). Timing and version fields are not compared;
@@ -92,6 +93,18 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def kept(want: Any, got: Any) -> bool:
+    """Every recorded value is unchanged; a dict may have gained keys (e.g. ``components.step``)."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        return all(k in got and kept(v, got[k]) for k, v in want.items())
+    return bool(want == got)
+
+
+def new_keys(want: Any, got: Any) -> list[str]:
+    """Keys a later version added inside a recorded dict (listed, not a difference)."""
+    return sorted(set(got) - set(want)) if isinstance(want, dict) and isinstance(got, dict) else []
+
+
 def main(argv: list[str]) -> int:
     mode, where = argv[0], Path(argv[1])
     where.mkdir(parents=True, exist_ok=True)
@@ -109,8 +122,9 @@ def main(argv: list[str]) -> int:
         unequal = [k for k in sorted(set(sd_w) & set(sd_g)) if not same(sd_w[k], sd_g[k])]
         m_w = json.loads(json.dumps(want["metrics"], sort_keys=True, default=str))
         m_g = json.loads(json.dumps(got["metrics"], sort_keys=True, default=str))
-        bad_m = sorted(k for k in set(m_w) & set(m_g) if m_w[k] != m_g[k])
+        bad_m = sorted(k for k in set(m_w) & set(m_g) if not kept(m_w[k], m_g[k]))
         added, dropped = sorted(set(m_g) - set(m_w)), sorted(set(m_w) - set(m_g))
+        added += sorted(f"{k}.{n}" for k in set(m_w) & set(m_g) for n in new_keys(m_w[k], m_g[k]))
         ok = not diff and not unequal and not bad_m and not dropped
         failures += not ok
         print(f"{name}: {len(sd_g)} tensors, {len(unequal)} unequal, keys differing {diff[:5]}; "

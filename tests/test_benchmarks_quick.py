@@ -64,3 +64,18 @@ def test_family_step_benchmark_quick_mode_runs_and_tables_render(tmp_path: Path)
     tables = [sys.executable, str(ROOT / "benchmarks" / "tables.py"), "--results", str(tmp_path / "quick")]
     subprocess.run([*tables, "--readme", str(readme)], env=env, check=True, capture_output=True)
     assert "Method family: step cost" in readme.read_text() and "| dino | dino |" in readme.read_text()
+
+
+@pytest.mark.slow
+def test_spectrum_host_benchmark_quick_mode_times_both_kernels() -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_spectrum_host.py"), "--quick", "--rounds", "1"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    assert "OpenBLAS core(s)" in text and text.count("this host's kernel:") == 2
+    assert "np.cov / ours " in text and "np.cov / ours_blocks" in text
+    errors = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if "lambda_max" in line]
+    assert errors and max(errors) < 1e-12  # every kernel agrees with the float64 reference
+    assert "extra peak memory" in text and "np.cov +" in text

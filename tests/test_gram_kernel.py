@@ -41,7 +41,7 @@ def test_chunked_products_equal_numpy_of_the_converted_block(
     rng = np.random.default_rng(1)
     block = (rng.standard_normal((250, 9)) * np.geomspace(5, 0.01, 9) + 100.0).astype(dtype)
     shift = torch.from_numpy(block[:50].mean(0, dtype=np.float64))
-    slot = ChunkSlot(9, syrk)
+    slot = ChunkSlot(9, syrk, gram_kernel.chunk_rows(9))
     gram, sums = slot.products(block, shift, l2_normalize)
     x = block.astype(np.float64)
     if l2_normalize:
@@ -61,7 +61,7 @@ def test_chunked_products_equal_numpy_of_the_converted_block(
 def test_nonfinite_rows_make_the_chunk_products_nonfinite(syrk: gram_kernel.Syrk) -> None:
     block = np.ones((300, 4), dtype=np.float32)
     block[290, 2] = np.nan
-    gram, sums = ChunkSlot(4, syrk).products(block, None, False)
+    gram, sums = ChunkSlot(4, syrk, 256).products(block, None, False)
     assert not np.isfinite(float(gram.diagonal().sum()))
     assert not np.isfinite(float(sums.sum()))
 
@@ -85,3 +85,25 @@ def test_the_kernel_is_chosen_by_the_blas_core(cores: set[str], has_syrk: bool, 
 def test_chunk_rows_keep_a_chunk_near_2_mb_and_at_least_256_rows() -> None:
     assert gram_kernel.chunk_rows(512) * 513 * 8 <= 2**21 < (gram_kernel.chunk_rows(512) + 1) * 513 * 8
     assert gram_kernel.chunk_rows(4096) == 256
+
+
+def test_cpu_workers_run_numpy_blas_on_one_thread_and_restore_it() -> None:
+    """The workers' BLAS limit (found once, reused: a fresh library scan per call cost ~1 ms)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from dimcollapse.diagnostics.engine.knn_workers import cpu_workers
+
+    def blas_threads() -> list[int]:
+        return [int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with threadpool_limits(2, user_api="blas"):
+            for _ in range(2):  # the second call reuses the libraries found by the first
+                with cpu_workers() as workers:
+                    assert workers == 2 and torch.get_num_threads() == 1
+                    assert blas_threads() and set(blas_threads()) == {1}
+                assert set(blas_threads()) == {2} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(old)

@@ -35,6 +35,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("vicreg", {}),
     ("byol", {"dim": D, "hidden_dim": 10}),
     ("simsiam", {"dim": D, "hidden_dim": 5}),
+    ("msn", {"dim": D, "n_prototypes": 5}),  # the mean-entropy term is of the global mean prediction
 ]
 # rows per process: an even split, and an uneven one (objectives must not assume equal local batches)
 SPLITS: dict[str, list[int]] = {"even": [4, 4], "uneven": [3, 5]}

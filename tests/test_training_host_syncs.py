@@ -62,6 +62,7 @@ CASES = {
         "regularizers=[{name: so, kwargs: {weight: 1.0e-3, warmup_epochs: 1}},"
         " {name: whitening, kwargs: {weight: 0.1}}]",
     ],
+    "msn_masked_step": ["objective.name=msn", "objective.kwargs={n_prototypes: 16}"],  # its own step
     "simclr_srip_koleo_probe": [
         "objective.name=simclr",
         "regularizers=[{name: srip, kwargs: {weight: 1.0e-3}}, {name: koleo, kwargs: {weight: 0.05}}]",

@@ -98,3 +98,25 @@ def test_train_on_imagenet_layout(tree: Path) -> None:
     assert run(["train", str(recipe), *TINY, *args, "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 2 and 0.0 <= metrics["knn_k3_top1"] <= 1.0
+
+
+def test_sgd_probe_crops_come_from_the_full_image_anew_each_epoch(tree: Path) -> None:
+    plan = plan_run(load_config(None, [*TINY, f"data.root={tree}"]))
+    dm = plan.datamodule
+    loader = dm.probe_crop_loader()
+    assert loader is not None
+    first, second = list(loader), list(loader)
+    _, want = zip(*dm.eval_loader(train=True), strict=True)
+    assert torch.equal(torch.cat([y for _, y in first]), torch.cat(want))  # the evaluation rows, in order
+    assert all(isinstance(x, list) and tuple(x[0].shape[1:]) == (3, 16, 16) for x, _ in first)
+    assert not torch.equal(first[0][0][0], second[0][0][0])  # a new random crop every epoch
+
+
+def test_train_with_the_papers_sgd_probe_on_imagenet_layout(tree: Path) -> None:
+    recipe = tree.parent / "tiny.yaml"
+    recipe.write_text("name: tiny\n")
+    probe = ["eval.linear_probe_kind=sgd", "eval.sgd_probe_batch_size=4", "eval.sgd_probe_augment=true"]
+    out = tree.parent / "run_sgd"
+    assert run(["train", str(recipe), *TINY, f"data.root={tree}", *probe, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["linear_sgd_top1"] <= 1.0

@@ -165,3 +165,23 @@ def test_the_checkpoint_record_rebuilds_the_planned_module() -> None:
     rebuilt.load_state_dict(want)
     assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in want.items())
     assert dict(rebuilt.hparams) == record
+
+
+def test_the_trainer_is_built_from_the_plan_not_the_config(tmp_path: Any) -> None:
+    """build_trainer takes the plan's TrainerSettings: length, cadence, time cap, accumulation, loggers."""
+    from dimcollapse.training.run import build_trainer
+
+    extra = ["optim.max_steps=7", "optim.max_time_minutes=2", "trainer.log_every=3",
+             "trainer.tensorboard=false", "trainer.accumulate_grad_batches=2",
+             "trainer.progress_bar=false"]  # fmt: skip
+    plan = plan_run(load_config(None, [*TINY, *extra]))
+    t = plan.trainer
+    spe = plan.datamodule.info.steps_per_epoch
+    assert (t.total_steps, t.steps_per_epoch, t.max_epochs) == (7, spe, -(-7 // spe))
+    assert t.loggers == ("csv",) and plan.global_batch_size == 16 * 1 * 2
+    trainer = build_trainer(t, tmp_path, [])
+    assert trainer.max_steps == 7 and trainer.max_epochs == t.max_epochs
+    assert trainer.accumulate_grad_batches == 2 and trainer.log_every_n_steps == 3
+    timer = [c for c in trainer.callbacks if type(c).__name__ == "Timer"]
+    assert len(timer) == 1 and timer[0]._duration == 120.0
+    assert [type(lg).__name__ for lg in trainer.loggers] == ["CSVLogger"]

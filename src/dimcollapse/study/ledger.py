@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from dimcollapse.launch.base import Job
 from dimcollapse.utils.atomic import atomic_write_json
@@ -27,12 +27,31 @@ def read_json_dict(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+class JobEntry(TypedDict, total=False):
+    """One run's line of ``launch/jobs.json``: where it was submitted and how it stands."""
+
+    executor: str
+    job_id: str
+    array_index: int | None
+    log: str
+    state: str
+    submitted: str
+    updated: str
+    error: str
+    submissions: int
+
+
+def read_jobs(path: Path) -> dict[str, JobEntry]:
+    """The entries of a jobs.json ({} when missing or unreadable; an entry that is no object is dropped)."""
+    return {str(k): JobEntry(**v) for k, v in read_json_dict(path).items() if isinstance(v, dict)}
+
+
 class Ledger:
     """The jobs of one study folder, kept in memory and written through."""
 
     def __init__(self, out: Path) -> None:
         self.path = out / JOBS
-        self.jobs: dict[str, dict[str, Any]] = read_json_dict(self.path)
+        self.jobs: dict[str, JobEntry] = read_jobs(self.path)
 
     def record(self, jobs: list[Job], executor: str) -> None:
         """Note newly submitted jobs."""

@@ -29,7 +29,7 @@ from dimcollapse.data.loader_crops import (
 from dimcollapse.errors import ConfigError, InputError
 from dimcollapse.registry import build
 from dimcollapse.training.config import RunConfig
-from dimcollapse.training.step_sampler import StepBatchSampler, epoch_seed
+from dimcollapse.training.step_sampler import EpochBatches, StepBatchSampler, epoch_seed
 from dimcollapse.utils.distributed import rank, world_size
 
 __all__ = [
@@ -320,6 +320,20 @@ class SSLDataModule(L.LightningDataModule):
         if self.settings.persistent_workers and self.settings.num_workers > 0:
             self._eval_loaders[key] = loader
         return loader
+
+    def probe_crop_loader(self, shard: bool = False) -> DataLoader | None:
+        """The training rows of ``eval_loader(train=True, shard)`` in the same order, as ([uint8 [B, C, S, S]
+        random-resized crop of the full image], labels) with new crops on every pass (the SGD probe's
+        augmented epochs); None for datasets without loader crops (the probe then crops on the device)."""
+        if not getattr(self.train_set, "loader_crops", False) or not self.crop_specs:
+            return None
+        tr, _ = self.eval_indices()
+        rows = tr[rank() :: world_size()] if shard else tr
+        spec = CropSpec(self.crop_specs[0].size, (0.08, 1.0), (3 / 4, 4 / 3))  # DirectCLR's linear_probe.py
+        ds: Any = self.train_set
+        crops = CropSamples(ds.samples, rows.tolist(), [spec], ds.resize, ds.channels)
+        passes = EpochBatches(len(crops), self.settings.eval_batch_size, self.settings.seed, rank())
+        return DataLoader(crops, batch_sampler=passes, **self._loader_kwargs())
 
     def eval_sets(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
         """((train images, labels), (test images, labels)) as whole tensors (small in-memory datasets)."""

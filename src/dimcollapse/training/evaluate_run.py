@@ -118,13 +118,19 @@ class EvalData:
     train: Iterable[tuple[Tensor, Tensor]]
     test: Iterable[tuple[Tensor, Tensor]]
     num_classes: int
+    train_crops: Iterable[tuple[Any, Tensor]] | None = None  # the SGD probe's crops of the full images
 
     @classmethod
     def from_datamodule(cls, dm: SSLDataModule) -> EvalData:
         """This process's evaluation loaders of a set-up datamodule (rows capped by eval.max_train /
         max_test; rows rank, rank + W, ... of each split under torch.distributed)."""
         train, test = dm.eval_loader(train=True, shard=True), dm.eval_loader(train=False, shard=True)
-        return cls(train, test, dm.info.num_classes)
+        return cls(train, test, dm.info.num_classes, dm.probe_crop_loader(shard=True))
+
+
+def _probe_batches(data: EvalData) -> Iterable[tuple[Any, Tensor]]:
+    """The SGD probe's augmented epochs: the loader's full-image crops if any, else the images."""
+    return data.train if data.train_crops is None else data.train_crops
 
 
 def _accuracies(
@@ -176,7 +182,7 @@ def evaluate_module(module: Any, data: EvalData, settings: EvalSettings) -> RunR
     rec = RunRecord(accuracies=_accuracies("", s, tr, te, c, details))
     if s.linear_probe and s.linear_probe_kind == "sgd":
         rec.accuracies.update(
-            sgd_probe_accuracies(module, data.train, s.sgd_probe, s.sgd_probe_augment, tr, te, c)
+            sgd_probe_accuracies(module, _probe_batches(data), s.sgd_probe, s.sgd_probe_augment, tr, te, c)
         )
     d0 = module.objective.embedding_slice()
     if d0 is not None and d0 < rtr.shape[1]:

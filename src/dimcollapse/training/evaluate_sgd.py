@@ -45,9 +45,10 @@ def crop_augment(module: Any) -> ViewAugment:
 
 
 @torch.no_grad()
-def augmented_features(module: Any, batches: Iterable[tuple[Tensor, Tensor]], augment: ViewAugment) -> Tensor:
+def augmented_features(module: Any, batches: Iterable[tuple[Any, Tensor]], augment: ViewAugment) -> Tensor:
     """r of one random crop of every labelled training image, in the loader's order, on the model's
-    device (the encoder in eval mode: BatchNorm statistics frozen)."""
+    device (the encoder in eval mode: BatchNorm statistics frozen); batches of [crop] cut by the loader
+    from the full image (``SSLDataModule.probe_crop_loader``) are only flipped here."""
     device = next(module.parameters()).device
     was_training = module.training
     module.eval()
@@ -55,7 +56,8 @@ def augmented_features(module: Any, batches: Iterable[tuple[Tensor, Tensor]], au
     try:
         for x, y in batches:
             keep = torch.as_tensor(y) >= 0
-            views = augment(x.to(device)[keep.to(device)])
+            k = keep.to(device)
+            views = augment([c.to(device)[k] for c in x] if isinstance(x, list) else x.to(device)[k])
             out.append(module.model.encode(views[0])[0].float())
     finally:
         module.train(was_training)
@@ -64,7 +66,7 @@ def augmented_features(module: Any, batches: Iterable[tuple[Tensor, Tensor]], au
 
 def sgd_probe_accuracies(
     module: Any,
-    train: Iterable[tuple[Tensor, Tensor]],
+    train: Iterable[tuple[Any, Tensor]],
     settings: SGDProbeSettings,
     augment: bool,
     tr: Split,

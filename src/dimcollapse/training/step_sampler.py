@@ -68,3 +68,21 @@ class StepBatchSampler:
 def sample_seed(seed: int, micro: int, rank: int, slot: int) -> int:
     """Seed of one sample's crops: a fixed mix of the run seed, the micro-batch, the rank and the slot."""
     return (int(seed) * 1_000_003 + int(micro) * 65_537 + int(rank) * 8_191 + int(slot) * 131 + 7) % (2**62)
+
+
+class EpochBatches:
+    """Batches of ``(position, seed)`` over positions 0..n-1 in order; every pass over it is a new epoch
+    with new seeds (the SGD probe's fresh crops of the same rows each epoch)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0) -> None:
+        self.n, self.batch_size, self.seed, self.rank, self.epoch = n, max(1, int(batch_size)), seed, rank, 0
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        micro = -(epoch + 1)  # negative: never the seed of a training micro-batch
+        for start in range(0, self.n, self.batch_size):
+            stop = min(self.n, start + self.batch_size)
+            yield [(p, sample_seed(self.seed, micro, self.rank, p)) for p in range(start, stop)]

@@ -175,10 +175,11 @@ class CovarianceAccumulator:
         """Worker ``worker``'s buffers: a chunk buffer where the in-place syrk is this host's kernel (and
         the blocks run on worker threads: several lanes), else a block buffer of at least ``rows`` rows."""
         slot = self._slots.get(worker)
-        if slot is None:
+        chunk = min(gram_kernel.chunk_rows(d), rows)
+        if slot is None or (isinstance(slot, ChunkSlot) and slot.buf.shape[0] < chunk):
             syrk = gram_kernel.inplace_syrk() if len(self._lanes) > 1 and gram_kernel.use_chunks() else None
             if syrk is not None:
-                slot = self._slots[worker] = ChunkSlot(d, syrk)
+                slot = self._slots[worker] = ChunkSlot(d, syrk, chunk)
         if slot is None or (isinstance(slot, BlockSlot) and slot.buf.shape[0] < rows):
             slot = self._slots[worker] = BlockSlot(rows, d)
         return slot

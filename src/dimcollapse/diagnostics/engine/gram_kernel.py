@@ -79,15 +79,16 @@ def chunk_rows(d: int) -> int:
 
 
 class ChunkSlot:
-    """One worker's chunk buffer (rows x (d + 1), last column ones) and its block's Gram sum.
+    """One worker's chunk buffer (rows x (d + 1), last column ones; rows: ``chunk_rows(d)``, fewer for a
+    smaller block) and its block's Gram sum.
 
     ``products`` converts a block chunk by chunk (float32 -> float64 minus the shift, l2-normalised first
     if asked) and sums each chunk's Gram product in place into the upper triangle of ``gram``; the lower
     triangle stays zero (the lanes' sums are symmetrised from their upper triangles at the end).
     """
 
-    def __init__(self, d: int, syrk: Syrk) -> None:
-        self.buf = np.empty((chunk_rows(d), d + 1))
+    def __init__(self, d: int, syrk: Syrk, rows: int) -> None:
+        self.buf = np.empty((rows, d + 1))
         self.buf[:, d] = 1.0
         self.gram = np.zeros((d + 1, d + 1))
         self.syrk = syrk
