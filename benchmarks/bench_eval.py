@@ -6,6 +6,7 @@ Each case runs in its own process (its peak RSS is its memory):
 - ``eval``: what a run's evaluation does after encoding, on 47,952 x 512 training / 10,000 test features
   (100 classes): the sharded kNN (k = 20 and 200, temperature-weighted) + the L-BFGS probe in float32
   (100 iterations at most, tolerance 1e-9): wall and CPU seconds, peak RSS. Target: under 30 s.
+  ``eval_all_iterations``: the same with no early stop (all 100 iterations: the worst case).
 - ``compare``: interleaved rounds in one process (medians): our kNN (float32 / float16 bank), the old
   exact kNN, faiss's exact inner-product index (IndexFlatIP, same device, same votes); the L-BFGS probe in
   float32 against float64 (the old default): seconds, accuracies, iterations.
@@ -82,12 +83,18 @@ def faiss_knn(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: torc
 
 
 def probe(
-    xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: torch.Tensor, c: int, dtype: str
+    xtr: torch.Tensor,
+    ytr: torch.Tensor,
+    xte: torch.Tensor,
+    yte: torch.Tensor,
+    c: int,
+    dtype: str,
+    tol: float = 1e-9,
 ) -> Any:
-    """The run's L-BFGS probe (100 iterations at most, weight decay 1e-4): accuracy, iterations."""
+    """The run's L-BFGS probe (100 iterations at most, weight decay 1e-4; ``tol`` 0: all 100)."""
     from dimcollapse.training.probe_lbfgs import LBFGSProbeSettings, fit_lbfgs_probe, lbfgs_probe_topk
 
-    p = fit_lbfgs_probe(xtr, ytr, c, LBFGSProbeSettings(100, 1e-4, dtype))
+    p = fit_lbfgs_probe(xtr, ytr, c, LBFGSProbeSettings(100, 1e-4, dtype, tol))
     return {
         "top1": lbfgs_probe_topk(p, xte, yte)[1],
         "iterations": p.iterations,
@@ -101,14 +108,15 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     return time.perf_counter() - t, time.process_time() - cpu, out
 
 
-def case_eval(sizes: tuple[int, int, int, int]) -> dict[str, Any]:
+def case_eval(sizes: tuple[int, int, int, int], tol: float = 1e-9) -> dict[str, Any]:
     xtr, ytr, xte, yte = features(*sizes)
     c = sizes[3]
     before = rss_gib()
     w1, c1, acc = timed(lambda: knn(xtr, ytr, xte, yte, c, "float32"))
-    w2, c2, lin = timed(lambda: probe(xtr, ytr, xte, yte, c, "float32"))
+    w2, c2, lin = timed(lambda: probe(xtr, ytr, xte, yte, c, "float32", tol))
     return {
         "seconds": w1 + w2, "cpu_seconds": c1 + c2, "knn_seconds": w1, "probe_seconds": w2,
+        "knn_cpu_s": c1, "probe_cpu_s": c2,
         "knn_k200_top1": acc[200][0], "knn_k20_top1": acc[20][0], "linear_top1": lin["top1"],
         "probe_iterations": lin["iterations"], "probe_evaluations": lin["evaluations"],
         "peak_rss_gib": rss_gib(), "features_rss_gib": before,
@@ -116,17 +124,21 @@ def case_eval(sizes: tuple[int, int, int, int]) -> dict[str, Any]:
 
 
 def rounds(jobs: dict[str, Callable[[], Any]], n: int) -> dict[str, Any]:
-    """Interleaved rounds (job after job each round): median seconds and the last result of each."""
+    """Interleaved rounds (job after job each round): median wall and CPU seconds (all threads; on a
+    loaded host the steadier figure), the last result of each."""
     times: dict[str, list[float]] = {k: [] for k in jobs}
+    cpus: dict[str, list[float]] = {k: [] for k in jobs}
     results: dict[str, Any] = {}
     for _ in range(n):
         for name, fn in jobs.items():
-            t = time.perf_counter()
-            results[name] = fn()
-            times[name].append(time.perf_counter() - t)
+            w, cpu, results[name] = timed(fn)
+            times[name].append(w)
+            cpus[name].append(cpu)
     return {
-        k: {"median_s": statistics.median(v), "seconds": v, "result": results[k]} for k, v in times.items()
-    }
+        k: {"median_s": statistics.median(v), "median_cpu_s": statistics.median(cpus[k]), "seconds": v,
+            "result": results[k]}
+        for k, v in times.items()
+    }  # fmt: skip
 
 
 def case_compare(sizes: tuple[int, int, int, int], n: int) -> dict[str, Any]:
@@ -143,8 +155,10 @@ def case_compare(sizes: tuple[int, int, int, int], n: int) -> dict[str, Any]:
         "lbfgs_float64": lambda: probe(xtr, ytr, xte, yte, c, "float64"),
     }
     out = rounds(jobs, n)
-    out["ratio_faiss_over_ours"] = out["knn_faiss_flat_ip"]["median_s"] / out["knn_float32"]["median_s"]
-    out["ratio_float64_over_float32"] = out["lbfgs_float64"]["median_s"] / out["lbfgs_float32"]["median_s"]
+    for key, (a, b) in {"faiss_over_ours": ("knn_faiss_flat_ip", "knn_float32"),
+                        "float64_over_float32": ("lbfgs_float64", "lbfgs_float32")}.items():  # fmt: skip
+        out[f"ratio_{key}"] = out[a]["median_s"] / out[b]["median_s"]
+        out[f"cpu_ratio_{key}"] = out[a]["median_cpu_s"] / out[b]["median_cpu_s"]
     return out
 
 
@@ -245,6 +259,8 @@ def run_case(case: str, quick: bool, scale: float) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
     if case == "eval":
         return case_eval(sizes)
+    if case == "eval_all_iterations":  # the worst case: no early stop, all 100 L-BFGS iterations
+        return case_eval(sizes, tol=0.0)
     if case == "compare":
         return case_compare(sizes, 1 if quick else 2)
     if case == "real":
@@ -257,7 +273,7 @@ def run_case(case: str, quick: bool, scale: float) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--cases", default="eval,compare,real,imagenet_knn,imagenet_probe")
+    ap.add_argument("--cases", default="eval,eval_all_iterations,compare,real,imagenet_knn,imagenet_probe")
     ap.add_argument("--scale", type=float, default=1 / 64, help="rows of the ImageNet case (fraction)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=2)

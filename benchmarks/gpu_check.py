@@ -11,13 +11,17 @@ the ImageNet recipe (ResNet-50, 224 px), each built the way `dimcollapse train` 
   3. the collapse monitor's measurement (``CollapseMonitor.measure`` as the run builds it: weight spectra +
      probe embeddings) as a multiple of one step, and its share at the recipe's every_n_steps;
   4. the evaluation (the run's kNN and L-BFGS linear probe) on synthetic features of a stated size;
-  5. the device settings in effect (channels_last, cudnn.benchmark, TF32, the strided 1x1 workaround).
+  5. the kernel choices in effect (training/device_defaults.py: the device's defaults, applied as a run
+     applies them) and an on/off row for each (strided 1x1 rewrite, channels_last, cudnn.benchmark, TF32,
+     torch.compile of the backbone) on the engine step (gpu_check_kernels.py);
+  6. one named paper study end to end through `dimcollapse study` (gpu_check_study.py), timed.
 
-python benchmarks/gpu_check.py [--quick] [--rounds 5] [--out runs/gpu-check]
+python benchmarks/gpu_check.py [--quick] [--rounds 5] [--compile auto|on|off] [--no-study] [--out DIR]
 Writes <out>/gpu_check.json and <out>/gpu_check.md atomically. --quick: tiny sizes (batch 8, 16 px, 2
-rounds, tiny feature sets) so that it runs on a CPU in seconds (tests/test_gpu_check.py).
-Not measured here: a short end-to-end run of a named study, and the image-folder (JPEG decoding) input
-of the ImageNet recipe: the input rows read generated in-memory images.
+rounds, tiny feature sets) so that it runs on a CPU in seconds (tests/test_gpu_check.py); the study's four
+train processes only with --study (the test runs its quick size on its own).
+Not measured here: the image-folder (JPEG decoding) input of the ImageNet recipe: the input rows read
+generated in-memory images.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import host, interleaved
+from gpu_check_kernels import kernel_rows
+from gpu_check_study import study_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = {
@@ -53,7 +59,7 @@ NOTES = [
     "medians over interleaved rounds; each ratio is the median of per-round ratios",
     "data: generated in-memory uint8 images (dataset 'synthetic') at the recipe's size; the ImageNet "
     "recipe's image-folder JPEG decoding is not measured here",
-    "not run: a short end-to-end run of a named study",
+    "the recipe rows run with the device's kernel choices applied as a run applies them (settings row)",
 ]
 
 
@@ -87,14 +93,21 @@ def autocast(dev: torch.device, precision: str) -> Callable[[], contextlib.Abstr
     return contextlib.nullcontext
 
 
-def recipe_overrides(size: int, batch: int | None, pool: int, probe: int) -> list[str]:
-    """Generated in-memory data of the recipe's image size, one process, a small probe and eval set."""
+def recipe_overrides(
+    size: int, batch: int | None, pool: int, probe: int, dev: torch.device | None = None
+) -> list[str]:
+    """Generated in-memory data of the recipe's image size, one process, a small probe and eval set, the
+    accelerator of ``dev`` (default: this machine's)."""
     kw = f"{{n: {pool}, num_classes: 10, channels: 3, image_size: {size}}}"
+    on_gpu = (dev or device()).type == "cuda"
     out = [
+        f"trainer.accelerator={'gpu' if on_gpu else 'cpu'}",
         "data.name=synthetic",
         "data.root=null",
         f"data.kwargs={kw}",
         "data.num_workers=0",
+        "data.persistent_workers=false",
+        "data.prefetch_factor=null",
         "trainer.devices=1",
         "trainer.num_nodes=1",
         "trainer.strategy=auto",
@@ -198,7 +211,7 @@ def fitting_rows(name: str, a: argparse.Namespace, dev: torch.device, notes: lis
     batch = 8 if a.quick else a.batch
     while True:
         try:
-            return recipe_rows(name, recipe, size, batch, a, dev)
+            return recipe_rows(name, recipe, size, batch, a, dev, notes)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             from dimcollapse.training.config import load_config
@@ -211,15 +224,38 @@ def fitting_rows(name: str, a: argparse.Namespace, dev: torch.device, notes: lis
 
 
 def recipe_rows(
-    name: str, recipe: str, size: int, batch: int | None, a: argparse.Namespace, dev: torch.device
+    name: str,
+    recipe: str,
+    size: int,
+    batch: int | None,
+    a: argparse.Namespace,
+    dev: torch.device,
+    notes: list[str],
 ) -> list[dict]:
-    """Rows 1-3 and the device settings (5) of one recipe at ``batch`` per device (None: the recipe's)."""
-    from dimcollapse.models.pointwise import plain_kernel
+    """Rows 1-3 and the kernel settings and on/off rows (5) of one recipe at ``batch`` per device (None:
+    the recipe's), under the device's kernel flags as a run sets them."""
+    from dimcollapse.training.device_defaults import apply_kernel_flags, restore_kernel_flags
 
     pool, probe = (64, 16) if a.quick else (max(4 * (batch or 512), 1024), 512)
-    overrides = recipe_overrides(16 if a.quick else size, batch, pool, probe)
+    overrides = recipe_overrides(16 if a.quick else size, batch, pool, probe, dev)
     overrides += [*QUICK_MODEL[name], QUICK_PROJECTOR] if a.quick else []
     plan, module = build(recipe, overrides, dev)
+    previous = apply_kernel_flags(plan.trainer.kernels, plan.trainer.device)
+    try:
+        rows = _measured_rows(name, plan, module, a, dev)
+        first = name == a.recipes.split(",")[0]  # auto: the first recipe only (compiling takes minutes)
+        compile_on = a.compile == "on" or (a.compile == "auto" and dev.type == "cuda" and first)
+        engine = lambda m: step_jobs(plan, m, dev)[0]["engine"]  # noqa: E731
+        tag = rows[0]["row"].split(":")[0]
+        more, said = kernel_rows(tag, plan, module, dev, engine, a.rounds, compile_on)
+    finally:
+        restore_kernel_flags(previous)
+    notes += said
+    return rows + more
+
+
+def _measured_rows(name: str, plan: Any, module: Any, a: argparse.Namespace, dev: torch.device) -> list[dict]:
+    """Rows 1-3 and the settings row of one built recipe."""
     steps, b = step_jobs(plan, module, dev)
     n_in = 2
     monitor, every = monitor_job(plan, module, dev)
@@ -245,9 +281,9 @@ def recipe_rows(
             "value": 1.0,
             "unit": "flag",
             "settings": {
-                "channels_last": bool(getattr(backbone, "channels_last", False)),
+                **plan.trainer.kernels.record(plan.trainer.device),
+                "channels_last": bool(getattr(backbone, "channels_last", False)),  # the layout built
                 "precision": str(plan.config.trainer.precision) if dev.type == "cuda" else "32 (cpu)",
-                "strided_1x1_workaround": not plain_kernel(dev),
             },
         },
     ]
@@ -326,6 +362,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--eval-test", type=int, default=10_000)
     ap.add_argument("--eval-dim", type=int, default=512)
     ap.add_argument("--eval-classes", type=int, default=100)
+    ap.add_argument(
+        "--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile rows (auto: cuda)"
+    )
+    ap.add_argument("--no-study", action="store_true", help="skip the end-to-end run of a named paper study")
+    ap.add_argument("--study", action="store_true", help="with --quick: run the study too (4 processes)")
     a = ap.parse_args(argv)
     names = [n for n in a.recipes.split(",") if n]
     unknown = [n for n in names if n not in RECIPES]
@@ -342,9 +383,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     rows: list[dict] = []
     notes = list(NOTES)
+    seconds: dict[str, float] = {}
     for name in names:
+        t1 = time.perf_counter()
         rows += fitting_rows(name, a, dev, notes)
+        seconds[name] = time.perf_counter() - t1
+    t1 = time.perf_counter()
     rows += eval_rows(a, dev)
+    seconds["eval"] = time.perf_counter() - t1
+    if a.no_study or (a.quick and not a.study):
+        notes.append("not run: the end-to-end study (--no-study, or --quick without --study)")
+    else:
+        t1 = time.perf_counter()
+        more, said = study_rows(dev.type, a.quick, out)
+        rows, notes = rows + more, notes + said
+        seconds["study"] = time.perf_counter() - t1
     check(rows)
     payload = {
         "benchmark": "gpu_check",
@@ -355,6 +408,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rows": rows,
         "notes": [*notes, "cpu run: figures are not a GPU's" if dev.type == "cpu" else "cuda run"],
         "host": host(),
+        "section_seconds": seconds,
         "seconds": time.perf_counter() - t0,
     }
     md = markdown(payload)

@@ -1,5 +1,6 @@
-"""Run the issue-15 comparisons (bench_diagnostics.py, bench_step.py, bench_loop.py) and the method family's
-step cost (bench_family_step.py, issue 14), each in its own process, and report which failed. Other
+"""Run the issue-15 comparisons (bench_diagnostics.py, bench_step.py, bench_loop.py), the method family's
+step cost (bench_family_step.py, issue 14) and the final evaluation (bench_eval.py, issue 25), each in its own
+process, and report which failed. Other
 bench_*.py scripts (training accuracy runs, views, models, regularizers) take their own arguments and run
 with --only.
 
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT = ("diagnostics", "step", "loop", "family_step")  # the comparisons `make bench` prints
+DEFAULT = ("diagnostics", "step", "loop", "family_step", "eval")  # the comparisons `make bench` prints
 
 
 def main() -> int:

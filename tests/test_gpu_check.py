@@ -1,4 +1,5 @@
-"""`make gpu-check` never breaks while no GPU is lent: its --quick mode runs here on the CPU."""
+"""`make gpu-check` never breaks while no GPU is lent: its --quick mode runs here on the CPU (an on/off row
+per kernel choice), and every run of its end-to-end study resolves and builds at the quick size."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ ROW_KINDS = (
     "monitor share at every",
     "settings",
 )
+# on/off rows on the CPU (torch.compile takes minutes to compile here: not in --quick)
+KERNEL_CHOICES = ("channels_last", "cudnn_benchmark", "tf32")
 
 
 @pytest.mark.slow
@@ -54,8 +57,53 @@ def test_quick_gpu_check_writes_every_row_finite_and_positive(tmp_path: Path) ->
     assert data["device"]["device"].startswith("cpu") and "# gpu-check on cpu" in md
     settings = [r["settings"] for r in data["rows"] if "settings" in r]
     assert len(settings) == 2 and all(s["strided_1x1_workaround"] for s in settings)
-    assert all(s["channels_last"] for s in settings)
-    assert any("named study" in n for n in data["notes"])
+    assert all(s["channels_last"] and s["device"] == "cpu" and not s["tf32"] for s in settings)
+    from dimcollapse.training.precision import cpu_flags
+
+    choices = (*KERNEL_CHOICES, "strided_1x1_workaround") if "avx512f" in cpu_flags() else KERNEL_CHOICES
+    for recipe in ("cifar_r18", "imagenet_r50"):
+        for choice in choices:
+            for kind in ("on", "off", "on / off step time"):
+                assert sum(n.startswith(recipe) and n.endswith(f"{choice} {kind}") for n in names) == 1
+        assert any(n.startswith(recipe) and "torch_compile not run" in n for n in data["notes"])
+    assert any("not run: the end-to-end study" in n for n in data["notes"])
+
+
+def _module(name: str) -> object:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return module
+
+
+def test_every_run_of_the_checks_study_resolves_and_builds_at_the_quick_size(tmp_path: Path) -> None:
+    """The study the check runs end to end (its named paper study, its scale-down variant, its overrides)
+    plans and builds every run: a config the check's overrides break would fail here, not on the GPU."""
+    import torch
+
+    from dimcollapse.study.grid import load_study
+    from dimcollapse.study.plan import resolve_configs
+    from dimcollapse.study.scale import scaled_study
+    from dimcollapse.training.module import SSLModule
+    from dimcollapse.training.plan import plan_run
+
+    gs = _module("gpu_check_study")
+    cmd = gs.study_command("cpu", True, tmp_path / "s")  # type: ignore[attr-defined]
+    assert cmd[2:4] == ["dimcollapse", "study"] and Path(cmd[4]).is_file() and "--scale" in cmd
+    study = scaled_study(load_study(cmd[4]), gs.SCALE)  # type: ignore[attr-defined]
+    resolved = resolve_configs(study, gs.study_overrides("cpu", True))  # type: ignore[attr-defined]
+    assert len(resolved) == 4
+    for _spec, cfg in resolved:
+        assert cfg.optim.max_steps == gs.STEPS and cfg.trainer.devices == 1  # type: ignore[attr-defined]
+        module = SSLModule.from_plan(plan_run(cfg, world_size=1))
+        x = torch.randint(0, 256, (cfg.data.batch_size, 3, 16, 16), dtype=torch.uint8)
+        y = torch.zeros(cfg.data.batch_size, dtype=torch.long)
+        assert torch.isfinite(module.training_step((x, y), 0)["loss"])
 
 
 def test_gpu_check_builds_the_recipes_through_the_run_plan() -> None:
