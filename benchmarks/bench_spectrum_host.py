@@ -9,11 +9,14 @@ This script times, interleaved round by round in one process per case:
 - ``ours_chunks`` / ``ours_blocks``: the same call forced onto each kernel (the other host kind's choice);
 - ``floor``: the float64 syrk ``X.T @ X`` of the already converted, centred data (no conversion, no eig).
 
-Cases: 50,000 x 512 and 200,000 x 256 (float32, planted spectrum), each at 1 thread (process CPU time)
-and 2 threads (wall time); then the extra peak memory of 1,000,000 x 256 streamed in 20k-row blocks
+Cases: 500 x 32, 2,000 x 64, 5,000 x 128 and 20,000 x 256 (small: a float64 copy of at most 16 MB takes
+the one-block path, ``engine/covariance_small.py``; ``ours_streamed`` forces the streamed path beside it;
+each call repeated so that a round lasts ~10-80 ms, at least 15 rounds), then 50,000 x 512 and
+200,000 x 256 (float32, planted spectrum), each at 1 thread (process CPU time) and 2 threads (wall
+time); then the extra peak memory of 1,000,000 x 256 streamed in 20k-row blocks
 against np.cov's. Prints np.cov / ours per case, median (min-max) over rounds: > 1 means ours is faster.
 
-python benchmarks/bench_spectrum_host.py [--rounds 5] [--quick]      (1-2 minutes on 2 idle cores)
+python benchmarks/bench_spectrum_host.py [--rounds 5] [--quick]      (2-3 minutes on 2 idle cores)
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +37,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt_ratio, host, interleaved, ratio_stats
 from bench_diagnostics import planted, set_threads
 
-CASES = [(50_000, 512, 1), (50_000, 512, 2), (200_000, 256, 1), (200_000, 256, 2)]
-QUICK_CASES = [(4_000, 64, 1), (8_000, 32, 2)]
+SMALL_CASES = [(n, d, t) for n, d in ((500, 32), (2_000, 64), (5_000, 128), (20_000, 256)) for t in (1, 2)]
+CASES = [*SMALL_CASES, (50_000, 512, 1), (50_000, 512, 2), (200_000, 256, 1), (200_000, 256, 2)]
+QUICK_CASES = [(2_000, 64, 1), (4_000, 64, 2), (40_000, 32, 2)]
+
+
+def repeated(fn: Callable[[], Any], reps: int) -> Callable[[], Any]:
+    """``fn`` called ``reps`` times (small cases: a round long enough for the clock and the host's noise)."""
+
+    def run() -> Any:
+        for _ in range(reps):
+            out = fn()
+        return out
+
+    return run
 
 
 def spectrum_timing(n: int, d: int, threads: int, rounds: int) -> dict[str, Any]:
     """One case, in this process: every contender interleaved; ratios within each round."""
     set_threads(threads)
     from dimcollapse.diagnostics import covariance_spectrum
-    from dimcollapse.diagnostics.engine import gram_kernel
+    from dimcollapse.diagnostics.engine import covariance_small, gram_kernel
 
     z = planted(n, d)
     z64 = z.astype(np.float64)
@@ -56,16 +72,29 @@ def spectrum_timing(n: int, d: int, threads: int, rounds: int) -> dict[str, Any]
         finally:
             gram_kernel.use_chunks = host_choice  # type: ignore[method-assign]
 
+    def streamed() -> np.ndarray:
+        covariance_small.ONE_BLOCK_BYTES, kept = 0, covariance_small.ONE_BLOCK_BYTES
+        try:
+            return covariance_spectrum(z)
+        finally:
+            covariance_small.ONE_BLOCK_BYTES = kept
+
+    one_block = covariance_small.one_block_array(z, None) is not None
     jobs = {
         "np_cov_eigvalsh": lambda: np.linalg.eigvalsh(np.cov(z.T))[::-1],
         "ours": lambda: covariance_spectrum(z),
-        "ours_blocks": lambda: forced(False),
         "floor": lambda: z64.T @ z64,
     }
-    if chunks_ok:
-        jobs["ours_chunks"] = lambda: forced(True)
+    if one_block:  # small: this call takes the one-block path; the streamed path forced beside it
+        jobs["ours_streamed"] = streamed
+    else:
+        jobs["ours_blocks"] = lambda: forced(False)
+        if chunks_ok:
+            jobs["ours_chunks"] = lambda: forced(True)
+    reps = max(1, 400_000_000 // (n * d * d))
+    timed = {name: repeated(fn, reps) for name, fn in jobs.items()}
     clock = time.process_time if threads == 1 else time.perf_counter
-    times = interleaved(jobs, rounds, clock)
+    times = interleaved(timed, max(rounds, 15) if reps > 1 else rounds, clock)
     ref = np.linalg.eigvalsh(np.cov(z64.T, bias=True))[::-1]
     errors = {
         name: float(np.max(np.abs(fn() - ref)) / ref[0])
@@ -74,9 +103,13 @@ def spectrum_timing(n: int, d: int, threads: int, rounds: int) -> dict[str, Any]
     }
     return {
         "case": f"{n:,} x {d}, {threads} thread(s) ({'CPU time' if threads == 1 else 'wall'})",
-        "kernel": "chunks (in-place syrk)" if host_choice() else "blocks (numpy A.T @ A)",
+        "kernel": "one block (direct float64 np path)"
+        if one_block
+        else "chunks (in-place syrk)"
+        if host_choice()
+        else "blocks (numpy A.T @ A)",
         "np_cov_over": {k: ratio_stats(times["np_cov_eigvalsh"], v) for k, v in times.items()},
-        "seconds_median": {k: float(np.median(v)) for k, v in times.items()},
+        "seconds_median": {k: float(np.median(v)) / reps for k, v in times.items()},
         "max_abs_error_over_lambda_max": errors,
     }
 
@@ -145,8 +178,9 @@ def main() -> None:
             if name != "np_cov_eigvalsh":
                 err = r["max_abs_error_over_lambda_max"].get(name)
                 extra = f"   max |error| / lambda_max {err:.1e}" if err is not None else ""
-                print(f"  np.cov / {name:12s} {fmt_ratio(s)}   ({r['seconds_median'][name]:.3f} s){extra}")
-        print(f"  np.cov + eigvalsh: {r['seconds_median']['np_cov_eigvalsh']:.3f} s")
+                ms = 1e3 * r["seconds_median"][name]
+                print(f"  np.cov / {name:13s} {fmt_ratio(s)}   ({ms:.3f} ms){extra}")
+        print(f"  np.cov + eigvalsh: {1e3 * r['seconds_median']['np_cov_eigvalsh']:.3f} ms")
     n, d = (100_000, 64) if a.quick else (1_000_000, 256)
     ours, theirs = peak_extra_gib(n, d, False), peak_extra_gib(n, d, True)
     print(f"\nextra peak memory, {n:,} x {d}: ours streamed +{ours:.3f} GiB, np.cov +{theirs:.2f} GiB")

@@ -74,8 +74,9 @@ def test_spectrum_host_benchmark_quick_mode_times_both_kernels() -> None:
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
-    assert "OpenBLAS core(s)" in text and text.count("this host's kernel:") == 2
-    assert "np.cov / ours " in text and "np.cov / ours_blocks" in text
+    assert "OpenBLAS core(s)" in text and text.count("this host's kernel:") == 3
+    assert "np.cov / ours " in text and "np.cov / ours_blocks" in text and "ours_streamed" in text
+    assert "one block" in text  # the small quick cases take the one-block path
     errors = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if "lambda_max" in line]
     assert errors and max(errors) < 1e-12  # every kernel agrees with the float64 reference
     assert "extra peak memory" in text and "np.cov +" in text

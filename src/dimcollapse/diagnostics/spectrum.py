@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from dimcollapse.diagnostics.engine.covariance import CovarianceAccumulator
+from dimcollapse.diagnostics.engine.covariance_small import one_block_array, one_block_covariance
 from dimcollapse.diagnostics.engine.inputs import (
     ArrayLike,
     as_tensor,
@@ -63,6 +64,11 @@ def covariance_matrix(
     block_size: int | None = None,
 ) -> np.ndarray:
     """C = (1/N) sum_i (z_i - mean)(z_i - mean)^T in float64 (SPEC 1.1); Z: matrix or iterable of batches."""
+    if block_size is not None:
+        check_positive_int(block_size, "block_size")
+    small = one_block_array(Z, block_size)
+    if small is not None:  # a small CPU matrix: one direct block, no streaming machinery
+        return one_block_covariance(small, center, l2_normalize)
     return _accumulate(Z, center, l2_normalize, block_size).covariance()
 
 
@@ -77,6 +83,11 @@ def covariance_spectrum(
     A matrix with fewer rows than columns (N < D) uses the N x N Gram matrix (1/N) Xc Xc^T, which has
     the same non-zero eigenvalues; the other D - N eigenvalues are exactly 0.
     """
+    if block_size is not None:
+        check_positive_int(block_size, "block_size")
+    small = one_block_array(Z, block_size)
+    if small is not None:  # a small CPU matrix (N >= D): one direct block, no streaming machinery
+        return spectrum_of(one_block_covariance(small, center, l2_normalize))
     if is_matrix_like(Z):
         t = as_tensor(Z)
         if t.ndim != 2 or t.shape[0] < 2 or t.shape[1] < 1:
