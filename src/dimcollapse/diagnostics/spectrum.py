@@ -1,5 +1,6 @@
 """Covariance spectrum of embeddings (SPEC 1.1, DC paper eq. 1): eigenvalues of the streamed float64
-covariance (``diagnostics/engine/covariance.py``), or of the N x N Gram matrix when N < D.
+covariance (``diagnostics/engine/covariance.py``), of one direct float64 block for a small CPU matrix
+(``diagnostics/engine/covariance_small.py``), or of the N x N Gram matrix when N < D.
 """
 
 from __future__ import annotations
