@@ -79,3 +79,21 @@ def test_spectrum_host_benchmark_quick_mode_times_both_kernels() -> None:
     errors = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if "lambda_max" in line]
     assert errors and max(errors) < 1e-12  # every kernel agrees with the float64 reference
     assert "extra peak memory" in text and "np.cov +" in text
+
+
+@pytest.mark.slow
+def test_input_benchmark_quick_mode_measures_every_case(tmp_path: Path) -> None:
+    env = {**os.environ, "DIMCOLLAPSE_BENCH_RESULTS": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_input.py"), "--quick"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    cases = json.loads((tmp_path / "quick" / "input.json").read_text())["cases"]
+    assert set(cases) == {
+        "old_fit_224",
+        "new_rrc_2views",
+        "new_rrc_1view",
+        "new_eval_256_224",
+        "gpu_path_worker",
+    }
+    assert all(0 < c["min"] <= c["median"] <= c["max"] for c in cases.values())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import importlib
 import os
 import signal
@@ -136,5 +137,11 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(run(sys.argv[1:]))
+    """Console-script entry point. Before the interpreter exits, every live object is moved to the
+    collector's permanent generation (``gc.freeze``): the atexit handlers still run (loggers flush), but
+    the interpreter's final full collections no longer walk the ~0.5 M objects torch and lightning leave
+    (measured: 3.5-4.8 s between a run's metrics.json and the process's exit on this 2-core host, 0.5-0.6
+    s with it; a study waits for each run's process to end)."""
+    code = run(sys.argv[1:])
+    gc.freeze()
+    sys.exit(code)
