@@ -117,7 +117,8 @@ def test_a_ddp_run_under_slurm_is_two_tasks(tmp_path: Path, capsys: pytest.Captu
     assert sbatch_fields((job_dir / f"{job_dir.name}_submission.sh").read_text())["ntasks-per-node"] == "2"
     logs = {p.name: p.read_text() for p in job_dir.glob("*_log.err")}
     assert len(logs) == 2 and "GLOBAL_RANK: 1" in "".join(logs.values())  # rank 1 is SLURM task 1
-    assert metrics(tmp_path / "o" / "runs" / "ddp2")["steps"] > 0
+    m = metrics(tmp_path / "o" / "runs" / "ddp2")
+    assert m["steps"] > 0 and m["eval_processes"] == 2  # both SLURM tasks evaluated their shares
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -1,12 +1,17 @@
 """A device-side record of the first non-finite loss of a run: updated every step without a host sync,
-read (one sync) at logging steps, before every checkpoint and at the end of training."""
+read (one sync) at logging steps, before every checkpoint and at the end of training. Under several
+processes the read agrees over ranks (two small all-reduces), so every rank stops at the same step
+instead of one rank raising while the others wait at the next collective."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
+
+from dimcollapse.utils.distributed import is_distributed
 
 
 class NonFiniteFlag:
@@ -30,8 +35,21 @@ class NonFiniteFlag:
         self.which = torch.where(new, bad, self.which)
 
     def first_bad(self) -> tuple[int, list[bool]] | None:
-        """(step, per-term flags) of the first non-finite step, or None (reads the device: one sync)."""
+        """(step, per-term flags) of the first non-finite step on any rank, or None (one sync)."""
         if self.first_step is None or self.which is None:
             return None
-        step = int(self.first_step)
-        return None if step < 0 else (step, [bool(b) for b in self.which.tolist()])
+        first, which = self.first_step, self.which
+        if is_distributed():
+            first, which = _agree_over_ranks(first, which)
+        step = int(first)
+        return None if step < 0 else (step, [bool(b) for b in which.tolist()])
+
+
+def _agree_over_ranks(first: Tensor, which: Tensor) -> tuple[Tensor, Tensor]:
+    """step = min over ranks of the first bad step (-1: none); which = OR of the flags of the ranks at it."""
+    never = torch.iinfo(torch.long).max
+    step = torch.where(first < 0, torch.full_like(first, never), first)
+    dist.all_reduce(step, op=dist.ReduceOp.MIN)
+    flags = torch.where(first == step, which.long(), torch.zeros_like(which, dtype=torch.long))
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return torch.where(step == never, torch.full_like(step, -1), step), flags.bool()
