@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
-from dimcollapse.utils.distributed import is_distributed
+from dimcollapse.utils.distributed import all_reduce_max_, all_reduce_min_, is_distributed
 
 
 class NonFiniteFlag:
@@ -49,7 +48,7 @@ def _agree_over_ranks(first: Tensor, which: Tensor) -> tuple[Tensor, Tensor]:
     """step = min over ranks of the first bad step (-1: none); which = OR of the flags of the ranks at it."""
     never = torch.iinfo(torch.long).max
     step = torch.where(first < 0, torch.full_like(first, never), first)
-    dist.all_reduce(step, op=dist.ReduceOp.MIN)
+    all_reduce_min_(step)
     flags = torch.where(first == step, which.long(), torch.zeros_like(which, dtype=torch.long))
-    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    all_reduce_max_(flags)
     return torch.where(step == never, torch.full_like(step, -1), step), flags.bool()

@@ -146,6 +146,20 @@ def all_reduce_sum(x: Tensor) -> Tensor:
     return _AllReduceSum.apply(x)
 
 
+def all_reduce_min_(x: Tensor) -> Tensor:
+    """x <- min_k x_k over processes, in place, not differentiable; unchanged if W = 1."""
+    if is_distributed():
+        dist.all_reduce(x, op=dist.ReduceOp.MIN)
+    return x
+
+
+def all_reduce_max_(x: Tensor) -> Tensor:
+    """x <- max_k x_k over processes, in place, not differentiable; unchanged if W = 1."""
+    if is_distributed():
+        dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return x
+
+
 def batch_sizes(n_local: int, device: torch.device | None = None) -> list[int]:
     """The local batch size n_k of every process, in rank order ([n_local] when not distributed).
 
