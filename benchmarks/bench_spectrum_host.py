@@ -9,7 +9,7 @@ This script times, interleaved round by round in one process per case:
 - ``ours_chunks`` / ``ours_blocks``: the same call forced onto each kernel (the other host kind's choice);
 - ``floor``: the float64 syrk ``X.T @ X`` of the already converted, centred data (no conversion, no eig).
 
-Cases: 500 x 32, 2,000 x 64, 5,000 x 128 and 20,000 x 256 (small: a float64 copy of at most 16 MB takes
+Cases: 500 x 32, 2,000 x 64, 5,000 x 128 and 20,000 x 256 (small: a float64 copy of at most 128 MB takes
 the one-block path, ``engine/covariance_small.py``; ``ours_streamed`` forces the streamed path beside it;
 each call repeated so that a round lasts ~10-80 ms, at least 15 rounds), then 50,000 x 512 and
 200,000 x 256 (float32, planted spectrum), each at 1 thread (process CPU time) and 2 threads (wall

@@ -4,8 +4,10 @@ C = (1/N) (Z - mean Z)^T (Z - mean Z), computed as ``np.cov`` does (one float64 
 in place, one BLAS syrk of the centred copy), without np.cov's generic argument handling and with the
 finiteness check on the diagonal only.
 Below ``ONE_BLOCK_BYTES`` the streamed accumulator's fixed costs (lanes, worker threads, the BLAS thread
-limit, the merge) dominate: 1.1 ms against np.cov's 0.6 ms at 2,000 x 64 on the benchmark host. This path
-holds one float64 copy of the input (at most ``ONE_BLOCK_BYTES``, no more than one streamed block) and
+limit, the merge) dominate: 1.1 ms against np.cov's 0.6 ms at 2,000 x 64 on the benchmark host; with two
+threads, inputs of a few streamed blocks also leave a worker idle (0.59x np.cov at 40,000 x 256, 78 MB,
+idle Intel AVX-512 host) while this path's threaded syrk is np.cov's own (1.02x). This path holds one
+float64 copy of the input (at most ``ONE_BLOCK_BYTES``: bounded, whatever N) and
 uses no torch op and no worker thread, so its result does not depend on the torch thread count; numpy's
 BLAS splits a syrk over output columns, each entry summed in the same order whatever its threads.
 """
@@ -18,7 +20,7 @@ import torch
 from dimcollapse.diagnostics.engine.inputs import count_nonfinite_rows
 from dimcollapse.errors import InputError
 
-ONE_BLOCK_BYTES = 16 * 2**20  # float64 bytes of the copy: one default streamed block (streamed wins above)
+ONE_BLOCK_BYTES = 128 * 2**20  # float64 bytes of the copy; above it the streamed path wins at 1 and 2 threads
 
 
 def one_block_array(z: object, block_size: int | None) -> np.ndarray | None:
