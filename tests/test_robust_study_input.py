@@ -69,15 +69,18 @@ def test_a_study_whose_runs_all_fail_exits_non_zero(
 
 
 def test_a_reader_never_sees_an_empty_lock(tmp_path: Path) -> None:
-    lock = tmp_path / ".study.lock"
-    churn = (
-        "import sys, pathlib\nfrom dimcollapse.utils.lock import acquire, release\n"
-        f"p = pathlib.Path({str(lock)!r})\n"
-        "for _ in range(400):\n    acquire(p, 'study folder'); release(p)\n"
+    lock, stop = tmp_path / ".study.lock", tmp_path / "stop"
+    churn = (  # take and release the lock until told to stop (at most 60 s)
+        "import pathlib, time\nfrom dimcollapse.utils.lock import acquire, release\n"
+        f"p, stop = pathlib.Path({str(lock)!r}), pathlib.Path({str(stop)!r})\n"
+        "end = time.monotonic() + 60\n"
+        "while not stop.exists() and time.monotonic() < end:\n    acquire(p, 'study folder'); release(p)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", churn])
     seen = empty = 0
-    while proc.poll() is None:
+    deadline = time.monotonic() + 45
+    # read until 200 reads found the lock held (however slowly the host runs the churning process)
+    while seen < 200 and proc.poll() is None and time.monotonic() < deadline:
         try:
             text = lock.read_text()
         except FileNotFoundError:
@@ -89,5 +92,7 @@ def test_a_reader_never_sees_an_empty_lock(tmp_path: Path) -> None:
             holder = None
         if not isinstance(holder, dict) or "pid" not in holder:
             empty += 1
+    stop.touch()
+    proc.wait(timeout=60)
     assert proc.returncode == 0
     assert seen > 0 and empty == 0, f"{empty} of {seen} reads found a lock without its holder"
