@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dimcollapse.training.callbacks.progress import read_progress
 from launch_helpers import DDP, GRID4, assert_same_results, cli, metrics, require_slurm, rows, write_study
 
 
@@ -136,7 +137,7 @@ def test_a_requeued_run_resumes_by_itself_with_the_same_metrics(
 ) -> None:
     require_slurm()
     study = write_study(
-        tmp_path / "spec", "name: rq\nbase: base.yaml\nset: {optim.epochs: 40}\nruns: [{name: long}]\n"
+        tmp_path / "spec", "name: rq\nbase: base.yaml\nset: {optim.epochs: 100}\nruns: [{name: long}]\n"
     )
     out = tmp_path / "slurm"
     proc = subprocess.Popen(
@@ -148,9 +149,10 @@ def test_a_requeued_run_resumes_by_itself_with_the_same_metrics(
         _wait_for(jobs.is_file, 120, "the submission")
         job_id = json.loads(jobs.read_text())["long"]["job_id"]
         log = out / "launch" / "slurm" / job_id / f"{job_id}_0_log.err"
-        _wait_for(lambda: log.is_file() and "Trainer.fit" not in log.read_text()
-                  and "training batches" in log.read_text(), 300, "training to start")  # fmt: skip
-        time.sleep(2.0)  # a few steps in
+        progress = out / "runs" / "long" / "progress.json"
+        # a few steps in (progress.json is written every 10 steps), well before the 300th step: on an idle
+        # host a step takes ~20 ms, so the signal lands mid-run however fast the host is
+        _wait_for(lambda: (read_progress(progress) or {}).get("step", 0) >= 10, 300, "training to start")
         if how == "scontrol requeue":  # SLURM stops the job (SIGTERM to its tasks) and queues it again
             subprocess.run(["scontrol", "requeue", job_id], check=True, capture_output=True)
         else:  # the time-limit / preemption warning: the run saves, requeues its own job and exits
